@@ -1,0 +1,30 @@
+"""The `hhforecast` command line: thin commands over the library modules.
+
+Exit codes, like diff: 0 done or check passed, 1 a check said no, 2 bad input or usage.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from hhforecast.cli import modeling
+from hhforecast.cli.registry_commands import registry_app
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="hhforecast",
+    help="Forecast weekly unscheduled maintenance man-hours (HH), and operate the forecast.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command()(modeling.sample)
+app.command()(modeling.train)
+app.command()(modeling.predict)
+app.add_typer(registry_app, name="registry")
+
+
+def main() -> None:
+    """Entry point of the `hhforecast` console script."""
+    app()

@@ -1,0 +1,165 @@
+"""`hhforecast sample`, `train` and `predict`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from hhforecast.cli._common import (
+    ConfigOption,
+    JsonOption,
+    console,
+    err_console,
+    fmt,
+    friendly_errors,
+    print_json,
+    settings_from,
+)
+
+
+@friendly_errors
+def sample(
+    out: Annotated[Path, typer.Option("--out", help="CSV file to write.", dir_okay=False)],
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same file.")] = 7,
+    weeks: Annotated[int, typer.Option(min=8, max=5200, help="Number of weeks.")] = 260,
+    start: Annotated[str, typer.Option(help="First week (a date; its Monday is used).")] = (
+        "2019-01-07"
+    ),
+) -> None:
+    """Simulate a fleet day by day and write its weekly dataset.
+
+    Example: hhforecast sample --out data/fleet.csv --seed 11 --weeks 312
+    """
+    import pandas as pd
+
+    from hhforecast.errors import HHForecastError
+    from hhforecast.fleet import simulate_weekly_dataset
+    from hhforecast.registry import atomic_write_text
+
+    try:
+        pd.Timestamp(start)
+    except ValueError:
+        raise HHForecastError(f"--start {start!r} is not a date (use YYYY-MM-DD)") from None
+    frame = simulate_weekly_dataset(seed=seed, weeks=weeks, start=start)
+    atomic_write_text(out, frame.to_csv(index=False))
+    console.print(
+        f"Wrote {len(frame)} weeks ({frame['date'].iloc[0]} to {frame['date'].iloc[-1]}, "
+        f"seed {seed}) to {out}"
+    )
+
+
+@friendly_errors
+def train(
+    dataset: Annotated[
+        Path | None,
+        typer.Option(help="Weekly CSV (default: paths.dataset, else the bundled sample).",
+                     dir_okay=False),
+    ] = None,
+    version: Annotated[
+        str | None, typer.Option(help="Version name (default: today's date, YYYYMMDD).")
+    ] = None,
+    config: ConfigOption = None,
+    epochs: Annotated[int | None, typer.Option(min=1, help="Maximum epochs.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace an existing version (never production).")
+    ] = False,
+    json_output: JsonOption = False,
+) -> None:
+    """Train both variants and register them as a new version.
+
+    Example: hhforecast train --version 1.0.0
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from hhforecast.training import train_version
+
+    settings = settings_from(config).with_training(epochs=epochs, seed=seed)
+    progress = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("epochs"),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=json_output,
+        disable=json_output,
+    )
+    tasks: dict[str, Any] = {}
+
+    def on_epoch(variant: str, done: int, total: int) -> None:
+        if variant not in tasks:
+            tasks[variant] = progress.add_task(f"training {variant}", total=total)
+        progress.update(tasks[variant], completed=done)
+
+    with progress:
+        result = train_version(settings, dataset, version, force=force, on_epoch=on_epoch)
+        for task in tasks.values():  # early stopping ends before the planned epochs
+            progress.update(task, total=progress.tasks[task].completed)
+    if json_output:
+        print_json({"version": result.entry.version, "path": str(result.path),
+                    **{k: v for k, v in result.metadata.items() if k != "version"}})
+        return
+    console.print(_summary(result.metadata))
+    console.print(
+        f"Registered version [bold]{result.entry.version}[/] in {result.path}"
+        f" (test weeks {result.metadata['split']['test']['start']} to "
+        f"{result.metadata['split']['test']['end']}, split: {result.metadata['split']['mode']})."
+    )
+
+
+def _summary(metadata: dict[str, Any]) -> Table:
+    table = Table(title="Held-out test weeks: network vs baselines (lower RMSE is better)")
+    for column in ("variant", "model", "MAE", "RMSE", "R²", "MAPE %"):
+        table.add_column(column, justify="left" if column in ("variant", "model") else "right")
+    for name, info in metadata["variants"].items():
+        rows = [("network", info["metrics"])] + list(info["baselines"].items())
+        best = min(m["RMSE"] for _, m in rows)
+        for label, m in rows:
+            style = "bold green" if m["RMSE"] == best else None
+            table.add_row(
+                name, label, fmt(m["MAE"]), fmt(m["RMSE"]), fmt(m["R2"], 3), fmt(m["MAPE"]),
+                style=style,
+            )
+        interval = info["interval"]
+        table.add_row(
+            name,
+            f"{interval['coverage']:.0%} interval ±{interval['halfwidth']:.0f} HH",
+            "", "", "", f"covered {interval['observed_coverage_test']:.0%}",
+            end_section=True,
+        )
+    return table
+
+
+@friendly_errors
+def predict(
+    input_file: Annotated[
+        Path, typer.Option("--input", help="CSV of weeks with the variant's features.",
+                           dir_okay=False)
+    ],
+    output: Annotated[Path, typer.Option("--output", help="CSV to write.", dir_okay=False)],
+    version: Annotated[str | None, typer.Option(help="Version (default: production).")] = None,
+    variant: Annotated[
+        str | None, typer.Option(help="Variant (default: mlops.serve_variant, 5features).")
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Score a CSV of weeks: the input plus HH_pred, HH_lower, HH_upper and out_of_range.
+
+    Example: hhforecast predict --input weeks.csv --output scored.csv
+    """
+    from hhforecast.predict import predict_file
+
+    run = predict_file(settings_from(config), input_file, output, version, variant)
+    console.print(
+        f"Wrote {run.rows} predictions to {run.output} "
+        f"(version {run.version}, {run.variant})."
+    )
+    if run.rows_out_of_range:
+        err_console.print(
+            f"[yellow]Warning:[/] {run.rows_out_of_range} row(s) have features outside the "
+            "range seen in training (see the out_of_range column); treat them with care."
+        )

@@ -1,0 +1,108 @@
+"""`hhforecast registry ...`: read the registry (never imports TensorFlow)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from hhforecast.cli._common import (
+    ConfigOption,
+    JsonOption,
+    console,
+    err_console,
+    fmt,
+    friendly_errors,
+    print_json,
+    settings_from,
+)
+from hhforecast.errors import VersionNotFoundError
+from hhforecast.registry import ModelVersion, Registry
+
+registry_app = typer.Typer(help="List and inspect registered versions.", no_args_is_help=True)
+
+
+def _production_name(registry: Registry) -> str | None:
+    try:
+        production = registry.production_version()
+    except VersionNotFoundError as exc:
+        err_console.print(f"[yellow]Warning:[/] {exc}", highlight=False)
+        return None
+    return production.version if production else None
+
+
+@registry_app.command("list")
+@friendly_errors
+def list_versions(config: ConfigOption = None, json_output: JsonOption = False) -> None:
+    """List every version with its metrics; production is marked.
+
+    Example: hhforecast registry list
+    """
+    registry = Registry(settings_from(config))
+    versions = registry.versions()
+    production = _production_name(registry)
+    if json_output:
+        print_json(
+            {
+                "registry_file": str(registry.path),
+                "production_version": production,
+                "versions": [v.to_entry() for v in versions],
+            }
+        )
+        return
+    if not versions:
+        console.print(f"No versions in {registry.path} yet. Train one: hhforecast train")
+        return
+    variants = sorted({name for v in versions for name in v.metrics}, reverse=True)
+    table = Table(title=f"Versions in {registry.path}")
+    table.add_column("version", style="bold")
+    table.add_column("trained_at")
+    table.add_column("dataset")
+    for variant in variants:
+        table.add_column(f"RMSE {variant}", justify="right")
+        table.add_column(f"MAE {variant}", justify="right")
+    table.add_column("production")
+    for entry in versions:
+        cells = [entry.version, entry.trained_at, entry.dataset]
+        for variant in variants:
+            cells += [fmt(entry.metric(variant, "RMSE")), fmt(entry.metric(variant, "MAE"))]
+        is_production = entry.version == production
+        cells.append("[green]● production[/]" if is_production else "")
+        table.add_row(*cells)
+    console.print(table)
+
+
+@registry_app.command("show")
+@friendly_errors
+def show_version(
+    version: Annotated[str, typer.Argument(help="The version to show.")],
+    config: ConfigOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Show one version: its registry entry and where its artifacts are.
+
+    Example: hhforecast registry show 1.0.0 --json
+    """
+    registry = Registry(settings_from(config))
+    entry: ModelVersion = registry.get(version)
+    folder = registry.version_dir(entry)
+    production = _production_name(registry)
+    data = {**entry.to_entry(), "folder": str(folder), "production": entry.version == production}
+    if json_output:
+        print_json(data)
+        return
+    table = Table(title=f"Version {entry.version}", show_header=False)
+    table.add_column("key", style="bold")
+    table.add_column("value")
+    for key in ("version", "trained_at", "dataset", "folder", "production"):
+        table.add_row(key, str(data[key]))
+    for variant, metrics in sorted(entry.metrics.items(), reverse=True):
+        table.add_row(
+            f"metrics {variant}",
+            "  ".join(f"{k} {fmt(v, 3 if k.startswith('R2') else 1)}" for k, v in metrics.items()),
+        )
+    for key, value in entry.extra.items():
+        if key not in ("baselines",):
+            table.add_row(key, str(value))
+    console.print(table)

@@ -1,0 +1,225 @@
+"""Settings: found once, validated into a typed object, and passed down.
+
+Search order: ``--config FILE``, then ``$HHFORECAST_CONFIG``, then ``./config.yaml``, then the
+built-in defaults. Relative paths in the file are resolved against the file's own folder (the
+current folder when no file was found), so commands behave the same from any working directory.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from hhforecast.errors import ConfigError
+
+__all__ = [
+    "CONFIG_ENV",
+    "DriftConfig",
+    "MlopsConfig",
+    "MonitoringConfig",
+    "PathsConfig",
+    "ServingConfig",
+    "Settings",
+    "TrainingConfig",
+    "find_config_file",
+    "load_settings",
+]
+
+CONFIG_ENV = "HHFORECAST_CONFIG"
+
+FOUR_FEATURES = ["acft", "sum_daily_hours", "Cycles", "sum_uti_mensal"]
+FIVE_FEATURES = [*FOUR_FEATURES, "age_fleet"]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=False, frozen=True)
+
+
+class PathsConfig(_Section):
+    dataset: str | None = None
+    """Weekly dataset CSV; null means the sample bundled with the package."""
+    models_dir: str = "models"
+
+
+class TrainingConfig(_Section):
+    target: str = "HH"
+    variants: dict[str, list[str]] = Field(
+        default_factory=lambda: {"4features": FOUR_FEATURES, "5features": FIVE_FEATURES}
+    )
+    split: Literal["time", "random"] = "time"
+    test_fraction: float = Field(0.25, gt=0.0, lt=0.9)
+    validation_fraction: float = Field(0.2, gt=0.0, lt=0.9)
+    epochs: int = Field(300, ge=1, le=100_000)
+    batch_size: int = Field(32, ge=1, le=100_000)
+    units: int = Field(32, ge=1, le=4096)
+    learning_rate: float = Field(0.003, gt=0.0, lt=1.0)
+    patience: int = Field(30, ge=1)
+    l2: float = Field(1e-3, ge=0.0)
+    seed: int = 42
+    min_rows: int = Field(30, ge=8)
+    interval_coverage: float = Field(0.8, gt=0.0, lt=1.0)
+
+    @field_validator("variants")
+    @classmethod
+    def _variants_not_empty(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        if not value:
+            raise ValueError("at least one variant is needed")
+        for name, features in value.items():
+            if not features:
+                raise ValueError(f"variant {name!r} lists no features")
+        return value
+
+
+class MlopsConfig(_Section):
+    production_version: str = "latest"
+    registry_file: str = "models/registry.json"
+    serve_variant: str = "5features"
+
+
+class ServingConfig(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    reload_poll_seconds: float = Field(2.0, gt=0.0)
+    max_batch_rows: int = Field(10_000, ge=1)
+    api_key_env: str = "HHFORECAST_API_KEY"
+
+
+class DriftConfig(_Section):
+    min_weeks: int = Field(8, ge=2)
+    ks_pvalue: float = Field(0.01, gt=0.0, lt=1.0)
+    wasserstein: float = Field(0.1, gt=0.0)
+    psi: float = Field(0.25, gt=0.0)
+    share_of_features: float = Field(0.5, gt=0.0, le=1.0)
+
+
+class MonitoringConfig(_Section):
+    database: str = "models/predictions.sqlite"
+    error_factor: float = Field(1.5, gt=0.0)
+
+
+class _ConfigFile(_Section):
+    paths: PathsConfig = Field(default_factory=PathsConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    mlops: MlopsConfig = Field(default_factory=MlopsConfig)
+    serving: ServingConfig = Field(default_factory=ServingConfig)
+    drift: DriftConfig = Field(default_factory=DriftConfig)
+    monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Validated settings plus where they came from."""
+
+    source: Path | None
+    base_dir: Path
+    paths: PathsConfig
+    training: TrainingConfig
+    mlops: MlopsConfig
+    serving: ServingConfig
+    drift: DriftConfig
+    monitoring: MonitoringConfig
+
+    def resolve(self, value: str | Path) -> Path:
+        """A path from the config, made absolute against the config file's folder."""
+        path = Path(value).expanduser()
+        return path if path.is_absolute() else self.base_dir / path
+
+    @property
+    def models_dir(self) -> Path:
+        return self.resolve(self.paths.models_dir)
+
+    @property
+    def registry_file(self) -> Path:
+        return self.resolve(self.mlops.registry_file)
+
+    @property
+    def config_file(self) -> Path:
+        """Where `promote` writes production_version (created on first promotion if absent)."""
+        return self.source if self.source is not None else self.base_dir / "config.yaml"
+
+    def with_training(self, **changes: Any) -> Settings:
+        """A copy with some training values replaced (command-line overrides), re-validated."""
+        data = self.training.model_dump()
+        data.update({k: v for k, v in changes.items() if v is not None})
+        try:
+            training = TrainingConfig.model_validate(data)
+        except ValidationError as exc:
+            raise ConfigError("command line", _describe(exc, prefix="training")) from None
+        return Settings(
+            self.source,
+            self.base_dir,
+            self.paths,
+            training,
+            self.mlops,
+            self.serving,
+            self.drift,
+            self.monitoring,
+        )
+
+
+def find_config_file(explicit: Path | None = None, cwd: Path | None = None) -> Path | None:
+    """The config file to use: explicit, then $HHFORECAST_CONFIG, then ./config.yaml, else None."""
+    if explicit is not None:
+        if not explicit.is_file():
+            raise ConfigError(explicit, "no such file (given with --config)")
+        return explicit
+    from_env = os.environ.get(CONFIG_ENV)
+    if from_env:
+        path = Path(from_env).expanduser()
+        if not path.is_file():
+            raise ConfigError(path, f"no such file (named by ${CONFIG_ENV})")
+        return path
+    local = (cwd or Path.cwd()) / "config.yaml"
+    return local if local.is_file() else None
+
+
+def load_settings(explicit: Path | None = None, cwd: Path | None = None) -> Settings:
+    """Find, read and validate the configuration; built-in defaults when there is no file."""
+    source = find_config_file(explicit, cwd)
+    raw: Any = {}
+    if source is not None:
+        try:
+            raw = yaml.safe_load(source.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(source, f"not valid YAML ({_first_line(exc)})") from None
+        except OSError as exc:
+            raise ConfigError(source, f"cannot be read ({exc.strerror})") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(source, "the top level must be a mapping of sections")
+    try:
+        parsed = _ConfigFile.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(source or "config", _describe(exc)) from None
+    base_dir = (source.parent if source is not None else (cwd or Path.cwd())).resolve()
+    return Settings(
+        source=source.resolve() if source is not None else None,
+        base_dir=base_dir,
+        paths=parsed.paths,
+        training=parsed.training,
+        mlops=parsed.mlops,
+        serving=parsed.serving,
+        drift=parsed.drift,
+        monitoring=parsed.monitoring,
+    )
+
+
+def _describe(exc: ValidationError, prefix: str = "") -> str:
+    problems = []
+    for error in exc.errors():
+        key = ".".join(str(part) for part in error["loc"])
+        if prefix:
+            key = f"{prefix}.{key}"
+        if error["type"] == "extra_forbidden":
+            problems.append(f"unknown key {key!r}")
+        else:
+            problems.append(f"key {key!r}: {error['msg']} (got {error.get('input')!r})")
+    return "; ".join(problems)
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -1,0 +1,176 @@
+"""The weekly dataset: where it comes from, and the checks it must pass before anything uses it."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from hhforecast.errors import DatasetError
+
+__all__ = [
+    "DATE_COLUMN",
+    "SAMPLE_NAME",
+    "WeeklyDataset",
+    "check_feature_frame",
+    "file_sha256",
+    "load_weekly_dataset",
+    "sample_dataset_path",
+]
+
+DATE_COLUMN = "date"
+SAMPLE_NAME = "sample_weekly.csv"
+DATASET_HINT = "See docs/data.md for the expected columns."
+
+
+@dataclass(frozen=True)
+class WeeklyDataset:
+    """A validated weekly dataset, sorted by date, with where it came from."""
+
+    frame: pd.DataFrame
+    path: Path
+    sha256: str
+
+    @property
+    def rows(self) -> int:
+        return len(self.frame)
+
+
+def sample_dataset_path() -> Path:
+    """The synthetic sample that ships inside the package."""
+    return Path(str(resources.files("hhforecast") / "data" / SAMPLE_NAME))
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file's bytes, read in chunks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def read_csv(path: Path) -> pd.DataFrame:
+    """Read a CSV file or raise a DatasetError that says why it could not be read."""
+    if not path.exists():
+        raise DatasetError(path, "no such file", "Check the path or pass --dataset FILE.")
+    if path.is_dir():
+        raise DatasetError(path, "is a folder, not a CSV file")
+    try:
+        return pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        raise DatasetError(path, "the file is empty", DATASET_HINT) from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise DatasetError(path, f"not a readable CSV file ({first})", DATASET_HINT) from None
+
+
+def check_feature_frame(
+    frame: pd.DataFrame,
+    source: Path | str,
+    columns: list[str],
+) -> pd.DataFrame:
+    """Check that `columns` exist and hold finite, non-negative numbers; return them as floats.
+
+    Row numbers in messages are the file's line numbers (the header is line 1).
+    """
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        present = ", ".join(map(str, frame.columns)) or "none"
+        raise DatasetError(
+            source,
+            f"missing column(s) {', '.join(missing)} (columns present: {present})",
+            DATASET_HINT,
+        )
+    if frame.empty:
+        raise DatasetError(source, "has a header but no rows", DATASET_HINT)
+    out = pd.DataFrame(index=frame.index)
+    for column in columns:
+        numeric = pd.to_numeric(frame[column], errors="coerce")
+        bad = numeric.isna() & frame[column].notna()
+        if bad.any():
+            i = int(np.flatnonzero(bad.to_numpy())[0])
+            raise DatasetError(
+                source,
+                f"column {column!r}, line {i + 2}: {frame[column].iloc[i]!r} is not a number",
+            )
+        values = numeric.to_numpy(dtype=float)
+        not_finite = ~np.isfinite(values)
+        if not_finite.any():
+            i = int(np.flatnonzero(not_finite)[0])
+            shown = "empty" if np.isnan(values[i]) else repr(frame[column].iloc[i])
+            raise DatasetError(
+                source,
+                f"column {column!r}, line {i + 2}: value is {shown}; every value must be "
+                "a finite number",
+            )
+        negative = values < 0
+        if negative.any():
+            i = int(np.flatnonzero(negative)[0])
+            raise DatasetError(
+                source,
+                f"column {column!r}, line {i + 2}: {values[i]:g} is negative; counts, hours "
+                "and man-hours cannot be",
+            )
+        out[column] = values
+    return out
+
+
+def check_dates(frame: pd.DataFrame, source: Path | str) -> pd.Series:
+    """Parse the date column; dates must be valid, unique and in increasing order."""
+    if DATE_COLUMN not in frame.columns:
+        present = ", ".join(map(str, frame.columns)) or "none"
+        raise DatasetError(
+            source, f"missing column(s) date (columns present: {present})", DATASET_HINT
+        )
+    dates = pd.to_datetime(frame[DATE_COLUMN], errors="coerce", format="mixed")
+    bad = dates.isna()
+    if bad.any():
+        i = int(np.flatnonzero(bad.to_numpy())[0])
+        raise DatasetError(
+            source,
+            f"column 'date', line {i + 2}: {frame[DATE_COLUMN].iloc[i]!r} is not a date "
+            "(use YYYY-MM-DD)",
+        )
+    duplicated = dates.duplicated()
+    if duplicated.any():
+        i = int(np.flatnonzero(duplicated.to_numpy())[0])
+        raise DatasetError(
+            source, f"column 'date', line {i + 2}: week {dates.iloc[i]:%Y-%m-%d} appears twice"
+        )
+    steps = dates.diff().dt.days.to_numpy()[1:]
+    backwards = steps <= 0
+    if backwards.any():
+        i = int(np.flatnonzero(backwards)[0]) + 1
+        raise DatasetError(
+            source,
+            f"column 'date', line {i + 2}: {dates.iloc[i]:%Y-%m-%d} comes before the line "
+            "above it; weeks must be in increasing date order",
+        )
+    return dates
+
+
+def load_weekly_dataset(
+    path: Path | None,
+    features: list[str],
+    target: str | None,
+    min_rows: int = 1,
+) -> WeeklyDataset:
+    """Read and validate a weekly dataset (the bundled sample when `path` is None)."""
+    path = path if path is not None else sample_dataset_path()
+    raw = read_csv(path)
+    wanted = list(dict.fromkeys([*features, *([target] if target else [])]))
+    values = check_feature_frame(raw, path, wanted)
+    dates = check_dates(raw, path)
+    if len(raw) < min_rows:
+        raise DatasetError(
+            path,
+            f"has {len(raw)} weeks; at least {min_rows} are needed",
+            "Use a longer history or lower training.min_rows.",
+        )
+    frame = values.assign(**{DATE_COLUMN: dates.to_numpy()})[[DATE_COLUMN, *wanted]]
+    return WeeklyDataset(frame=frame.reset_index(drop=True), path=path, sha256=file_sha256(path))

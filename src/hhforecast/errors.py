@@ -1,0 +1,106 @@
+"""The exceptions hhforecast raises for a user's mistake or a check's "no" verdict.
+
+Every class builds its own message: what was wrong, where, and how to fix it. The CLI prints
+``Error: <message>`` and exits with ``exit_code``; the API turns them into a 4xx JSON body.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+__all__ = [
+    "EXIT_BAD_INPUT",
+    "EXIT_CHECK_FAILED",
+    "ConfigError",
+    "DatasetError",
+    "HHForecastError",
+    "RegistryCorruptError",
+    "RegistryError",
+    "VersionExistsError",
+    "VersionNotFoundError",
+    "ArtifactError",
+]
+
+EXIT_CHECK_FAILED = 1
+EXIT_BAD_INPUT = 2
+
+
+class HHForecastError(Exception):
+    """Base of every error hhforecast reports to a user without a traceback."""
+
+    exit_code = EXIT_BAD_INPUT
+
+
+class ConfigError(HHForecastError):
+    """The configuration file is missing, unreadable or holds a wrong key or value."""
+
+    def __init__(self, source: Path | str, problem: str) -> None:
+        self.source = str(source)
+        self.problem = problem
+        super().__init__(
+            f"{source}: {problem}. Fix the value in the config file "
+            "(see docs/configuration.md for every key)."
+        )
+
+
+class DatasetError(HHForecastError):
+    """A weekly dataset cannot be used: missing column, bad value, wrong order, too short."""
+
+    def __init__(self, source: Path | str, problem: str, hint: str = "") -> None:
+        self.source = str(source)
+        self.problem = problem
+        message = f"dataset {source}: {problem}."
+        if hint:
+            message += f" {hint}"
+        super().__init__(message)
+
+
+class RegistryError(HHForecastError):
+    """The registry cannot do what was asked (unknown version, bad name, protected version)."""
+
+
+class RegistryCorruptError(RegistryError):
+    """registry.json exists but cannot be parsed; it is reported and never overwritten."""
+
+    def __init__(self, path: Path, problem: str) -> None:
+        self.path = path
+        super().__init__(
+            f"the registry file {path} is corrupt ({problem}). It was left untouched: "
+            "restore it from a backup or fix it by hand, then try again."
+        )
+
+
+class VersionNotFoundError(RegistryError):
+    """A version named by the user or by config.yaml is not in the registry."""
+
+    def __init__(self, version: str, known: list[str], where: str = "") -> None:
+        self.version = version
+        listing = ", ".join(known[-10:]) if known else "none; run `hhforecast train` first"
+        origin = f" (named by {where})" if where else ""
+        super().__init__(
+            f"version {version!r}{origin} is not in the registry. Known versions: {listing}."
+        )
+
+
+class VersionExistsError(RegistryError):
+    """A training asked for a version name that is already taken."""
+
+    def __init__(self, version: str, *, production: bool = False) -> None:
+        self.version = version
+        if production:
+            message = (
+                f"version {version!r} is in production and is never overwritten. "
+                "Train under another name (omit --version for a dated one)."
+            )
+        else:
+            message = (
+                f"version {version!r} already exists. Choose another --version, "
+                "or pass --force to replace it."
+            )
+        super().__init__(message)
+
+
+class ArtifactError(HHForecastError):
+    """A version folder is missing an artifact or an artifact does not match its checksum."""
+
+    exit_code = EXIT_CHECK_FAILED

@@ -1,0 +1,232 @@
+"""A fleet simulated day by day, aggregated to the weekly dataset the way the real one was built.
+
+Two raw logs come out of the simulation, as in the original system:
+
+* utilisation: one row per aircraft-day in service (date, registration, hours, cycles, TAH, TAC);
+* unscheduled events: one row per item (date, registration, ATA chapter, category, HH).
+
+`weekly_dataset` drops PILOT and CABIN items and aggregates both logs to one row per week with
+the columns of the brief. Demand grows with hours, cycles and age; item HH are heavy-tailed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+__all__ = [
+    "FleetChange",
+    "FleetProfile",
+    "SimulatedFleet",
+    "simulate_fleet",
+    "simulate_weekly_dataset",
+    "weekly_dataset",
+]
+
+SAMPLE_SEED = 7
+SAMPLE_WEEKS = 260
+SAMPLE_START = "2019-01-07"
+
+CATEGORIES = np.array(["PILOT", "CABIN", "MAINT", "FINDING", "REPLACEMENT"])
+CATEGORY_SHARE = np.array([0.25, 0.20, 0.27, 0.18, 0.10])
+ATA_CHAPTERS = np.array([21, 24, 25, 27, 28, 29, 30, 32, 33, 34, 35, 36, 38, 49, 52, 53, 71, 72])
+
+
+@dataclass(frozen=True)
+class FleetChange:
+    """A change of how the fleet is operated from a date on (used to simulate real drift)."""
+
+    start: str
+    aircraft_removed: int = 0
+    hours_factor: float = 1.0
+    sector_factor: float = 1.0
+
+
+@dataclass(frozen=True)
+class FleetProfile:
+    """How a fleet is flown; the defaults give a ~37-aircraft 737NG-like fleet."""
+
+    aircraft: int = 37
+    daily_hours: float = 9.6
+    sector_hours: float = 1.55
+    initial_tah_mean: float = 36_000.0
+    initial_tah_spread: float = 12_000.0
+    items_per_day: float = 1.0
+    item_hh_log_mean: float = 1.45
+    item_hh_log_sigma: float = 1.05
+    changes: tuple[FleetChange, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class SimulatedFleet:
+    """The two raw logs of a simulated fleet."""
+
+    utilisation: pd.DataFrame
+    events: pd.DataFrame
+
+
+def simulate_fleet(
+    seed: int = SAMPLE_SEED,
+    weeks: int = SAMPLE_WEEKS,
+    start: str = SAMPLE_START,
+    profile: FleetProfile | None = None,
+) -> SimulatedFleet:
+    """Simulate utilisation and unscheduled-event logs for `weeks` weeks from Monday `start`."""
+    profile = profile or FleetProfile()
+    rng = np.random.default_rng(seed)
+    first_week = pd.Timestamp(start).to_period("W-SUN").start_time
+    last_day = first_week + pd.Timedelta(days=7 * weeks - 1)
+    # Whole calendar months so that monthly utilisation of the first and last weeks is complete.
+    days = pd.date_range(first_week.replace(day=1), last_day + pd.offsets.MonthEnd(0), freq="D")
+    n_days, n_acft = len(days), profile.aircraft
+
+    in_service = _service_calendar(rng, days, n_acft, profile)
+
+    doy = days.dayofyear.to_numpy()
+    # Brazilian holiday peaks (January, July) and a dip in the low seasons.
+    season = 1.0 + 0.06 * np.cos(4 * np.pi * (doy - 15) / 365.25) + 0.02 * np.cos(
+        2 * np.pi * (doy - 15) / 365.25
+    )
+    hours_factor = np.ones(n_days)
+    sector_factor = np.ones(n_days)
+    for change in profile.changes:
+        after = days >= pd.Timestamp(change.start)
+        hours_factor[after] *= change.hours_factor
+        sector_factor[after] *= change.sector_factor
+
+    tail_hours = rng.normal(1.0, 0.05, n_acft)
+    tail_sector = rng.normal(1.0, 0.08, n_acft)
+    daily_hours = (
+        profile.daily_hours
+        * season[:, None]
+        * hours_factor[:, None]
+        * tail_hours[None, :]
+        * rng.gamma(40.0, 1 / 40.0, (n_days, n_acft))
+    )
+    daily_hours = np.clip(daily_hours, 1.5, 16.0) * in_service
+    sector = profile.sector_hours * sector_factor[:, None] * tail_sector[None, :]
+    cycles = np.where(
+        in_service,
+        np.maximum(1, np.rint(daily_hours / sector * rng.gamma(30.0, 1 / 30.0, (n_days, n_acft)))),
+        0,
+    )
+
+    tah0 = np.clip(
+        rng.normal(profile.initial_tah_mean, profile.initial_tah_spread, n_acft), 4_000, 80_000
+    )
+    tah = tah0[None, :] + np.vstack([np.zeros(n_acft), np.cumsum(daily_hours, axis=0)[:-1]])
+    tac = np.rint(tah0 / 1.7)[None, :] + np.vstack(
+        [np.zeros(n_acft), np.cumsum(cycles, axis=0)[:-1]]
+    )
+
+    day_idx, acft_idx = np.nonzero(in_service)
+    regs = np.array([f"PR-G{chr(65 + i // 26)}{chr(65 + i % 26)}" for i in range(n_acft)])
+    utilisation = pd.DataFrame(
+        {
+            "date": days[day_idx],
+            "registration": regs[acft_idx],
+            "hours": np.round(daily_hours[day_idx, acft_idx], 2),
+            "cycles": cycles[day_idx, acft_idx].astype(int),
+            "TAH": np.round(tah[day_idx, acft_idx], 1),
+            "TAC": tac[day_idx, acft_idx].astype(int),
+        }
+    )
+    events = _unscheduled_events(rng, utilisation, profile)
+    return SimulatedFleet(utilisation=utilisation, events=events)
+
+
+def _service_calendar(
+    rng: np.random.Generator, days: pd.DatetimeIndex, n_acft: int, profile: FleetProfile
+) -> np.ndarray:
+    n_days = len(days)
+    service = np.ones((n_days, n_acft), dtype=bool)
+    for a in range(n_acft):
+        # A-checks: a night-and-day stop roughly every two months, staggered between tails.
+        for d in range(int(rng.integers(0, 60)), n_days, int(rng.integers(55, 66))):
+            service[d, a] = False
+        # C-checks: about three weeks on the ground every two years.
+        for d in range(int(rng.integers(0, 730)), n_days, int(rng.integers(700, 760))):
+            service[d : d + int(rng.integers(18, 26)), a] = False
+    # AOG and other unplanned days out of service.
+    service &= rng.random((n_days, n_acft)) > 0.008
+    for change in profile.changes:
+        if change.aircraft_removed:
+            after = days >= pd.Timestamp(change.start)
+            service[np.ix_(after, np.arange(n_acft - change.aircraft_removed, n_acft))] = False
+    return service
+
+
+def _unscheduled_events(
+    rng: np.random.Generator, utilisation: pd.DataFrame, profile: FleetProfile
+) -> pd.DataFrame:
+    hours = utilisation["hours"].to_numpy()
+    cycles = utilisation["cycles"].to_numpy()
+    tah = utilisation["TAH"].to_numpy()
+    # Wear grows with hours and cycles; ageing accelerates it, and very long days add findings.
+    rate = (
+        profile.items_per_day
+        * (hours / 9.6) ** 0.5
+        * (cycles / 5.8) ** 0.45
+        * (tah / 40_000.0) ** 0.8
+        * (1.0 + 0.25 * np.clip(hours - 11.0, 0.0, None))
+    )
+    counts = rng.poisson(rate)
+    rows = np.repeat(np.arange(len(utilisation)), counts)
+    n_items = len(rows)
+    hh = rng.lognormal(profile.item_hh_log_mean, profile.item_hh_log_sigma, n_items)
+    # Rare heavy items (structural findings, engine removals) make the right tail heavier.
+    heavy = rng.random(n_items) < 0.004
+    hh[heavy] *= rng.pareto(2.2, heavy.sum()) * 8.0 + 5.0
+    return pd.DataFrame(
+        {
+            "date": utilisation["date"].to_numpy()[rows],
+            "registration": utilisation["registration"].to_numpy()[rows],
+            "ata": rng.choice(ATA_CHAPTERS, n_items),
+            "category": rng.choice(CATEGORIES, n_items, p=CATEGORY_SHARE),
+            "HH": np.round(hh, 2),
+        }
+    )
+
+
+def weekly_dataset(fleet: SimulatedFleet, weeks: int, start: str = SAMPLE_START) -> pd.DataFrame:
+    """Aggregate the raw logs to one row per week with the dataset's columns."""
+    first_week = pd.Timestamp(start).to_period("W-SUN").start_time
+    util = fleet.utilisation.copy()
+    util["week"] = util["date"].dt.to_period("W-SUN").dt.start_time
+    util["month"] = util["date"].dt.to_period("M")
+    monthly_hours = util.groupby("month")["hours"].sum()
+
+    weekly = util.groupby("week").agg(
+        acft=("registration", "size"),
+        sum_daily_hours=("hours", "sum"),
+        age_fleet=("TAH", "sum"),
+        Cycles=("cycles", "sum"),
+    )
+    weekly["sum_uti_mensal"] = monthly_hours.reindex(weekly.index.to_period("M")).to_numpy()
+
+    events = fleet.events[~fleet.events["category"].isin(["PILOT", "CABIN"])]
+    week_of_event = events["date"].dt.to_period("W-SUN").dt.start_time
+    weekly["HH"] = events.groupby(week_of_event)["HH"].sum().reindex(weekly.index, fill_value=0.0)
+
+    weekly = weekly.loc[first_week : first_week + pd.Timedelta(weeks=weeks - 1)]
+    out = weekly.reset_index().rename(columns={"week": "date"})
+    out["date"] = out["date"].dt.strftime("%Y-%m-%d")
+    out["sum_daily_hours"] = out["sum_daily_hours"].round(1)
+    out["age_fleet"] = out["age_fleet"].round(1)
+    out["sum_uti_mensal"] = out["sum_uti_mensal"].round(1)
+    out["HH"] = out["HH"].round(1)
+    out["Cycles"] = out["Cycles"].astype(int)
+    columns = ["date", "acft", "sum_daily_hours", "age_fleet", "Cycles", "sum_uti_mensal", "HH"]
+    return out[columns]
+
+
+def simulate_weekly_dataset(
+    seed: int = SAMPLE_SEED,
+    weeks: int = SAMPLE_WEEKS,
+    start: str = SAMPLE_START,
+    profile: FleetProfile | None = None,
+) -> pd.DataFrame:
+    """Simulate a fleet and return its weekly dataset in one call."""
+    return weekly_dataset(simulate_fleet(seed, weeks, start, profile), weeks, start)

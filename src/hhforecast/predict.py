@@ -1,0 +1,79 @@
+"""Scoring weeks with a registered version: the path shared by `predict`, the API and checks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from hhforecast.config import Settings
+from hhforecast.data import check_feature_frame, read_csv
+from hhforecast.model import VariantModel, load_variant
+from hhforecast.registry import ModelVersion, Registry, atomic_write_text
+
+__all__ = ["PredictionRun", "load_model", "predict_file", "predict_frame"]
+
+OUTPUT_COLUMNS = ("HH_pred", "HH_lower", "HH_upper", "out_of_range")
+
+
+def load_model(
+    settings: Settings, version: str | None = None, variant: str | None = None
+) -> VariantModel:
+    """Load `variant` (default: the configured serving variant) of `version` (default: production)."""
+    registry = Registry(settings)
+    entry: ModelVersion = (
+        registry.get(version) if version is not None else registry.require_production_version()
+    )
+    return load_variant(
+        registry.version_dir(entry), variant or settings.mlops.serve_variant, entry.version
+    )
+
+
+def predict_frame(model: VariantModel, frame: pd.DataFrame, source: str = "input") -> pd.DataFrame:
+    """`frame` plus HH_pred, HH_lower, HH_upper and out_of_range (features outside training)."""
+    values = check_feature_frame(frame, source, model.features)
+    x = values[model.features].to_numpy(dtype=np.float64)
+    predictions = model.predict(x)
+    lower, upper = model.interval(predictions)
+    out = frame.copy()
+    out["HH_pred"] = np.round(predictions, 3)
+    out["HH_lower"] = np.round(lower, 3)
+    out["HH_upper"] = np.round(upper, 3)
+    out["out_of_range"] = [";".join(names) for names in model.out_of_range(x)]
+    return out
+
+
+@dataclass(frozen=True)
+class PredictionRun:
+    """What a batch prediction wrote."""
+
+    output: Path
+    rows: int
+    version: str
+    variant: str
+    rows_out_of_range: int
+    frame: pd.DataFrame
+
+
+def predict_file(
+    settings: Settings,
+    input_path: Path,
+    output_path: Path,
+    version: str | None = None,
+    variant: str | None = None,
+) -> PredictionRun:
+    """Score every week of a CSV and write it back with the prediction columns added."""
+    frame = read_csv(input_path)
+    model = load_model(settings, version, variant)
+    scored = predict_frame(model, frame, str(input_path))
+    atomic_write_text(output_path, scored.to_csv(index=False))
+    return PredictionRun(
+        output=output_path,
+        rows=len(scored),
+        version=model.version,
+        variant=model.variant,
+        rows_out_of_range=int((scored["out_of_range"] != "").sum()),
+        frame=scored,
+    )

@@ -1,0 +1,292 @@
+"""Training a version: both variants, their baselines and calibration, written as one unit."""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hhforecast.config import Settings
+from hhforecast.data import WeeklyDataset, file_sha256, load_weekly_dataset, sample_dataset_path
+from hhforecast.evaluation import (
+    BASELINES,
+    Split,
+    baseline_predictions,
+    conformal_halfwidth,
+    regression_metrics,
+    split_weeks,
+)
+from hhforecast.model import METADATA_FILE, artifact_names, build_network, quiet_tensorflow
+from hhforecast.registry import ModelVersion, Registry
+
+__all__ = ["EpochCallback", "TrainedVersion", "train_version"]
+
+EpochCallback = Callable[[str, int, int], None]
+"""Called as (variant, epochs done, epochs planned) after every epoch."""
+
+_LIBRARIES = ("hhforecast", "tensorflow", "keras", "scikit-learn", "numpy", "pandas")
+
+
+@dataclass(frozen=True)
+class TrainedVersion:
+    """What a training produced: the registry entry and the full metadata."""
+
+    entry: ModelVersion
+    metadata: dict[str, Any]
+    path: Path
+
+
+def _library_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in _LIBRARIES:
+        try:
+            versions[name] = importlib_metadata.version(name)
+        except importlib_metadata.PackageNotFoundError:
+            versions[name] = "unknown"
+    return versions
+
+
+def _fit_variant(
+    name: str,
+    x: np.ndarray,
+    y: np.ndarray,
+    split: Split,
+    settings: Settings,
+    out_dir: Path,
+    on_epoch: EpochCallback | None,
+) -> dict[str, Any]:
+    import joblib
+
+    quiet_tensorflow()
+    import keras
+    from sklearn.linear_model import LinearRegression
+    from sklearn.preprocessing import StandardScaler
+
+    cfg = settings.training
+    keras.utils.set_random_seed(cfg.seed)
+    scaler_x = StandardScaler().fit(x[split.fit])
+    scaler_y = StandardScaler().fit(y[split.fit].reshape(-1, 1))
+    zx = scaler_x.transform(x)
+    zy = scaler_y.transform(y.reshape(-1, 1))
+
+    network = build_network(x.shape[1], cfg.units, cfg.l2, cfg.seed)
+    # Start from least squares so the first epoch is already as good as linear regression.
+    ols = LinearRegression().fit(zx[split.fit], zy[split.fit])
+    network.get_layer("linear").set_weights(
+        [ols.coef_.T.astype("float32"), ols.intercept_.astype("float32")]
+    )
+    network.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate), loss="mse")
+    val = (zx[split.validation], zy[split.validation])
+    start_loss = float(network.evaluate(*val, verbose=0))
+    start_weights = network.get_weights()
+
+    callbacks: list[Any] = [
+        keras.callbacks.EarlyStopping(
+            monitor="val_loss", patience=cfg.patience, restore_best_weights=True
+        )
+    ]
+    if on_epoch is not None:
+        callbacks.append(
+            keras.callbacks.LambdaCallback(
+                on_epoch_end=lambda epoch, logs: on_epoch(name, epoch + 1, cfg.epochs)
+            )
+        )
+    history = network.fit(
+        zx[split.fit],
+        zy[split.fit],
+        validation_data=val,
+        epochs=cfg.epochs,
+        batch_size=cfg.batch_size,
+        shuffle=True,
+        verbose=0,
+        callbacks=callbacks,
+    )
+    epochs_run = len(history.history["loss"])
+    best_loss = float(network.evaluate(*val, verbose=0))
+    kept_linear_start = best_loss > start_loss
+    if kept_linear_start:
+        network.set_weights(start_weights)
+
+    def predict(rows: np.ndarray) -> np.ndarray:
+        z = network(scaler_x.transform(x[rows]), training=False).numpy()
+        return np.asarray(scaler_y.inverse_transform(z)[:, 0], dtype=np.float64)
+
+    k = x.shape[1]
+    test_pred = predict(split.test)
+    val_pred = predict(split.validation)
+    halfwidth = conformal_halfwidth(y[split.validation] - val_pred, cfg.interval_coverage)
+    inside = np.abs(y[split.test] - test_pred) <= halfwidth
+    baselines = baseline_predictions(x, y, split.train, split.test)
+
+    names = artifact_names(name)
+    network.save(out_dir / names["model"])
+    joblib.dump(scaler_x, out_dir / names["scaler_X"])
+    joblib.dump(scaler_y, out_dir / names["scaler_y"])
+    features = list(settings.training.variants[name])
+    return {
+        "features": features,
+        "metrics": regression_metrics(y[split.test], test_pred, k),
+        "baselines": {
+            b: regression_metrics(y[split.test], baselines[b], k) for b in BASELINES
+        },
+        "training": {
+            "epochs_run": epochs_run,
+            "validation_mse_start": start_loss,
+            "validation_mse_best": best_loss,
+            "kept_linear_start": kept_linear_start,
+        },
+        "interval": {
+            "method": "split-conformal, absolute residuals of the validation weeks",
+            "coverage": cfg.interval_coverage,
+            "halfwidth": halfwidth,
+            "calibration_weeks": len(split.validation),
+            "observed_coverage_test": float(inside.mean()),
+        },
+        "feature_ranges": {
+            f: [float(x[split.train, j].min()), float(x[split.train, j].max())]
+            for j, f in enumerate(features)
+        },
+    }
+
+
+def train_version(
+    settings: Settings,
+    dataset_path: Path | None = None,
+    version: str | None = None,
+    force: bool = False,
+    on_epoch: EpochCallback | None = None,
+) -> TrainedVersion:
+    """Train every variant on a weekly dataset and publish the result as one registry version.
+
+    Nothing is written to the models folder or the registry unless every step succeeds.
+    """
+    registry = Registry(settings)
+    registry.check_can_publish(version, force)
+    cfg = settings.training
+    if dataset_path is None and settings.paths.dataset:
+        dataset_path = settings.resolve(settings.paths.dataset)
+    all_features = list(dict.fromkeys(f for fs in cfg.variants.values() for f in fs))
+    dataset = load_weekly_dataset(dataset_path, all_features, cfg.target, min_rows=cfg.min_rows)
+    split = split_weeks(dataset.rows, cfg.test_fraction, cfg.validation_fraction, cfg.split, cfg.seed)
+
+    started = time.perf_counter()
+    with registry.staging_dir() as staging:
+        y = dataset.frame[cfg.target].to_numpy(dtype=np.float64)
+        variants = {
+            name: _fit_variant(
+                name,
+                dataset.frame[features].to_numpy(dtype=np.float64),
+                y,
+                split,
+                settings,
+                staging,
+                on_epoch,
+            )
+            for name, features in cfg.variants.items()
+        }
+        seconds = time.perf_counter() - started
+        metadata = _metadata(settings, dataset, split, variants, seconds, staging)
+        entry_fields = _registry_fields(metadata, dataset)
+
+        def write_metadata(name: str) -> None:
+            # A dated version's name is chosen under the registry lock, just before the move.
+            metadata["version"] = name
+            (staging / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
+
+        entry = registry.publish(staging, version, entry_fields, force=force, prepare=write_metadata)
+    return TrainedVersion(entry=entry, metadata=metadata, path=registry.version_dir(entry))
+
+
+def _dataset_label(settings: Settings, dataset: WeeklyDataset) -> str:
+    if dataset.path == sample_dataset_path():
+        return "sample:sample_weekly.csv"
+    path = dataset.path.resolve()
+    return path.relative_to(settings.base_dir).as_posix() if path.is_relative_to(
+        settings.base_dir
+    ) else str(path)
+
+
+def _metadata(
+    settings: Settings,
+    dataset: WeeklyDataset,
+    split: Split,
+    variants: dict[str, dict[str, Any]],
+    seconds: float,
+    folder: Path,
+) -> dict[str, Any]:
+    dates = dataset.frame["date"]
+    cfg = settings.training
+
+    def period(rows: np.ndarray) -> dict[str, Any]:
+        chosen = dates.iloc[rows]
+        return {
+            "start": chosen.min().strftime("%Y-%m-%d"),
+            "end": chosen.max().strftime("%Y-%m-%d"),
+            "weeks": len(rows),
+        }
+
+    artifacts = {
+        name: file_sha256(folder / name)
+        for variant in variants
+        for name in artifact_names(variant).values()
+    }
+    return {
+        "version": None,
+        "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "target": cfg.target,
+        "dataset": {
+            "path": _dataset_label(settings, dataset),
+            "rows": dataset.rows,
+            "sha256": dataset.sha256,
+            "start": dates.min().strftime("%Y-%m-%d"),
+            "end": dates.max().strftime("%Y-%m-%d"),
+        },
+        "split": {
+            "mode": cfg.split,
+            "fit": period(split.fit),
+            "validation": period(split.validation),
+            "test": period(split.test),
+        },
+        "hyperparameters": {
+            "architecture": "wide-and-deep: linear path + Dense-tanh-Dense-tanh path",
+            "units": cfg.units,
+            "epochs": cfg.epochs,
+            "batch_size": cfg.batch_size,
+            "learning_rate": cfg.learning_rate,
+            "patience": cfg.patience,
+            "l2": cfg.l2,
+            "optimizer": "adam",
+            "loss": "mse",
+            "scaling": "StandardScaler on X and y, fitted on the fit weeks",
+        },
+        "seed": cfg.seed,
+        "training_seconds": round(seconds, 3),
+        "libraries": _library_versions(),
+        "variants": variants,
+        "artifacts": artifacts,
+    }
+
+
+def _registry_fields(metadata: dict[str, Any], dataset: WeeklyDataset) -> dict[str, Any]:
+    fields: dict[str, Any] = {
+        "trained_at": metadata["trained_at"],
+        "dataset": metadata["dataset"]["path"],
+    }
+    for name, info in metadata["variants"].items():
+        fields[f"metrics_{name}"] = info["metrics"]
+    fields["dataset_sha256"] = dataset.sha256
+    fields["split"] = metadata["split"]["mode"]
+    fields["test_period"] = metadata["split"]["test"]
+    fields["baselines"] = {
+        name: {b: {"RMSE": m["RMSE"], "MAE": m["MAE"]} for b, m in info["baselines"].items()}
+        for name, info in metadata["variants"].items()
+    }
+    return fields
