@@ -86,6 +86,7 @@ class ServingConfig(_Section):
     port: int = Field(8000, ge=1, le=65535)
     reload_poll_seconds: float = Field(2.0, gt=0.0)
     max_batch_rows: int = Field(10_000, ge=1)
+    max_body_bytes: int = Field(2_000_000, ge=1024)
     api_key_env: str = "HHFORECAST_API_KEY"
 
 
