@@ -102,7 +102,7 @@ def check_feature_frame(
         not_finite = ~np.isfinite(values)
         if not_finite.any():
             i = int(np.flatnonzero(not_finite)[0])
-            shown = "empty" if np.isnan(values[i]) else repr(frame[column].iloc[i])
+            shown = "empty" if np.isnan(values[i]) else str(frame[column].iloc[i])
             raise DatasetError(
                 source,
                 f"column {column!r}, line {i + 2}: value is {shown}; every value must be "

@@ -1,0 +1,84 @@
+from pathlib import Path
+
+import pytest
+
+from hhforecast.data import load_weekly_dataset, sample_dataset_path
+from hhforecast.errors import DatasetError
+
+FEATURES = ["acft", "sum_daily_hours", "Cycles", "sum_uti_mensal", "age_fleet"]
+HEADER = "date,acft,sum_daily_hours,age_fleet,Cycles,sum_uti_mensal,HH"
+
+
+def write(tmp_path: Path, *lines: str) -> Path:
+    path = tmp_path / "weeks.csv"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def rows(n: int, start_day: int = 1) -> list[str]:
+    return [
+        f"2024-{1 + (start_day + 7 * i - 1) // 28:02d}-{1 + (start_day + 7 * i - 1) % 28:02d},"
+        f"250,2400,1e7,1400,10000,{1100 + i}"
+        for i in range(n)
+    ]
+
+
+def test_sample_loads_sorted_with_checksum() -> None:
+    dataset = load_weekly_dataset(None, FEATURES, "HH", min_rows=30)
+    assert dataset.path == sample_dataset_path()
+    assert dataset.rows >= 200
+    assert dataset.frame["date"].is_monotonic_increasing
+    assert len(dataset.sha256) == 64
+
+
+def test_missing_column_is_named(tmp_path: Path) -> None:
+    path = write(tmp_path, "date,acft,sum_daily_hours,Cycles,sum_uti_mensal,HH", "2024-01-01,1,2,3,4,5")
+    with pytest.raises(DatasetError, match=r"missing column\(s\) age_fleet"):
+        load_weekly_dataset(path, FEATURES, "HH")
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("abc", r"column 'Cycles', line 3: 'abc' is not a number"),
+        ("", r"column 'Cycles', line 3: value is empty"),
+        ("inf", r"column 'Cycles', line 3: value is inf;"),
+        ("-5", r"column 'Cycles', line 3: -5 is negative"),
+    ],
+)
+def test_bad_values_name_column_and_line(tmp_path: Path, value: str, message: str) -> None:
+    path = write(
+        tmp_path,
+        HEADER,
+        "2024-01-01,250,2400,1e7,1400,10000,1100",
+        f"2024-01-08,250,2400,1e7,{value},10000,1100",
+    )
+    with pytest.raises(DatasetError, match=message):
+        load_weekly_dataset(path, FEATURES, "HH")
+
+
+def test_duplicate_and_unordered_dates(tmp_path: Path) -> None:
+    dup = write(tmp_path, HEADER, *rows(2), rows(2)[1])
+    with pytest.raises(DatasetError, match=r"line 4: week 2024-01-08 appears twice"):
+        load_weekly_dataset(dup, FEATURES, "HH")
+    unordered = write(tmp_path, HEADER, rows(3)[0], rows(3)[2], rows(3)[1])
+    with pytest.raises(DatasetError, match=r"line 4: 2024-01-08 comes before the line above"):
+        load_weekly_dataset(unordered, FEATURES, "HH")
+    bad_date = write(tmp_path, HEADER, "someday,250,2400,1e7,1400,10000,1100")
+    with pytest.raises(DatasetError, match=r"'someday' is not a date"):
+        load_weekly_dataset(bad_date, FEATURES, "HH")
+
+
+def test_too_few_rows_and_empty_files(tmp_path: Path) -> None:
+    short = write(tmp_path, HEADER, *rows(5))
+    with pytest.raises(DatasetError, match="has 5 weeks; at least 30 are needed"):
+        load_weekly_dataset(short, FEATURES, "HH", min_rows=30)
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    with pytest.raises(DatasetError, match="the file is empty"):
+        load_weekly_dataset(empty, FEATURES, "HH")
+    header_only = write(tmp_path, HEADER)
+    with pytest.raises(DatasetError, match="has a header but no rows"):
+        load_weekly_dataset(header_only, FEATURES, "HH")
+    with pytest.raises(DatasetError, match="no such file"):
+        load_weekly_dataset(tmp_path / "absent.csv", FEATURES, "HH")

@@ -1,0 +1,87 @@
+import pandas as pd
+
+from hhforecast.data import sample_dataset_path
+from hhforecast.fleet import (
+    FleetChange,
+    FleetProfile,
+    simulate_fleet,
+    simulate_weekly_dataset,
+    weekly_dataset,
+)
+
+COLUMNS = ["date", "acft", "sum_daily_hours", "age_fleet", "Cycles", "sum_uti_mensal", "HH"]
+
+
+def test_same_seed_same_data_other_seed_other_data() -> None:
+    a = simulate_weekly_dataset(seed=3, weeks=60)
+    b = simulate_weekly_dataset(seed=3, weeks=60)
+    c = simulate_weekly_dataset(seed=4, weeks=60)
+    pd.testing.assert_frame_equal(a, b)
+    assert not a["HH"].equals(c["HH"])
+
+
+def test_bundled_sample_is_the_seeded_simulation() -> None:
+    bundled = pd.read_csv(sample_dataset_path())
+    fresh = pd.read_csv(pd.io.common.StringIO(simulate_weekly_dataset().to_csv(index=False)))
+    pd.testing.assert_frame_equal(bundled, fresh)
+    assert len(bundled) >= 52 * 4
+
+
+def test_schema_and_magnitudes_match_a_37_aircraft_fleet() -> None:
+    weekly = simulate_weekly_dataset(seed=11, weeks=156)
+    assert list(weekly.columns) == COLUMNS
+    assert len(weekly) == 156
+    dates = pd.to_datetime(weekly["date"])
+    assert (dates.dt.dayofweek == 0).all()
+    assert (dates.diff().dropna() == pd.Timedelta(days=7)).all()
+    assert weekly["acft"].between(200, 259).all()
+    assert weekly["sum_daily_hours"].median() > 2000
+    assert 1200 < weekly["Cycles"].median() < 1700
+    assert 8000 < weekly["sum_uti_mensal"].median() < 12000
+    assert 5e6 < weekly["age_fleet"].median() < 2e7
+    assert 800 < weekly["HH"].median() < 1500
+    # heavy right tail: the largest week is far above the median
+    assert weekly["HH"].max() > 1.4 * weekly["HH"].median()
+
+
+def test_weekly_rows_are_aggregates_of_the_raw_logs() -> None:
+    fleet = simulate_fleet(seed=5, weeks=10)
+    weekly = weekly_dataset(fleet, weeks=10)
+    first = pd.Timestamp(weekly["date"].iloc[0])
+    days = fleet.utilisation[
+        (fleet.utilisation["date"] >= first)
+        & (fleet.utilisation["date"] < first + pd.Timedelta(days=7))
+    ]
+    assert weekly["acft"].iloc[0] == len(days)
+    assert weekly["Cycles"].iloc[0] == days["cycles"].sum()
+    assert abs(weekly["sum_daily_hours"].iloc[0] - days["hours"].sum()) < 0.1
+    assert abs(weekly["age_fleet"].iloc[0] - days["TAH"].sum()) < 0.1
+    items = fleet.events[
+        (fleet.events["date"] >= first) & (fleet.events["date"] < first + pd.Timedelta(days=7))
+    ]
+    kept = items[~items["category"].isin(["PILOT", "CABIN"])]
+    assert set(items["category"]) & {"PILOT", "CABIN"}
+    assert abs(weekly["HH"].iloc[0] - kept["HH"].sum()) < 0.1
+    month = fleet.utilisation[fleet.utilisation["date"].dt.to_period("M") == first.to_period("M")]
+    assert abs(weekly["sum_uti_mensal"].iloc[0] - month["hours"].sum()) < 0.1
+
+
+def test_ageing_fleet_grows_tah_and_demand() -> None:
+    weekly = simulate_weekly_dataset(seed=2, weeks=260)
+    first_year, last_year = weekly.iloc[:52], weekly.iloc[-52:]
+    assert last_year["age_fleet"].mean() > first_year["age_fleet"].mean()
+    assert last_year["HH"].mean() > first_year["HH"].mean()
+
+
+def test_a_fleet_change_moves_the_features() -> None:
+    change = FleetChange(start="2020-01-06", aircraft_removed=6, hours_factor=1.15, sector_factor=0.8)
+    base = simulate_weekly_dataset(seed=9, weeks=104)
+    moved = simulate_weekly_dataset(seed=9, weeks=104, profile=FleetProfile(changes=(change,)))
+    after = pd.to_datetime(base["date"]) >= pd.Timestamp("2020-01-06")
+    assert moved.loc[after, "acft"].mean() < base.loc[after, "acft"].mean() - 30
+    per_day = moved["sum_daily_hours"] / moved["acft"]
+    base_per_day = base["sum_daily_hours"] / base["acft"]
+    assert per_day[after].mean() > 1.1 * base_per_day[after].mean()
+    # Before the change the fleet flies the same; item draws differ, so HH is not compared.
+    utilisation = ["acft", "sum_daily_hours", "Cycles", "age_fleet"]
+    pd.testing.assert_frame_equal(moved.loc[~after, utilisation], base.loc[~after, utilisation])
