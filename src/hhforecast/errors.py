@@ -19,6 +19,7 @@ __all__ = [
     "VersionExistsError",
     "VersionNotFoundError",
     "ArtifactError",
+    "VariantNotFoundError",
 ]
 
 EXIT_CHECK_FAILED = 1
@@ -104,3 +105,14 @@ class ArtifactError(HHForecastError):
     """A version folder is missing an artifact or an artifact does not match its checksum."""
 
     exit_code = EXIT_CHECK_FAILED
+
+
+class VariantNotFoundError(HHForecastError):
+    """A variant name that the version does not have."""
+
+    def __init__(self, where: Path | str, variant: str, known: list[str]) -> None:
+        self.variant = variant
+        super().__init__(
+            f"{where} has no variant {variant!r} (variants: {', '.join(known) or 'none'}); "
+            "pass --variant with one of them"
+        )

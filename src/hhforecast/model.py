@@ -5,10 +5,19 @@ a standardised target::
 
     HH_std = linear(x_std) + Dense(1)(tanh(Dense(u)(tanh(Dense(u)(x_std)))))
 
-The linear path starts at the least-squares solution and the deep path's output starts at zero,
-so training begins from linear regression and keeps a deep correction only while it helps on
-the validation weeks. Because tanh saturates, the correction stays bounded outside the training
-range: the model extrapolates like a linear model instead of like a ReLU network.
+The linear path is the least-squares solution and stays frozen; the deep path's output starts at
+zero and learns only a bounded correction of what the linear path leaves. `fit_network` trains in
+two stages: first on the fit weeks with early stopping on the later validation weeks (which also
+decides whether the correction helps at all, and calibrates the intervals on residuals the fit
+never saw), then once more on every training week for the chosen number of epochs. When the
+correction does not help on the validation weeks the deep output stays zero and the network *is*
+linear regression on the training weeks. Because tanh saturates, the correction stays bounded
+outside the training range: the model extrapolates like a linear model, not like a ReLU network.
+
+Intervals are split-conformal and scaled with the level: weekly HH is a sum of many heavy-tailed
+items, so its spread grows with the predicted HH; the calibrated quantile is a fraction of the
+prediction (metadata ``interval.scale == "relative"``). Versions calibrated with a fixed half-width
+(``"absolute"``) still load and predict the same way they always did.
 
 Training needs TensorFlow; prediction does not run Keras per request. `VariantModel` reads the
 weights once and computes the same forward pass in NumPy (microseconds per row), so
@@ -19,19 +28,25 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from hhforecast.errors import ArtifactError
+from hhforecast.errors import ArtifactError, VariantNotFoundError
+
+if TYPE_CHECKING:
+    from hhforecast.config import TrainingConfig
 
 __all__ = [
     "METADATA_FILE",
+    "FittedNetwork",
     "VariantModel",
     "artifact_names",
     "build_network",
+    "fit_network",
     "load_variant",
     "read_metadata",
 ]
@@ -105,6 +120,8 @@ class VariantModel:
     coverage: float
     feature_ranges: dict[str, tuple[float, float]]
     metadata: dict[str, Any]
+    interval_scale: str = "absolute"
+    """`absolute`: ±interval_halfwidth HH; `relative`: ±interval_halfwidth × prediction."""
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Predicted HH for rows of raw features (shape [n, len(features)])."""
@@ -119,14 +136,14 @@ class VariantModel:
 
     def interval(self, predictions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Lower and upper bounds at the calibrated coverage (HH cannot be negative)."""
-        lower = np.maximum(predictions - self.interval_halfwidth, 0.0)
-        return lower, predictions + self.interval_halfwidth
+        return interval_bounds(predictions, self.interval_halfwidth, self.interval_scale)
 
     def out_of_range(self, x: np.ndarray) -> list[list[str]]:
         """For each row, the features whose value lies outside the range seen in training."""
         lows = np.array([self.feature_ranges[f][0] for f in self.features])
         highs = np.array([self.feature_ranges[f][1] for f in self.features])
-        outside = (x < lows) | (x > highs)
+        values = np.asarray(x, dtype=np.float64)
+        outside = (values < lows) | (values > highs)
         names = np.array(self.features)
         return [list(names[row]) for row in outside] if outside.any() else [[] for _ in x]
 
@@ -146,11 +163,7 @@ def load_variant(version_dir: Path, variant: str, version: str | None = None) ->
     metadata = read_metadata(version_dir)
     variants = metadata.get("variants", {})
     if variant not in variants:
-        known = ", ".join(variants) or "none"
-        raise ArtifactError(
-            f"{version_dir} has no variant {variant!r} (variants: {known}); "
-            "pass --variant with one of them"
-        )
+        raise VariantNotFoundError(version_dir, variant, list(variants))
     info = variants[variant]
     names = artifact_names(variant)
     for name in names.values():
@@ -189,4 +202,144 @@ def load_variant(version_dir: Path, variant: str, version: str | None = None) ->
         coverage=float(info["interval"]["coverage"]),
         feature_ranges=ranges,
         metadata=metadata,
+        interval_scale=str(info["interval"].get("scale", "absolute")),
+    )
+
+
+def interval_bounds(
+    predictions: np.ndarray, halfwidth: float, scale: str = "absolute"
+) -> tuple[np.ndarray, np.ndarray]:
+    """Lower and upper bounds around predictions (`relative`: halfwidth is a share of each)."""
+    predictions = np.asarray(predictions, dtype=np.float64)
+    width = halfwidth * np.abs(predictions) if scale == "relative" else np.full_like(
+        predictions, halfwidth
+    )
+    return np.maximum(predictions - width, 0.0), predictions + width
+
+
+EpochHook = Callable[[int, int], None]
+"""Called as (epochs done, epochs planned) after every epoch of the first stage."""
+
+
+@dataclass
+class FittedNetwork:
+    """A trained network with the scalers it was trained with, and how the training went."""
+
+    network: Any
+    scaler_x: Any
+    scaler_y: Any
+    validation_residuals: np.ndarray
+    """Residuals of the first-stage network on the validation weeks it did not learn from."""
+    validation_predictions: np.ndarray
+    training: dict[str, Any] = field(default_factory=dict)
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Predicted HH for rows of raw features, through Keras (used while training)."""
+        z = self.network(self.scaler_x.transform(x), training=False).numpy()
+        return np.asarray(self.scaler_y.inverse_transform(z)[:, 0], dtype=np.float64)
+
+
+def _train_stage(
+    x: np.ndarray,
+    y: np.ndarray,
+    rows: np.ndarray,
+    validation: np.ndarray | None,
+    cfg: TrainingConfig,
+    epochs: int,
+    on_epoch: EpochHook | None,
+) -> tuple[Any, Any, Any, dict[str, Any]]:
+    """One stage: scalers and a frozen least-squares linear path on `rows`, then the deep path."""
+    quiet_tensorflow()
+    import keras
+    from sklearn.linear_model import LinearRegression
+    from sklearn.preprocessing import StandardScaler
+
+    keras.utils.set_random_seed(cfg.seed)
+    scaler_x = StandardScaler().fit(x[rows])
+    scaler_y = StandardScaler().fit(y[rows].reshape(-1, 1))
+    zx = scaler_x.transform(x)
+    zy = scaler_y.transform(y.reshape(-1, 1))
+
+    network = build_network(x.shape[1], cfg.units, cfg.l2, cfg.seed)
+    ols = LinearRegression().fit(zx[rows], zy[rows])
+    linear = network.get_layer("linear")
+    linear.set_weights([ols.coef_.T.astype("float32"), ols.intercept_.astype("float32")])
+    # Frozen: Adam would otherwise walk the slopes away from least squares chasing a few
+    # heavy-tailed weeks, and the slopes are what the forecast extrapolates with.
+    linear.trainable = False
+    network.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate), loss="mse")
+    info: dict[str, Any] = {}
+    if epochs == 0:
+        return network, scaler_x, scaler_y, info
+
+    callbacks: list[Any] = []
+    fit_kwargs: dict[str, Any] = {}
+    if validation is not None:
+        val = (zx[validation], zy[validation])
+        info["validation_mse_linear"] = float(network.evaluate(*val, verbose=0))
+        fit_kwargs["validation_data"] = val
+        callbacks.append(
+            keras.callbacks.EarlyStopping(
+                monitor="val_loss", patience=cfg.patience, restore_best_weights=True
+            )
+        )
+    if on_epoch is not None:
+        hook = on_epoch
+        callbacks.append(
+            keras.callbacks.LambdaCallback(
+                on_epoch_end=lambda epoch, logs: hook(epoch + 1, cfg.epochs)
+            )
+        )
+    history = network.fit(
+        zx[rows],
+        zy[rows],
+        epochs=epochs,
+        batch_size=cfg.batch_size,
+        shuffle=True,
+        verbose=0,
+        callbacks=callbacks,
+        **fit_kwargs,
+    )
+    info["epochs_run"] = len(history.history["loss"])
+    if validation is not None:
+        val_losses = history.history["val_loss"]
+        info["best_epoch"] = int(np.argmin(val_losses)) + 1
+        info["validation_mse_best"] = float(network.evaluate(*val, verbose=0))
+    return network, scaler_x, scaler_y, info
+
+
+def fit_network(
+    x: np.ndarray,
+    y: np.ndarray,
+    fit: np.ndarray,
+    validation: np.ndarray,
+    cfg: TrainingConfig,
+    on_epoch: EpochHook | None = None,
+) -> FittedNetwork:
+    """Train the wide-and-deep network on the fit weeks, choose on the validation weeks, refit.
+
+    Stage 1 learns the deep correction on `fit` with early stopping on the later `validation`
+    weeks; its validation residuals calibrate the intervals. Stage 2 refits on fit + validation
+    for the chosen number of epochs, or keeps the pure least-squares network (deep output zero)
+    when the correction did not lower the validation error.
+    """
+    network, scaler_x, scaler_y, info = _train_stage(
+        x, y, fit, validation, cfg, cfg.epochs, on_epoch
+    )
+    first = FittedNetwork(network, scaler_x, scaler_y, np.empty(0), np.empty(0))
+    val_pred = first.predict(x[validation])
+    deep_helps = info["validation_mse_best"] < info["validation_mse_linear"]
+    epochs = info["best_epoch"] if deep_helps else 0
+    train_rows = np.sort(np.concatenate([fit, validation]))
+    network, scaler_x, scaler_y, _ = _train_stage(x, y, train_rows, None, cfg, epochs, None)
+    training = {
+        "epochs_run": info["epochs_run"],
+        "epochs_refit": epochs,
+        "validation_mse_linear": info["validation_mse_linear"],
+        "validation_mse_best": info["validation_mse_best"],
+        "deep_correction_kept": bool(deep_helps),
+        "refit_weeks": len(train_rows),
+    }
+    return FittedNetwork(
+        network, scaler_x, scaler_y, y[validation] - val_pred, val_pred, training
     )
