@@ -12,7 +12,10 @@ def test_train_then_refuse_the_same_version(project: Project, cli) -> None:
     assert first.exit_code == 0, first.stderr
     assert "Registered version 1.0.0" in first.stdout
     assert "linear_regression" in first.stdout
-    assert cli("train", "--version", "1.1.0", "--epochs", "2", "--config", project.config).exit_code == 0
+    assert (
+        cli("train", "--version", "1.1.0", "--epochs", "2", "--config", project.config).exit_code
+        == 0
+    )
     before = project.registry_file.read_bytes()
     second = cli("train", "--version", "1.0.0", "--epochs", "2", "--config", project.config)
     assert second.exit_code == 2

@@ -32,7 +32,9 @@ def test_sample_loads_sorted_with_checksum() -> None:
 
 
 def test_missing_column_is_named(tmp_path: Path) -> None:
-    path = write(tmp_path, "date,acft,sum_daily_hours,Cycles,sum_uti_mensal,HH", "2024-01-01,1,2,3,4,5")
+    path = write(
+        tmp_path, "date,acft,sum_daily_hours,Cycles,sum_uti_mensal,HH", "2024-01-01,1,2,3,4,5"
+    )
     with pytest.raises(DatasetError, match=r"missing column\(s\) age_fleet"):
         load_weekly_dataset(path, FEATURES, "HH")
 

@@ -74,7 +74,9 @@ def test_ageing_fleet_grows_tah_and_demand() -> None:
 
 
 def test_a_fleet_change_moves_the_features() -> None:
-    change = FleetChange(start="2020-01-06", aircraft_removed=6, hours_factor=1.15, sector_factor=0.8)
+    change = FleetChange(
+        start="2020-01-06", aircraft_removed=6, hours_factor=1.15, sector_factor=0.8
+    )
     base = simulate_weekly_dataset(seed=9, weeks=104)
     moved = simulate_weekly_dataset(seed=9, weeks=104, profile=FleetProfile(changes=(change,)))
     after = pd.to_datetime(base["date"]) >= pd.Timestamp("2020-01-06")

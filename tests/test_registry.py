@@ -78,7 +78,7 @@ def test_a_named_production_version_that_is_missing_is_an_error(tmp_path: Path) 
 
 @pytest.mark.parametrize("name", ["../evil", "a/b", ".hidden", "", "x" * 65, "latest", "a b"])
 def test_unsafe_version_names_are_refused(name: str) -> None:
-    with pytest.raises(RegistryError, match="not a valid version name|is reserved"):
+    with pytest.raises(RegistryError, match=r"not a valid version name|is reserved"):
         check_version_name(name)
 
 
@@ -96,7 +96,7 @@ def test_existing_version_refused_unless_forced_and_production_never(tmp_path: P
     registry = registry_at(tmp_path, "1.0.0")
     publish_fake(registry, "1.0.0")
     publish_fake(registry, "2.0.0")
-    with pytest.raises(VersionExistsError, match="already exists.*--force"):
+    with pytest.raises(VersionExistsError, match=r"already exists.*--force"):
         publish_fake(registry, "2.0.0")
     publish_fake(registry, "2.0.0", force=True)
     assert [v.version for v in registry.versions()] == ["1.0.0", "2.0.0"]
@@ -108,7 +108,7 @@ def test_corrupt_registry_is_reported_and_left_untouched(tmp_path: Path) -> None
     registry = registry_at(tmp_path)
     registry.path.parent.mkdir(parents=True)
     registry.path.write_text('{"versions": [')
-    with pytest.raises(RegistryCorruptError, match="is corrupt .*not valid JSON"):
+    with pytest.raises(RegistryCorruptError, match=r"is corrupt .*not valid JSON"):
         publish_fake(registry, "1.0.0")
     assert registry.path.read_text() == '{"versions": ['
     assert not (tmp_path / "models" / "1.0.0").exists()
@@ -132,7 +132,11 @@ def test_a_failing_registry_write_leaves_old_registry_and_no_folder(
         publish_fake(registry, "2.0.0")
     monkeypatch.undo()
     assert registry.path.read_bytes() == before
-    assert sorted(p.name for p in (tmp_path / "models").iterdir()) == ["1.0.0", "registry.json", "registry.json.lock"]
+    assert sorted(p.name for p in (tmp_path / "models").iterdir()) == [
+        "1.0.0",
+        "registry.json",
+        "registry.json.lock",
+    ]
 
 
 WRITER = """

@@ -11,15 +11,15 @@ from pathlib import Path
 __all__ = [
     "EXIT_BAD_INPUT",
     "EXIT_CHECK_FAILED",
+    "ArtifactError",
     "ConfigError",
     "DatasetError",
     "HHForecastError",
     "RegistryCorruptError",
     "RegistryError",
+    "VariantNotFoundError",
     "VersionExistsError",
     "VersionNotFoundError",
-    "ArtifactError",
-    "VariantNotFoundError",
 ]
 
 EXIT_CHECK_FAILED = 1

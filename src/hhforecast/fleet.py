@@ -86,8 +86,10 @@ def simulate_fleet(
 
     doy = days.dayofyear.to_numpy()
     # Brazilian holiday peaks (January, July) and a dip in the low seasons.
-    season = 1.0 + 0.06 * np.cos(4 * np.pi * (doy - 15) / 365.25) + 0.02 * np.cos(
-        2 * np.pi * (doy - 15) / 365.25
+    season = (
+        1.0
+        + 0.06 * np.cos(4 * np.pi * (doy - 15) / 365.25)
+        + 0.02 * np.cos(2 * np.pi * (doy - 15) / 365.25)
     )
     hours_factor = np.ones(n_days)
     sector_factor = np.ones(n_days)
@@ -204,7 +206,8 @@ def weekly_dataset(fleet: SimulatedFleet, weeks: int, start: str = SAMPLE_START)
         age_fleet=("TAH", "sum"),
         Cycles=("cycles", "sum"),
     )
-    weekly["sum_uti_mensal"] = monthly_hours.reindex(weekly.index.to_period("M")).to_numpy()
+    weekly_months = pd.DatetimeIndex(weekly.index).to_period("M")
+    weekly["sum_uti_mensal"] = monthly_hours.reindex(weekly_months).to_numpy()
 
     events = fleet.events[~fleet.events["category"].isin(["PILOT", "CABIN"])]
     week_of_event = events["date"].dt.to_period("W-SUN").dt.start_time

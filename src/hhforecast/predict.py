@@ -21,7 +21,7 @@ OUTPUT_COLUMNS = ("HH_pred", "HH_lower", "HH_upper", "out_of_range")
 def load_model(
     settings: Settings, version: str | None = None, variant: str | None = None
 ) -> VariantModel:
-    """Load `variant` (default: the configured serving variant) of `version` (default: production)."""
+    """Load a variant (default: mlops.serve_variant) of a version (default: production)."""
     registry = Registry(settings)
     entry: ModelVersion = (
         registry.get(version) if version is not None else registry.require_production_version()

@@ -55,8 +55,9 @@ def sample(
 def train(
     dataset: Annotated[
         Path | None,
-        typer.Option(help="Weekly CSV (default: paths.dataset, else the bundled sample).",
-                     dir_okay=False),
+        typer.Option(
+            help="Weekly CSV (default: paths.dataset, else the bundled sample).", dir_okay=False
+        ),
     ] = None,
     version: Annotated[
         str | None, typer.Option(help="Version name (default: today's date, YYYYMMDD).")
@@ -100,8 +101,13 @@ def train(
         for task in tasks.values():  # early stopping ends before the planned epochs
             progress.update(task, total=progress.tasks[task].completed)
     if json_output:
-        print_json({"version": result.entry.version, "path": str(result.path),
-                    **{k: v for k, v in result.metadata.items() if k != "version"}})
+        print_json(
+            {
+                "version": result.entry.version,
+                "path": str(result.path),
+                **{k: v for k, v in result.metadata.items() if k != "version"},
+            }
+        )
         return
     console.print(_summary(result.metadata))
     console.print(
@@ -116,19 +122,27 @@ def _summary(metadata: dict[str, Any]) -> Table:
     for column in ("variant", "model", "MAE", "RMSE", "R²", "MAPE %"):
         table.add_column(column, justify="left" if column in ("variant", "model") else "right")
     for name, info in metadata["variants"].items():
-        rows = [("network", info["metrics"])] + list(info["baselines"].items())
+        rows = [("network", info["metrics"]), *list(info["baselines"].items())]
         best = min(m["RMSE"] for _, m in rows)
         for label, m in rows:
             style = "bold green" if m["RMSE"] == best else None
             table.add_row(
-                name, label, fmt(m["MAE"]), fmt(m["RMSE"]), fmt(m["R2"], 3), fmt(m["MAPE"]),
+                name,
+                label,
+                fmt(m["MAE"]),
+                fmt(m["RMSE"]),
+                fmt(m["R2"], 3),
+                fmt(m["MAPE"]),
                 style=style,
             )
         interval = info["interval"]
         table.add_row(
             name,
             f"{interval['coverage']:.0%} interval ±{interval['halfwidth']:.0f} HH",
-            "", "", "", f"covered {interval['observed_coverage_test']:.0%}",
+            "",
+            "",
+            "",
+            f"covered {interval['observed_coverage_test']:.0%}",
             end_section=True,
         )
     return table
@@ -137,8 +151,8 @@ def _summary(metadata: dict[str, Any]) -> Table:
 @friendly_errors
 def predict(
     input_file: Annotated[
-        Path, typer.Option("--input", help="CSV of weeks with the variant's features.",
-                           dir_okay=False)
+        Path,
+        typer.Option("--input", help="CSV of weeks with the variant's features.", dir_okay=False),
     ],
     output: Annotated[Path, typer.Option("--output", help="CSV to write.", dir_okay=False)],
     version: Annotated[str | None, typer.Option(help="Version (default: production).")] = None,
@@ -155,8 +169,7 @@ def predict(
 
     run = predict_file(settings_from(config), input_file, output, version, variant)
     console.print(
-        f"Wrote {run.rows} predictions to {run.output} "
-        f"(version {run.version}, {run.variant})."
+        f"Wrote {run.rows} predictions to {run.output} (version {run.version}, {run.variant})."
     )
     if run.rows_out_of_range:
         err_console.print(

@@ -17,6 +17,7 @@ from hhforecast.cli._common import (
     print_json,
     settings_from,
 )
+from hhforecast.cli.gate_commands import registry_history
 from hhforecast.errors import VersionNotFoundError
 from hhforecast.registry import ModelVersion, Registry
 
@@ -106,3 +107,6 @@ def show_version(
         if key not in ("baselines",):
             table.add_row(key, str(value))
     console.print(table)
+
+
+registry_app.command("history")(registry_history)
