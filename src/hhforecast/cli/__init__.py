@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from hhforecast.cli import modeling
+from hhforecast.cli import gate_commands, modeling
 from hhforecast.cli.registry_commands import registry_app
 
 __all__ = ["app", "main"]
@@ -23,6 +23,9 @@ app.command()(modeling.sample)
 app.command()(modeling.train)
 app.command()(modeling.predict)
 app.add_typer(registry_app, name="registry")
+app.command()(gate_commands.validate)
+app.command()(gate_commands.promote)
+app.command()(gate_commands.rollback)
 
 
 def main() -> None:

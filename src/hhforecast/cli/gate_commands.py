@@ -1,0 +1,207 @@
+"""`hhforecast validate`, `promote`, `rollback` and `registry history`: the production pointer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.table import Table
+
+from hhforecast.cli._common import (
+    ConfigOption,
+    JsonOption,
+    console,
+    err_console,
+    fmt,
+    friendly_errors,
+    print_json,
+    settings_from,
+)
+from hhforecast.errors import EXIT_CHECK_FAILED
+from hhforecast.registry import PromotionRecord, Registry
+
+if TYPE_CHECKING:
+    from hhforecast.gate import ValidationReport
+
+DataOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--data",
+        help="CSV of labelled weeks to evaluate on (default: the version's held-out test weeks).",
+        dir_okay=False,
+    ),
+]
+VariantOption = Annotated[
+    str | None, typer.Option(help="Variant to check (default: mlops.serve_variant, 5features).")
+]
+ReasonOption = Annotated[str, typer.Option(help="Why; kept in the promotion history.")]
+
+
+@friendly_errors
+def validate(
+    version: Annotated[str, typer.Argument(help="The version to check.")],
+    data: DataOption = None,
+    variant: VariantOption = None,
+    json_output: JsonOption = False,
+    config: ConfigOption = None,
+) -> None:
+    """Check a version before it serves: checksums, finite forecasts, scores beside production.
+
+    Exit 0: valid; 1: integrity failure or non-finite forecasts; 2: bad input.
+
+    Example: hhforecast validate 1.1.0 --variant 5features
+    """
+    from hhforecast.gate import validate_version
+
+    report = validate_version(settings_from(config), version, variant, data)
+    if json_output:
+        print_json(report.to_dict())
+    else:
+        _render_report(report)
+    if not report.passed:
+        raise typer.Exit(EXIT_CHECK_FAILED)
+
+
+def _render_report(report: ValidationReport) -> None:
+    bad = [c for c in report.artifacts if not c.ok]
+    if bad:
+        table = Table(title=f"Artifacts of {report.version} against model_metadata.json")
+        for column in ("file", "status", "recorded sha256", "sha256 now"):
+            table.add_column(column)
+        for check in report.artifacts:
+            style = None if check.ok else "red"
+            short = [(h or "-")[:12] for h in (check.expected, check.actual)]
+            table.add_row(check.name, check.status, *short, style=style)
+        console.print(table)
+    elif report.artifacts:
+        console.print(f"Artifacts: {len(report.artifacts)} files match their recorded SHA-256.")
+    if report.weeks is not None:
+        weeks = report.weeks
+        table = Table(
+            title=f"{report.variant} on {weeks.weeks} weeks {weeks.start} to {weeks.end} "
+            f"({weeks.source}; lower RMSE is better)"
+        )
+        for column in ("model", "MAE", "RMSE", "R²", "MAPE %"):
+            table.add_column(column, justify="left" if column == "model" else "right")
+        for score in report.scores:
+            m = score.metrics
+            style = {"candidate": "bold", "production": "cyan"}.get(score.role)
+            table.add_row(
+                score.name,
+                fmt(m["MAE"]),
+                fmt(m["RMSE"]),
+                fmt(m["R2"], 3),
+                fmt(m["MAPE"]),
+                style=style,
+            )
+        console.print(table)
+    for warning in report.warnings:
+        err_console.print(f"[yellow]Warning:[/] {warning}", highlight=False)
+    if not report.passed:
+        console.print(f"[bold red]FAIL[/] {report.version}: " + "; ".join(report.failures))
+        return
+    verdict = f"[bold green]PASS[/] {report.version} is valid"
+    better = report.better_than_production
+    if better is not None:
+        word = "lower" if better else "not lower"
+        verdict += (
+            f"; RMSE {fmt(report.candidate_rmse)} is {word} than production "
+            f"{report.production}'s {fmt(report.production_rmse)}"
+        )
+    console.print(verdict + ".")
+
+
+@friendly_errors
+def promote(
+    version: Annotated[str, typer.Argument(help="The version to put in production.")],
+    require_better_rmse: Annotated[
+        bool,
+        typer.Option(
+            "--require-better-rmse",
+            help="Refuse (exit 1) unless its RMSE is lower than production's on the same weeks.",
+        ),
+    ] = False,
+    variant: VariantOption = None,
+    data: DataOption = None,
+    reason: ReasonOption = "",
+    config: ConfigOption = None,
+) -> None:
+    """Point production at a version (mlops.production_version) and record it in the history.
+
+    Exit 0: promoted; 1: refused by the gate or integrity check; 2: bad input.
+
+    Example: hhforecast promote 1.1.0 --require-better-rmse --reason "retrained on March data"
+    """
+    from hhforecast.gate import promote as promote_version
+
+    settings = settings_from(config)
+    result = promote_version(
+        settings,
+        version,
+        require_better_rmse=require_better_rmse,
+        variant=variant,
+        data=data,
+        reason=reason,
+    )
+    for warning in result.report.warnings if result.report else []:
+        err_console.print(f"[yellow]Warning:[/] {warning}", highlight=False)
+    _render_move(result.record, settings.config_file)
+
+
+@friendly_errors
+def rollback(reason: ReasonOption = "", config: ConfigOption = None) -> None:
+    """Put the previous production version back (recorded as a promotion, reason "rollback").
+
+    Example: hhforecast rollback --reason "forecasts too high since Monday"
+    """
+    from hhforecast.gate import rollback as rollback_version
+
+    settings = settings_from(config)
+    _render_move(rollback_version(settings, reason).record, settings.config_file)
+
+
+def _render_move(record: PromotionRecord, config_file: Path) -> None:
+    verb = "Rolled back" if record.action == "rollback" else "Promoted"
+    console.print(
+        f"{verb}: production is now [bold]{record.to_version}[/] "
+        f"(was {record.from_version or 'nothing'}); {config_file} updated.",
+        highlight=False,
+    )
+    console.print(
+        f"RMSE {record.variant}: {fmt(record.rmse_to)} vs {fmt(record.rmse_from)} before "
+        f"({record.rmse_basis}).",
+        highlight=False,
+    )
+
+
+@friendly_errors
+def registry_history(config: ConfigOption = None, json_output: JsonOption = False) -> None:
+    """Show every move of the production pointer: when, from, to, RMSEs, who and why.
+
+    Example: hhforecast registry history --json
+    """
+    registry = Registry(settings_from(config))
+    records = registry.promotions()
+    if json_output:
+        print_json([r.to_entry() for r in records])
+        return
+    if not records:
+        console.print(f"No promotion recorded in {registry.path} yet.")
+        return
+    table = Table(title=f"Promotion history in {registry.path}")
+    for column in ("at", "action", "from", "to", "RMSE from", "RMSE to", "gate", "user", "reason"):
+        table.add_column(column, justify="right" if column.startswith("RMSE") else "left")
+    for r in records:
+        table.add_row(
+            r.at,
+            r.action,
+            r.from_version or "-",
+            r.to_version,
+            fmt(r.rmse_from),
+            fmt(r.rmse_to),
+            r.gate,
+            r.user,
+            r.reason,
+        )
+    console.print(table)
