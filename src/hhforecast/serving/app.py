@@ -1,0 +1,125 @@
+"""The FastAPI app: `create_app(settings)` loads production and assembles the routers.
+
+The app is built before any socket exists, so tests use the very object `hhforecast serve` runs.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse
+
+from hhforecast import __version__
+from hhforecast.config import Settings, load_settings
+from hhforecast.errors import HHForecastError
+from hhforecast.serving.metrics import MetricsMiddleware, ServiceMetrics
+from hhforecast.serving.production import (
+    ProductionFollower,
+    ReloadFailure,
+    ServedModel,
+    load_served_model,
+)
+from hhforecast.serving.routers import health, metrics, model_info, predict, web
+from hhforecast.serving.state import PredictionEvent, ServingState
+from hhforecast.serving.validation import InvalidRequest
+
+__all__ = ["APP_FACTORY", "app_from_environment", "create_app"]
+
+APP_FACTORY = "hhforecast.serving.app:app_from_environment"
+
+
+def create_app(
+    settings: Settings,
+    *,
+    served: ServedModel | None = None,
+    follow_production: bool = True,
+    on_prediction: Callable[[PredictionEvent], None] | None = None,
+    api_key: str | None = None,
+) -> FastAPI:
+    """Build the API around the production version (loaded now unless `served` is given).
+
+    `follow_production` starts the background follower with the app (at startup, stopped at
+    shutdown). `on_prediction` receives every answered prediction (a `PredictionEvent`) on the
+    request path, so it must be quick (queue work, do not write synchronously). `api_key`
+    defaults to the environment variable named by `serving.api_key_env`; when set, POST
+    /api/reload requires it in the X-API-Key header. Raises HHForecastError when nothing can be
+    served (for example, nothing trained yet).
+    """
+    if served is None:
+        served = load_served_model(settings)
+    service_metrics = ServiceMetrics()
+
+    def on_swap(new: ServedModel) -> None:
+        service_metrics.reloads.inc()
+        service_metrics.serving(new.entry.version, new.model.variant)
+
+    def on_failure(_: ReloadFailure) -> None:
+        service_metrics.reload_failures.inc()
+
+    follower = ProductionFollower(settings, served, on_swap=on_swap, on_failure=on_failure)
+    service_metrics.serving(served.entry.version, served.model.variant)
+    service_metrics.reload_failing.set_function(lambda: 1.0 if follower.failing else 0.0)
+    if api_key is None:
+        api_key = os.environ.get(settings.serving.api_key_env) or None
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if follow_production:
+            follower.start()
+        try:
+            yield
+        finally:
+            follower.stop()
+
+    app = FastAPI(
+        title="hhforecast",
+        version=__version__,
+        description="Forecast weekly unscheduled maintenance man-hours (HH) of an airline fleet. "
+        "See docs/serving.md.",
+        lifespan=lifespan,
+    )
+    app.state.serving = ServingState(settings, follower, service_metrics, api_key, on_prediction)
+    for router in (predict.router, model_info.router, health.router, metrics.router, web.router):
+        app.include_router(router)
+    app.add_middleware(MetricsMiddleware, metrics=service_metrics)
+    app.add_exception_handler(InvalidRequest, _invalid_request)
+    app.add_exception_handler(HHForecastError, _user_error)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    return app
+
+
+async def _invalid_request(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, InvalidRequest)
+    return JSONResponse(exc.to_body(), status_code=exc.status)
+
+
+async def _user_error(_: Request, exc: Exception) -> JSONResponse:
+    return JSONResponse(
+        {"error": {"field": "request", "rule": type(exc).__name__, "message": str(exc)}},
+        status_code=400,
+    )
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's schema plus the prediction body models, which are parsed by hand."""
+    if app.openapi_schema is None:
+        schema = get_openapi(
+            title=app.title, version=app.version, description=app.description, routes=app.routes
+        )
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        for model in predict.DOCUMENTED_SCHEMAS:
+            body = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            components.update(body.pop("$defs", {}))
+            components[model.__name__] = body
+        app.openapi_schema = schema
+    return app.openapi_schema
+
+
+def app_from_environment() -> FastAPI:
+    """The app for `uvicorn --factory` worker processes: settings from $HHFORECAST_CONFIG."""
+    return create_app(load_settings())

@@ -1,0 +1,91 @@
+"""The picture on the web page: realised weekly HH and the model's fitted values.
+
+Drawn once per loaded version, from the dataset the version was trained on (found through
+``model_metadata.json``'s ``dataset`` path and checked against its SHA-256).
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+
+from hhforecast.config import Settings
+from hhforecast.data import file_sha256, load_weekly_dataset, sample_dataset_path
+from hhforecast.errors import HHForecastError
+from hhforecast.model import VariantModel
+
+__all__ = ["HistoryUnavailable", "render_history_png", "training_dataset_path"]
+
+SAMPLE_LABEL_PREFIX = "sample:"
+
+
+class HistoryUnavailable(HHForecastError):
+    """The training dataset of a version cannot be found or has changed since training."""
+
+
+def training_dataset_path(settings: Settings, model: VariantModel) -> Path:
+    """Where the version's training dataset is, or HistoryUnavailable saying why not."""
+    info = model.metadata.get("dataset")
+    label = info.get("path") if isinstance(info, dict) else info
+    if not isinstance(label, str) or not label:
+        raise HistoryUnavailable(f"version {model.version} does not record its training dataset")
+    if label.startswith(SAMPLE_LABEL_PREFIX):
+        path = sample_dataset_path()
+    else:
+        path = settings.resolve(label)
+    if not path.is_file():
+        raise HistoryUnavailable(
+            f"the training dataset of version {model.version} ({label}) is not available"
+        )
+    expected = info.get("sha256") if isinstance(info, dict) else None
+    if expected and file_sha256(path) != expected:
+        raise HistoryUnavailable(
+            f"the training dataset of version {model.version} ({label}) has changed since "
+            "training (SHA-256 differs)"
+        )
+    return path
+
+
+def render_history_png(settings: Settings, model: VariantModel) -> bytes:
+    """A PNG of realised HH and fitted HH over the training weeks, test weeks shaded."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.dates import date2num
+    from matplotlib.figure import Figure
+
+    path = training_dataset_path(settings, model)
+    target = str(model.metadata.get("target", settings.training.target))
+    dataset = load_weekly_dataset(path, model.features, target)
+    frame = dataset.frame
+    fitted = model.predict(frame[model.features].to_numpy(dtype=np.float64))
+    lower, upper = model.interval(fitted)
+    dates = frame["date"].to_numpy()
+
+    # The object API, not pyplot: pyplot keeps global state and is not safe in a thread.
+    figure = Figure(figsize=(9, 3.4), dpi=100, layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    axes.fill_between(
+        dates, lower, upper, color="#9ecae1", alpha=0.45, label=f"{model.coverage:.0%} interval"
+    )
+    axes.plot(dates, frame[target].to_numpy(), color="#222222", linewidth=1.0, label="realised HH")
+    axes.plot(dates, fitted, color="#d95f02", linewidth=1.3, label=f"model {model.version}")
+    test = model.metadata.get("split", {}).get("test", {})
+    if test.get("start") and test.get("end"):
+        axes.axvspan(
+            date2num(np.datetime64(test["start"])),
+            date2num(np.datetime64(test["end"])),
+            color="#cccccc",
+            alpha=0.35,
+            label="held-out test weeks",
+        )
+    axes.set_ylabel("man-hours per week")
+    axes.set_title(
+        f"Weekly unscheduled HH: realised vs model {model.version} ({model.variant})", fontsize=10
+    )
+    axes.legend(loc="upper left", fontsize=8, ncols=4)
+    axes.grid(alpha=0.3)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return buffer.getvalue()

@@ -1,0 +1,274 @@
+"""The model being served, and the follower that swaps it when production moves.
+
+A `ServedModel` is immutable: a request takes the current one once and uses it to the end, so a
+swap (one reference assignment) never changes a model under a request in flight. The follower
+polls config.yaml and registry.json; when the resolved production version changes it loads the
+new one in its own thread, checks it on reference rows, and only then swaps. A version that fails
+to load is reported and the old one keeps serving.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hhforecast.config import Settings, load_settings
+from hhforecast.errors import ArtifactError, HHForecastError
+from hhforecast.model import VariantModel
+from hhforecast.registry import ModelVersion, Registry
+
+__all__ = [
+    "ProductionFollower",
+    "ReloadFailure",
+    "ReloadOutcome",
+    "ServedModel",
+    "load_served_model",
+]
+
+log = logging.getLogger("hhforecast.serving")
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """A loaded, checked production version with what the API shows about it."""
+
+    model: VariantModel
+    entry: ModelVersion
+    loaded_at: str
+    history_png: bytes | None
+    history_problem: str | None
+    lows: np.ndarray = field(repr=False)
+    highs: np.ndarray = field(repr=False)
+
+    @property
+    def identity(self) -> tuple[str, str, str]:
+        """What makes two loads the same: version, its training time, and the variant."""
+        return (self.entry.version, self.entry.trained_at, self.model.variant)
+
+    def out_of_range(self, x: np.ndarray) -> list[list[str]]:
+        """Per row, the features outside the training range (precomputed bounds: fast path)."""
+        outside = (x < self.lows) | (x > self.highs)
+        if not outside.any():
+            return [[] for _ in range(len(x))]
+        names = self.model.features
+        return [[names[j] for j in np.flatnonzero(row)] if row.any() else [] for row in outside]
+
+    def reference_rows(self) -> np.ndarray:
+        """The lowest, middle and highest training values of every feature."""
+        return np.vstack([self.lows, (self.lows + self.highs) / 2, self.highs])
+
+
+def check_answers(served: ServedModel) -> None:
+    """Raise ArtifactError unless the model gives finite predictions on reference rows."""
+    predictions = served.model.predict(served.reference_rows())
+    if predictions.shape != (3,) or not np.isfinite(predictions).all():
+        raise ArtifactError(
+            f"version {served.entry.version} ({served.model.variant}) gives non-finite "
+            f"predictions on reference rows ({predictions.tolist()}); it is not served"
+        )
+
+
+def load_served_model(settings: Settings, entry: ModelVersion | None = None) -> ServedModel:
+    """Load and check `entry` (default: the production version); draws its history picture."""
+    from hhforecast.model import load_variant
+    from hhforecast.serving.history import render_history_png
+
+    registry = Registry(settings)
+    entry = entry if entry is not None else registry.require_production_version()
+    model = load_variant(registry.version_dir(entry), settings.mlops.serve_variant, entry.version)
+    lows = np.array([model.feature_ranges[f][0] for f in model.features], dtype=np.float64)
+    highs = np.array([model.feature_ranges[f][1] for f in model.features], dtype=np.float64)
+    served = ServedModel(model, entry, _now(), None, None, lows, highs)
+    check_answers(served)
+    try:
+        png: bytes | None = render_history_png(settings, model)
+        problem = None
+    except HHForecastError as exc:
+        png, problem = None, str(exc)
+    except Exception as exc:  # the picture is a convenience: never refuse a model over it
+        png, problem = None, f"the history picture could not be drawn ({type(exc).__name__})"
+    return ServedModel(model, entry, served.loaded_at, png, problem, lows, highs)
+
+
+@dataclass(frozen=True)
+class ReloadFailure:
+    """Why the configured production version is not the one being served."""
+
+    at: str
+    version: str | None
+    message: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"at": self.at, "version": self.version, "message": self.message}
+
+
+@dataclass(frozen=True)
+class ReloadOutcome:
+    """What a reload attempt did."""
+
+    swapped: bool
+    version: str
+    previous_version: str
+    failure: ReloadFailure | None
+
+
+def _fingerprint(paths: list[Path]) -> str:
+    digest = hashlib.sha256()
+    for path in paths:
+        try:
+            digest.update(path.read_bytes())
+        except FileNotFoundError:
+            digest.update(b"\0missing")
+        except OSError as exc:
+            digest.update(f"\0error {exc.errno}".encode())
+        digest.update(b"\0\0")
+    return digest.hexdigest()
+
+
+class ProductionFollower:
+    """Holds the served model and swaps it when config.yaml or registry.json move production."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        served: ServedModel,
+        loader: Callable[[Settings, ModelVersion], ServedModel] = load_served_model,
+        on_swap: Callable[[ServedModel], None] | None = None,
+        on_failure: Callable[[ReloadFailure], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.poll_seconds = settings.serving.reload_poll_seconds
+        self._served = served
+        self._loader = loader
+        self._on_swap = on_swap
+        self._on_failure = on_failure
+        self._reload_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._fingerprint = _fingerprint(self._watched_files())
+        self.last_reload_at: str | None = None
+        self.last_check_at: str | None = None
+        self.last_failure: ReloadFailure | None = None
+        self.failing = False
+        self.reloads = 0
+        self.failures = 0
+
+    @property
+    def current(self) -> ServedModel:
+        """The model to answer with; read once per request."""
+        return self._served
+
+    def _watched_files(self) -> list[Path]:
+        return [self.settings.config_file, self.settings.registry_file]
+
+    def _fresh_settings(self) -> Settings:
+        config = self.settings.config_file
+        if config.is_file():
+            return load_settings(config)
+        return load_settings(None, cwd=self.settings.base_dir)
+
+    def check(self, force: bool = False) -> ReloadOutcome:
+        """Re-read the config and registry; load and swap if production moved (or `force`)."""
+        with self._reload_lock:
+            previous = self._served
+            self.last_check_at = _now()
+            self._fingerprint = _fingerprint(self._watched_files())
+            wanted: str | None = None
+            try:
+                settings = self._fresh_settings()
+                entry = Registry(settings).require_production_version()
+                wanted = entry.version
+                identity = (entry.version, entry.trained_at, settings.mlops.serve_variant)
+                if identity == previous.identity and not force:
+                    self._clear_failure()
+                    return ReloadOutcome(
+                        False, previous.entry.version, previous.entry.version, None
+                    )
+                served = self._loader(settings, entry)
+            except Exception as exc:  # any failure keeps the old model serving
+                message = (
+                    str(exc)
+                    if isinstance(exc, HHForecastError)
+                    else (f"{type(exc).__name__}: {exc}")
+                )
+                failure = ReloadFailure(_now(), wanted, message)
+                self.last_failure = failure
+                self.failing = True
+                self.failures += 1
+                log.warning(
+                    "production reload failed, still serving %s: %s",
+                    previous.entry.version,
+                    message,
+                )
+                if self._on_failure is not None:
+                    self._on_failure(failure)
+                return ReloadOutcome(False, previous.entry.version, previous.entry.version, failure)
+            self._served = served
+            self.last_reload_at = served.loaded_at
+            self.reloads += 1
+            self._clear_failure()
+            log.info(
+                "now serving version %s (was %s)", served.entry.version, previous.entry.version
+            )
+            if self._on_swap is not None:
+                self._on_swap(served)
+            return ReloadOutcome(True, served.entry.version, previous.entry.version, None)
+
+    def _clear_failure(self) -> None:
+        # The last failure stays on record for /api/info; `failing` says whether it still holds.
+        self.failing = False
+
+    def poll_once(self) -> ReloadOutcome | None:
+        """Check for production changes if either watched file changed since the last look."""
+        if _fingerprint(self._watched_files()) == self._fingerprint:
+            return None
+        return self.check()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.poll_seconds):
+            try:
+                self.poll_once()
+            except Exception:  # the follower must outlive any surprise; it is logged
+                log.exception("production follower: unexpected error")
+
+    def start(self) -> None:
+        """Start polling in a daemon thread (idempotent)."""
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(
+            target=self._run, name="hhforecast-production-follower", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop polling and wait for an ongoing load to finish."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def status(self) -> dict[str, Any]:
+        """The reload status shown by /api/info and /ready."""
+        return {
+            "poll_seconds": self.poll_seconds,
+            "watching": [str(p) for p in self._watched_files()],
+            "last_check_at": self.last_check_at,
+            "last_reload_at": self.last_reload_at,
+            "reloads": self.reloads,
+            "failures": self.failures,
+            "failing": self.failing,
+            "last_failure": self.last_failure.to_dict() if self.last_failure else None,
+        }

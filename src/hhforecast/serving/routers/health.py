@@ -1,0 +1,47 @@
+"""GET /health (the process is alive) and GET /ready (a model is loaded and answers)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from hhforecast.serving.production import check_answers
+from hhforecast.serving.schemas import ReadyStatus
+from hhforecast.serving.state import State
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/health", summary="The process is alive")
+async def health() -> dict[str, str]:
+    """Always 200 while the process runs."""
+    return {"status": "ok"}
+
+
+@router.get(
+    "/ready",
+    response_model=ReadyStatus,
+    responses={503: {"model": ReadyStatus, "description": "No model answers"}},
+    summary="A model is loaded and answers",
+)
+async def ready(state: State) -> Any:
+    """200 when the served model answers reference rows (a failed reload is shown, not fatal)."""
+    follower = state.follower
+    served = follower.current
+    try:
+        check_answers(served)
+        answers = True
+    except Exception:
+        answers = False
+    failure = (
+        follower.last_failure.to_dict() if follower.failing and follower.last_failure else None
+    )
+    body = {
+        "ready": answers,
+        "model_version": served.entry.version if answers else None,
+        "reload_failing": follower.failing,
+        "last_failure": failure,
+    }
+    return JSONResponse(body, status_code=200 if answers else 503)

@@ -1,0 +1,79 @@
+"""GET /api/info (the served version) and POST /api/reload (load production now)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from hhforecast.serving.schemas import ErrorBody, ModelInfo, ReloadResponse
+from hhforecast.serving.state import ServingState, State, require_api_key
+
+router = APIRouter(tags=["model"])
+
+
+def model_info(state: ServingState) -> dict[str, Any]:
+    """What /api/info shows: the served version, its metrics and ranges, and reload status."""
+    served = state.follower.current
+    model = served.model
+    variant_info = model.metadata.get("variants", {}).get(model.variant, {})
+    metrics = variant_info.get("metrics") or served.entry.metrics.get(model.variant, {})
+    dataset = model.metadata.get("dataset")
+    limits = state.settings.serving
+    return {
+        "model_version": model.version,
+        "variant": model.variant,
+        "features": model.features,
+        "trained_at": served.entry.trained_at or str(model.metadata.get("trained_at", "")),
+        "metrics": metrics,
+        "feature_ranges": {f: list(bounds) for f, bounds in model.feature_ranges.items()},
+        "interval": {
+            "coverage": model.coverage,
+            "halfwidth": model.interval_halfwidth,
+            # relative: the half-width is a share of the prediction; absolute: in HH
+            "scale": getattr(model, "interval_scale", "absolute"),
+        },
+        "dataset": dataset if isinstance(dataset, dict) else {"path": dataset},
+        "loaded_at": served.loaded_at,
+        "production_setting": state.follower.settings.mlops.production_version,
+        "history": {
+            "available": served.history_png is not None,
+            "url": "/api/history.png" if served.history_png is not None else None,
+            "reason": served.history_problem,
+        },
+        "limits": {
+            "max_batch_rows": limits.max_batch_rows,
+            "max_body_bytes": limits.max_body_bytes,
+        },
+        "reload": state.follower.status(),
+    }
+
+
+@router.get("/api/info", response_model=ModelInfo, summary="The served version and reload status")
+def info(state: State) -> dict[str, Any]:
+    """The version being served, its variant, features, metrics, ranges and reload status."""
+    return model_info(state)
+
+
+@router.post(
+    "/api/reload",
+    response_model=ReloadResponse,
+    dependencies=[Depends(require_api_key)],
+    responses={
+        401: {"model": ErrorBody, "description": "API key missing or wrong"},
+        409: {"model": ReloadResponse, "description": "Load failed; the old version serves"},
+    },
+    summary="Load the production version now",
+)
+async def reload(state: State) -> Any:
+    """Re-read config.yaml and registry.json and load production now, even if unchanged."""
+    outcome = await run_in_threadpool(state.follower.check, True)
+    body = {
+        "reloaded": outcome.swapped,
+        "model_version": outcome.version,
+        "previous_version": outcome.previous_version,
+        "failure": outcome.failure.to_dict() if outcome.failure else None,
+    }
+    return JSONResponse(body, status_code=409 if outcome.failure else 200)

@@ -1,0 +1,95 @@
+"""Run the app with uvicorn: in-process for one worker, through the app factory for several."""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from hhforecast.config import CONFIG_ENV, Settings
+from hhforecast.registry import ModelVersion, Registry
+
+__all__ = ["ServerPlan", "plan_server", "run_server"]
+
+
+@dataclass(frozen=True)
+class ServerPlan:
+    """Where and how the service will listen, and which version it starts with."""
+
+    host: str
+    port: int
+    workers: int
+    access_log: bool
+    entry: ModelVersion
+
+    @property
+    def version_label(self) -> str:
+        """The version as the original printed it: its folder, e.g. models/1.0.0."""
+        return self.entry.path or f"models/{self.entry.version}"
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+
+def plan_server(
+    settings: Settings,
+    host: str | None = None,
+    port: int | None = None,
+    workers: int = 1,
+    access_log: bool = False,
+) -> ServerPlan:
+    """Check that a production version exists (no TensorFlow yet) and fill in defaults."""
+    entry = Registry(settings).require_production_version()
+    return ServerPlan(
+        host=host or settings.serving.host,
+        port=port or settings.serving.port,
+        workers=workers,
+        access_log=access_log,
+        entry=entry,
+    )
+
+
+def _log_config() -> dict[str, Any]:
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    # Swaps and reload failures are logged beside uvicorn's own lines.
+    config["loggers"]["hhforecast"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
+    return config
+
+
+def run_server(
+    settings: Settings,
+    plan: ServerPlan,
+    on_loaded: Callable[[str], None] = lambda _: None,
+) -> None:
+    """Serve until interrupted. One worker: load here, report, run the app object. Several:
+    each worker process builds its own app from $HHFORECAST_CONFIG (uvicorn needs an import
+    string to start workers)."""
+    import uvicorn
+
+    common: dict[str, Any] = {
+        "host": plan.host,
+        "port": plan.port,
+        "access_log": plan.access_log,
+        "log_config": _log_config(),
+        "server_header": False,
+    }
+    if plan.workers == 1:
+        from hhforecast.serving.app import create_app
+        from hhforecast.serving.production import load_served_model
+
+        served = load_served_model(settings, plan.entry)
+        on_loaded(served.entry.path or f"models/{served.entry.version}")
+        uvicorn.run(create_app(settings, served=served), **common)
+        return
+    if settings.source is not None:
+        os.environ[CONFIG_ENV] = str(settings.source)
+    on_loaded(plan.version_label)
+    from hhforecast.serving.app import APP_FACTORY
+
+    uvicorn.run(APP_FACTORY, factory=True, workers=plan.workers, **common)

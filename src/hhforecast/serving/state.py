@@ -1,0 +1,83 @@
+"""What every router shares: the served model's follower, metrics, limits and the logging seam."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated
+
+import numpy as np
+from fastapi import Depends, Request
+
+from hhforecast.config import Settings
+from hhforecast.serving.metrics import ServiceMetrics
+from hhforecast.serving.production import ProductionFollower
+from hhforecast.serving.validation import InvalidRequest
+
+__all__ = ["PredictionEvent", "ServingState", "State", "require_api_key"]
+
+log = logging.getLogger("hhforecast.serving")
+
+
+@dataclass(frozen=True)
+class PredictionEvent:
+    """One answered prediction request, handed to the optional `on_prediction` callback."""
+
+    at: float
+    """Unix time of the answer."""
+    version: str
+    variant: str
+    features: list[str]
+    x: np.ndarray
+    """Rows of raw features, shape [n, len(features)]."""
+    predictions: np.ndarray
+    lower: np.ndarray
+    upper: np.ndarray
+
+
+@dataclass
+class ServingState:
+    """The app's shared objects, stored on ``app.state.serving``."""
+
+    settings: Settings
+    follower: ProductionFollower
+    metrics: ServiceMetrics
+    api_key: str | None
+    on_prediction: Callable[[PredictionEvent], None] | None = None
+
+    def record(self, event: PredictionEvent) -> None:
+        """Count the predictions and pass them to the callback; a failing callback never
+        fails the request that was already answered correctly."""
+        self.metrics.count_predictions(event.version, event.variant, len(event.predictions))
+        if self.on_prediction is None:
+            return
+        try:
+            self.on_prediction(event)
+        except Exception:
+            log.exception("on_prediction callback failed; the prediction was still returned")
+
+
+def get_state(request: Request) -> ServingState:
+    """The app's ServingState."""
+    state: ServingState = request.app.state.serving
+    return state
+
+
+State = Annotated[ServingState, Depends(get_state)]
+
+
+def require_api_key(request: Request, state: State) -> None:
+    """When an API key is configured, refuse requests without the matching X-API-Key header."""
+    if state.api_key is None:
+        return
+    given = request.headers.get("x-api-key", "")
+    if not hmac.compare_digest(given.encode(), state.api_key.encode()):
+        raise InvalidRequest(
+            "X-API-Key",
+            "api_key",
+            f"this endpoint needs the API key (the value of ${state.settings.serving.api_key_env} "
+            "on the server) in the X-API-Key header",
+            401,
+        )

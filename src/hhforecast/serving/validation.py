@@ -1,0 +1,188 @@
+"""The rules a prediction request must pass before any value reaches the model.
+
+Bodies are parsed by hand rather than through a pydantic body model: the rules are few, the
+checks are vectorised for batches, and every failure names its field and the rule it broke.
+Python's ``json`` accepts ``NaN`` and ``Infinity`` literals, so they are refused explicitly.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from hhforecast.config import FIVE_FEATURES
+
+__all__ = [
+    "FEATURE_LIMITS",
+    "InvalidRequest",
+    "ParsedRequest",
+    "parse_predict_body",
+]
+
+# Upper bounds a real week can never exceed, sized for a fleet of 1,000 aircraft flying every
+# day (7,000 aircraft-days a week): beyond them a value is a unit or typing mistake, not a week.
+FEATURE_LIMITS: dict[str, tuple[float, str]] = {
+    "acft": (7_000.0, "aircraft-days in the week (1,000 aircraft × 7 days)"),
+    "sum_daily_hours": (168_000.0, "flight hours in the week (7,000 aircraft-days × 24 h)"),
+    "Cycles": (200_000.0, "flight cycles in the week"),
+    "sum_uti_mensal": (744_000.0, "flight hours in the month (1,000 aircraft × 31 days × 24 h)"),
+    "age_fleet": (2.0e9, "aircraft hours summed over the week's aircraft-days"),
+}
+
+
+class InvalidRequest(Exception):
+    """A request body broke a rule; `status` is the HTTP status to answer with."""
+
+    def __init__(self, field: str, rule: str, message: str, status: int = 422) -> None:
+        super().__init__(message)
+        self.field = field
+        self.rule = rule
+        self.message = message
+        self.status = status
+
+    def to_body(self) -> dict[str, Any]:
+        """The JSON error body: which field, which rule, and a sentence saying how to fix it."""
+        return {"error": {"field": self.field, "rule": self.rule, "message": self.message}}
+
+
+@dataclass(frozen=True)
+class ParsedRequest:
+    """Feature rows ready for the model, and whether the caller sent a batch."""
+
+    x: np.ndarray
+    batch: bool
+
+
+def _refuse_constant(name: str) -> float:
+    raise InvalidRequest(
+        "body", "finite", f"{name} is not allowed: every value must be a finite number", 422
+    )
+
+
+def _loads(body: bytes) -> Any:
+    if not body:
+        raise InvalidRequest("body", "json", "the body is empty; send a JSON object", 400)
+    try:
+        return json.loads(body, parse_constant=_refuse_constant)
+    except InvalidRequest:
+        raise
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidRequest("body", "json", f"the body is not valid JSON ({exc})", 400) from None
+
+
+def _row_values(
+    row: Any, where: str, features: list[str], required: frozenset[str], allowed: frozenset[str]
+) -> list[float]:
+    if not isinstance(row, dict):
+        raise InvalidRequest(where or "body", "object", f"{where or 'body'} must be a JSON object")
+    keys = row.keys()
+    if keys != required:
+        missing = [f for f in features if f not in row]
+        if missing:
+            name = f"{where}.{missing[0]}" if where else missing[0]
+            raise InvalidRequest(name, "required", f"{name} is required ({_units(missing[0])})")
+        extra = sorted(str(k) for k in keys if k not in allowed)
+        if extra:
+            name = f"{where}.{extra[0]}" if where else extra[0]
+            raise InvalidRequest(
+                name,
+                "unknown_field",
+                f"{name} is not a feature; send exactly {', '.join(features)}",
+            )
+    values = []
+    for feature in features:
+        value = row[feature]
+        kind = type(value)
+        if kind is not float and kind is not int:  # bool is an int subclass: refuse it too
+            name = f"{where}.{feature}" if where else feature
+            raise InvalidRequest(
+                name, "number", f"{name} must be a number, got {json.dumps(value)[:40]}"
+            )
+        try:
+            values.append(float(value))
+        except OverflowError:  # an integer literal with hundreds of digits
+            name = f"{where}.{feature}" if where else feature
+            raise InvalidRequest(
+                name, "maximum", f"{name} must be ≤ {_limit(feature):g} ({_units(feature)})"
+            ) from None
+    return values
+
+
+def _limit(feature: str) -> float:
+    return FEATURE_LIMITS.get(feature, (math.inf, ""))[0]
+
+
+def _units(feature: str) -> str:
+    limit = FEATURE_LIMITS.get(feature)
+    return limit[1] if limit else "a number"
+
+
+def _check_values(x: np.ndarray, features: list[str], batch: bool) -> None:
+    bad_finite = ~np.isfinite(x)
+    bad_negative = x < 0
+    highs = np.array([_limit(f) for f in features])
+    bad_high = x > highs
+    if not (bad_finite.any() or bad_negative.any() or bad_high.any()):
+        return
+    for mask, rule in ((bad_finite, "finite"), (bad_negative, "minimum"), (bad_high, "maximum")):
+        if mask.any():
+            i, j = (int(k) for k in np.argwhere(mask)[0])
+            feature = features[j]
+            name = f"rows[{i}].{feature}" if batch else feature
+            value = x[i, j]
+            if rule == "finite":
+                message = f"{name} must be a finite number, got {value}"
+            elif rule == "minimum":
+                message = f"{name} must be ≥ 0 ({_units(feature)}), got {value:g}"
+            else:
+                message = (
+                    f"{name} must be ≤ {highs[j]:g} ({_units(feature)}), got {value:g}; "
+                    "check the units"
+                )
+            raise InvalidRequest(name, rule, message)
+
+
+def parse_predict_body(body: bytes, features: list[str], max_rows: int) -> ParsedRequest:
+    """Parse one week ``{feature: value}`` or a batch ``{"rows": [...]}`` into a float array.
+
+    The model's features are required; the other known features are accepted and ignored, so
+    the original five-feature body also works against a 4-feature variant.
+    """
+    data = _loads(body)
+    required = frozenset(features)
+    allowed = required | frozenset(FIVE_FEATURES)
+    if isinstance(data, dict) and "rows" in data:
+        if len(data) != 1:
+            extra = sorted(str(k) for k in data if k != "rows")[0]
+            raise InvalidRequest(
+                extra, "unknown_field", f"{extra} is not allowed beside rows in a batch"
+            )
+        rows = data["rows"]
+        if not isinstance(rows, list):
+            raise InvalidRequest("rows", "array", "rows must be a JSON array of week objects")
+        if not rows:
+            raise InvalidRequest("rows", "min_rows", "rows must hold at least one week")
+        if len(rows) > max_rows:
+            raise InvalidRequest(
+                "rows",
+                "max_batch_rows",
+                f"rows holds {len(rows)} weeks; at most {max_rows} are accepted per request "
+                "(serving.max_batch_rows): split the batch",
+                413,
+            )
+        x = np.array(
+            [
+                _row_values(row, f"rows[{i}]", features, required, allowed)
+                for i, row in enumerate(rows)
+            ],
+            dtype=np.float64,
+        )
+        _check_values(x, features, batch=True)
+        return ParsedRequest(x=x, batch=True)
+    x = np.array([_row_values(data, "", features, required, allowed)], dtype=np.float64)
+    _check_values(x, features, batch=False)
+    return ParsedRequest(x=x, batch=False)
