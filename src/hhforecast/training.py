@@ -194,6 +194,9 @@ def train_version(
         }
         seconds = time.perf_counter() - started
         metadata = _metadata(settings, dataset, split, variants, seconds, staging)
+        from hhforecast.drift import write_drift_reference  # kept with the model for `drift`
+
+        metadata["artifacts"].update(write_drift_reference(staging, dataset.frame, split))
         entry_fields = _registry_fields(metadata, dataset)
 
         def write_metadata(name: str) -> None:

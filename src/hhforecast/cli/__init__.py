@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from hhforecast.cli import gate_commands, modeling, serve_command
+from hhforecast.cli import gate_commands, modeling, serve_command, watch_commands
 from hhforecast.cli.registry_commands import registry_app
 
 __all__ = ["app", "main"]
@@ -26,6 +26,8 @@ app.add_typer(registry_app, name="registry")
 app.command()(gate_commands.validate)
 app.command()(gate_commands.promote)
 app.command()(gate_commands.rollback)
+app.command()(watch_commands.drift)
+app.command()(watch_commands.monitor)
 app.command()(serve_command.serve)
 
 

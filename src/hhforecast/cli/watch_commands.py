@@ -1,0 +1,181 @@
+"""`hhforecast drift` and `hhforecast monitor`: does the model still fit the fleet?"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from hhforecast.cli._common import (
+    ConfigOption,
+    JsonOption,
+    console,
+    fmt,
+    friendly_errors,
+    print_json,
+    settings_from,
+)
+from hhforecast.errors import EXIT_CHECK_FAILED
+
+ReportOption = Annotated[
+    Path | None,
+    typer.Option("--report", help="Also write a self-contained HTML report here.", dir_okay=False),
+]
+
+
+def _write_report(path: Path | None, html: Any) -> None:
+    if path is None:
+        return
+    from hhforecast.registry import atomic_write_text
+
+    atomic_write_text(path, html())
+    console.print(f"Report written to {path}")
+
+
+@friendly_errors
+def drift(
+    recent: Annotated[
+        Path,
+        typer.Option(
+            "--recent", help="CSV of recent weeks (date + features, HH optional).", dir_okay=False
+        ),
+    ],
+    version: Annotated[str | None, typer.Option(help="Version (default: production).")] = None,
+    report: ReportOption = None,
+    config: ConfigOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Compare recent weeks with a version's training weeks, beyond season and trend.
+
+    Exit 0: no drift (or too few weeks for a verdict); 1: drift; 2: bad input.
+
+    Example: hhforecast drift --recent data/recent.csv --report drift.html
+    """
+    from hhforecast.drift import VERDICT_DRIFT, drift_report, run_drift
+
+    result = run_drift(settings_from(config), recent, version)
+    if json_output:
+        print_json(result.to_json())
+    else:
+        _print_drift(result)
+    _write_report(report, lambda: drift_report(result))
+    if result.verdict == VERDICT_DRIFT:
+        raise typer.Exit(EXIT_CHECK_FAILED)
+
+
+def _pvalue(value: float) -> str:
+    return "<0.0001" if value < 1e-4 else f"{value:.4f}"
+
+
+def _print_drift(result: Any) -> None:
+    data = result.to_json()
+    recent, reference = data["recent"], data["reference"]
+    table = Table(
+        title=f"{recent['weeks']} recent weeks ({recent['start']} to {recent['end']}) vs "
+        f"version {result.version}'s {reference['weeks']} training weeks, net of season and trend",
+        caption="shift: recent mean vs expected; detectable: shift (stds) caught half the time",
+    )
+    for column in (
+        "signal",
+        "compared",
+        "shift %",
+        "shift stds",
+        "KS p",
+        "Wass.",
+        "detectable",
+        "n eff.",
+        "verdict",
+    ):
+        table.add_column(column, justify="left" if column in ("signal", "compared") else "right")
+    for s in data["signals"]:
+        vote = s["role"] == "feature"
+        table.add_row(
+            s["name"],
+            s["label"],
+            fmt(s["mean_shift_pct"]),
+            fmt(s["mean_shift_std"], 2),
+            _pvalue(s["ks_pvalue"]),
+            fmt(s["wasserstein"], 2),
+            fmt(s["detectable_shift_std"], 2),
+            f"{s['n_effective_recent']:.0f}",
+            ("[bold red]drift[/]" if vote else "[red]moved[/]")
+            if s["drifted"]
+            else ("[green]ok[/]" if vote else "[dim]ok[/]"),
+            style=None if vote else "dim",
+        )
+    if data["signals"]:
+        console.print(table)
+    if result.performance:
+        perf = Table(title=f"Model error ({result.variant})")
+        for column in ("weeks", "MAE", "RMSE", "MAPE %"):
+            perf.add_column(column, justify="left" if column == "weeks" else "right")
+        for name, metrics in result.performance.items():
+            label = "recent" if name == "recent" else "training-time test weeks"
+            perf.add_row(label, *(fmt(metrics.get(k)) for k in ("MAE", "RMSE", "MAPE")))
+        console.print(perf)
+    colour = {"drift": "bold red", "no drift": "bold green"}.get(result.verdict, "bold yellow")
+    console.print(f"Verdict: [{colour}]{result.verdict}[/] - {data['message']}", highlight=False)
+
+
+@friendly_errors
+def monitor(
+    actuals: Annotated[
+        Path, typer.Option("--actuals", help="CSV of realised weeks: date and HH.", dir_okay=False)
+    ],
+    by: Annotated[str, typer.Option("--by", help="Period: week or month.")] = "week",
+    report: ReportOption = None,
+    config: ConfigOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Join logged predictions with realised HH: error per period and version.
+
+    Exit 0: every period within monitoring.error_factor x test RMSE; 1: one above; 2: bad input.
+
+    Example: hhforecast monitor --actuals data/realised.csv --by month
+    """
+    from hhforecast.monitoring import monitor_html, run_monitor
+
+    result = run_monitor(settings_from(config), actuals, by)
+    if json_output:
+        print_json(result.to_json())
+    else:
+        _print_monitor(result)
+    _write_report(report, lambda: monitor_html(result))
+    if result.flagged:
+        raise typer.Exit(EXIT_CHECK_FAILED)
+
+
+def _print_monitor(result: Any) -> None:
+    table = Table(title=f"Predicted vs realised HH per {result.by} (from {result.database})")
+    for column in (
+        "period",
+        "version",
+        "variant",
+        "weeks",
+        "MAE",
+        "RMSE",
+        "MAPE %",
+        "limit RMSE",
+        "flag",
+    ):
+        table.add_column(
+            column, justify="left" if column in ("period", "version", "variant") else "right"
+        )
+    for row in result.periods:
+        table.add_row(
+            row.period,
+            row.version,
+            row.variant,
+            str(row.weeks),
+            fmt(row.mae),
+            fmt(row.rmse),
+            fmt(row.mape),
+            fmt(row.limit),
+            "[bold red]above limit[/]" if row.flagged else "ok",
+        )
+    if result.periods:
+        console.print(table)
+    colour = "bold red" if result.flagged else "bold green"
+    console.print(f"[{colour}]{result.message}[/]", highlight=False)

@@ -1,0 +1,404 @@
+"""Predicted vs realised HH: a log of every served prediction, and the error per week or month.
+
+`PredictionLog` appends each prediction (time, version, variant, inputs, output and interval, and
+the week it is for) to an embedded SQLite database in WAL mode: readers never block the service,
+each thread has its own connection, and a batch request is one transaction.
+
+The week a prediction is for is the request's ``date`` (any day of that week) when given, else
+the week of the time it was logged. Weeks start on Monday, like the dataset's ``date`` column.
+When a week was predicted several times by the same version and variant, the latest prediction
+counts: it is the one the planners saw last.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from hhforecast.config import Settings
+from hhforecast.data import DATE_COLUMN, check_dates, check_feature_frame, read_csv
+from hhforecast.errors import EXIT_BAD_INPUT, HHForecastError
+from hhforecast.registry import Registry
+
+__all__ = [
+    "MonitorResult",
+    "PeriodError",
+    "PredictionLog",
+    "PredictionLogError",
+    "PredictionRecord",
+    "monitor_html",
+    "run_monitor",
+    "week_of",
+]
+
+PERIODS = ("week", "month")
+BUSY_TIMEOUT_MS = 10_000
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS predictions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    logged_at TEXT NOT NULL,
+    week TEXT NOT NULL,
+    version TEXT NOT NULL,
+    variant TEXT NOT NULL,
+    inputs TEXT NOT NULL,
+    hh_pred REAL NOT NULL,
+    hh_lower REAL,
+    hh_upper REAL
+);
+CREATE INDEX IF NOT EXISTS predictions_week ON predictions (week);
+"""
+
+
+class PredictionLogError(HHForecastError):
+    """The prediction log is missing or unreadable, or a monitor option is wrong."""
+
+    exit_code = EXIT_BAD_INPUT
+
+
+def week_of(day: date | datetime | str) -> str:
+    """The Monday (YYYY-MM-DD) of the week holding `day`."""
+    if isinstance(day, str):
+        try:
+            day = date.fromisoformat(day[:10])
+        except ValueError:
+            raise PredictionLogError(f"{day!r} is not a date (use YYYY-MM-DD)") from None
+    if isinstance(day, datetime):
+        day = day.date()
+    return (day - timedelta(days=day.weekday())).isoformat()
+
+
+@dataclass(frozen=True)
+class PredictionRecord:
+    """One served prediction, as logged."""
+
+    version: str
+    variant: str
+    inputs: Mapping[str, float]
+    hh_pred: float
+    hh_lower: float | None = None
+    hh_upper: float | None = None
+    week: str | None = None
+    logged_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    def row(self) -> tuple[Any, ...]:
+        return (
+            self.logged_at.isoformat(timespec="microseconds"),
+            week_of(self.week) if self.week else week_of(self.logged_at),
+            self.version,
+            self.variant,
+            json.dumps(dict(self.inputs), sort_keys=True),
+            float(self.hh_pred),
+            None if self.hh_lower is None else float(self.hh_lower),
+            None if self.hh_upper is None else float(self.hh_upper),
+        )
+
+
+class PredictionLog:
+    """Every prediction served, in one SQLite file; safe to share between request threads."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._local = threading.local()
+        self._write_lock = threading.Lock()
+        self._connections: list[sqlite3.Connection] = []
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> PredictionLog:
+        """The log named by `monitoring.database`, resolved against the config file's folder."""
+        return cls(settings.resolve(settings.monitoring.database))
+
+    def _connection(self) -> sqlite3.Connection:
+        connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
+        if connection is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            connection = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000)
+            connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            # WAL lets `hhforecast monitor` read while the service writes.
+            connection.execute("PRAGMA journal_mode = WAL")
+            connection.execute("PRAGMA synchronous = NORMAL")
+            connection.executescript(SCHEMA)
+            self._local.connection = connection
+            with self._write_lock:
+                self._connections.append(connection)
+        return connection
+
+    def record(self, records: Iterable[PredictionRecord]) -> int:
+        """Append predictions in one transaction; return how many were written."""
+        rows = [r.row() for r in records]
+        if not rows:
+            return 0
+        connection = self._connection()
+        with self._write_lock, connection:
+            connection.executemany(
+                "INSERT INTO predictions (logged_at, week, version, variant, inputs, hh_pred, "
+                "hh_lower, hh_upper) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+        return len(rows)
+
+    def record_frame(
+        self,
+        version: str,
+        variant: str,
+        features: list[str],
+        scored: pd.DataFrame,
+        logged_at: datetime | None = None,
+    ) -> int:
+        """Log the rows of a `predict_frame` result (an optional `date` column gives the week)."""
+        now = logged_at or datetime.now(UTC)
+        dates = scored[DATE_COLUMN] if DATE_COLUMN in scored.columns else None
+        records = []
+        for i, (_, row) in enumerate(scored.iterrows()):
+            day = dates.iloc[i] if dates is not None else None
+            week = str(day)[:10] if day is not None and not pd.isna(day) else None
+            records.append(
+                PredictionRecord(
+                    version=version,
+                    variant=variant,
+                    inputs={f: float(row[f]) for f in features},
+                    hh_pred=float(row["HH_pred"]),
+                    hh_lower=float(row["HH_lower"]) if "HH_lower" in row else None,
+                    hh_upper=float(row["HH_upper"]) if "HH_upper" in row else None,
+                    week=week,
+                    logged_at=now,
+                )
+            )
+        return self.record(records)
+
+    def frame(self) -> pd.DataFrame:
+        """Every logged prediction, oldest first."""
+        if not self.path.is_file():
+            raise PredictionLogError(
+                f"no prediction log at {self.path}: the service writes it once it has served a "
+                "prediction (monitoring.database in the config names the file)"
+            )
+        try:
+            return pd.read_sql_query(
+                "SELECT id, logged_at, week, version, variant, inputs, hh_pred, hh_lower, "
+                "hh_upper FROM predictions ORDER BY id",
+                self._connection(),
+            )
+        except (sqlite3.DatabaseError, pd.errors.DatabaseError) as exc:
+            raise PredictionLogError(
+                f"{self.path} is not a readable prediction log ({exc})"
+            ) from None
+
+    def close(self) -> None:
+        """Close every thread's connection (the service calls it on shutdown)."""
+        with self._write_lock:
+            for connection in self._connections:
+                connection.close()
+            self._connections.clear()
+        self._local = threading.local()
+
+
+# -- the monitor report --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PeriodError:
+    """The error of one version's predictions over one week or month."""
+
+    period: str
+    version: str
+    variant: str
+    weeks: int
+    mae: float
+    rmse: float
+    mape: float
+    limit: float | None
+    flagged: bool
+
+
+@dataclass(frozen=True)
+class MonitorResult:
+    """Errors per period and version, which periods are above their limit, and the joined weeks."""
+
+    by: str
+    database: Path
+    periods: list[PeriodError]
+    joined: pd.DataFrame
+    error_factor: float
+    message: str
+
+    @property
+    def flagged(self) -> bool:
+        return any(p.flagged for p in self.periods)
+
+    @property
+    def verdict(self) -> str:
+        if not self.periods:
+            return "insufficient"
+        return "above limit" if self.flagged else "ok"
+
+    def to_json(self) -> dict[str, Any]:
+        """Everything a machine needs, JSON-ready."""
+        return {
+            "verdict": self.verdict,
+            "message": self.message,
+            "by": self.by,
+            "database": str(self.database),
+            "error_factor": self.error_factor,
+            "weeks_matched": len(self.joined),
+            "periods": [p.__dict__ for p in self.periods],
+        }
+
+
+def _read_actuals(path: Path, target: str) -> pd.DataFrame:
+    raw = read_csv(path)
+    values = check_feature_frame(raw, path, [target])
+    dates = check_dates(raw, path)
+    weeks = [week_of(d.date()) for d in dates]
+    return pd.DataFrame({"week": weeks, "actual": values[target].to_numpy(float)})
+
+
+def _errors(actual: np.ndarray, predicted: np.ndarray) -> tuple[float, float, float]:
+    error = predicted - actual
+    positive = actual > 0
+    mape = (
+        float(100 * np.mean(np.abs(error[positive]) / actual[positive]))
+        if positive.any()
+        else math.nan
+    )
+    return float(np.mean(np.abs(error))), float(np.sqrt(np.mean(error**2))), mape
+
+
+def run_monitor(settings: Settings, actuals_path: Path, by: str = "week") -> MonitorResult:
+    """Join logged predictions with realised weekly HH; error per period and version."""
+    if by not in PERIODS:
+        raise PredictionLogError(f"--by {by!r} is not a period; use week or month")
+    log = PredictionLog.from_settings(settings)
+    try:
+        logged = log.frame()
+    finally:
+        log.close()
+    actuals = _read_actuals(actuals_path, settings.training.target)
+    latest = logged.drop_duplicates(["version", "variant", "week"], keep="last")
+    joined = latest.merge(actuals, on="week", how="inner").sort_values(["week", "version"])
+    joined["period"] = joined["week"] if by == "week" else joined["week"].str[:7]
+
+    registry_rmse = {
+        (entry.version, variant): metrics["RMSE"]
+        for entry in Registry(settings).versions()
+        for variant, metrics in entry.metrics.items()
+        if "RMSE" in metrics
+    }
+    factor = settings.monitoring.error_factor
+    periods = []
+    for (period, version, variant), group in joined.groupby(
+        ["period", "version", "variant"], sort=True
+    ):
+        mae, rmse, mape = _errors(group["actual"].to_numpy(float), group["hh_pred"].to_numpy(float))
+        test_rmse = registry_rmse.get((str(version), str(variant)))
+        limit = factor * test_rmse if test_rmse is not None else None
+        periods.append(
+            PeriodError(
+                period=str(period),
+                version=str(version),
+                variant=str(variant),
+                weeks=len(group),
+                mae=mae,
+                rmse=rmse,
+                mape=mape,
+                limit=limit,
+                flagged=limit is not None and rmse > limit,
+            )
+        )
+    flagged = [p for p in periods if p.flagged]
+    if not periods:
+        message = (
+            f"insufficient data: no logged prediction is for a week of {actuals_path.name} "
+            f"({len(logged)} predictions logged, {len(actuals)} realised weeks)"
+        )
+    elif flagged:
+        names = ", ".join(f"{p.period} ({p.version})" for p in flagged)
+        message = (
+            f"{len(flagged)} of {len(periods)} periods have an RMSE above {factor:g} x the "
+            f"version's test RMSE: {names}"
+        )
+    else:
+        message = (
+            f"every period is within {factor:g} x its version's test RMSE "
+            f"({len(joined)} predicted weeks matched)"
+        )
+    return MonitorResult(by, log.path, periods, joined.reset_index(drop=True), factor, message)
+
+
+def monitor_html(result: MonitorResult) -> str:
+    """A self-contained HTML page: the error table and predicted vs realised HH over time."""
+    from html import escape
+
+    from hhforecast.drift import PAGE_STYLE, figure_data_uri, html_number, pyplot
+
+    rows = "".join(
+        "<tr>"
+        + "".join(
+            f"<td>{cell}</td>"
+            for cell in (
+                escape(p.period),
+                escape(p.version),
+                escape(p.variant),
+                p.weeks,
+                html_number(p.mae, 1),
+                html_number(p.rmse, 1),
+                html_number(p.mape, 1),
+                html_number(p.limit, 1) if p.limit is not None else "-",
+                '<span class="drift">above limit</span>' if p.flagged else "ok",
+            )
+        )
+        + "</tr>"
+        for p in result.periods
+    )
+    chart = ""
+    if len(result.joined):
+        plt = pyplot()
+        figure, (top, bottom) = plt.subplots(2, 1, figsize=(8.0, 5.6), sharex=False)
+        realised = result.joined.drop_duplicates("week")
+        top.plot(pd.to_datetime(realised["week"]), realised["actual"], "k-s", label="realised")
+        for version, group in result.joined.groupby("version"):
+            top.plot(
+                pd.to_datetime(group["week"]),
+                group["hh_pred"],
+                "o--",
+                label=f"predicted ({version})",
+            )
+        top.set_ylabel("HH per week")
+        top.legend(fontsize=8)
+        for version in sorted(set(result.joined["version"])):
+            chosen = [p for p in result.periods if p.version == version]
+            bottom.plot(
+                [p.period for p in chosen],
+                [p.rmse for p in chosen],
+                "o-",
+                label=f"RMSE ({version})",
+            )
+            limits = [p.limit for p in chosen]
+            if all(v is not None for v in limits):
+                bottom.plot([p.period for p in chosen], limits, ":", label=f"limit ({version})")
+        bottom.set_ylabel(f"RMSE per {result.by}")
+        bottom.tick_params(axis="x", labelrotation=45, labelsize=7)
+        bottom.legend(fontsize=8)
+        chart = f'<img alt="predicted vs realised" src="{figure_data_uri(figure)}">'
+    status = "drift" if result.flagged else "ok"
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>hhforecast monitor</title>
+<style>{PAGE_STYLE}</style></head><body>
+<h1>Predicted vs realised HH per {escape(result.by)}</h1>
+<p class="{status}">{escape(result.message)}.</p>
+<p>Predictions from {escape(str(result.database))}; the limit of a period is
+{result.error_factor:g} x the version's RMSE on its held-out test weeks (registry).</p>
+<table><tr><th>period</th><th>version</th><th>variant</th><th>weeks</th><th>MAE</th><th>RMSE</th>
+<th>MAPE %</th><th>limit RMSE</th><th>flag</th></tr>{rows}</table>
+{chart}
+</body></html>
+"""
