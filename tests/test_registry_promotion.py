@@ -1,6 +1,7 @@
-"""The production pointer: rewriting config.yaml in place, history, rollback, faults, concurrency."""
+"""The production pointer: config.yaml rewritten in place, history, rollback, faults, races."""
 
 import getpass
+import itertools
 import json
 import subprocess
 import sys
@@ -232,6 +233,6 @@ def test_twenty_parallel_promotions_leave_a_valid_config_and_twenty_entries(
     assert sorted(r.reason for r in history) == sorted(f"run {i}" for i in range(20))
     # Serialised under the lock: each move starts where the one before it ended.
     assert history[0].from_version == "1.1.0"
-    for earlier, later in zip(history, history[1:], strict=False):
+    for earlier, later in itertools.pairwise(history):
         assert later.from_version == earlier.to_version
     assert history[-1].to_version == final
