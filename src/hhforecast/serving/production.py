@@ -72,7 +72,8 @@ class ServedModel:
 
 def check_answers(served: ServedModel) -> None:
     """Raise ArtifactError unless the model gives finite predictions on reference rows."""
-    predictions = served.model.predict(served.reference_rows())
+    with np.errstate(all="ignore"):  # a broken model is reported below, not warned about
+        predictions = served.model.predict(served.reference_rows())
     if predictions.shape != (3,) or not np.isfinite(predictions).all():
         raise ArtifactError(
             f"version {served.entry.version} ({served.model.variant}) gives non-finite "
@@ -158,6 +159,7 @@ class ProductionFollower:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._fingerprint = _fingerprint(self._watched_files())
+        self.production_setting = settings.mlops.production_version
         self.last_reload_at: str | None = None
         self.last_check_at: str | None = None
         self.last_failure: ReloadFailure | None = None
@@ -188,6 +190,7 @@ class ProductionFollower:
             wanted: str | None = None
             try:
                 settings = self._fresh_settings()
+                self.production_setting = settings.mlops.production_version
                 entry = Registry(settings).require_production_version()
                 wanted = entry.version
                 identity = (entry.version, entry.trained_at, settings.mlops.serve_variant)

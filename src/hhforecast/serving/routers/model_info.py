@@ -37,7 +37,7 @@ def model_info(state: ServingState) -> dict[str, Any]:
         },
         "dataset": dataset if isinstance(dataset, dict) else {"path": dataset},
         "loaded_at": served.loaded_at,
-        "production_setting": state.follower.settings.mlops.production_version,
+        "production_setting": state.follower.production_setting,
         "history": {
             "available": served.history_png is not None,
             "url": "/api/history.png" if served.history_png is not None else None,

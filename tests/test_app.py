@@ -1,0 +1,462 @@
+"""The API through TestClient(create_app(...)): predictions, refusals, info, health, live reload."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+import pytest
+import yaml
+from fastapi.testclient import TestClient
+
+from hhforecast.errors import RegistryError
+from hhforecast.gate import promote
+from hhforecast.predict import load_model
+from hhforecast.serving import PredictionEvent, create_app
+
+from .conftest import Project, write_config
+
+WEEK = {
+    "acft": 249,
+    "sum_daily_hours": 2539.5,
+    "Cycles": 1591,
+    "sum_uti_mensal": 11261.3,
+    "age_fleet": 8037205.9,
+}
+FEATURES = list(WEEK)
+
+
+def client_for(project: Project, **kwargs: Any) -> TestClient:
+    """A client of an app that does not start its polling thread (tests poll by hand)."""
+    return TestClient(create_app(project.settings, follow_production=False, **kwargs))
+
+
+def set_production(project: Project, version: str) -> None:
+    """Point production at `version` by editing config.yaml as a person would."""
+    data = yaml.safe_load(project.config.read_text())
+    data.setdefault("mlops", {})["production_version"] = version
+    project.config.write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+def metric_value(client: TestClient, name: str, **labels: str) -> float:
+    text = client.get("/metrics").text
+    for line in text.splitlines():
+        if line.startswith(name + ("{" if labels else " ")) and all(
+            f'{k}="{v}"' in line for k, v in labels.items()
+        ):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_predict_one_week_uses_the_shared_prediction_path(trained_project: Project) -> None:
+    client = client_for(trained_project)
+    response = client.post("/api/predict", json=WEEK)
+    assert response.status_code == 200
+    body = response.json()
+    model = load_model(trained_project.settings)
+    expected = float(model.predict(np.array([list(WEEK.values())], dtype=float))[0])
+    lower, upper = model.interval(np.array([expected]))
+    assert body == {
+        "HH": round(expected, 3),
+        "HH_lower": round(float(lower[0]), 3),
+        "HH_upper": round(float(upper[0]), 3),
+        "model_version": "1.1.0",
+        "variant": "5features",
+        "out_of_range": [],
+    }
+
+
+def test_batch_answers_a_list_in_order_and_names_out_of_range_features(
+    trained_project: Project,
+) -> None:
+    client = client_for(trained_project)
+    odd = {**WEEK, "age_fleet": 9.9e8, "acft": 1}
+    response = client.post("/api/predict", json={"rows": [WEEK, odd, WEEK]})
+    assert response.status_code == 200
+    rows = response.json()
+    assert isinstance(rows, list) and len(rows) == 3
+    single = client.post("/api/predict", json=WEEK).json()
+    assert rows[0] == single and rows[2] == single
+    assert rows[1]["out_of_range"] == ["acft", "age_fleet"]
+
+
+def test_a_four_feature_variant_accepts_the_original_five_feature_body(
+    trained_project: Project,
+) -> None:
+    write_config(trained_project.root, mlops={"serve_variant": "4features"})
+    client = client_for(trained_project)
+    body = client.post("/api/predict", json=WEEK).json()
+    assert body["variant"] == "4features"
+    assert client.get("/api/info").json()["features"] == FEATURES[:4]
+
+
+BAD_BODIES: list[tuple[bytes, int, str, str, str]] = [
+    (b"", 400, "body", "json", "the body is empty; send a JSON object"),
+    (b"{not json", 400, "body", "json", "the body is not valid JSON"),
+    (b"[1, 2]", 422, "body", "object", "body must be a JSON object"),
+    (
+        json.dumps({k: v for k, v in WEEK.items() if k != "Cycles"}).encode(),
+        422,
+        "Cycles",
+        "required",
+        "Cycles is required (flight cycles in the week)",
+    ),
+    (
+        json.dumps({**WEEK, "HH": 1000}).encode(),
+        422,
+        "HH",
+        "unknown_field",
+        "HH is not a feature; send exactly acft, sum_daily_hours, Cycles, sum_uti_mensal, "
+        "age_fleet",
+    ),
+    (
+        json.dumps({**WEEK, "acft": "249"}).encode(),
+        422,
+        "acft",
+        "number",
+        'acft must be a number, got "249"',
+    ),
+    (json.dumps({**WEEK, "acft": None}).encode(), 422, "acft", "number", "acft must be a number"),
+    (json.dumps({**WEEK, "acft": True}).encode(), 422, "acft", "number", "got true"),
+    (
+        json.dumps({**WEEK, "age_fleet": float("nan")}).encode(),
+        422,
+        "body",
+        "finite",
+        "NaN is not allowed: every value must be a finite number",
+    ),
+    (
+        b'{"acft": 249, "sum_daily_hours": Infinity, "Cycles": 1, "sum_uti_mensal": 1, '
+        b'"age_fleet": 1}',
+        422,
+        "body",
+        "finite",
+        "Infinity is not allowed",
+    ),
+    (
+        json.dumps({**WEEK, "sum_uti_mensal": 1e400}).encode().replace(b"Infinity", b"1e400"),
+        422,
+        "sum_uti_mensal",
+        "finite",
+        "sum_uti_mensal must be a finite number, got inf",
+    ),
+    (
+        json.dumps({**WEEK, "Cycles": -3}).encode(),
+        422,
+        "Cycles",
+        "minimum",
+        "Cycles must be ≥ 0 (flight cycles in the week), got -3",
+    ),
+    (
+        json.dumps({**WEEK, "sum_daily_hours": 250_000}).encode(),
+        422,
+        "sum_daily_hours",
+        "maximum",
+        "sum_daily_hours must be ≤ 168000 (flight hours in the week (7,000 aircraft-days × "
+        "24 h)), got 250000; check the units",
+    ),
+    (
+        b'{"acft": 1' + b"0" * 400 + b', "sum_daily_hours": 1, "Cycles": 1, '
+        b'"sum_uti_mensal": 1, "age_fleet": 1}',
+        422,
+        "acft",
+        "maximum",
+        "acft must be ≤ 7000",
+    ),
+    (b'{"rows": []}', 422, "rows", "min_rows", "rows must hold at least one week"),
+    (b'{"rows": {"acft": 1}}', 422, "rows", "array", "rows must be a JSON array"),
+    (
+        json.dumps({"rows": [WEEK], "version": "1.0.0"}).encode(),
+        422,
+        "version",
+        "unknown_field",
+        "version is not allowed beside rows",
+    ),
+    (
+        json.dumps({"rows": [WEEK, {**WEEK, "acft": -1}]}).encode(),
+        422,
+        "rows[1].acft",
+        "minimum",
+        "rows[1].acft must be ≥ 0",
+    ),
+    (
+        json.dumps({"rows": [WEEK, WEEK, 7]}).encode(),
+        422,
+        "rows[2]",
+        "object",
+        "rows[2] must be a JSON object",
+    ),
+]
+
+
+def test_bad_bodies_get_a_4xx_naming_the_field_and_the_rule(trained_project: Project) -> None:
+    client = client_for(trained_project)
+    for body, status, field, rule, message in BAD_BODIES:
+        response = client.post(
+            "/api/predict", content=body, headers={"Content-Type": "application/json"}
+        )
+        assert response.status_code == status, body[:80]
+        error = response.json()["error"]
+        assert (error["field"], error["rule"]) == (field, rule), body[:80]
+        assert message in error["message"], error["message"]
+    assert metric_value(client, "hhforecast_predictions_total") == 0.0
+
+
+def test_oversized_bodies_and_batches_are_refused(trained_project: Project) -> None:
+    write_config(trained_project.root, serving={"max_body_bytes": 2048, "max_batch_rows": 3})
+    client = client_for(trained_project)
+    too_many = client.post("/api/predict", json={"rows": [WEEK] * 4})
+    assert too_many.status_code == 413
+    assert too_many.json()["error"] == {
+        "field": "rows",
+        "rule": "max_batch_rows",
+        "message": "rows holds 4 weeks; at most 3 are accepted per request "
+        "(serving.max_batch_rows): split the batch",
+    }
+    big = json.dumps({"rows": [WEEK] * 30}).encode()
+    declared = client.post("/api/predict", content=big)
+    assert declared.status_code == 413
+    assert declared.json()["error"]["rule"] == "max_body_bytes"
+    # Without a Content-Length (chunked upload) the limit holds while reading.
+    streamed = client.post("/api/predict", content=iter([big[:1500], big[1500:]]))
+    assert streamed.status_code == 413
+    assert streamed.json()["error"]["message"] == (
+        "the body is larger than 2048 bytes (serving.max_body_bytes): split the batch"
+    )
+    assert client.post("/api/predict", json={"rows": [WEEK] * 3}).status_code == 200
+
+
+def test_info_shows_the_version_its_metrics_ranges_and_reload_status(
+    trained_project: Project,
+) -> None:
+    info = client_for(trained_project).get("/api/info").json()
+    metadata = json.loads((trained_project.models / "1.1.0" / "model_metadata.json").read_text())
+    assert info["model_version"] == "1.1.0"
+    assert info["variant"] == "5features"
+    assert info["features"] == FEATURES
+    assert info["trained_at"] == metadata["trained_at"]
+    assert info["metrics"] == metadata["variants"]["5features"]["metrics"]
+    assert info["feature_ranges"] == metadata["variants"]["5features"]["feature_ranges"]
+    assert info["production_setting"] == "latest"
+    assert info["history"] == {"available": True, "url": "/api/history.png", "reason": None}
+    assert info["limits"] == {"max_batch_rows": 10_000, "max_body_bytes": 2_000_000}
+    assert info["reload"]["failing"] is False and info["reload"]["last_failure"] is None
+
+
+def test_health_and_ready(trained_project: Project) -> None:
+    client = client_for(trained_project)
+    assert client.get("/health").json() == {"status": "ok"}
+    ready = client.get("/ready")
+    assert ready.status_code == 200
+    assert ready.json() == {
+        "ready": True,
+        "model_version": "1.1.0",
+        "reload_failing": False,
+        "last_failure": None,
+    }
+
+
+def test_a_promotion_is_picked_up_without_a_restart(trained_project: Project) -> None:
+    app = create_app(trained_project.settings, follow_production=False)
+    client = TestClient(app)
+    follower = app.state.serving.follower
+    assert follower.poll_once() is None  # nothing changed yet: no reload
+    promote(trained_project.settings, "1.0.0", reason="test")
+    outcome = follower.poll_once()
+    assert outcome is not None and outcome.swapped
+    assert (outcome.version, outcome.previous_version) == ("1.0.0", "1.1.0")
+    info = client.get("/api/info").json()
+    assert info["model_version"] == "1.0.0" and info["production_setting"] == "1.0.0"
+    assert info["reload"]["reloads"] == 1 and info["reload"]["last_reload_at"]
+    assert client.post("/api/predict", json=WEEK).json()["model_version"] == "1.0.0"
+    assert metric_value(client, "hhforecast_model_reloads_total") == 1.0
+    assert metric_value(client, "hhforecast_model_info", version="1.0.0") == 1.0
+    assert metric_value(client, "hhforecast_model_info", version="1.1.0") == 0.0
+    assert metric_value(client, "hhforecast_predictions_total", version="1.0.0") == 1.0
+
+
+def test_a_version_that_fails_to_load_leaves_the_old_one_serving(
+    trained_project: Project,
+) -> None:
+    app = create_app(trained_project.settings, follow_production=False)
+    client = TestClient(app)
+    (trained_project.models / "1.0.0" / "model_hh_semanal_5features.keras").unlink()
+    set_production(trained_project, "1.0.0")
+    outcome = app.state.serving.follower.poll_once()
+    assert outcome is not None and not outcome.swapped and outcome.failure is not None
+    assert "model_hh_semanal_5features.keras is missing" in outcome.failure.message
+    assert client.post("/api/predict", json=WEEK).json()["model_version"] == "1.1.0"
+    ready = client.get("/ready")
+    assert ready.status_code == 200
+    assert ready.json()["reload_failing"] is True
+    assert ready.json()["last_failure"]["version"] == "1.0.0"
+    info = client.get("/api/info").json()
+    assert info["model_version"] == "1.1.0"
+    assert info["reload"]["failing"] is True and info["reload"]["failures"] == 1
+    assert "is missing" in info["reload"]["last_failure"]["message"]
+    assert metric_value(client, "hhforecast_model_reload_failures_total") == 1.0
+    assert metric_value(client, "hhforecast_model_reload_failing") == 1.0
+    # An unchanged failure is not retried on every poll; going back to a good version heals.
+    assert app.state.serving.follower.poll_once() is None
+    set_production(trained_project, "1.1.0")
+    outcome = app.state.serving.follower.poll_once()
+    assert outcome is not None and not outcome.swapped and outcome.failure is None
+    assert client.get("/ready").json()["reload_failing"] is False
+
+
+def test_a_version_with_non_finite_predictions_is_not_served(trained_project: Project) -> None:
+    app = create_app(trained_project.settings, follow_production=False)
+    scaler_path = trained_project.models / "1.0.0" / "scaler_X_5features.joblib"
+    scaler = joblib.load(scaler_path)
+    scaler.scale_ = np.zeros_like(scaler.scale_)  # every input scales to ±inf
+    joblib.dump(scaler, scaler_path)
+    set_production(trained_project, "1.0.0")
+    outcome = app.state.serving.follower.poll_once()
+    assert outcome is not None and outcome.failure is not None
+    assert "gives non-finite predictions on reference rows" in outcome.failure.message
+    assert app.state.serving.follower.current.entry.version == "1.1.0"
+
+
+def test_reload_endpoint_requires_the_api_key_when_one_is_set(
+    trained_project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HHFORECAST_API_KEY", "s3cret")
+    client = client_for(trained_project)
+    refused = client.post("/api/reload")
+    assert refused.status_code == 401
+    assert refused.json()["error"] == {
+        "field": "X-API-Key",
+        "rule": "api_key",
+        "message": "this endpoint needs the API key (the value of $HHFORECAST_API_KEY on the "
+        "server) in the X-API-Key header",
+    }
+    assert client.post("/api/reload", headers={"X-API-Key": "wrong"}).status_code == 401
+    promote(trained_project.settings, "1.0.0")
+    done = client.post("/api/reload", headers={"X-API-Key": "s3cret"})
+    assert done.status_code == 200
+    assert done.json() == {
+        "reloaded": True,
+        "model_version": "1.0.0",
+        "previous_version": "1.1.0",
+        "failure": None,
+    }
+
+
+def test_reload_endpoint_reports_a_failed_load_with_409(trained_project: Project) -> None:
+    client = client_for(trained_project)
+    set_production(trained_project, "9.9.9")
+    response = client.post("/api/reload")
+    assert response.status_code == 409
+    body = response.json()
+    assert body["reloaded"] is False and body["model_version"] == "1.1.0"
+    assert "version '9.9.9'" in body["failure"]["message"]
+    assert "is not in the registry" in body["failure"]["message"]
+
+
+def test_metrics_count_requests_latency_and_predictions_per_app(
+    trained_project: Project,
+) -> None:
+    first, second = client_for(trained_project), client_for(trained_project)
+    first.post("/api/predict", json={"rows": [WEEK, WEEK]})
+    first.post("/api/predict", json={"acft": -1})
+    second.get("/nowhere")
+    text = first.get("/metrics").text
+    assert 'hhforecast_http_requests_total{method="POST",path="/api/predict",status="200"} 1.0' in (
+        text
+    )
+    assert 'hhforecast_http_requests_total{method="POST",path="/api/predict",status="422"} 1.0' in (
+        text
+    )
+    assert 'hhforecast_predictions_total{variant="5features",version="1.1.0"} 2.0' in text
+    assert 'hhforecast_http_request_duration_seconds_count{path="/api/predict"} 2.0' in text
+    assert "unmatched" not in text  # the other app's 404 was counted in its own registry
+    assert metric_value(second, "hhforecast_http_requests_total", path="unmatched") == 1.0
+
+
+def test_on_prediction_receives_every_answer_and_cannot_break_it(
+    trained_project: Project,
+) -> None:
+    events: list[PredictionEvent] = []
+
+    def record(event: PredictionEvent) -> None:
+        events.append(event)
+        raise RuntimeError("the log is full")
+
+    client = client_for(trained_project, on_prediction=record)
+    response = client.post("/api/predict", json={"rows": [WEEK, WEEK]})
+    assert response.status_code == 200
+    (event,) = events
+    assert (event.version, event.variant, event.features) == ("1.1.0", "5features", FEATURES)
+    assert event.x.shape == (2, 5) and event.predictions.shape == (2,)
+    assert round(float(event.predictions[0]), 3) == response.json()[0]["HH"]
+
+
+def test_a_registry_in_the_original_format_is_served(trained_project: Project) -> None:
+    current = json.loads(trained_project.registry_file.read_text())
+    original = {
+        "versions": [
+            {
+                "version": v["version"],
+                "trained_at": v["trained_at"],
+                "path": f"models/{v['version']}",
+                "dataset": "dados_semanais.csv",
+                "metrics_5features": {"mae": 120.5, "rmse": 160.2, "r2": 0.41},
+                "metrics_4features": {"mae": 125.0, "rmse": 170.9, "r2": 0.35},
+            }
+            for v in current["versions"]
+        ]
+    }
+    trained_project.registry_file.write_text(json.dumps(original, indent=2))
+    client = client_for(trained_project)
+    assert client.post("/api/predict", json=WEEK).json()["model_version"] == "1.1.0"
+    info = client.get("/api/info").json()
+    assert (info["model_version"], info["variant"]) == ("1.1.0", "5features")
+
+
+def test_history_picture_and_its_absence(trained_project: Project) -> None:
+    client = client_for(trained_project)
+    picture = client.get("/api/history.png")
+    assert picture.status_code == 200
+    assert picture.headers["content-type"] == "image/png"
+    assert picture.content.startswith(b"\x89PNG")
+    metadata_path = trained_project.models / "1.0.0" / "model_metadata.json"
+    metadata = json.loads(metadata_path.read_text())
+    metadata["dataset"]["path"] = "data/gone.csv"
+    metadata_path.write_text(json.dumps(metadata))
+    promote(trained_project.settings, "1.0.0")
+    client.app.state.serving.follower.poll_once()  # type: ignore[attr-defined]
+    history = client.get("/api/info").json()["history"]
+    assert history["available"] is False
+    assert history["reason"] == (
+        "the training dataset of version 1.0.0 (data/gone.csv) is not available"
+    )
+    missing = client.get("/api/history.png")
+    assert missing.status_code == 404
+    assert missing.json()["error"]["message"] == history["reason"]
+
+
+def test_page_and_openapi(trained_project: Project) -> None:
+    client = client_for(trained_project)
+    page = client.get("/")
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+    for feature in FEATURES:
+        assert f'id="{feature}"' in page.text
+    assert "http://" not in page.text and "https://" not in page.text  # nothing from a CDN
+    schema = client.get("/openapi.json").json()
+    body = schema["paths"]["/api/predict"]["post"]["requestBody"]["content"]["application/json"]
+    assert {"$ref": "#/components/schemas/BatchPredictRequest"} in body["schema"]["oneOf"]
+    assert set(schema["components"]["schemas"]["PredictRequest"]["properties"]) == set(FEATURES)
+    assert {"/api/info", "/api/reload", "/health", "/ready", "/metrics"} <= set(schema["paths"])
+
+
+def test_nothing_trained_is_a_clear_error(project: Project, tmp_path: Path, cli: Any) -> None:
+    with pytest.raises(RegistryError, match=r"run `hhforecast train` first"):
+        create_app(project.settings)
+    result = cli("serve", "--config", project.config)
+    assert result.exit_code == 2
+    assert "Error: no version is registered in" in result.stderr
+    assert "run `hhforecast train` first" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
