@@ -93,6 +93,7 @@ class ServingConfig(_Section):
 class DriftConfig(_Section):
     min_weeks: int = Field(8, ge=2)
     ks_pvalue: float = Field(0.01, gt=0.0, lt=1.0)
+    mean_pvalue: float = Field(0.01, gt=0.0, lt=1.0)
     wasserstein: float = Field(0.1, gt=0.0)
     psi: float = Field(0.25, gt=0.0)
     share_of_features: float = Field(0.5, gt=0.0, le=1.0)

@@ -300,6 +300,7 @@ class SignalDrift:
     n_effective_recent: float
     mean_shift_pct: float
     mean_shift_std: float
+    mean_pvalue: float
     std_ratio: float
     outside_range_share: float
     outside_raw_range_share: float
@@ -344,23 +345,27 @@ def _psi(reference: np.ndarray, recent: np.ndarray) -> float:
     return float(np.sum((q - p) * np.log(q / p)))
 
 
-def detectable_shift(n_reference: float, n_recent: float, alpha: float) -> float:
-    """Smallest shift of a normal mean (in reference stds) that the KS test flags half the time."""
+def detectable_shift(
+    n_reference: float, n_recent: float, ks_alpha: float, mean_alpha: float
+) -> float:
+    """Smallest shift of a normal mean (in reference stds) flagged half the time, by either test."""
     from scipy.stats import kstwobign, norm
 
-    critical = float(kstwobign.isf(alpha)) / math.sqrt(
+    # The mean test flags half the time when the true shift equals its critical value.
+    mean_test = float(norm.isf(mean_alpha / 2)) * math.sqrt(1 / n_reference + 1 / n_recent)
+    critical = float(kstwobign.isf(ks_alpha)) / math.sqrt(
         n_reference * n_recent / (n_reference + n_recent)
     )
     if critical >= 1.0:
-        return math.inf
+        return mean_test
     # For two normals a shift d apart, the KS distance is 2 * Phi(d / 2) - 1.
-    return float(2 * norm.ppf((1 + critical) / 2))
+    return min(mean_test, float(2 * norm.ppf((1 + critical) / 2)))
 
 
 def _compare(
     signal: Signal, reference: pd.DataFrame, recent: pd.DataFrame, config: DriftConfig
 ) -> SignalDrift:
-    from scipy.stats import ks_2samp, kstwobign, wasserstein_distance
+    from scipy.stats import ks_2samp, kstwobign, norm, wasserstein_distance
 
     ref_values = signal.compute(reference)
     new_values = signal.compute(recent)
@@ -382,6 +387,10 @@ def _compare(
     en = n_ref_eff * n_new_eff / (n_ref_eff + n_new_eff)
     pvalue = float(min(1.0, kstwobign.sf(statistic * math.sqrt(en))))
     wasserstein = float(wasserstein_distance(ref_resid, new_resid)) / scale
+    # KS saturates at D = 1 however far a small window moved; the mean test does not.
+    mean_shift = float(new_resid.mean() - ref_resid.mean()) / scale
+    mean_z = mean_shift / math.sqrt(1 / n_ref_eff + 1 / n_new_eff)
+    mean_pvalue = float(2 * norm.sf(abs(mean_z)))
     mean_expected = float(np.mean(np.abs(new_expected)))
     outside = float(np.mean((new_resid < ref_resid.min()) | (new_resid > ref_resid.max())))
     raw_outside = math.nan
@@ -402,7 +411,8 @@ def _compare(
             if signal.role != "error" and mean_expected > 0
             else math.nan
         ),
-        mean_shift_std=float(new_resid.mean() - ref_resid.mean()) / scale,
+        mean_shift_std=mean_shift,
+        mean_pvalue=mean_pvalue,
         std_ratio=float(new_resid.std(ddof=1)) / scale if len(new_resid) > 1 else math.nan,
         outside_range_share=outside,
         outside_raw_range_share=raw_outside,
@@ -411,8 +421,11 @@ def _compare(
         ks_pvalue=pvalue,
         wasserstein=wasserstein,
         psi=_psi(ref_resid, new_resid),
-        detectable_shift_std=detectable_shift(n_ref_eff, n_new_eff, config.ks_pvalue),
-        drifted=pvalue < config.ks_pvalue and wasserstein >= config.wasserstein,
+        detectable_shift_std=detectable_shift(
+            n_ref_eff, n_new_eff, config.ks_pvalue, config.mean_pvalue
+        ),
+        drifted=(pvalue < config.ks_pvalue or mean_pvalue < config.mean_pvalue)
+        and wasserstein >= config.wasserstein,
         reference_residuals=(ref_resid / scale).tolist(),
         recent_residuals=(new_resid / scale).tolist(),
     )

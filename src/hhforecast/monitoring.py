@@ -121,7 +121,10 @@ class PredictionLog:
         connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
         if connection is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            connection = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000)
+            # Each thread uses its own connection; close() may run from another thread.
+            connection = sqlite3.connect(
+                self.path, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False
+            )
             connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             # WAL lets `hhforecast monitor` read while the service writes.
             connection.execute("PRAGMA journal_mode = WAL")
