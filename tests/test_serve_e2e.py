@@ -1,0 +1,197 @@
+"""`hhforecast serve` for real: uvicorn in a subprocess, HTTP over a socket, a live promotion."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+from .conftest import Project, write_config
+
+WEEK = {
+    "acft": 249,
+    "sum_daily_hours": 2539.5,
+    "Cycles": 1591,
+    "sum_uti_mensal": 11261.3,
+    "age_fleet": 8037205.9,
+}
+START_TIMEOUT = 90.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Server:
+    process: subprocess.Popen[str]
+    url: str
+    log: Path
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def start_server(project: Project, *extra: str) -> Server:
+    port = free_port()
+    log = project.root / f"serve-{port}.log"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    command = [sys.executable, "-m", "hhforecast", "serve", "--port", str(port)]
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [*command, "--config", str(project.config), *extra],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+            cwd=project.root,
+        )
+    server = Server(process, f"http://127.0.0.1:{port}", log)
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"the server exited with {process.returncode}:\n{server.output()}")
+        try:
+            if httpx.get(f"{server.url}/ready", timeout=1.0).status_code == 200:
+                return server
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    stop_server(server)
+    pytest.fail(f"the server did not become ready in {START_TIMEOUT:.0f} s:\n{server.output()}")
+
+
+def stop_server(server: Server) -> None:
+    if server.process.poll() is None:
+        server.process.send_signal(signal.SIGINT)
+        try:
+            server.process.wait(20)
+        except subprocess.TimeoutExpired:
+            server.process.kill()
+            server.process.wait(5)
+
+
+@pytest.fixture
+def fast_poll_project(trained_project: Project) -> Project:
+    write_config(trained_project.root, serving={"reload_poll_seconds": 0.2})
+    return trained_project
+
+
+@pytest.fixture
+def server(fast_poll_project: Project) -> Iterator[Server]:
+    running = start_server(fast_poll_project)
+    yield running
+    stop_server(running)
+
+
+@dataclass
+class Burst:
+    """Clients posting predictions as fast as they can until stopped."""
+
+    url: str
+    versions: list[list[str]] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def run(self, clients: int) -> list[threading.Thread]:
+        threads = []
+        for _ in range(clients):
+            seen: list[str] = []
+            self.versions.append(seen)
+            thread = threading.Thread(target=self._client, args=(seen,), daemon=True)
+            thread.start()
+            threads.append(thread)
+        return threads
+
+    def _client(self, seen: list[str]) -> None:
+        with httpx.Client(base_url=self.url, timeout=10.0) as client:
+            while not self.stop.is_set():
+                try:
+                    response = client.post("/api/predict", json=WEEK)
+                except httpx.HTTPError as exc:
+                    self.failures.append(f"{type(exc).__name__}: {exc}")
+                    continue
+                if response.status_code != 200:
+                    self.failures.append(f"{response.status_code}: {response.text}")
+                    continue
+                seen.append(response.json()["model_version"])
+
+
+def test_serve_answers_over_http_and_follows_a_promotion_live(
+    server: Server, fast_poll_project: Project
+) -> None:
+    assert "Model loaded (version: models/1.1.0)" in server.output()
+    week = httpx.post(f"{server.url}/api/predict", json=WEEK).json()
+    assert week["model_version"] == "1.1.0" and week["HH_lower"] <= week["HH"] <= week["HH_upper"]
+    bad = httpx.post(f"{server.url}/api/predict", json={**WEEK, "acft": "many"})
+    assert bad.status_code == 422 and bad.json()["error"]["field"] == "acft"
+
+    burst = Burst(server.url)
+    threads = burst.run(clients=3)
+    time.sleep(0.5)
+    promoted = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "hhforecast",
+            "promote",
+            "1.0.0",
+            "--config",
+            str(fast_poll_project.config),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=fast_poll_project.root,
+        timeout=120,
+    )
+    assert promoted.returncode == 0, promoted.stderr
+    deadline = time.monotonic() + 30
+    info: dict = {}
+    while time.monotonic() < deadline:
+        info = httpx.get(f"{server.url}/api/info").json()
+        if info["model_version"] == "1.0.0":
+            break
+        time.sleep(0.1)
+    time.sleep(0.5)  # keep the burst going on the new version for a moment
+    burst.stop.set()
+    for thread in threads:
+        thread.join(15)
+
+    assert info["model_version"] == "1.0.0", info
+    assert info["production_setting"] == "1.0.0"
+    assert info["reload"]["reloads"] == 1 and info["reload"]["failing"] is False
+    assert burst.failures == []
+    answered = [v for seen in burst.versions for v in seen]
+    assert len(answered) > 20 and {"1.1.0", "1.0.0"} <= set(answered)
+    for seen in burst.versions:  # each client moves from the old version to the new one once
+        switch = seen.index("1.0.0") if "1.0.0" in seen else len(seen)
+        assert set(seen[:switch]) <= {"1.1.0"} and set(seen[switch:]) <= {"1.0.0"}
+    metrics = httpx.get(f"{server.url}/metrics").text
+    assert "hhforecast_model_reloads_total 1.0" in metrics
+    assert 'hhforecast_model_info{variant="5features",version="1.0.0"} 1.0' in metrics
+    assert "now serving version 1.0.0 (was 1.1.0)" in server.output()
+
+
+def test_serve_with_two_workers_uses_the_app_factory(fast_poll_project: Project) -> None:
+    running = start_server(fast_poll_project, "--workers", "2")
+    try:
+        answers = {
+            httpx.post(f"{running.url}/api/predict", json=WEEK).json()["HH"] for _ in range(6)
+        }
+        assert len(answers) == 1
+        assert "Model loaded (version: models/1.1.0)" in running.output()
+    finally:
+        stop_server(running)
+    assert running.process.returncode == 0, running.output()
