@@ -1,0 +1,229 @@
+"""The gate: integrity, finite forecasts, scores on the same weeks, and the RMSE rule."""
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from hhforecast.config import load_settings
+from hhforecast.data import sample_dataset_path
+from hhforecast.errors import ArtifactError
+from hhforecast.gate import (
+    EvaluationDataError,
+    PromotionRefusedError,
+    VariantNotFoundError,
+    check_integrity,
+    promote,
+    rollback,
+    validate_version,
+)
+from hhforecast.registry import Registry
+
+from .conftest import Project
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """Which of the two trained versions has the lower RMSE on the same weeks, and by variant."""
+
+    variant: str
+    better: str
+    worse: str
+    better_rmse: float
+    worse_rmse: float
+
+
+def rank_versions(project: Project) -> Ranking:
+    """Derive better/worse from validate's own numbers (training decides, not the test)."""
+    for variant in ("5features", "4features"):
+        report = validate_version(project.settings, "1.0.0", variant)  # production: 1.1.0
+        old, new = report.candidate_rmse, report.production_rmse
+        assert old is not None and new is not None
+        if old != new:
+            if old < new:
+                return Ranking(variant, "1.0.0", "1.1.0", old, new)
+            return Ranking(variant, "1.1.0", "1.0.0", new, old)
+    # A few epochs may leave both versions on the same linear solution. Then a version whose
+    # 5features variant sees other columns must score differently on the same test weeks.
+    from hhforecast.training import train_version
+
+    other = ["acft", "sum_daily_hours", "Cycles", "age_fleet"]
+    variants = {"5features": other, "4features": other[:3]}
+    train_version(project.settings.with_training(variants=variants, epochs=2), version="1.2.0")
+    report = validate_version(project.settings, "1.1.0", "5features")  # production: 1.2.0
+    old, new = report.candidate_rmse, report.production_rmse
+    assert old is not None and new is not None and old != new
+    if old < new:
+        return Ranking("5features", "1.1.0", "1.2.0", old, new)
+    return Ranking("5features", "1.2.0", "1.1.0", new, old)
+
+
+def tamper(path: Path) -> None:
+    """Change one byte in the middle of a file."""
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def test_integrity_passes_for_a_trained_version(trained_project: Project) -> None:
+    folder = trained_project.models / "1.0.0"
+    checks = check_integrity(folder)
+    recorded = json.loads((folder / "model_metadata.json").read_text())["artifacts"]
+    assert (
+        {c.name for c in checks}
+        == set(recorded)
+        >= {
+            "model_hh_semanal_5features.keras",
+            "scaler_X_5features.joblib",
+            "scaler_y_4features.joblib",
+        }
+    )
+    assert all(c.ok for c in checks)
+
+
+def test_a_changed_byte_fails_validation(trained_project: Project) -> None:
+    tamper(trained_project.models / "1.1.0" / "scaler_X_5features.joblib")
+    report = validate_version(trained_project.settings, "1.1.0")
+    assert not report.passed
+    assert report.failures == ["integrity: scaler_X_5features.joblib changed"]
+    assert report.scores == []  # a tampered model is never loaded
+
+
+def test_a_missing_artifact_fails_validation(trained_project: Project) -> None:
+    (trained_project.models / "1.0.0" / "model_hh_semanal_4features.keras").unlink()
+    report = validate_version(trained_project.settings, "1.0.0")
+    assert report.failures == ["integrity: model_hh_semanal_4features.keras missing"]
+
+
+def test_validate_scores_everyone_on_the_candidate_test_weeks(trained_project: Project) -> None:
+    report = validate_version(trained_project.settings, "1.0.0")
+    metadata = json.loads((trained_project.models / "1.0.0" / "model_metadata.json").read_text())
+    test = metadata["split"]["test"]
+    assert report.passed
+    assert report.weeks is not None
+    assert (report.weeks.start, report.weeks.end, report.weeks.weeks) == (
+        test["start"],
+        test["end"],
+        test["weeks"],
+    )
+    assert report.weeks.source == "held-out test weeks of 1.0.0"
+    assert [s.name for s in report.scores] == [
+        "1.0.0 (candidate)",
+        "1.1.0 (production)",
+        "linear_regression",
+        "naive_last_week",
+        "seasonal_naive",
+    ]
+    # The candidate's own score on its test weeks is the one training recorded.
+    assert report.candidate_rmse == pytest.approx(
+        metadata["variants"]["5features"]["metrics"]["RMSE"], rel=1e-6
+    )
+    # The linear baseline is fitted on the candidate's training weeks, as at training time.
+    recorded = metadata["variants"]["5features"]["baselines"]["linear_regression"]["RMSE"]
+    linear = next(s for s in report.scores if s.name == "linear_regression")
+    assert linear.metrics["RMSE"] == pytest.approx(recorded, rel=1e-6)
+    assert report.overlaps[0].weeks == 0  # both versions hold out the same weeks
+    assert report.to_dict()["overlaps_production_training"] is False
+
+
+def test_weeks_production_trained_on_are_flagged(trained_project: Project, tmp_path: Path) -> None:
+    data = tmp_path / "all_weeks.csv"
+    shutil.copy(sample_dataset_path(), data)
+    report = validate_version(trained_project.settings, "1.0.0", data=data)
+    assert report.passed
+    overlap = next(o for o in report.overlaps if o.model == "1.1.0")
+    assert overlap.weeks > 0 and overlap.method == "exact weeks"
+    assert report.to_dict()["overlaps_production_training"] is True
+    assert any(
+        w.startswith(f"{overlap.weeks} of the {report.weeks.weeks} evaluation weeks")
+        and "production 1.1.0 was trained on" in w
+        for w in report.warnings
+    )
+
+
+def test_a_vanished_dataset_asks_for_data(trained_project: Project) -> None:
+    metadata_file = trained_project.models / "1.0.0" / "model_metadata.json"
+    metadata = json.loads(metadata_file.read_text())
+    metadata["dataset"]["path"] = "data/gone.csv"
+    metadata_file.write_text(json.dumps(metadata))
+    with pytest.raises(EvaluationDataError) as info:
+        validate_version(trained_project.settings, "1.0.0")
+    assert str(info.value) == (
+        "cannot find the held-out weeks of version 1.0.0: its dataset data/gone.csv is gone "
+        f"({trained_project.root / 'data' / 'gone.csv'}). Pass --data FILE with labelled weeks "
+        "(date, the features and HH) to evaluate on"
+    )
+    assert info.value.exit_code == 2
+
+
+def test_a_changed_dataset_asks_for_data(trained_project: Project, tmp_path: Path) -> None:
+    changed = tmp_path / "data" / "weeks.csv"
+    changed.parent.mkdir()
+    changed.write_text(sample_dataset_path().read_text() + "\n")  # same weeks, new bytes
+    metadata_file = trained_project.models / "1.0.0" / "model_metadata.json"
+    metadata = json.loads(metadata_file.read_text())
+    metadata["dataset"]["path"] = "data/weeks.csv"
+    metadata_file.write_text(json.dumps(metadata))
+    with pytest.raises(EvaluationDataError, match=r"has changed since training \(SHA-256"):
+        validate_version(trained_project.settings, "1.0.0")
+
+
+def test_an_unknown_variant_is_bad_input(trained_project: Project) -> None:
+    with pytest.raises(VariantNotFoundError) as info:
+        validate_version(trained_project.settings, "1.0.0", "6features")
+    assert str(info.value) == (
+        "version 1.0.0 has no variant '6features' (variants: 4features, 5features); "
+        "pass --variant with one of them"
+    )
+
+
+def test_the_gate_refuses_the_worse_and_accepts_the_better(trained_project: Project) -> None:
+    ranking = rank_versions(trained_project)
+    settings = trained_project.settings
+    promote(settings, ranking.worse, variant=ranking.variant)  # no gate: pin the worse one
+    # The better one goes in ...
+    result = promote(
+        load_settings(trained_project.config),
+        ranking.better,
+        require_better_rmse=True,
+        variant=ranking.variant,
+    )
+    assert result.record.rmse_to == pytest.approx(ranking.better_rmse)
+    assert result.record.rmse_from == pytest.approx(ranking.worse_rmse)
+    assert result.record.gate == "require-better-rmse"
+    assert result.record.rmse_basis.startswith("same evaluation weeks: held-out test weeks")
+    # ... and the worse one cannot come back through the gate.
+    config = trained_project.config.read_bytes()
+    history = Registry(settings).history()
+    with pytest.raises(PromotionRefusedError) as info:
+        promote(
+            load_settings(trained_project.config),
+            ranking.worse,
+            require_better_rmse=True,
+            variant=ranking.variant,
+        )
+    assert f"{ranking.worse_rmse:,.1f}" in str(info.value)
+    assert f"{ranking.better_rmse:,.1f}" in str(info.value)
+    assert info.value.exit_code == 1
+    assert trained_project.config.read_bytes() == config
+    assert Registry(settings).history() == history
+
+
+def test_a_tampered_candidate_is_never_promoted(trained_project: Project) -> None:
+    tamper(trained_project.models / "1.0.0" / "model_hh_semanal_5features.keras")
+    config = trained_project.config.read_bytes()
+    with pytest.raises(ArtifactError, match=r"version 1\.0\.0 failed its integrity check"):
+        promote(trained_project.settings, "1.0.0")
+    assert trained_project.config.read_bytes() == config
+
+
+def test_rollback_is_recorded_with_reason_rollback(trained_project: Project) -> None:
+    promote(trained_project.settings, "1.0.0")
+    result = rollback(load_settings(trained_project.config), "forecasts too high")
+    assert (result.record.to_version, result.record.reason) == (
+        "1.1.0",
+        "rollback: forecasts too high",
+    )
+    assert rollback(load_settings(trained_project.config)).record.reason == "rollback"
