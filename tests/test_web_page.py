@@ -1,0 +1,117 @@
+"""The web page in headless Chromium: fill the five inputs, click Predict, read the answer."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+
+from hhforecast.serving import create_app
+
+from .conftest import Project
+from .test_serve_e2e import free_port
+
+CHROMIUM = next(
+    (p for p in (shutil.which("chromium"), "/usr/bin/chromium") if p and Path(p).exists()), None
+)
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+WEEK = {
+    "acft": "251",
+    "sum_daily_hours": "2412.7",
+    "Cycles": "1502",
+    "sum_uti_mensal": "10480.2",
+    "age_fleet": "10950000",
+}
+
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None,
+    reason="no chromium binary (install Debian's chromium and chromium-driver to run this test)",
+)
+
+
+@pytest.fixture
+def live_url(trained_project: Project) -> Iterator[str]:
+    """The app served by uvicorn on a real socket, in a thread of this process."""
+    port = free_port()
+    app = create_app(trained_project.settings)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.started, "uvicorn did not start"
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(10)
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[object]:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    if not Path(CHROMEDRIVER).exists():
+        pytest.fail("chromium is installed but chromedriver is not: install chromium-driver")
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        f"--user-data-dir={tmp_path / 'chromium-profile'}",
+    ):
+        options.add_argument(flag)
+    # An explicit driver path keeps selenium-manager from looking anything up online.
+    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(30)
+    yield driver
+    driver.quit()
+
+
+def test_the_page_predicts_what_the_api_predicts(live_url: str, browser: object) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.remote.webdriver import WebDriver
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    assert isinstance(browser, WebDriver)
+    wait = WebDriverWait(browser, 20)
+    browser.get(live_url + "/")
+    wait.until(lambda d: d.find_element(By.ID, "model-version").text == "1.1.0")
+    image = wait.until(lambda d: d.find_element(By.ID, "history-image"))
+    wait.until(lambda d: d.execute_script("return arguments[0].naturalWidth", image) > 0)
+
+    for name, value in WEEK.items():
+        field = browser.find_element(By.ID, name)
+        field.clear()
+        field.send_keys(value)
+    browser.find_element(By.ID, "predict").click()
+    shown = wait.until(
+        lambda d: d.find_element(By.ID, "result-hh").get_attribute("data-value") or None
+    )
+    expected = httpx.post(
+        live_url + "/api/predict", json={k: float(v) for k, v in WEEK.items()}
+    ).json()
+    assert float(shown) == expected["HH"]
+    assert browser.find_element(By.ID, "result-hh").text == f"{expected['HH']:,.1f}"
+    interval = browser.find_element(By.ID, "result-interval").text
+    assert interval == f"interval {expected['HH_lower']:,.1f} – {expected['HH_upper']:,.1f} HH"
+    assert browser.find_element(By.ID, "result-version").text == "model version 1.1.0 (5features)"
+
+    field = browser.find_element(By.ID, "acft")
+    field.clear()
+    field.send_keys("-5")
+    browser.find_element(By.ID, "predict").click()
+    error = wait.until(lambda d: d.find_element(By.ID, "result-error").text or None)
+    assert error.startswith("acft must be ≥ 0")
