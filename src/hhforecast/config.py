@@ -63,6 +63,10 @@ class TrainingConfig(_Section):
     seed: int = 42
     min_rows: int = Field(30, ge=8)
     interval_coverage: float = Field(0.8, gt=0.0, lt=1.0)
+    backtest_folds: int = Field(0, ge=0, le=520)
+    """Rolling-origin folds `train` backtests and records in the metadata; 0 skips it."""
+    backtest_horizon: int = Field(13, ge=1, le=520)
+    """Weeks scored per backtest fold (13 = a quarter)."""
 
     @field_validator("variants")
     @classmethod
