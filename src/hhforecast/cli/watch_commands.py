@@ -160,9 +160,9 @@ def _print_monitor(result: Any) -> None:
         "limit RMSE",
         "flag",
     ):
-        table.add_column(
-            column, justify="left" if column in ("period", "version", "variant") else "right"
-        )
+        left = column in ("period", "version", "variant")
+        # Dates must stay whole even on a narrow terminal; numbers can wrap.
+        table.add_column(column, justify="left" if left else "right", no_wrap=column == "period")
     for row in result.periods:
         table.add_row(
             row.period,

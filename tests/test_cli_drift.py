@@ -1,0 +1,191 @@
+"""`hhforecast drift` and `monitor` on a trained project: verdicts, exit codes, reports."""
+
+import json
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from hhforecast.data import file_sha256, sample_dataset_path
+from hhforecast.fleet import FleetChange, FleetProfile, simulate_weekly_dataset
+from hhforecast.monitoring import PredictionLog
+from hhforecast.predict import load_model, predict_frame
+
+from .conftest import Project
+
+LAST_WEEKS = 26  # the sample's last 26 weeks come after the training weeks (time split)
+
+
+@pytest.fixture(scope="module")
+def sample() -> pd.DataFrame:
+    return pd.read_csv(sample_dataset_path())
+
+
+@pytest.fixture(scope="module")
+def changed(sample: pd.DataFrame) -> pd.DataFrame:
+    """The sample's fleet (same seed, same weeks) losing 6 aircraft and flying longer, shorter
+    sectors over its last 26 weeks; the weeks before are identical to the sample."""
+    start = sample["date"].iloc[-LAST_WEEKS]
+    change = FleetChange(start=start, aircraft_removed=6, hours_factor=1.15, sector_factor=0.8)
+    weekly = simulate_weekly_dataset(
+        seed=7, weeks=len(sample), profile=FleetProfile(changes=(change,))
+    )
+    return weekly.iloc[-LAST_WEEKS:]
+
+
+def test_recent_weeks_of_the_same_fleet_pass(
+    trained_project: Project, sample: pd.DataFrame, tmp_path: Path, cli
+) -> None:
+    recent = tmp_path / "recent.csv"
+    sample.iloc[-LAST_WEEKS:].to_csv(recent, index=False)
+    report = tmp_path / "drift.html"
+    result = cli(
+        "drift", "--recent", recent, "--report", report, "--config", trained_project.config
+    )
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert "Verdict: no drift" in result.stdout
+    assert "training-time test weeks" in result.stdout
+    html = report.read_text()
+    assert 'Verdict: <span class="ok">no drift</span>' in html
+    # one histogram per signal: 5 features, sector length, HH, predictions, model error
+    assert len(re.findall(r'alt="[^"]+ histogram" src="data:image/png;base64,', html)) == 9
+    assert 'alt="predicted vs realised" src="data:image/png;base64,' in html
+
+
+def test_a_shrunk_fleet_flying_longer_shorter_sectors_is_drift(
+    trained_project: Project, changed: pd.DataFrame, tmp_path: Path, cli
+) -> None:
+    recent = tmp_path / "recent.csv"
+    changed.to_csv(recent, index=False)
+    result = cli("drift", "--recent", recent, "--json", "--config", trained_project.config)
+    assert result.exit_code == 1, result.stderr
+    data = json.loads(result.stdout)
+    assert data["verdict"] == "drift"
+    assert data["version"] == "1.1.0"  # production is the latest version
+    assert {"acft", "sum_daily_hours", "Cycles", "sector_length"} <= set(data["drifted_features"])
+    assert data["recent"]["weeks"] == 26
+    assert data["reference"] == {
+        "source": "drift_reference.csv",
+        "weeks": 195,
+        "start": "2019-01-07",
+        "end": "2022-09-26",
+    }
+    assert set(data["performance"]) == {"recent", "training"}
+    signals = {s["name"]: s for s in data["signals"]}
+    assert signals["acft"]["mean_shift_pct"] < -10
+    assert signals["prediction"]["role"] == "prediction"
+
+
+def test_the_dataset_file_may_move_after_training(
+    trained_project: Project, sample: pd.DataFrame, tmp_path: Path, cli
+) -> None:
+    reference = trained_project.models / "1.0.0" / "drift_reference.csv"
+    metadata = json.loads((trained_project.models / "1.0.0" / "model_metadata.json").read_text())
+    assert metadata["artifacts"]["drift_reference.csv"] == file_sha256(reference)
+    recent = tmp_path / "recent.csv"
+    sample.iloc[-12:].to_csv(recent, index=False)
+    result = cli(
+        "drift", "--recent", recent, "--version", "1.0.0", "--config", trained_project.config
+    )
+    assert result.exit_code == 0, result.stderr
+
+
+def test_too_few_weeks_is_insufficient_not_an_error(
+    trained_project: Project, sample: pd.DataFrame, tmp_path: Path, cli
+) -> None:
+    recent = tmp_path / "recent.csv"
+    sample.iloc[-5:].drop(columns="HH").to_csv(recent, index=False)
+    result = cli("drift", "--recent", recent, "--json", "--config", trained_project.config)
+    assert result.exit_code == 0
+    data = json.loads(result.stdout)
+    assert data["verdict"] == "insufficient"
+    assert (
+        data["message"]
+        == "only 5 recent weeks; at least 8 are needed for a verdict (drift.min_weeks)"
+    )
+    assert data["performance"] is None
+
+
+def test_bad_recent_files_are_exit_2(
+    trained_project: Project, sample: pd.DataFrame, tmp_path: Path, cli
+) -> None:
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    result = cli("drift", "--recent", empty, "--config", trained_project.config)
+    assert result.exit_code == 2
+    assert f"Error: dataset {empty}: the file is empty." in result.stderr
+
+    missing = tmp_path / "missing.csv"
+    sample.iloc[-12:].drop(columns="age_fleet").to_csv(missing, index=False)
+    result = cli("drift", "--recent", missing, "--config", trained_project.config)
+    assert result.exit_code == 2
+    assert f"Error: dataset {missing}: missing column(s) age_fleet" in result.stderr
+
+    wrong = tmp_path / "wrong.csv"
+    bad = sample.iloc[-12:].astype({"Cycles": str})
+    bad.iloc[3, bad.columns.get_loc("Cycles")] = "many"
+    bad.to_csv(wrong, index=False)
+    result = cli("drift", "--recent", wrong, "--config", trained_project.config)
+    assert result.exit_code == 2
+    assert "column 'Cycles', line 5: 'many' is not a number" in result.stderr
+
+    old = tmp_path / "old.csv"
+    sample.iloc[:12].to_csv(old, index=False)
+    result = cli("drift", "--recent", old, "--config", trained_project.config)
+    assert result.exit_code == 2
+    assert "the recent weeks start 2019-01-07, before the training weeks" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_monitor_reports_served_predictions_per_week_and_month(
+    trained_project: Project, sample: pd.DataFrame, tmp_path: Path, cli
+) -> None:
+    settings = trained_project.settings
+    model = load_model(settings)
+    weeks = sample.iloc[-8:]
+    scored = predict_frame(model, weeks)
+    log = PredictionLog.from_settings(settings)
+    log.record_frame(
+        model.version,
+        model.variant,
+        model.features,
+        scored,
+        logged_at=datetime(2024, 1, 1, tzinfo=UTC),
+    )
+    log.close()
+    actuals = tmp_path / "actuals.csv"
+    weeks[["date", "HH"]].to_csv(actuals, index=False)
+
+    result = cli(
+        "monitor",
+        "--actuals",
+        actuals,
+        "--by",
+        "month",
+        "--json",
+        "--report",
+        tmp_path / "monitor.html",
+        "--config",
+        trained_project.config,
+    )
+    assert result.exit_code in (0, 1), result.stderr
+    data = json.loads(result.stdout.split("Report written")[0])
+    assert [p["period"] for p in data["periods"]] == ["2023-11", "2023-12"]
+    assert sum(p["weeks"] for p in data["periods"]) == 8
+    errors = (scored["HH_pred"] - scored["HH"]).abs()
+    assert data["periods"][1]["mae"] == pytest.approx(errors.iloc[-4:].mean())
+    assert result.exit_code == (1 if any(p["flagged"] for p in data["periods"]) else 0)
+    assert "data:image/png;base64," in (tmp_path / "monitor.html").read_text()
+
+    weekly = cli("monitor", "--actuals", actuals, "--config", trained_project.config)
+    assert "2023-12-25" in weekly.stdout
+
+
+def test_monitor_without_a_log_is_exit_2(project: Project, tmp_path: Path, cli) -> None:
+    actuals = tmp_path / "actuals.csv"
+    actuals.write_text("date,HH\n2024-01-01,100\n")
+    result = cli("monitor", "--actuals", actuals, "--config", project.config)
+    assert result.exit_code == 2
+    assert "Error: no prediction log at" in result.stderr
