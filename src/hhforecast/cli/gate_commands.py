@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich import box
 from rich.table import Table
 
 from hhforecast.cli._common import (
@@ -189,19 +190,22 @@ def registry_history(config: ConfigOption = None, json_output: JsonOption = Fals
     if not records:
         console.print(f"No promotion recorded in {registry.path} yet.")
         return
-    table = Table(title=f"Promotion history in {registry.path}")
-    for column in ("at", "action", "from", "to", "RMSE from", "RMSE to", "gate", "user", "reason"):
-        table.add_column(column, justify="right" if column.startswith("RMSE") else "left")
+    table = Table(title=f"Promotion history in {registry.path}", box=box.SIMPLE_HEAD)
+    for column in ("when (UTC)", "action", "production", "RMSE", "user"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("reason", overflow="fold")
     for r in records:
         table.add_row(
-            r.at,
-            r.action,
-            r.from_version or "-",
-            r.to_version,
-            fmt(r.rmse_from),
-            fmt(r.rmse_to),
-            r.gate,
+            r.at[:16].replace("T", " "),
+            r.action + ("*" if r.gate == "require-better-rmse" else ""),
+            f"{r.from_version or '-'} → {r.to_version}",
+            f"{fmt(r.rmse_from)} → {fmt(r.rmse_to)}",
             r.user,
             r.reason,
         )
     console.print(table)
+    console.print(
+        "* promoted through --require-better-rmse: both RMSEs on the same evaluation weeks. "
+        "Otherwise each version's RMSE on its own held-out weeks (see --json).",
+        style="dim",
+    )

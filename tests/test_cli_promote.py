@@ -1,0 +1,101 @@
+"""`hhforecast validate`, `promote`, `rollback` and `registry history` from the command line."""
+
+import json
+
+from hhforecast.registry import rewrite_production_version
+
+from .conftest import Project
+from .test_gate import rank_versions, tamper
+
+
+def one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def test_gate_refuses_worse_accepts_better_rolls_back_and_keeps_history(
+    trained_project: Project, cli
+) -> None:
+    ranking = rank_versions(trained_project)
+    config = trained_project.config
+    original = config.read_text()
+    variant = ["--variant", ranking.variant]
+
+    pinned = cli("promote", ranking.worse, *variant, "--reason", "pin", "--config", config)
+    assert pinned.exit_code == 0, pinned.stderr
+    assert config.read_text() == rewrite_production_version(original, ranking.worse)
+
+    accepted = cli("promote", ranking.better, "--require-better-rmse", *variant, "--config", config)
+    assert accepted.exit_code == 0, accepted.stderr
+    assert f"production is now {ranking.better} (was {ranking.worse})" in one_line(accepted.stdout)
+    # Only the production_version value changed, every comment and other byte is as written.
+    assert config.read_text() == rewrite_production_version(original, ranking.better)
+
+    before = config.read_bytes()
+    refused = cli("promote", ranking.worse, "--require-better-rmse", *variant, "--config", config)
+    assert refused.exit_code == 1
+    message = one_line(refused.stderr)
+    assert message.startswith(f"Error: refused to promote {ranking.worse}: its RMSE ")
+    assert f"RMSE {ranking.worse_rmse:,.1f}" in message
+    assert f"production {ranking.better}'s RMSE {ranking.better_rmse:,.1f}" in message
+    assert config.read_bytes() == before
+
+    rolled = cli("rollback", "--config", config)
+    assert rolled.exit_code == 0, rolled.stderr
+    assert f"production is now {ranking.worse} (was {ranking.better})" in one_line(rolled.stdout)
+    assert config.read_text() == rewrite_production_version(original, ranking.worse)
+
+    history = json.loads(cli("registry", "history", "--json", "--config", config).stdout)
+    assert [(h["action"], h["to"], h["gate"], h["reason"]) for h in history] == [
+        ("promote", ranking.worse, "integrity", "pin"),
+        ("promote", ranking.better, "require-better-rmse", ""),
+        ("rollback", ranking.worse, "integrity", "rollback"),
+    ]
+    assert history[1]["rmse_to"] < history[1]["rmse_from"]
+    table = cli("registry", "history", "--config", config)
+    assert table.exit_code == 0
+    assert "rollback" in table.stdout and ranking.better in table.stdout
+
+
+def test_validate_prints_a_verdict_and_json(trained_project: Project, cli) -> None:
+    result = cli("validate", "1.0.0", "--config", trained_project.config)
+    assert result.exit_code == 0, result.stderr
+    assert "PASS 1.0.0 is valid" in one_line(result.stdout)
+    assert "linear_regression" in result.stdout and "1.1.0 (production)" in result.stdout
+    data = json.loads(cli("validate", "1.0.0", "--json", "--config", trained_project.config).stdout)
+    assert data["passed"] is True
+    assert data["production_version"] == "1.1.0"
+    assert data["overlaps_production_training"] is False
+    assert data["evaluation_weeks"]["source"] == "held-out test weeks of 1.0.0"
+
+
+def test_validate_a_tampered_artifact_exits_1(trained_project: Project, cli) -> None:
+    tamper(trained_project.models / "1.0.0" / "scaler_y_5features.joblib")
+    result = cli("validate", "1.0.0", "--config", trained_project.config)
+    assert result.exit_code == 1
+    assert "FAIL 1.0.0: integrity: scaler_y_5features.joblib changed" in one_line(result.stdout)
+    refused = cli("promote", "1.0.0", "--config", trained_project.config)
+    assert refused.exit_code == 1
+    assert "version 1.0.0 failed its integrity check" in one_line(refused.stderr)
+
+
+def test_bad_input_exits_2(trained_project: Project, cli) -> None:
+    unknown = cli("promote", "9.9", "--config", trained_project.config)
+    assert unknown.exit_code == 2
+    assert "Error: version '9.9' is not in the registry." in one_line(unknown.stderr)
+    no_history = cli("rollback", "--config", trained_project.config)
+    assert no_history.exit_code == 2
+    assert "nothing to roll back: no promotion is recorded" in one_line(no_history.stderr)
+    missing = cli("validate", "1.0.0", "--data", "nope.csv", "--config", trained_project.config)
+    assert missing.exit_code == 2
+    assert "dataset nope.csv: no such file" in one_line(missing.stderr)
+
+
+def test_a_corrupt_registry_is_reported_and_left_alone(trained_project: Project, cli) -> None:
+    trained_project.registry_file.write_text("{ not json", "utf-8")
+    config = trained_project.config.read_bytes()
+    result = cli("promote", "1.0.0", "--config", trained_project.config)
+    assert result.exit_code == 2
+    assert "is corrupt (not valid JSON" in one_line(result.stderr)
+    assert "It was left untouched" in one_line(result.stderr)
+    assert trained_project.registry_file.read_text() == "{ not json"
+    assert trained_project.config.read_bytes() == config
