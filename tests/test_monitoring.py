@@ -186,3 +186,47 @@ def test_no_prediction_log_is_bad_input(project: Project) -> None:
 def test_a_wrong_period_is_bad_input(project: Project) -> None:
     with pytest.raises(PredictionLogError, match="--by 'year' is not a period; use week or month"):
         run_monitor(project.settings, project.root / "actuals.csv", "year")
+
+
+def test_the_service_hook_queues_answers_and_logs_them_in_batches(tmp_path: Path) -> None:
+    import numpy as np
+
+    from hhforecast.monitoring import PredictionRecorder
+    from hhforecast.serving.state import PredictionEvent
+
+    recorder = PredictionRecorder(PredictionLog(tmp_path / "log.sqlite"))
+    at = datetime(2024, 1, 10, 12, 0, tzinfo=UTC).timestamp()  # a Wednesday
+    x = np.array([[250.0, 2400.0], [251.0, 2410.0]])
+    for i in range(30):
+        recorder(
+            PredictionEvent(
+                at,
+                "1.0.0",
+                "4features",
+                ["acft", "Cycles"],
+                x,
+                np.array([1000.0 + i, 2000.0]),
+                np.array([900.0, 1900.0]),
+                np.array([1100.0, 2100.0]),
+            )
+        )
+    recorder.flush()
+    frame = PredictionLog(tmp_path / "log.sqlite").frame()
+    assert len(frame) == 60
+    assert set(frame["week"]) == {"2024-01-08"}
+    assert frame["inputs"].iloc[1] == '{"Cycles": 2410.0, "acft": 251.0}'
+    assert frame["hh_pred"].iloc[58] == 1029.0
+    recorder(
+        PredictionEvent(
+            at,
+            "1.0.0",
+            "4features",
+            ["acft", "Cycles"],
+            x[:1],
+            np.array([5.0]),
+            np.array([4.0]),
+            np.array([6.0]),
+        )
+    )
+    recorder.close()  # what is queued is written before the writer stops
+    assert len(PredictionLog(tmp_path / "log.sqlite").frame()) == 61

@@ -12,15 +12,18 @@ counts: it is the one the planners saw last.
 
 from __future__ import annotations
 
+import atexit
 import json
+import logging
 import math
+import queue
 import sqlite3
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -36,10 +39,14 @@ __all__ = [
     "PredictionLog",
     "PredictionLogError",
     "PredictionRecord",
+    "PredictionRecorder",
+    "event_records",
     "monitor_html",
     "run_monitor",
     "week_of",
 ]
+
+logger = logging.getLogger("hhforecast.monitoring")
 
 PERIODS = ("week", "month")
 BUSY_TIMEOUT_MS = 10_000
@@ -203,6 +210,109 @@ class PredictionLog:
                 connection.close()
             self._connections.clear()
         self._local = threading.local()
+
+
+class PredictionEventLike(Protocol):
+    """What the service hands to its `on_prediction` hook (serving.state.PredictionEvent)."""
+
+    at: float
+    version: str
+    variant: str
+    features: list[str]
+    x: np.ndarray
+    predictions: np.ndarray
+    lower: np.ndarray
+    upper: np.ndarray
+
+
+class PredictionRecorder:
+    """The service's `on_prediction` hook: queues each answer, a background thread logs batches.
+
+    The request path only appends to a queue (microseconds); the writer thread drains whatever
+    has accumulated and inserts it in one transaction, so a burst of requests is one write.
+    Events may carry ``weeks`` (one date per row) to name the weeks they forecast.
+    """
+
+    def __init__(self, log: PredictionLog, max_batch: int = 500) -> None:
+        self.log = log
+        self.max_batch = max_batch
+        # Items: an event to log, an Event to set once written (flush), None to stop.
+        self._queue: queue.SimpleQueue[PredictionEventLike | threading.Event | None] = (
+            queue.SimpleQueue()
+        )
+        self._thread = threading.Thread(
+            target=self._run, name="hhforecast-prediction-log", daemon=True
+        )
+        self._closed = False
+        self._thread.start()
+        # Rows still queued when the service stops are written before the process exits.
+        atexit.register(self.close)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> PredictionRecorder:
+        """A recorder writing to `monitoring.database`."""
+        return cls(PredictionLog.from_settings(settings))
+
+    def __call__(self, event: PredictionEventLike) -> None:
+        if not self._closed:
+            self._queue.put(event)
+
+    def _run(self) -> None:
+        while True:
+            batch = [self._queue.get()]
+            while len(batch) < self.max_batch:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            events = [e for e in batch if e is not None and not isinstance(e, threading.Event)]
+            if events:
+                try:
+                    self.log.record(r for e in events for r in event_records(e))
+                except Exception:
+                    logger.exception(
+                        "could not log %d prediction(s) to %s", len(events), self.log.path
+                    )
+            for item in batch:
+                if isinstance(item, threading.Event):
+                    item.set()
+            if any(item is None for item in batch):
+                return
+
+    def flush(self, timeout: float = 10.0) -> None:
+        """Wait until everything queued so far is written (tests and shutdown)."""
+        done = threading.Event()
+        self._queue.put(done)
+        done.wait(timeout)
+
+    def close(self) -> None:
+        """Write what is queued, stop the writer thread and close the database."""
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put(None)
+        self._thread.join(timeout=30)
+        self.log.close()
+        atexit.unregister(self.close)
+
+
+def event_records(event: PredictionEventLike) -> list[PredictionRecord]:
+    """One PredictionRecord per row of a served answer."""
+    logged_at = datetime.fromtimestamp(event.at, UTC)
+    weeks = getattr(event, "weeks", None)
+    return [
+        PredictionRecord(
+            version=event.version,
+            variant=event.variant,
+            inputs={f: float(v) for f, v in zip(event.features, event.x[i], strict=True)},
+            hh_pred=float(event.predictions[i]),
+            hh_lower=float(event.lower[i]),
+            hh_upper=float(event.upper[i]),
+            week=str(weeks[i])[:10] if weeks is not None and weeks[i] is not None else None,
+            logged_at=logged_at,
+        )
+        for i in range(len(event.predictions))
+    ]
 
 
 # -- the monitor report --------------------------------------------------------------------------
