@@ -136,6 +136,12 @@ def test_weeks_production_trained_on_are_flagged(trained_project: Project, tmp_p
     overlap = next(o for o in report.overlaps if o.model == "1.1.0")
     assert overlap.weeks > 0 and overlap.method == "exact weeks"
     assert report.to_dict()["overlaps_production_training"] is True
+    # The baselines are fitted on the candidate's training weeks found in its own dataset.
+    assert [s.name for s in report.scores][2:] == [
+        "linear_regression",
+        "naive_last_week",
+        "seasonal_naive",
+    ]
     assert any(
         w.startswith(f"{overlap.weeks} of the {report.weeks.weeks} evaluation weeks")
         and "production 1.1.0 was trained on" in w

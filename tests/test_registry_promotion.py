@@ -236,3 +236,23 @@ def test_twenty_parallel_promotions_leave_a_valid_config_and_twenty_entries(
     for earlier, later in itertools.pairwise(history):
         assert later.from_version == earlier.to_version
     assert history[-1].to_version == final
+
+
+def test_promotions_during_a_training_lose_nothing(trained_project: Project) -> None:
+    def run(*args: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "hhforecast", *args],
+            cwd=trained_project.root,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    training = run("train", "--version", "2.0.0", "--epochs", "1")
+    promotions = [run("promote", v) for v in ["1.0.0", "1.1.0"] * 3]
+    for process in [training, *promotions]:
+        assert process.wait(timeout=240) == 0, process.stderr.read() if process.stderr else ""
+    registry = versions(trained_project)
+    assert [v.version for v in registry.versions()] == ["1.0.0", "1.1.0", "2.0.0"]
+    assert len(registry.promotions()) == 6
+    assert load_settings(trained_project.config).mlops.production_version in {"1.0.0", "1.1.0"}

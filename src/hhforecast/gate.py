@@ -410,9 +410,10 @@ def _evaluation_frame(
             # The candidate's training weeks come first so the baselines can be fitted and the
             # naive forecasts have a week before; a week present in both is scored from --data.
             history = own_frame.iloc[own_train]
+            trained_dates = history["date"]
             history = history[~history["date"].isin(frame["date"])]
             frame = pd.concat([history, frame]).sort_values("date").reset_index(drop=True)
-            train = np.arange(len(history))
+            train = np.flatnonzero(frame["date"].isin(trained_dates).to_numpy())
         else:
             report.warnings.append(
                 f"version {version}'s training weeks cannot be read ({own_label}); the "
