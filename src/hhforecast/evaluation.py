@@ -11,6 +11,8 @@ __all__ = [
     "Split",
     "baseline_predictions",
     "conformal_halfwidth",
+    "conformal_relative_halfwidth",
+    "interval_coverage",
     "regression_metrics",
     "split_weeks",
 ]
@@ -113,3 +115,21 @@ def conformal_halfwidth(residuals: np.ndarray, coverage: float) -> float:
     n = len(scores)
     rank = min(n, int(np.ceil((n + 1) * coverage)))
     return float(scores[rank - 1])
+
+
+def conformal_relative_halfwidth(
+    residuals: np.ndarray, predictions: np.ndarray, coverage: float
+) -> float:
+    """Split-conformal half-width as a share of the prediction (spread grows with the level).
+
+    The score of a calibration week is |residual| / |prediction|; the interval of a new week
+    is prediction × (1 ± the corrected quantile of the scores).
+    """
+    level = np.maximum(np.abs(np.asarray(predictions, dtype=np.float64)), 1e-9)
+    return conformal_halfwidth(np.asarray(residuals, dtype=np.float64) / level, coverage)
+
+
+def interval_coverage(y_true: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> float:
+    """Share of weeks whose realised HH lies inside [lower, upper]."""
+    inside = (np.asarray(y_true) >= lower) & (np.asarray(y_true) <= upper)
+    return float(inside.mean()) if len(inside) else float("nan")

@@ -20,11 +20,12 @@ from hhforecast.evaluation import (
     BASELINES,
     Split,
     baseline_predictions,
-    conformal_halfwidth,
+    conformal_relative_halfwidth,
+    interval_coverage,
     regression_metrics,
     split_weeks,
 )
-from hhforecast.model import METADATA_FILE, artifact_names, build_network, quiet_tensorflow
+from hhforecast.model import METADATA_FILE, artifact_names, fit_network, interval_bounds
 from hhforecast.registry import ModelVersion, Registry
 
 __all__ = ["EpochCallback", "TrainedVersion", "train_version"]
@@ -65,90 +66,37 @@ def _fit_variant(
 ) -> dict[str, Any]:
     import joblib
 
-    quiet_tensorflow()
-    import keras
-    from sklearn.linear_model import LinearRegression
-    from sklearn.preprocessing import StandardScaler
-
     cfg = settings.training
-    keras.utils.set_random_seed(cfg.seed)
-    scaler_x = StandardScaler().fit(x[split.fit])
-    scaler_y = StandardScaler().fit(y[split.fit].reshape(-1, 1))
-    zx = scaler_x.transform(x)
-    zy = scaler_y.transform(y.reshape(-1, 1))
-
-    network = build_network(x.shape[1], cfg.units, cfg.l2, cfg.seed)
-    # Start from least squares so the first epoch is already as good as linear regression.
-    ols = LinearRegression().fit(zx[split.fit], zy[split.fit])
-    network.get_layer("linear").set_weights(
-        [ols.coef_.T.astype("float32"), ols.intercept_.astype("float32")]
-    )
-    network.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate), loss="mse")
-    val = (zx[split.validation], zy[split.validation])
-    start_loss = float(network.evaluate(*val, verbose=0))
-    start_weights = network.get_weights()
-
-    callbacks: list[Any] = [
-        keras.callbacks.EarlyStopping(
-            monitor="val_loss", patience=cfg.patience, restore_best_weights=True
-        )
-    ]
-    if on_epoch is not None:
-        callbacks.append(
-            keras.callbacks.LambdaCallback(
-                on_epoch_end=lambda epoch, logs: on_epoch(name, epoch + 1, cfg.epochs)
-            )
-        )
-    history = network.fit(
-        zx[split.fit],
-        zy[split.fit],
-        validation_data=val,
-        epochs=cfg.epochs,
-        batch_size=cfg.batch_size,
-        shuffle=True,
-        verbose=0,
-        callbacks=callbacks,
-    )
-    epochs_run = len(history.history["loss"])
-    best_loss = float(network.evaluate(*val, verbose=0))
-    kept_linear_start = best_loss > start_loss
-    if kept_linear_start:
-        network.set_weights(start_weights)
-
-    def predict(rows: np.ndarray) -> np.ndarray:
-        z = network(scaler_x.transform(x[rows]), training=False).numpy()
-        return np.asarray(scaler_y.inverse_transform(z)[:, 0], dtype=np.float64)
+    hook = None if on_epoch is None else (lambda done, total: on_epoch(name, done, total))
+    fitted = fit_network(x, y, split.fit, split.validation, cfg, hook)
 
     k = x.shape[1]
-    test_pred = predict(split.test)
-    val_pred = predict(split.validation)
-    halfwidth = conformal_halfwidth(y[split.validation] - val_pred, cfg.interval_coverage)
-    inside = np.abs(y[split.test] - test_pred) <= halfwidth
+    test_pred = fitted.predict(x[split.test])
+    halfwidth = conformal_relative_halfwidth(
+        fitted.validation_residuals, fitted.validation_predictions, cfg.interval_coverage
+    )
+    lower, upper = interval_bounds(test_pred, halfwidth, "relative")
     baselines = baseline_predictions(x, y, split.train, split.test)
 
     names = artifact_names(name)
-    network.save(out_dir / names["model"])
-    joblib.dump(scaler_x, out_dir / names["scaler_X"])
-    joblib.dump(scaler_y, out_dir / names["scaler_y"])
+    fitted.network.save(out_dir / names["model"])
+    joblib.dump(fitted.scaler_x, out_dir / names["scaler_X"])
+    joblib.dump(fitted.scaler_y, out_dir / names["scaler_y"])
     features = list(settings.training.variants[name])
     return {
         "features": features,
         "metrics": regression_metrics(y[split.test], test_pred, k),
-        "baselines": {
-            b: regression_metrics(y[split.test], baselines[b], k) for b in BASELINES
-        },
-        "training": {
-            "epochs_run": epochs_run,
-            "validation_mse_start": start_loss,
-            "validation_mse_best": best_loss,
-            "kept_linear_start": kept_linear_start,
-        },
+        "baselines": {b: regression_metrics(y[split.test], baselines[b], k) for b in BASELINES},
+        "training": fitted.training,
         "interval": {
-            "method": "split-conformal, absolute residuals of the validation weeks",
+            "method": "split-conformal on the validation weeks (not seen by the first-stage "
+            "fit), |residual| / prediction",
+            "scale": "relative",
             "coverage": cfg.interval_coverage,
             "halfwidth": halfwidth,
             "calibration_weeks": len(split.validation),
-            "observed_coverage_test": float(inside.mean()),
+            "observed_coverage_test": interval_coverage(y[split.test], lower, upper),
+            "mean_halfwidth_test_hh": float(np.mean(upper - test_pred)),
         },
         "feature_ranges": {
             f: [float(x[split.train, j].min()), float(x[split.train, j].max())]
@@ -175,7 +123,9 @@ def train_version(
         dataset_path = settings.resolve(settings.paths.dataset)
     all_features = list(dict.fromkeys(f for fs in cfg.variants.values() for f in fs))
     dataset = load_weekly_dataset(dataset_path, all_features, cfg.target, min_rows=cfg.min_rows)
-    split = split_weeks(dataset.rows, cfg.test_fraction, cfg.validation_fraction, cfg.split, cfg.seed)
+    split = split_weeks(
+        dataset.rows, cfg.test_fraction, cfg.validation_fraction, cfg.split, cfg.seed
+    )
 
     started = time.perf_counter()
     with registry.staging_dir() as staging:
@@ -194,6 +144,8 @@ def train_version(
         }
         seconds = time.perf_counter() - started
         metadata = _metadata(settings, dataset, split, variants, seconds, staging)
+        if cfg.backtest_folds > 0:  # rolling-origin scores of the same recipe, for the record
+            metadata["backtest"] = _backtest_summary(dataset, settings)
         from hhforecast.drift import write_drift_reference  # kept with the model for `drift`
 
         metadata["artifacts"].update(write_drift_reference(staging, dataset.frame, split))
@@ -204,17 +156,28 @@ def train_version(
             metadata["version"] = name
             (staging / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
 
-        entry = registry.publish(staging, version, entry_fields, force=force, prepare=write_metadata)
+        entry = registry.publish(
+            staging, version, entry_fields, force=force, prepare=write_metadata
+        )
     return TrainedVersion(entry=entry, metadata=metadata, path=registry.version_dir(entry))
+
+
+def _backtest_summary(dataset: WeeklyDataset, settings: Settings) -> dict[str, Any]:
+    from hhforecast.backtest import run_backtest
+
+    cfg = settings.training
+    return run_backtest(dataset, cfg, cfg.backtest_folds, cfg.backtest_horizon).summary()
 
 
 def _dataset_label(settings: Settings, dataset: WeeklyDataset) -> str:
     if dataset.path == sample_dataset_path():
         return "sample:sample_weekly.csv"
     path = dataset.path.resolve()
-    return path.relative_to(settings.base_dir).as_posix() if path.is_relative_to(
-        settings.base_dir
-    ) else str(path)
+    return (
+        path.relative_to(settings.base_dir).as_posix()
+        if path.is_relative_to(settings.base_dir)
+        else str(path)
+    )
 
 
 def _metadata(
@@ -259,7 +222,8 @@ def _metadata(
             "test": period(split.test),
         },
         "hyperparameters": {
-            "architecture": "wide-and-deep: linear path + Dense-tanh-Dense-tanh path",
+            "architecture": "wide-and-deep: frozen least-squares linear path + "
+            "Dense-tanh-Dense-tanh correction; refit on fit + validation weeks",
             "units": cfg.units,
             "epochs": cfg.epochs,
             "batch_size": cfg.batch_size,

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from hhforecast.cli import gate_commands, modeling, serve_command, watch_commands
+from hhforecast.cli import backtest_command, gate_commands, modeling, serve_command, watch_commands
 from hhforecast.cli.registry_commands import registry_app
 
 __all__ = ["app", "main"]
@@ -29,6 +29,7 @@ app.command()(gate_commands.rollback)
 app.command()(watch_commands.drift)
 app.command()(watch_commands.monitor)
 app.command()(serve_command.serve)
+app.command()(backtest_command.backtest)
 
 
 def main() -> None:

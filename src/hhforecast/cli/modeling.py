@@ -138,7 +138,7 @@ def _summary(metadata: dict[str, Any]) -> Table:
         interval = info["interval"]
         table.add_row(
             name,
-            f"{interval['coverage']:.0%} interval ±{interval['halfwidth']:.0f} HH",
+            f"{interval['coverage']:.0%} interval ±{_halfwidth_text(interval)}",
             "",
             "",
             "",
@@ -146,6 +146,14 @@ def _summary(metadata: dict[str, Any]) -> Table:
             end_section=True,
         )
     return table
+
+
+def _halfwidth_text(interval: dict[str, Any]) -> str:
+    # Relative intervals scale with the prediction: show the share and its mean on the test weeks.
+    if interval.get("scale") == "relative":
+        mean = interval.get("mean_halfwidth_test_hh")
+        return f"{interval['halfwidth']:.0%}" + (f" (≈{mean:.0f} HH)" if mean else "")
+    return f"{interval['halfwidth']:.0f} HH"
 
 
 @friendly_errors

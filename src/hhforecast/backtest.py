@@ -1,0 +1,236 @@
+"""Rolling-origin backtest: train on the weeks up to a date, score the next weeks, move the date.
+
+Every fold asks the same question a planner asks each quarter: with the history known so far,
+how well are the coming weeks forecast? Each fold trains the network of every variant (the same
+`fit_network` that `hhforecast train` uses, with its own validation slice and intervals), fits
+the baselines on the same weeks, and scores them all on the same future weeks. The optional
+`original_recipe` is the first system's model (MinMax-scaled X and y, Dense 100-100 ReLU, Adam,
+10 epochs, batch 50), trained on the same weeks, to measure what the redesign changed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hhforecast.config import Settings, TrainingConfig
+from hhforecast.data import WeeklyDataset, load_weekly_dataset
+from hhforecast.errors import HHForecastError
+from hhforecast.evaluation import (
+    BASELINES,
+    baseline_predictions,
+    conformal_relative_halfwidth,
+    regression_metrics,
+)
+from hhforecast.model import fit_network, interval_bounds, quiet_tensorflow
+
+__all__ = [
+    "NETWORK",
+    "ORIGINAL_RECIPE",
+    "BacktestError",
+    "BacktestResult",
+    "backtest_dataset",
+    "original_recipe_predictions",
+    "rolling_origins",
+    "run_backtest",
+]
+
+NETWORK = "network"
+ORIGINAL_RECIPE = "original_recipe"
+MIN_TRAINING_WEEKS = 26
+"""Fewer weeks than half a year leave too little to fit, validate and calibrate on."""
+
+FoldCallback = Callable[[int, int], None]
+"""Called as (folds done, folds planned) after every fold."""
+
+
+class BacktestError(HHForecastError):
+    """The dataset is too short for the folds and horizon asked for."""
+
+    def __init__(self, rows: int, folds: int, horizon: int) -> None:
+        need = MIN_TRAINING_WEEKS + folds * horizon
+        super().__init__(
+            f"a backtest of {folds} fold(s) of {horizon} week(s) needs at least {need} weeks "
+            f"({MIN_TRAINING_WEEKS} to train the first fold on), but the dataset has {rows}. "
+            "Use fewer --folds or a shorter --horizon."
+        )
+
+
+@dataclass
+class BacktestResult:
+    """Scores of every model per fold and over all folds' weeks pooled."""
+
+    folds: int
+    horizon: int
+    models: list[str]
+    fold_scores: list[dict[str, Any]] = field(default_factory=list)
+    overall: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
+    coverage: dict[str, float] = field(default_factory=dict)
+    interval_target: float = 0.8
+
+    def to_dict(self) -> dict[str, Any]:
+        """Everything as plain JSON-ready data."""
+        return {
+            "folds": self.folds,
+            "horizon_weeks": self.horizon,
+            "models": self.models,
+            "interval_target": self.interval_target,
+            "overall": self.overall,
+            "observed_coverage": self.coverage,
+            "fold_scores": self.fold_scores,
+        }
+
+    def summary(self) -> dict[str, Any]:
+        """The short form `train` stores in model_metadata.json (overall scores only)."""
+        keep = ("MAE", "RMSE", "MAPE")
+        return {
+            "folds": self.folds,
+            "horizon_weeks": self.horizon,
+            "interval_target": self.interval_target,
+            "observed_coverage": self.coverage,
+            "overall": {
+                variant: {m: {k: scores[k] for k in keep} for m, scores in by_model.items()}
+                for variant, by_model in self.overall.items()
+            },
+        }
+
+
+def rolling_origins(rows: int, folds: int, horizon: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(training rows, test rows) of each fold; the last fold ends with the last week."""
+    if folds < 1 or horizon < 1 or rows - folds * horizon < MIN_TRAINING_WEEKS:
+        raise BacktestError(rows, folds, horizon)
+    out = []
+    for k in range(folds):
+        origin = rows - (folds - k) * horizon
+        out.append((np.arange(origin), np.arange(origin, origin + horizon)))
+    return out
+
+
+def original_recipe_predictions(
+    x: np.ndarray, y: np.ndarray, train: np.ndarray, test: np.ndarray, seed: int
+) -> np.ndarray:
+    """The first system's model, faithfully: MinMax X and y, Dense 100-100 ReLU, 10 epochs."""
+    quiet_tensorflow()
+    import keras
+    from sklearn.preprocessing import MinMaxScaler
+
+    keras.utils.set_random_seed(seed)
+    scaler_x = MinMaxScaler().fit(x[train])
+    scaler_y = MinMaxScaler().fit(y[train].reshape(-1, 1))
+    network = keras.Sequential(
+        [
+            keras.Input(shape=(x.shape[1],)),
+            keras.layers.Dense(100, activation="relu"),
+            keras.layers.Dense(100, activation="relu"),
+            keras.layers.Dense(1),
+        ]
+    )
+    network.compile(optimizer="adam", loss="mse")
+    network.fit(
+        scaler_x.transform(x[train]),
+        scaler_y.transform(y[train].reshape(-1, 1)),
+        epochs=10,
+        batch_size=50,
+        verbose=0,
+    )
+    z = network(scaler_x.transform(x[test]), training=False).numpy()
+    return np.asarray(scaler_y.inverse_transform(z)[:, 0], dtype=np.float64)
+
+
+def _validation_slice(train: np.ndarray, fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    n_val = max(1, round(len(train) * fraction))
+    return train[:-n_val], train[-n_val:]
+
+
+def run_backtest(
+    dataset: WeeklyDataset,
+    cfg: TrainingConfig,
+    folds: int,
+    horizon: int,
+    include_original: bool = False,
+    on_fold: FoldCallback | None = None,
+) -> BacktestResult:
+    """Rolling-origin evaluation of every variant's network and the baselines."""
+    origins = rolling_origins(dataset.rows, folds, horizon)
+    models = [NETWORK, *([ORIGINAL_RECIPE] if include_original else []), *BASELINES]
+    y = dataset.frame[cfg.target].to_numpy(dtype=np.float64)
+    dates = dataset.frame["date"]
+    result = BacktestResult(folds, horizon, models, interval_target=cfg.interval_coverage)
+    pooled: dict[str, dict[str, list[np.ndarray]]] = {
+        v: {m: [] for m in models} for v in cfg.variants
+    }
+    inside: dict[str, list[np.ndarray]] = {v: [] for v in cfg.variants}
+    for k, (train, test) in enumerate(origins):
+        fit, validation = _validation_slice(train, cfg.validation_fraction)
+        fold: dict[str, Any] = {
+            "fold": k + 1,
+            "train_weeks": len(train),
+            "test_start": dates.iloc[test[0]].strftime("%Y-%m-%d"),
+            "test_end": dates.iloc[test[-1]].strftime("%Y-%m-%d"),
+            "variants": {},
+            "observed_coverage": {},
+        }
+        for variant, features in cfg.variants.items():
+            x = dataset.frame[features].to_numpy(dtype=np.float64)
+            fitted = fit_network(x, y, fit, validation, cfg)
+            predictions = {NETWORK: fitted.predict(x[test])}
+            if include_original:
+                predictions[ORIGINAL_RECIPE] = original_recipe_predictions(
+                    x, y, train, test, cfg.seed
+                )
+            predictions.update(baseline_predictions(x, y, train, test))
+            halfwidth = conformal_relative_halfwidth(
+                fitted.validation_residuals, fitted.validation_predictions, cfg.interval_coverage
+            )
+            lower, upper = interval_bounds(predictions[NETWORK], halfwidth, "relative")
+            covered = (y[test] >= lower) & (y[test] <= upper)
+            inside[variant].append(covered)
+            fold["observed_coverage"][variant] = float(covered.mean())
+            fold["variants"][variant] = {
+                m: regression_metrics(y[test], predictions[m], len(features)) for m in models
+            }
+            for m in models:
+                pooled[variant][m].append(predictions[m])
+        result.fold_scores.append(fold)
+        if on_fold is not None:
+            on_fold(k + 1, folds)
+    y_all = np.concatenate([y[test] for _, test in origins])
+    for variant, features in cfg.variants.items():
+        result.overall[variant] = {
+            m: regression_metrics(y_all, np.concatenate(pooled[variant][m]), len(features))
+            for m in models
+        }
+        result.coverage[variant] = float(np.concatenate(inside[variant]).mean())
+    return result
+
+
+def backtest_dataset(
+    settings: Settings,
+    dataset_path: Path | None = None,
+    folds: int | None = None,
+    horizon: int | None = None,
+    include_original: bool = False,
+    on_fold: FoldCallback | None = None,
+) -> BacktestResult:
+    """Load the configured (or given) weekly dataset and backtest it with the training settings."""
+    cfg = settings.training
+    if dataset_path is None and settings.paths.dataset:
+        dataset_path = settings.resolve(settings.paths.dataset)
+    features = list(dict.fromkeys(f for fs in cfg.variants.values() for f in fs))
+    dataset = load_weekly_dataset(dataset_path, features, cfg.target, min_rows=cfg.min_rows)
+    return run_backtest(
+        dataset,
+        cfg,
+        folds if folds is not None else (cfg.backtest_folds or DEFAULT_FOLDS),
+        horizon if horizon is not None else cfg.backtest_horizon,
+        include_original=include_original,
+        on_fold=on_fold,
+    )
+
+
+DEFAULT_FOLDS = 4
+"""Folds of `hhforecast backtest` when neither --folds nor training.backtest_folds says."""

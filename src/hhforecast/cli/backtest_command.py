@@ -1,0 +1,99 @@
+"""`hhforecast backtest`: rolling-origin scores of the networks and the baselines."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.table import Table
+
+from hhforecast.cli._common import (
+    ConfigOption,
+    JsonOption,
+    console,
+    err_console,
+    fmt,
+    friendly_errors,
+    print_json,
+    settings_from,
+)
+
+if TYPE_CHECKING:
+    from hhforecast.backtest import BacktestResult
+
+
+@friendly_errors
+def backtest(
+    dataset: Annotated[
+        Path | None,
+        typer.Option(
+            help="Weekly CSV (default: paths.dataset, else the bundled sample).", dir_okay=False
+        ),
+    ] = None,
+    folds: Annotated[
+        int | None,
+        typer.Option(min=1, help="Number of folds (default: training.backtest_folds, else 4)."),
+    ] = None,
+    horizon: Annotated[
+        int | None,
+        typer.Option(min=1, help="Weeks scored per fold (default: training.backtest_horizon)."),
+    ] = None,
+    epochs: Annotated[int | None, typer.Option(min=1, help="Maximum epochs per fit.")] = None,
+    original: Annotated[
+        bool,
+        typer.Option("--original", help="Also score the original recipe (MinMax, ReLU 100-100)."),
+    ] = False,
+    config: ConfigOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Train on the weeks up to a date, score the next weeks, move the date; repeat per fold.
+
+    Example: hhforecast backtest --folds 4 --horizon 13
+    """
+    from hhforecast.backtest import backtest_dataset
+
+    settings = settings_from(config).with_training(epochs=epochs)
+
+    def on_fold(done: int, total: int) -> None:
+        if not json_output:
+            err_console.print(f"fold {done}/{total} done", highlight=False)
+
+    result = backtest_dataset(settings, dataset, folds, horizon, original, on_fold)
+    if json_output:
+        print_json(result.to_dict())
+        return
+    for variant in result.overall:
+        console.print(backtest_table(result, variant))
+    coverage = ", ".join(f"{v} {c:.0%}" for v, c in result.coverage.items())
+    console.print(
+        f"Network {result.interval_target:.0%} intervals covered: {coverage} "
+        f"of the {result.folds * result.horizon} backtest weeks."
+    )
+
+
+def backtest_table(result: BacktestResult, variant: str) -> Table:
+    """Per-fold and pooled MAE / RMSE / MAPE of every model of a variant; best RMSE in green."""
+    table = Table(
+        title=f"{variant}: rolling-origin backtest, {result.folds} fold(s) of "
+        f"{result.horizon} week(s) (lower is better)"
+    )
+    for column in ("fold", "weeks from", "model", "MAE", "RMSE", "MAPE %"):
+        numeric = column in ("MAE", "RMSE", "MAPE %")
+        table.add_column(column, justify="right" if numeric else "left", no_wrap=True)
+    blocks = [(str(f["fold"]), f["test_start"], f["variants"][variant]) for f in result.fold_scores]
+    blocks.append(("all", "pooled", result.overall[variant]))
+    for label, weeks, scores in blocks:
+        best = min(m["RMSE"] for m in scores.values())
+        for i, (model, m) in enumerate(scores.items()):
+            table.add_row(
+                label if i == 0 else "",
+                weeks if i == 0 else "",
+                model,
+                fmt(m["MAE"]),
+                fmt(m["RMSE"]),
+                fmt(m["MAPE"]),
+                style="bold green" if m["RMSE"] == best else None,
+                end_section=i == len(scores) - 1,
+            )
+    return table

@@ -1,0 +1,158 @@
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.linear_model import LinearRegression
+
+import hhforecast.model as model_module
+from hhforecast.config import TrainingConfig
+from hhforecast.data import sample_dataset_path
+from hhforecast.errors import VariantNotFoundError
+from hhforecast.evaluation import split_weeks
+from hhforecast.model import (
+    LAYER_NAMES,
+    artifact_names,
+    fit_network,
+    interval_bounds,
+    load_variant,
+)
+from hhforecast.predict import predict_frame
+
+from .conftest import FAST_TRAINING, Project
+
+FIVE = ["acft", "sum_daily_hours", "Cycles", "sum_uti_mensal", "age_fleet"]
+
+
+def sample_xy(features: list[str] = FIVE) -> tuple[np.ndarray, np.ndarray]:
+    frame = pd.read_csv(sample_dataset_path())
+    return frame[features].to_numpy(dtype=float), frame["HH"].to_numpy(dtype=float)
+
+
+@pytest.mark.parametrize("variant", ["4features", "5features"])
+def test_numpy_forward_pass_equals_keras(trained_project: Project, variant: str) -> None:
+    import keras
+
+    folder = trained_project.models / "1.0.0"
+    model = load_variant(folder, variant)
+    network = keras.models.load_model(folder / artifact_names(variant)["model"], compile=False)
+    assert {layer.name for layer in network.layers if layer.weights} == set(LAYER_NAMES)
+    x, _ = sample_xy(model.features)
+    # Rows inside and well outside the training range: the two paths must agree everywhere.
+    rows = np.vstack([x[::7], x[-3:] * 1.5, x[:2] * 0.5])
+    z = (rows - model.x_mean) / model.x_scale
+    expected = network(z.astype("float32"), training=False).numpy()[:, 0]
+    expected = expected * model.y_scale + model.y_mean
+    np.testing.assert_allclose(model.predict(rows), expected, rtol=1e-4, atol=1e-2)
+
+
+def test_relative_interval_scales_with_the_prediction_and_never_goes_negative() -> None:
+    lower, upper = interval_bounds(np.array([1000.0, 2000.0, 10.0]), 0.25, "relative")
+    np.testing.assert_allclose(lower, [750.0, 1500.0, 7.5])
+    np.testing.assert_allclose(upper, [1250.0, 2500.0, 12.5])
+    lower, upper = interval_bounds(np.array([1000.0, 50.0]), 100.0, "absolute")
+    np.testing.assert_allclose(lower, [900.0, 0.0])
+    np.testing.assert_allclose(upper, [1100.0, 150.0])
+
+
+def test_a_trained_variant_carries_a_relative_interval(trained_project: Project) -> None:
+    model = load_variant(trained_project.models / "1.0.0", "5features")
+    assert model.interval_scale == "relative"
+    assert 0.0 < model.interval_halfwidth < 1.0
+    predictions = np.array([1000.0, 1500.0])
+    lower, upper = model.interval(predictions)
+    np.testing.assert_allclose(upper - predictions, predictions * model.interval_halfwidth)
+    assert np.all(lower < predictions)
+
+
+def test_versions_calibrated_with_an_absolute_halfwidth_still_load(
+    trained_project: Project,
+) -> None:
+    folder = trained_project.models / "1.0.0"
+    meta_path = folder / "model_metadata.json"
+    meta = json.loads(meta_path.read_text())
+    meta["variants"]["5features"]["interval"] = {"coverage": 0.8, "halfwidth": 200.0}
+    meta_path.write_text(json.dumps(meta))
+    model = load_variant(folder, "5features")
+    assert model.interval_scale == "absolute"
+    lower, upper = model.interval(np.array([1000.0]))
+    assert (lower[0], upper[0]) == (800.0, 1200.0)
+
+
+def test_out_of_range_names_each_rows_features(trained_project: Project) -> None:
+    model = load_variant(trained_project.models / "1.0.0", "5features")
+    lows = [model.feature_ranges[f][0] for f in model.features]
+    highs = [model.feature_ranges[f][1] for f in model.features]
+    inside = [(lo + hi) / 2 for lo, hi in zip(lows, highs, strict=True)]
+    older = [*inside[:4], highs[4] * 1.1]
+    idle = [lows[0] - 1, *inside[1:]]
+    assert model.out_of_range(np.array([inside, older, idle])) == [[], ["age_fleet"], ["acft"]]
+    assert model.out_of_range(np.array([inside])) == [[]]
+
+
+def test_predictions_shown_anywhere_carry_the_out_of_range_flag(
+    trained_project: Project,
+) -> None:
+    model = load_variant(trained_project.models / "1.0.0", "5features")
+    frame = pd.read_csv(sample_dataset_path()).drop(columns=["HH"])
+    # A training week, the same week with an impossible age, and the newest (test) week, whose
+    # age the model has never seen: the fleet only gets older.
+    weeks = frame.iloc[[100, 100, len(frame) - 1]].reset_index(drop=True)
+    weeks.loc[1, "age_fleet"] = 1e12
+    out = predict_frame(model, weeks)
+    assert list(out["out_of_range"]) == ["", "age_fleet", "age_fleet"]
+
+
+def test_a_version_without_the_variant_is_reported(trained_project: Project) -> None:
+    with pytest.raises(VariantNotFoundError) as caught:
+        load_variant(trained_project.models / "1.0.0", "3features")
+    assert "has no variant '3features' (variants: 4features, 5features)" in str(caught.value)
+
+
+def test_without_a_useful_correction_the_network_is_linear_regression(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Demand a gain no correction can reach: the fallback must be exactly least squares on
+    # every training week (fit + validation), the baseline the network is judged against.
+    monkeypatch.setattr(model_module, "DEEP_MIN_GAIN", 1.0)
+    x, y = sample_xy()
+    split = split_weeks(len(y), 0.25, 0.2, "time", 42)
+    cfg = TrainingConfig(**{**FAST_TRAINING, "epochs": 3})
+    fitted = fit_network(x, y, split.fit, split.validation, cfg)
+    assert fitted.training["deep_correction_kept"] is False
+    assert fitted.training["epochs_refit"] == 0
+    assert fitted.training["refit_weeks"] == len(split.train)
+    ols = LinearRegression().fit(x[split.train], y[split.train])
+    np.testing.assert_allclose(fitted.predict(x[split.test]), ols.predict(x[split.test]), rtol=1e-4)
+    # Calibration residuals come from the first stage, which never saw the validation weeks.
+    first = LinearRegression().fit(x[split.fit], y[split.fit])
+    np.testing.assert_allclose(
+        fitted.validation_residuals,
+        y[split.validation] - first.predict(x[split.validation]),
+        rtol=1e-3,
+        atol=0.5,
+    )
+
+
+def test_a_kept_correction_is_refitted_for_the_chosen_epochs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(model_module, "DEEP_MIN_GAIN", -1.0)  # keep any correction
+    x, y = sample_xy()
+    split = split_weeks(len(y), 0.25, 0.2, "time", 42)
+    cfg = TrainingConfig(**{**FAST_TRAINING, "epochs": 4, "patience": 10})
+    fitted = fit_network(x, y, split.fit, split.validation, cfg)
+    info = fitted.training
+    assert info["deep_correction_kept"] is True
+    assert info["epochs_run"] == 4
+    assert 1 <= info["epochs_refit"] <= 4
+    # The frozen linear path still holds least squares on every training week (in scaled
+    # units); the deep path adds a correction on top of it.
+    zx = fitted.scaler_x.transform(x[split.train])
+    zy = fitted.scaler_y.transform(y[split.train].reshape(-1, 1))
+    ols = LinearRegression().fit(zx, zy)
+    kernel, bias = fitted.network.get_layer("linear").get_weights()
+    np.testing.assert_allclose(kernel, ols.coef_.T, rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(bias, ols.intercept_, atol=1e-4)
+    raw_ols = LinearRegression().fit(x[split.train], y[split.train])
+    assert not np.allclose(fitted.predict(x[split.test]), raw_ols.predict(x[split.test]))
