@@ -460,3 +460,18 @@ def test_nothing_trained_is_a_clear_error(project: Project, tmp_path: Path, cli:
     assert "Error: no version is registered in" in result.stderr
     assert "run `hhforecast train` first" in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_a_full_batch_is_answered_row_for_row(trained_project: Project) -> None:
+    client = client_for(trained_project)
+    rows = [{**WEEK, "acft": 200 + i % 100} for i in range(10_000)]
+    response = client.post("/api/predict", json={"rows": rows})
+    assert response.status_code == 200
+    answers = response.json()
+    assert len(answers) == 10_000
+    model = load_model(trained_project.settings)
+    x = np.array([list(row.values()) for row in rows], dtype=float)
+    assert [a["HH"] for a in answers] == np.round(model.predict(x), 3).tolist()
+    assert [a["out_of_range"] for a in answers] == model.out_of_range(x)
+    refused = client.post("/api/predict", json={"rows": [*rows, WEEK]})
+    assert refused.status_code == 413 and refused.json()["error"]["rule"] == "max_batch_rows"

@@ -118,9 +118,10 @@ class ServiceMetrics:
 class MetricsMiddleware:
     """Pure ASGI middleware (no BaseHTTPMiddleware task overhead) timing every HTTP request."""
 
-    def __init__(self, app: ASGIApp, metrics: ServiceMetrics) -> None:
+    def __init__(self, app: ASGIApp, metrics: ServiceMetrics, paths: frozenset[str]) -> None:
         self.app = app
         self.metrics = metrics
+        self.paths = paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -138,7 +139,6 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, send_with_status)
         finally:
-            route = scope.get("route")
-            # The route template, never the raw path, so unknown URLs cannot grow the label set.
-            path = getattr(route, "path", None) or "unmatched"
+            # A known route's path, never an arbitrary URL, so scanners cannot grow the label set.
+            path = scope["path"] if scope["path"] in self.paths else "unmatched"
             self.metrics.observe_request(path, scope["method"], status, time.perf_counter() - start)

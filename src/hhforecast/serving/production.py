@@ -10,11 +10,13 @@ to load is reported and the old one keeps serving.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -57,13 +59,45 @@ class ServedModel:
         """What makes two loads the same: version, its training time, and the variant."""
         return (self.entry.version, self.entry.trained_at, self.model.variant)
 
-    def out_of_range(self, x: np.ndarray) -> list[list[str]]:
-        """Per row, the features outside the training range (precomputed bounds: fast path)."""
+    def out_of_range_codes(self, x: np.ndarray) -> list[int]:
+        """Per row, a bit mask of the features outside the training range."""
         outside = (x < self.lows) | (x > self.highs)
-        if not outside.any():
-            return [[] for _ in range(len(x))]
-        names = self.model.features
-        return [[names[j] for j in np.flatnonzero(row)] if row.any() else [] for row in outside]
+        return (outside @ (1 << np.arange(len(self.lows)))).tolist()
+
+    def out_of_range_names(self, code: int) -> list[str]:
+        """The feature names of a bit mask from `out_of_range_codes`."""
+        return [name for j, name in enumerate(self.model.features) if code >> j & 1]
+
+    def batch_tails(self, x: np.ndarray) -> list[str]:
+        """Per row, the end of its JSON answer: version, variant and out-of-range names."""
+        tail = self.response_tail.decode()
+        cache: dict[int, str] = {}
+        out = []
+        for code in self.out_of_range_codes(x):
+            text = cache.get(code)
+            if text is None:
+                text = cache[code] = tail + json.dumps(self.out_of_range_names(code)) + "}"
+            out.append(text)
+        return out
+
+    @cached_property
+    def response_tail(self) -> bytes:
+        """The constant part of a one-week answer, written once per loaded version."""
+        version = json.dumps(self.model.version)
+        variant = json.dumps(self.model.variant)
+        return f',"model_version":{version},"variant":{variant},"out_of_range":'.encode()
+
+    @cached_property
+    def _bounds(self) -> list[tuple[str, float, float]]:
+        return list(zip(self.model.features, self.lows.tolist(), self.highs.tolist(), strict=True))
+
+    def out_of_range_week(self, row: np.ndarray) -> list[str]:
+        """The features of one row outside the training range (plain Python: one row)."""
+        return [
+            name
+            for (name, lo, hi), v in zip(self._bounds, row.tolist(), strict=True)
+            if v < lo or v > hi
+        ]
 
     def reference_rows(self) -> np.ndarray:
         """The lowest, middle and highest training values of every feature."""

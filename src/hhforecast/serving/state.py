@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated
@@ -13,7 +14,7 @@ from fastapi import Depends, Request
 
 from hhforecast.config import Settings
 from hhforecast.serving.metrics import ServiceMetrics
-from hhforecast.serving.production import ProductionFollower
+from hhforecast.serving.production import ProductionFollower, ServedModel
 from hhforecast.serving.validation import InvalidRequest
 
 __all__ = ["PredictionEvent", "ServingState", "State", "require_api_key"]
@@ -47,12 +48,30 @@ class ServingState:
     api_key: str | None
     on_prediction: Callable[[PredictionEvent], None] | None = None
 
-    def record(self, event: PredictionEvent) -> None:
+    def record(
+        self,
+        served: ServedModel,
+        x: np.ndarray,
+        predictions: np.ndarray,
+        lower: np.ndarray,
+        upper: np.ndarray,
+    ) -> None:
         """Count the predictions and pass them to the callback; a failing callback never
         fails the request that was already answered correctly."""
-        self.metrics.count_predictions(event.version, event.variant, len(event.predictions))
+        model = served.model
+        self.metrics.count_predictions(model.version, model.variant, len(predictions))
         if self.on_prediction is None:
             return
+        event = PredictionEvent(
+            time.time(),
+            model.version,
+            model.variant,
+            model.features,
+            x,
+            predictions,
+            lower,
+            upper,
+        )
         try:
             self.on_prediction(event)
         except Exception:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
+from itertools import chain
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -121,29 +123,56 @@ def _units(feature: str) -> str:
     return limit[1] if limit else "a number"
 
 
-def _check_values(x: np.ndarray, features: list[str], batch: bool) -> None:
+def _violation(name: str, feature: str, value: float, rule: str) -> InvalidRequest:
+    if rule == "finite":
+        return InvalidRequest(name, rule, f"{name} must be a finite number, got {value}")
+    if rule == "minimum":
+        return InvalidRequest(name, rule, f"{name} must be ≥ 0 ({_units(feature)}), got {value:g}")
+    return InvalidRequest(
+        name,
+        rule,
+        f"{name} must be ≤ {_limit(feature):g} ({_units(feature)}), got {value:g}; check the units",
+    )
+
+
+def _check_row(values: list[float], features: list[str]) -> None:
+    # One week: plain Python comparisons cost less than building NumPy masks.
+    for feature, value in zip(features, values, strict=True):
+        if not math.isfinite(value):
+            raise _violation(feature, feature, value, "finite")
+        if value < 0:
+            raise _violation(feature, feature, value, "minimum")
+        if value > _limit(feature):
+            raise _violation(feature, feature, value, "maximum")
+
+
+def _check_rows(x: np.ndarray, features: list[str]) -> None:
     bad_finite = ~np.isfinite(x)
     bad_negative = x < 0
-    highs = np.array([_limit(f) for f in features])
-    bad_high = x > highs
-    if not (bad_finite.any() or bad_negative.any() or bad_high.any()):
-        return
+    bad_high = x > np.array([_limit(f) for f in features])
     for mask, rule in ((bad_finite, "finite"), (bad_negative, "minimum"), (bad_high, "maximum")):
         if mask.any():
             i, j = (int(k) for k in np.argwhere(mask)[0])
-            feature = features[j]
-            name = f"rows[{i}].{feature}" if batch else feature
-            value = x[i, j]
-            if rule == "finite":
-                message = f"{name} must be a finite number, got {value}"
-            elif rule == "minimum":
-                message = f"{name} must be ≥ 0 ({_units(feature)}), got {value:g}"
-            else:
-                message = (
-                    f"{name} must be ≤ {highs[j]:g} ({_units(feature)}), got {value:g}; "
-                    "check the units"
-                )
-            raise InvalidRequest(name, rule, message)
+            raise _violation(f"rows[{i}].{features[j]}", features[j], float(x[i, j]), rule)
+
+
+def _batch_values(rows: list[Any], features: list[str], required: frozenset[str]) -> Any:
+    """The rows as a float array when every row is well formed, else None.
+
+    C-level map/set passes instead of a Python loop per value: a 10,000-row batch is checked
+    in a few milliseconds. Any doubt returns None and the slow path names the culprit.
+    """
+    if not all(type(row) is dict and row.keys() == required for row in rows):
+        return None
+    values = list(map(itemgetter(*features), rows))
+    if len(features) == 1:
+        values = [(v,) for v in values]
+    if not set(map(type, chain.from_iterable(values))) <= {float, int}:
+        return None
+    try:
+        return np.array(values, dtype=np.float64)
+    except OverflowError:
+        return None
 
 
 def parse_predict_body(body: bytes, features: list[str], max_rows: int) -> ParsedRequest:
@@ -174,15 +203,17 @@ def parse_predict_body(body: bytes, features: list[str], max_rows: int) -> Parse
                 "(serving.max_batch_rows): split the batch",
                 413,
             )
-        x = np.array(
-            [
-                _row_values(row, f"rows[{i}]", features, required, allowed)
-                for i, row in enumerate(rows)
-            ],
-            dtype=np.float64,
-        )
-        _check_values(x, features, batch=True)
+        x = _batch_values(rows, features, required)
+        if x is None:  # something is wrong: walk the rows to name the first offending field
+            x = np.array(
+                [
+                    _row_values(row, f"rows[{i}]", features, required, allowed)
+                    for i, row in enumerate(rows)
+                ],
+                dtype=np.float64,
+            )
+        _check_rows(x, features)
         return ParsedRequest(x=x, batch=True)
-    x = np.array([_row_values(data, "", features, required, allowed)], dtype=np.float64)
-    _check_values(x, features, batch=False)
-    return ParsedRequest(x=x, batch=False)
+    values = _row_values(data, "", features, required, allowed)
+    _check_row(values, features)
+    return ParsedRequest(x=np.array([values], dtype=np.float64), batch=False)

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import json
-import time
-from typing import Any
+import math
 
 import numpy as np
 from fastapi import APIRouter, Request, Response
@@ -17,7 +16,7 @@ from hhforecast.serving.schemas import (
     PredictRequest,
     PredictResponse,
 )
-from hhforecast.serving.state import PredictionEvent, ServingState
+from hhforecast.serving.state import ServingState
 from hhforecast.serving.validation import InvalidRequest, parse_predict_body
 
 router = APIRouter(tags=["predictions"])
@@ -25,6 +24,9 @@ router = APIRouter(tags=["predictions"])
 # Batches above this many rows are answered in a worker thread so the event loop keeps serving
 # single-week requests meanwhile; smaller ones cost less than the thread hop.
 THREAD_ROWS = 500
+
+Prediction = tuple[np.ndarray, np.ndarray, np.ndarray]
+"""Predictions and the interval's lower and upper bounds."""
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -56,41 +58,59 @@ def _too_large(limit: int) -> InvalidRequest:
     )
 
 
-def _answer(served: ServedModel, x: np.ndarray, batch: bool) -> tuple[bytes, PredictionEvent]:
+def _answer_week(served: ServedModel, x: np.ndarray) -> tuple[bytes, Prediction]:
+    """One week: the shared NumPy forward pass, then plain Python to write the JSON."""
     model = served.model
     predictions = model.predict(x)
-    if not np.isfinite(predictions).all():
-        row = int(np.flatnonzero(~np.isfinite(predictions))[0])
-        raise InvalidRequest(
-            f"rows[{row}]" if batch else "body",
-            "finite_forecast",
-            "the model gives no finite forecast for these values; check them",
-        )
+    hh = float(predictions[0])
+    if not math.isfinite(hh):
+        raise _no_forecast("body")
     lower, upper = model.interval(predictions)
-    outside = served.out_of_range(x)
-    version, variant = model.version, model.variant
-    answers: list[dict[str, Any]] = [
-        {
-            "HH": hh,
-            "HH_lower": lo,
-            "HH_upper": hi,
-            "model_version": version,
-            "variant": variant,
-            "out_of_range": names,
-        }
-        for hh, lo, hi, names in zip(
+    outside = served.out_of_range_week(x[0])
+    content = b"".join(
+        (
+            b'{"HH":',
+            repr(round(hh, 3)).encode(),
+            b',"HH_lower":',
+            repr(round(float(lower[0]), 3)).encode(),
+            b',"HH_upper":',
+            repr(round(float(upper[0]), 3)).encode(),
+            served.response_tail,
+            json.dumps(outside).encode() if outside else b"[]",
+            b"}",
+        )
+    )
+    return content, (predictions, lower, upper)
+
+
+def _answer_batch(served: ServedModel, x: np.ndarray) -> tuple[bytes, Prediction]:
+    """Several weeks: vectorised bounds and rounding, one json.dumps for the list."""
+    model = served.model
+    predictions = model.predict(x)
+    finite = np.isfinite(predictions)
+    if not finite.all():
+        raise _no_forecast(f"rows[{int(np.flatnonzero(~finite)[0])}]")
+    lower, upper = model.interval(predictions)
+    # Each row written with repr (valid JSON for finite floats) and a per-version tail: about
+    # three times faster than json.dumps over a list of dicts for 10,000 rows.
+    tails = served.batch_tails(x)
+    rows = [
+        f'{{"HH":{hh!r},"HH_lower":{lo!r},"HH_upper":{hi!r}{tail}'
+        for hh, lo, hi, tail in zip(
             np.round(predictions, 3).tolist(),
             np.round(lower, 3).tolist(),
             np.round(upper, 3).tolist(),
-            outside,
+            tails,
             strict=True,
         )
     ]
-    content = json.dumps(answers if batch else answers[0], separators=(",", ":")).encode()
-    event = PredictionEvent(
-        time.time(), version, variant, model.features, x, predictions, lower, upper
+    return ("[" + ",".join(rows) + "]").encode(), (predictions, lower, upper)
+
+
+def _no_forecast(field: str) -> InvalidRequest:
+    return InvalidRequest(
+        field, "finite_forecast", "the model gives no finite forecast for these values; check them"
     )
-    return content, event
 
 
 _BODY_SCHEMA = {
@@ -145,9 +165,11 @@ async def predict(request: Request) -> Response:
     body = await read_body(request, limits.max_body_bytes)
     served = state.follower.current  # one model for the whole request, even during a swap
     parsed = parse_predict_body(body, served.model.features, limits.max_batch_rows)
-    if len(parsed.x) > THREAD_ROWS:
-        content, event = await run_in_threadpool(_answer, served, parsed.x, parsed.batch)
+    if not parsed.batch:
+        content, prediction = _answer_week(served, parsed.x)
+    elif len(parsed.x) > THREAD_ROWS:
+        content, prediction = await run_in_threadpool(_answer_batch, served, parsed.x)
     else:
-        content, event = _answer(served, parsed.x, parsed.batch)
-    state.record(event)
+        content, prediction = _answer_batch(served, parsed.x)
+    state.record(served, parsed.x, *prediction)
     return Response(content, media_type="application/json")
