@@ -233,3 +233,17 @@ def test_rollback_is_recorded_with_reason_rollback(trained_project: Project) -> 
         "rollback: forecasts too high",
     )
     assert rollback(load_settings(trained_project.config)).record.reason == "rollback"
+
+
+def test_a_pointer_to_a_vanished_version_does_not_block_the_gate(
+    trained_project: Project,
+) -> None:
+    text = trained_project.config.read_text()
+    trained_project.config.write_text(text + 'mlops:\n  production_version: "0.9.0"\n')
+    result = promote(trained_project.settings, "1.0.0", require_better_rmse=True)
+    assert result.report is not None
+    assert result.report.warnings[0].startswith(
+        "version '0.9.0' (named by mlops.production_version"
+    )
+    assert (result.record.from_version, result.record.to_version) == ("0.9.0", "1.0.0")
+    assert load_settings(trained_project.config).mlops.production_version == "1.0.0"

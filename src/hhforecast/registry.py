@@ -714,8 +714,10 @@ class Registry:
             target = next((v for v in document.versions if v.version == version), None)
             if target is None:
                 raise VersionNotFoundError(version, [v.version for v in document.versions])
-            if comparison is not None and comparison.production != current:
-                raise ProductionMovedError(version, comparison.production, current)
+            # The gate compares with a registered production version or with none at all.
+            registered = current if any(v.version == current for v in document.versions) else None
+            if comparison is not None and comparison.production != registered:
+                raise ProductionMovedError(version, comparison.production, registered)
             if verify is not None:
                 verify(target)
             config_path = self.settings.config_file
