@@ -247,3 +247,23 @@ def test_a_pointer_to_a_vanished_version_does_not_block_the_gate(
     )
     assert (result.record.from_version, result.record.to_version) == ("0.9.0", "1.0.0")
     assert load_settings(trained_project.config).mlops.production_version == "1.0.0"
+
+
+def test_data_still_evaluates_when_the_training_dataset_is_gone(
+    trained_project: Project, tmp_path: Path
+) -> None:
+    metadata_file = trained_project.models / "1.0.0" / "model_metadata.json"
+    metadata = json.loads(metadata_file.read_text())
+    metadata["dataset"]["path"] = "data/gone.csv"
+    metadata_file.write_text(json.dumps(metadata))
+    data = tmp_path / "weeks.csv"
+    shutil.copy(sample_dataset_path(), data)
+    report = validate_version(trained_project.settings, "1.0.0", data=data)
+    assert report.passed
+    assert report.warnings[0].startswith(
+        "version 1.0.0's training weeks cannot be read (its dataset data/gone.csv is gone"
+    )
+    assert "linear_regression" in [s.name for s in report.scores]
+    own = next(o for o in report.overlaps if o.model == "1.0.0")
+    assert own.method == "training periods (dataset unavailable)"
+    assert own.weeks == metadata["split"]["fit"]["weeks"] + metadata["split"]["validation"]["weeks"]

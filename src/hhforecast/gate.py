@@ -315,10 +315,22 @@ def _period_mask(dates: Any, period: dict[str, Any]) -> np.ndarray:
     return np.asarray((dates >= start) & (dates <= end))
 
 
+def _has_split(metadata: dict[str, Any]) -> bool:
+    split = metadata.get("split")
+    return isinstance(split, dict) and all(
+        isinstance(split.get(k), dict) for k in ("fit", "validation", "test")
+    )
+
+
 def _split_rows(metadata: dict[str, Any], dates: Any) -> tuple[np.ndarray, np.ndarray]:
     """(training rows, test rows) of a version's own dataset, as its training split them."""
     from hhforecast.evaluation import split_weeks
 
+    if not _has_split(metadata):
+        raise EvaluationDataError(
+            f"the metadata of version {metadata.get('version')} does not record its train/test "
+            "split; pass --data FILE with the weeks to evaluate on"
+        )
     split = metadata["split"]
     if split.get("mode", "time") == "time":
         train = _period_mask(dates, split["fit"]) | _period_mask(dates, split["validation"])
@@ -350,9 +362,9 @@ def _training_dates(settings: Settings, metadata: dict[str, Any]) -> tuple[set[A
 
     from hhforecast.data import load_weekly_dataset
 
-    split = metadata.get("split") or {}
-    if not all(isinstance(split.get(k), dict) for k in ("fit", "validation", "test")):
+    if not _has_split(metadata):
         return None
+    split = metadata["split"]
     path, _ = _trusted_dataset(settings, metadata)
     if path is not None:
         dates = load_weekly_dataset(path, [], None).frame["date"]
@@ -404,7 +416,7 @@ def _evaluation_frame(
         given = load_weekly_dataset(data, columns, target)
         frame, source, label = given.frame, f"labelled weeks of {data}", str(data)
         train = np.array([], dtype=int)
-        if own_path is not None:
+        if own_path is not None and _has_split(metadata):
             own_frame = load_weekly_dataset(own_path, columns, target).frame
             own_train, _ = _split_rows(metadata, own_frame["date"])
             # The candidate's training weeks come first so the baselines can be fitted and the
@@ -420,7 +432,7 @@ def _evaluation_frame(
                 "baselines are fitted on the weeks of --data inside its training period, if any"
             )
             split = metadata.get("split") or {}
-            if isinstance(split.get("fit"), dict) and isinstance(split.get("validation"), dict):
+            if _has_split(metadata):
                 inside = _period_mask(frame["date"], split["fit"]) | _period_mask(
                     frame["date"], split["validation"]
                 )
