@@ -267,3 +267,26 @@ def test_data_still_evaluates_when_the_training_dataset_is_gone(
     own = next(o for o in report.overlaps if o.model == "1.0.0")
     assert own.method == "training periods (dataset unavailable)"
     assert own.weeks == metadata["split"]["fit"]["weeks"] + metadata["split"]["validation"]["weeks"]
+
+
+def test_non_finite_forecasts_fail_validation(trained_project: Project) -> None:
+    import joblib
+
+    from hhforecast.data import file_sha256
+
+    # A degenerate scaler (zero spread) recorded with a matching checksum: integrity passes,
+    # the forecasts are infinite.
+    folder = trained_project.models / "1.0.0"
+    scaler_file = folder / "scaler_X_5features.joblib"
+    scaler = joblib.load(scaler_file)
+    scaler.scale_[0] = 0.0
+    joblib.dump(scaler, scaler_file)
+    metadata = json.loads((folder / "model_metadata.json").read_text())
+    metadata["artifacts"][scaler_file.name] = file_sha256(scaler_file)
+    (folder / "model_metadata.json").write_text(json.dumps(metadata))
+    report = validate_version(trained_project.settings, "1.0.0")
+    assert not report.passed
+    assert report.failures == [
+        "non-finite forecasts for weeks inside its training range",
+        f"non-finite forecasts for {report.weeks.weeks} of {report.weeks.weeks} evaluation weeks",
+    ]

@@ -475,6 +475,12 @@ def _reference_rows(model: VariantModel) -> np.ndarray:
     return np.vstack([lows, (lows + highs) / 2, highs])
 
 
+def _forecast(model: VariantModel, x: np.ndarray) -> np.ndarray:
+    # Overflow or a zero scale must show up as a non-finite verdict, not as numpy warnings.
+    with np.errstate(all="ignore"):
+        return model.predict(x)
+
+
 def _load(registry: Registry, entry: ModelVersion, variant: str) -> VariantModel:
     from hhforecast.model import load_variant
 
@@ -539,7 +545,7 @@ def validate_version(
     except ArtifactError as exc:
         report.failures.append(f"does not load: {exc}")
         return report
-    if not np.isfinite(model.predict(_reference_rows(model))).all():
+    if not np.isfinite(_forecast(model, _reference_rows(model))).all():
         report.failures.append("non-finite forecasts for weeks inside its training range")
 
     production = _production_model(registry, version, variant, report)
@@ -554,7 +560,7 @@ def validate_version(
     x = frame[model.features].to_numpy(dtype=np.float64)
     k = len(model.features)
 
-    predicted = model.predict(x[test])
+    predicted = _forecast(model, x[test])
     if not np.isfinite(predicted).all():
         bad = int((~np.isfinite(predicted)).sum())
         report.failures.append(f"non-finite forecasts for {bad} of {len(test)} evaluation weeks")
@@ -564,13 +570,15 @@ def validate_version(
     )
     if production is not None:
         xp = frame[production.features].to_numpy(dtype=np.float64)
-        report.scores.append(
-            Score(
-                f"{production.version} (production)",
-                "production",
-                regression_metrics(y[test], production.predict(xp[test]), len(production.features)),
+        production_predicted = _forecast(production, xp[test])
+        if np.isfinite(production_predicted).all():
+            metrics = regression_metrics(y[test], production_predicted, len(production.features))
+            report.scores.append(Score(f"{production.version} (production)", "production", metrics))
+        else:
+            report.warnings.append(
+                f"production {production.version} gives non-finite forecasts on these weeks; "
+                "the candidate is compared with the baselines only"
             )
-        )
         trained = _training_dates(settings, production.metadata)
         overlap = _overlap(production.version, trained, frame["date"].iloc[test])
         if overlap is not None:
