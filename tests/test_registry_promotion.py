@@ -5,6 +5,7 @@ import itertools
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -256,3 +257,32 @@ def test_promotions_during_a_training_lose_nothing(trained_project: Project) -> 
     assert [v.version for v in registry.versions()] == ["1.0.0", "1.1.0", "2.0.0"]
     assert len(registry.promotions()) == 6
     assert load_settings(trained_project.config).mlops.production_version in {"1.0.0", "1.1.0"}
+
+
+def test_a_promotion_killed_at_any_moment_leaves_the_old_or_the_new_state(
+    trained_project: Project,
+) -> None:
+    original = trained_project.config.read_text()
+    current = "latest"
+    for i, delay in enumerate([0.2, 0.5, 0.8, 1.1, 1.4, 1.8]):
+        target = ["1.0.0", "1.1.0"][i % 2]
+        process = subprocess.Popen(
+            [sys.executable, "-m", "hhforecast", "promote", target],
+            cwd=trained_project.root,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        time.sleep(delay)
+        process.kill()
+        process.wait()
+        old = rewrite_production_version(original, current) if current != "latest" else original
+        assert trained_project.config.read_text() in {
+            old,
+            rewrite_production_version(original, target),
+        }
+        current = load_settings(trained_project.config).mlops.production_version
+        json.loads(trained_project.registry_file.read_text())  # still valid JSON
+    # The lock died with its holder: the next promotion goes through.
+    registry = versions(trained_project)
+    assert registry.move_production("1.0.0", variant="5features", reason="after kills").reason
+    assert registry.promotions()[-1].to_version == "1.0.0"
