@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -475,3 +476,25 @@ def test_a_full_batch_is_answered_row_for_row(trained_project: Project) -> None:
     assert [a["out_of_range"] for a in answers] == model.out_of_range(x)
     refused = client.post("/api/predict", json={"rows": [*rows, WEEK]})
     assert refused.status_code == 413 and refused.json()["error"]["rule"] == "max_batch_rows"
+
+
+def test_ready_is_503_when_the_served_model_stops_answering(trained_project: Project) -> None:
+    app = create_app(trained_project.settings, follow_production=False)
+    follower = app.state.serving.follower
+    served = follower.current
+    # Damage the loaded weights in memory: the model now gives NaN for every row.
+    broken = dataclasses.replace(served.model, x_scale=np.full_like(served.model.x_scale, np.nan))
+    follower._served = dataclasses.replace(served, model=broken)
+    client = TestClient(app)
+    ready = client.get("/ready")
+    assert ready.status_code == 503
+    assert ready.json() == {
+        "ready": False,
+        "model_version": None,
+        "reload_failing": False,
+        "last_failure": None,
+    }
+    refused = client.post("/api/predict", json=WEEK)
+    assert refused.status_code == 422
+    assert refused.json()["error"]["rule"] == "finite_forecast"
+    assert client.get("/health").status_code == 200
