@@ -3,7 +3,7 @@ and write the results to docs/benchmarks.md.
 
 Usage (from the repository root, after a version is trained):
 
-    .venv/bin/python bench/run_bench.py [--config config.yaml] [--duration 10] [--rounds 3]
+    .venv/bin/python bench/run_bench.py [--config config.yaml] [--duration 8] [--rounds 5]
 
 Both servers run with the same uvicorn settings (one worker, no access log), one at a time
 under the same wrk load, alternating, so that background load hits both alike.
@@ -47,6 +47,7 @@ class WrkRun:
     p99_ms: float
     requests: int
     errors: int
+    cpu_us: float
 
 
 def free_port() -> int:
@@ -68,7 +69,16 @@ def to_ms(text: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}[unit]
 
 
-def run_wrk(url: str, duration: int, connections: int) -> dict[str, float]:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (from /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_wrk(url: str, duration: int, connections: int, pid: int) -> dict[str, float]:
+    """One wrk run; also the server's CPU time per request, which background load on the
+    machine does not inflate the way it does wall-clock throughput."""
+    cpu_before = cpu_seconds(pid)
     command = [
         "wrk",
         "-t1",
@@ -80,6 +90,7 @@ def run_wrk(url: str, duration: int, connections: int) -> dict[str, float]:
         url,
     ]
     out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    cpu = cpu_seconds(pid) - cpu_before
     percentiles = dict(re.findall(r"^\s+(\d+)%\s+([\d.]+\w+)$", out, flags=re.MULTILINE))
     socket_errors = re.search(
         r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out
@@ -93,6 +104,7 @@ def run_wrk(url: str, duration: int, connections: int) -> dict[str, float]:
         "p99_ms": to_ms(percentiles["99"]),
         "requests": int(grab(r"(\d+) requests in", out)),
         "errors": errors,
+        "cpu_us": cpu / max(int(grab(r"(\d+) requests in", out)), 1) * 1e6,
     }
 
 
@@ -215,14 +227,15 @@ def render(
         f"{args.rounds} rounds after a warm-up",
         f"- Command: `{' '.join(['make bench'] if args.from_make else ['python', *sys.argv])}`",
         "",
-        "| round | target | requests/s | p50 latency | p99 latency | requests | errors |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        "| round | target | requests/s | p50 latency | p99 latency | server CPU per request "
+        "| requests | errors |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for run in runs:
         label = "/api/predict (hhforecast)" if run.target == "api" else "bare FastAPI endpoint"
         lines.append(
             f"| {run.round} | {label} | {run.requests_per_s:,.0f} | {run.p50_ms:.2f} ms | "
-            f"{run.p99_ms:.2f} ms | {run.requests:,} | {run.errors} |"
+            f"{run.p99_ms:.2f} ms | {run.cpu_us:.0f} µs | {run.requests:,} | {run.errors} |"
         )
     lines += [
         "",
@@ -232,6 +245,11 @@ def render(
         f"| /api/predict requests/s | {api_rps:,.0f} | | |",
         f"| throughput ratio /api/predict ÷ bare | {ratio:.0%} | ≥ {GOALS['ratio']:.0%} | "
         f"{verdict(ratio >= GOALS['ratio'])} |",
+        f"| bare endpoint server CPU per request | {median_of(runs, 'bare', 'cpu_us'):.0f} µs "
+        "| | |",
+        f"| /api/predict server CPU per request | {median_of(runs, 'api', 'cpu_us'):.0f} µs | | |",
+        f"| CPU ratio bare ÷ /api/predict (throughput ratio on an idle core) | "
+        f"{median_of(runs, 'bare', 'cpu_us') / median_of(runs, 'api', 'cpu_us'):.0%} | | |",
         f"| /api/predict p50 latency | {median_of(runs, 'api', 'p50_ms'):.2f} ms | | |",
         f"| /api/predict p99 latency | {api_p99:.2f} ms | < {GOALS['p99_ms']:.0f} ms | "
         f"{verdict(api_p99 < GOALS['p99_ms'])} |",
@@ -266,8 +284,8 @@ def render(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", type=Path, default=None)
-    parser.add_argument("--duration", type=int, default=10)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--duration", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--batch-repeats", type=int, default=10)
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "benchmarks.md")
@@ -308,13 +326,14 @@ def main() -> None:
         bare_url,
         logs / "hhforecast-bench-bare.log",
     )
+    pids = {api_url: api.pid, bare_url: bare.pid}
     runs: list[WrkRun] = []
     try:
         for url in (bare_url, api_url):
-            run_wrk(url, 2, args.connections)  # warm-up
+            run_wrk(url, 2, args.connections, pids[url])  # warm-up
         for round_number in range(1, args.rounds + 1):
             for target, url in (("bare", bare_url), ("api", api_url)):
-                result = run_wrk(url, args.duration, args.connections)
+                result = run_wrk(url, args.duration, args.connections, pids[url])
                 runs.append(WrkRun(target, round_number, **result))  # type: ignore[arg-type]
                 print(f"round {round_number} {target}: {result}", flush=True)
         batch_ms = time_batch(api_url, args.batch_repeats)
