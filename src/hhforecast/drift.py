@@ -149,12 +149,10 @@ def _monthly_per_aircraft_day(frame: pd.DataFrame) -> np.ndarray:
 
 
 _KNOWN_FEATURES: dict[str, Signal] = {
-    "acft": Signal(
-        "acft", "aircraft-days per week (fleet size)", "feature", False, _column("acft"), ("acft",)
-    ),
+    "acft": Signal("acft", "aircraft-days/week", "feature", False, _column("acft"), ("acft",)),
     "sum_daily_hours": Signal(
         "sum_daily_hours",
-        "flight hours per aircraft-day",
+        "hours/aircraft-day",
         "feature",
         False,
         _ratio("sum_daily_hours", "acft"),
@@ -162,7 +160,7 @@ _KNOWN_FEATURES: dict[str, Signal] = {
     ),
     "Cycles": Signal(
         "Cycles",
-        "cycles per aircraft-day",
+        "cycles/aircraft-day",
         "feature",
         False,
         _ratio("Cycles", "acft"),
@@ -170,7 +168,7 @@ _KNOWN_FEATURES: dict[str, Signal] = {
     ),
     "sum_uti_mensal": Signal(
         "sum_uti_mensal",
-        "monthly hours per aircraft-day",
+        "month hours/aircraft-day",
         "feature",
         False,
         _monthly_per_aircraft_day,
@@ -178,7 +176,7 @@ _KNOWN_FEATURES: dict[str, Signal] = {
     ),
     "age_fleet": Signal(
         "age_fleet",
-        "fleet age (TAH) per aircraft-day, detrended",
+        "TAH/aircraft-day",
         "feature",
         True,
         _ratio("age_fleet", "acft"),
@@ -187,7 +185,7 @@ _KNOWN_FEATURES: dict[str, Signal] = {
 }
 SECTOR_SIGNAL = Signal(
     "sector_length",
-    "hours per cycle (sector length)",
+    "hours/cycle",
     "feature",
     False,
     _ratio("sum_daily_hours", "Cycles"),
@@ -214,7 +212,7 @@ def signals_for(columns: list[str], target: str) -> list[Signal]:
         signals.append(
             Signal(
                 target,
-                f"{target} per aircraft-day" if per_day else target,
+                f"{target}/aircraft-day" if per_day else target,
                 "target",
                 True,
                 _ratio(target, "acft") if per_day else _column(target),
@@ -225,7 +223,7 @@ def signals_for(columns: list[str], target: str) -> list[Signal]:
         signals.append(
             Signal(
                 "prediction",
-                "predicted HH per aircraft-day" if per_day else "predicted HH",
+                "predicted/aircraft-day" if per_day else "predicted HH",
                 "prediction",
                 True,
                 _ratio(PREDICTION_COLUMN, "acft") if per_day else _column(PREDICTION_COLUMN),
@@ -236,7 +234,7 @@ def signals_for(columns: list[str], target: str) -> list[Signal]:
             signals.append(
                 Signal(
                     "model_error",
-                    f"{target} - predicted (HH)",
+                    f"{target} - predicted",
                     "error",
                     False,
                     lambda f: f[target].to_numpy(float) - f[PREDICTION_COLUMN].to_numpy(float),
@@ -718,6 +716,7 @@ def drift_report(report: DriftReport, target: str = "HH") -> str:
                     html_number(100 * s.outside_range_share, 0),
                     html_number(s.ks_statistic),
                     html_number(s.ks_pvalue, 4),
+                    html_number(s.mean_pvalue, 4),
                     html_number(s.wasserstein),
                     html_number(s.psi),
                     html_number(s.detectable_shift_std),
@@ -740,6 +739,7 @@ def drift_report(report: DriftReport, target: str = "HH") -> str:
             "outside training range %",
             "KS D",
             "KS p (adjusted)",
+            "mean test p",
             "Wasserstein / std",
             "PSI",
             "detectable shift (stds)",
@@ -785,7 +785,7 @@ removing the season and trend fitted on the training weeks; a feature drifts whe
 Wasserstein distance is at least {report.config.wasserstein} training stds. The dataset drifts when
 at least {report.config.share_of_features:.0%} of the features drift. Target, predictions and model
 error are shown but do not vote. "Detectable shift" is the mean shift (in training stds) that the
-test catches half the time at these sample sizes.</p>
+tests catch half the time at these sample sizes.</p>
 <table><tr>{header}</tr>{"".join(rows)}</table>
 {performance}
 <h2>Predicted vs realised</h2>{timeline}

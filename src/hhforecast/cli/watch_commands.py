@@ -75,29 +75,33 @@ def _print_drift(result: Any) -> None:
     table = Table(
         title=f"{recent['weeks']} recent weeks ({recent['start']} to {recent['end']}) vs "
         f"version {result.version}'s {reference['weeks']} training weeks, net of season and trend",
-        caption="shift: recent mean vs expected; detectable: shift (stds) caught half the time",
+        caption="shift: recent mean vs expected (rates per aircraft-day, see docs/drift.md); "
+        "detectable: shift (stds) caught half the time; n eff.: effective recent weeks",
     )
     for column in (
         "signal",
-        "compared",
         "shift %",
         "shift stds",
         "KS p",
-        "Wass.",
+        "mean p",
         "detectable",
         "n eff.",
         "verdict",
     ):
-        table.add_column(column, justify="left" if column in ("signal", "compared") else "right")
+        # Names, p-values and verdicts stay whole on a narrow terminal.
+        table.add_column(
+            column,
+            justify="left" if column == "signal" else "right",
+            no_wrap=column in ("signal", "KS p", "mean p", "verdict"),
+        )
     for s in data["signals"]:
         vote = s["role"] == "feature"
         table.add_row(
             s["name"],
-            s["label"],
             fmt(s["mean_shift_pct"]),
             fmt(s["mean_shift_std"], 2),
             _pvalue(s["ks_pvalue"]),
-            fmt(s["wasserstein"], 2),
+            _pvalue(s["mean_pvalue"]),
             fmt(s["detectable_shift_std"], 2),
             f"{s['n_effective_recent']:.0f}",
             ("[bold red]drift[/]" if vote else "[red]moved[/]")
