@@ -274,8 +274,8 @@ def render(
         "once as bytes.",
         "- Metrics are a pure ASGI middleware (no `BaseHTTPMiddleware` task) that reuses "
         "labelled Prometheus children.",
-        "- Batches over 500 rows are answered in a worker thread so single-week requests keep "
-        "flowing meanwhile.",
+        "- Bodies over 50 kB (about 450 weeks) are parsed and answered in a worker thread, so "
+        "single-week requests keep flowing meanwhile.",
         "",
     ]
     return "\n".join(lines)

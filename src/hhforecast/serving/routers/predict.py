@@ -21,9 +21,9 @@ from hhforecast.serving.validation import InvalidRequest, parse_predict_body
 
 router = APIRouter(tags=["predictions"])
 
-# Batches above this many rows are answered in a worker thread so the event loop keeps serving
-# single-week requests meanwhile; smaller ones cost less than the thread hop.
-THREAD_ROWS = 500
+# Bodies above this size (about 450 weeks) are parsed and answered in a worker thread so the
+# event loop keeps serving single-week requests meanwhile; smaller ones cost less than the hop.
+THREAD_BODY_BYTES = 50_000
 
 Prediction = tuple[np.ndarray, np.ndarray, np.ndarray]
 """Predictions and the interval's lower and upper bounds."""
@@ -164,12 +164,20 @@ async def predict(request: Request) -> Response:
     limits = state.settings.serving
     body = await read_body(request, limits.max_body_bytes)
     served = state.follower.current  # one model for the whole request, even during a swap
-    parsed = parse_predict_body(body, served.model.features, limits.max_batch_rows)
-    if not parsed.batch:
-        content, prediction = _answer_week(served, parsed.x)
-    elif len(parsed.x) > THREAD_ROWS:
-        content, prediction = await run_in_threadpool(_answer_batch, served, parsed.x)
+    if len(body) > THREAD_BODY_BYTES:
+        content, x, prediction = await run_in_threadpool(
+            _respond, served, body, limits.max_batch_rows
+        )
     else:
-        content, prediction = _answer_batch(served, parsed.x)
-    state.record(served, parsed.x, *prediction)
+        content, x, prediction = _respond(served, body, limits.max_batch_rows)
+    state.record(served, x, *prediction)
     return Response(content, media_type="application/json")
+
+
+def _respond(
+    served: ServedModel, body: bytes, max_rows: int
+) -> tuple[bytes, np.ndarray, Prediction]:
+    parsed = parse_predict_body(body, served.model.features, max_rows)
+    answer = _answer_batch if parsed.batch else _answer_week
+    content, prediction = answer(served, parsed.x)
+    return content, parsed.x, prediction
