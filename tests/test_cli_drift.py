@@ -189,3 +189,39 @@ def test_monitor_without_a_log_is_exit_2(project: Project, tmp_path: Path, cli) 
     result = cli("monitor", "--actuals", actuals, "--config", project.config)
     assert result.exit_code == 2
     assert "Error: no prediction log at" in result.stderr
+
+
+def test_predictions_served_by_the_api_are_monitored(
+    trained_project: Project, tmp_path: Path, cli
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from hhforecast.monitoring import PredictionRecorder, week_of
+    from hhforecast.serving.app import create_app
+
+    settings = trained_project.settings
+    recorder = PredictionRecorder.from_settings(settings)
+    app = create_app(settings, follow_production=False, on_prediction=recorder)
+    week = {
+        "acft": 249,
+        "sum_daily_hours": 2539.5,
+        "Cycles": 1591,
+        "sum_uti_mensal": 11261.3,
+        "age_fleet": 8037205.9,
+    }
+    with TestClient(app) as client:
+        answer = client.post("/api/predict", json=week)
+        assert answer.status_code == 200, answer.text
+        batch = client.post("/api/predict", json={"rows": [week, week]})
+        assert batch.status_code == 200, batch.text
+    recorder.close()
+    predicted = answer.json()["HH"]
+    this_week = week_of(datetime.now(UTC))  # the requests carry no date: the week they were made
+    actuals = tmp_path / "actuals.csv"
+    actuals.write_text(f"date,HH\n{this_week},{predicted + 30}\n")
+    result = cli("monitor", "--actuals", actuals, "--json", "--config", trained_project.config)
+    assert result.exit_code == 0, result.stderr
+    (period,) = json.loads(result.stdout)["periods"]
+    assert period["period"] == this_week
+    assert period["version"] == answer.json()["model_version"]
+    assert period["mae"] == pytest.approx(30.0, abs=1e-3)  # the latest of the three predictions
