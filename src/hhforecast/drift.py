@@ -691,6 +691,10 @@ def html_number(value: float, digits: int = 2) -> str:
     return "-" if value is None or not math.isfinite(value) else f"{value:,.{digits}f}"
 
 
+def _html_pvalue(value: float) -> str:
+    return "&lt;0.0001" if value < 1e-4 else html_number(value, 4)
+
+
 def drift_report(report: DriftReport, target: str = "HH") -> str:
     """A self-contained HTML page: verdict, table, a histogram per signal, predicted vs realised."""
     from html import escape
@@ -715,8 +719,8 @@ def drift_report(report: DriftReport, target: str = "HH") -> str:
                     html_number(s.std_ratio),
                     html_number(100 * s.outside_range_share, 0),
                     html_number(s.ks_statistic),
-                    html_number(s.ks_pvalue, 4),
-                    html_number(s.mean_pvalue, 4),
+                    _html_pvalue(s.ks_pvalue),
+                    _html_pvalue(s.mean_pvalue),
                     html_number(s.wasserstein),
                     html_number(s.psi),
                     html_number(s.detectable_shift_std),
@@ -780,12 +784,13 @@ def drift_report(report: DriftReport, target: str = "HH") -> str:
     }.</p>
 <p>Recent weeks: {recent["weeks"]} ({recent["start"]} to {recent["end"]}). Training weeks:
 {reference["weeks"]} ({reference["start"]} to {reference["end"]}). Each signal is compared after
-removing the season and trend fitted on the training weeks; a feature drifts when the KS p-value
-(with effective sample sizes for autocorrelation) is below {report.config.ks_pvalue} and the
-Wasserstein distance is at least {report.config.wasserstein} training stds. The dataset drifts when
-at least {report.config.share_of_features:.0%} of the features drift. Target, predictions and model
-error are shown but do not vote. "Detectable shift" is the mean shift (in training stds) that the
-tests catch half the time at these sample sizes.</p>
+removing the season and trend fitted on the training weeks (rates per aircraft-day, see
+docs/drift.md). A feature drifts when the KS p-value is below {report.config.ks_pvalue} or the
+mean-test p-value below {report.config.mean_pvalue} (both with effective sample sizes for
+autocorrelation), and the Wasserstein distance is at least {report.config.wasserstein} training
+stds. The dataset drifts when at least {report.config.share_of_features:.0%} of the features
+drift. Target, predictions and model error are shown but do not vote. "Detectable shift" is the
+mean shift (in training stds) that the tests catch half the time at these sample sizes.</p>
 <table><tr>{header}</tr>{"".join(rows)}</table>
 {performance}
 <h2>Predicted vs realised</h2>{timeline}
