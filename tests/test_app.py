@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -498,3 +499,14 @@ def test_ready_is_503_when_the_served_model_stops_answering(trained_project: Pro
     assert refused.status_code == 422
     assert refused.json()["error"]["rule"] == "finite_forecast"
     assert client.get("/health").status_code == 200
+
+
+def test_serve_refuses_a_port_in_use_before_loading(trained_project: Project, cli: Any) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = cli("serve", "--config", trained_project.config, "--port", port)
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"Error: cannot listen on 127.0.0.1:{port} (")
+    assert "pass another --port" in result.stderr

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import copy
 import os
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from hhforecast.config import CONFIG_ENV, Settings
+from hhforecast.errors import HHForecastError
 from hhforecast.registry import ModelVersion, Registry
 
 __all__ = ["ServerPlan", "plan_server", "run_server"]
@@ -44,13 +46,33 @@ def plan_server(
 ) -> ServerPlan:
     """Check that a production version exists (no TensorFlow yet) and fill in defaults."""
     entry = Registry(settings).require_production_version()
-    return ServerPlan(
+    plan = ServerPlan(
         host=host or settings.serving.host,
         port=port or settings.serving.port,
         workers=workers,
         access_log=access_log,
         entry=entry,
     )
+    check_address_free(plan.host, plan.port)
+    return plan
+
+
+def check_address_free(host: str, port: int) -> None:
+    """Fail before loading the model (seconds) if the address cannot be bound."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise HHForecastError(f"--host {host!r} is not a known address ({exc.strerror})") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+        try:
+            sock.bind(address)
+        except OSError as exc:
+            raise HHForecastError(
+                f"cannot listen on {host}:{port} ({exc.strerror}); another server may be "
+                "using it: pass another --port"
+            ) from None
 
 
 def _log_config() -> dict[str, Any]:
