@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -38,6 +40,12 @@ pytestmark = pytest.mark.skipif(
 @pytest.fixture
 def live_url(trained_project: Project) -> Iterator[str]:
     """The app served by uvicorn on a real socket, in a thread of this process."""
+    with serve_in_thread(trained_project) as url:
+        yield url
+
+
+@contextmanager
+def serve_in_thread(trained_project: Project) -> Iterator[str]:
     port = free_port()
     app = create_app(trained_project.settings)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
@@ -47,9 +55,11 @@ def live_url(trained_project: Project) -> Iterator[str]:
     while not server.started and time.monotonic() < deadline:
         time.sleep(0.05)
     assert server.started, "uvicorn did not start"
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
 
 
 @pytest.fixture
@@ -115,3 +125,27 @@ def test_the_page_predicts_what_the_api_predicts(live_url: str, browser: object)
     browser.find_element(By.ID, "predict").click()
     error = wait.until(lambda d: d.find_element(By.ID, "result-error").text or None)
     assert error.startswith("acft must be ≥ 0")
+
+
+def test_the_page_says_when_the_history_is_unavailable(
+    trained_project: Project, browser: object
+) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.remote.webdriver import WebDriver
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    metadata_path = trained_project.models / "1.1.0" / "model_metadata.json"
+    metadata = json.loads(metadata_path.read_text())
+    metadata["dataset"]["path"] = "data/fleet.csv"
+    metadata_path.write_text(json.dumps(metadata))
+    assert isinstance(browser, WebDriver)
+    with serve_in_thread(trained_project) as url:
+        browser.get(url + "/")
+        note = WebDriverWait(browser, 20).until(
+            lambda d: d.find_element(By.ID, "history-unavailable").text or None
+        )
+        assert note == (
+            "The history picture is not available: the training dataset of version 1.1.0 "
+            "(data/fleet.csv) is not available"
+        )
+        assert browser.find_elements(By.ID, "history-image") == []
