@@ -171,7 +171,8 @@ def test_monitor_reports_served_predictions_per_week_and_month(
         trained_project.config,
     )
     assert result.exit_code in (0, 1), result.stderr
-    data = json.loads(result.stdout.split("Report written")[0])
+    data = json.loads(result.stdout)  # the report's path goes to stderr
+    assert "Report written to" in result.stderr
     assert [p["period"] for p in data["periods"]] == ["2023-11", "2023-12"]
     assert sum(p["weeks"] for p in data["periods"]) == 8
     errors = (scored["HH_pred"] - scored["HH"]).abs()

@@ -12,6 +12,7 @@ from hhforecast.cli._common import (
     ConfigOption,
     JsonOption,
     console,
+    err_console,
     fmt,
     friendly_errors,
     print_json,
@@ -25,13 +26,14 @@ ReportOption = Annotated[
 ]
 
 
-def _write_report(path: Path | None, html: Any) -> None:
+def _write_report(path: Path | None, html: Any, json_output: bool) -> None:
     if path is None:
         return
     from hhforecast.registry import atomic_write_text
 
     atomic_write_text(path, html())
-    console.print(f"Report written to {path}")
+    # With --json, stdout holds only the JSON document.
+    (err_console if json_output else console).print(f"Report written to {path}")
 
 
 @friendly_errors
@@ -60,7 +62,7 @@ def drift(
         print_json(result.to_json())
     else:
         _print_drift(result)
-    _write_report(report, lambda: drift_report(result))
+    _write_report(report, lambda: drift_report(result), json_output)
     if result.verdict == VERDICT_DRIFT:
         raise typer.Exit(EXIT_CHECK_FAILED)
 
@@ -146,7 +148,7 @@ def monitor(
         print_json(result.to_json())
     else:
         _print_monitor(result)
-    _write_report(report, lambda: monitor_html(result))
+    _write_report(report, lambda: monitor_html(result), json_output)
     if result.flagged:
         raise typer.Exit(EXIT_CHECK_FAILED)
 
