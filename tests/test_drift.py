@@ -149,6 +149,7 @@ def test_reference_is_written_with_the_version_and_keeps_the_training_weeks(
 def test_a_version_without_reference_says_to_retrain(tmp_path: Path) -> None:
     with pytest.raises(ArtifactError) as caught:
         read_drift_reference(tmp_path, ["acft"])
+    assert caught.value.exit_code == 2  # bad input, not a "drift found" verdict
     assert str(caught.value) == (
         f"{tmp_path / DRIFT_REFERENCE_FILE} is missing: this version was trained before drift "
         "references were kept with the model. Retrain it (hhforecast train) to check drift "

@@ -33,11 +33,12 @@ import pandas as pd
 
 from hhforecast.config import DriftConfig, Settings
 from hhforecast.data import DATE_COLUMN, check_dates, check_feature_frame, file_sha256, read_csv
-from hhforecast.errors import ArtifactError, DatasetError
+from hhforecast.errors import EXIT_BAD_INPUT, ArtifactError, DatasetError
 from hhforecast.registry import Registry, atomic_write_text
 
 __all__ = [
     "DRIFT_REFERENCE_FILE",
+    "DriftReferenceError",
     "DriftReport",
     "SignalDrift",
     "drift_report",
@@ -60,6 +61,13 @@ VERDICT_NO_DRIFT = "no drift"
 VERDICT_INSUFFICIENT = "insufficient"
 
 Computation = Callable[[pd.DataFrame], np.ndarray]
+
+
+class DriftReferenceError(ArtifactError):
+    """A version has no usable drift reference (trained before references were kept)."""
+
+    # Not a "drift found" verdict: a cron job must tell it apart from exit 1.
+    exit_code = EXIT_BAD_INPUT
 
 
 # -- the reference kept with every version -------------------------------------------------------
@@ -86,7 +94,7 @@ def read_drift_reference(version_dir: Path, columns: list[str]) -> pd.DataFrame:
     """The training weeks (fit + validation) stored with a version, sorted by date."""
     path = version_dir / DRIFT_REFERENCE_FILE
     if not path.is_file():
-        raise ArtifactError(
+        raise DriftReferenceError(
             f"{path} is missing: this version was trained before drift references were kept "
             "with the model. Retrain it (hhforecast train) to check drift against it"
         )
