@@ -11,13 +11,14 @@ training period. Each feature is therefore turned into a *signal* that removes w
   (fleet age, HH, predictions), extrapolated to the recent dates.
 
 The residuals of the recent weeks are compared with the residuals of the training weeks: mean and
-std shift, share outside the training range, two-sample KS, normalised Wasserstein distance and
-PSI. Weekly residuals are autocorrelated (C-checks last weeks, monthly utilisation is one number
-for four weeks), so the KS p-value is computed with effective sample sizes
+std shift, share outside the training range, two-sample KS, a mean z-test, normalised
+Wasserstein distance and PSI. Weekly residuals are autocorrelated (C-checks last weeks, monthly
+utilisation is one number for four weeks), so the p-values use effective sample sizes
 ``n (1 - rho) / (1 + rho)``, rho being the lag-1 autocorrelation of the training residuals. A
-feature drifts when that p-value is below ``drift.ks_pvalue`` and the normalised Wasserstein
-distance reaches ``drift.wasserstein``; the dataset drifts when at least
-``drift.share_of_features`` of the input features drift. See docs/drift.md.
+feature drifts when the KS p-value is below ``drift.ks_pvalue`` or the mean test's below
+``drift.mean_pvalue``, and the normalised Wasserstein distance reaches ``drift.wasserstein``;
+the dataset drifts when at least ``drift.share_of_features`` of the input features drift.
+The thresholds and their measured false-alarm rate are in docs/drift.md.
 """
 
 from __future__ import annotations
@@ -543,9 +544,11 @@ class DriftReport:
             "recent": {"path": str(self.recent_path), **period(self.recent)},
             "reference": {"source": DRIFT_REFERENCE_FILE, **period(self.reference)},
             "method": {
-                "test": "two-sample KS on residuals from the training weeks' season and trend, "
-                "p-value with lag-1 autocorrelation effective sample sizes",
+                "test": "two-sample KS and a mean z-test on residuals from the training "
+                "weeks' season and trend, p-values with lag-1 autocorrelation effective "
+                "sample sizes",
                 "ks_pvalue": self.config.ks_pvalue,
+                "mean_pvalue": self.config.mean_pvalue,
                 "wasserstein": self.config.wasserstein,
                 "psi": self.config.psi,
                 "share_of_features": self.config.share_of_features,
