@@ -191,7 +191,12 @@ def test_serve_with_two_workers_uses_the_app_factory(fast_poll_project: Project)
             httpx.post(f"{running.url}/api/predict", json=WEEK).json()["HH"] for _ in range(6)
         }
         assert len(answers) == 1
-        assert "Model loaded (version: models/1.1.0)" in running.output()
+        assert "Starting 2 workers on" in running.output()
+        deadline = time.monotonic() + START_TIMEOUT  # the second worker may still be loading
+        loaded = "Model loaded (version: models/1.1.0) in worker"
+        while running.output().count(loaded) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert running.output().count(loaded) == 2, running.output()
     finally:
         stop_server(running)
     assert running.process.returncode == 0, running.output()

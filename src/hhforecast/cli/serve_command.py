@@ -35,7 +35,14 @@ def serve(
 
     settings = settings_from(config)
     plan = plan_server(settings, host, port, workers, access_log)
-    console.print(f"Loading production version {plan.entry.version}…", highlight=False)
+    if plan.workers > 1:
+        console.print(
+            f"Starting {plan.workers} workers on {plan.url} (API docs at {plan.url}/docs); "
+            f"each loads production version {plan.version_label}.",
+            highlight=False,
+        )
+    else:
+        console.print(f"Loading production version {plan.entry.version}…", highlight=False)
     run_server(
         settings,
         plan,

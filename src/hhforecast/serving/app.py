@@ -5,6 +5,7 @@ The app is built before any socket exists, so tests use the very object `hhforec
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -32,6 +33,8 @@ from hhforecast.serving.validation import InvalidRequest
 __all__ = ["APP_FACTORY", "app_from_environment", "create_app"]
 
 APP_FACTORY = "hhforecast.serving.app:app_from_environment"
+
+log = logging.getLogger("hhforecast.serving")
 
 
 def create_app(
@@ -130,4 +133,7 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
 
 def app_from_environment() -> FastAPI:
     """The app for `uvicorn --factory` worker processes: settings from $HHFORECAST_CONFIG."""
-    return create_app(load_settings())
+    app = create_app(load_settings())
+    entry = app.state.serving.follower.current.entry
+    log.info("Model loaded (version: %s) in worker %d", entry.path or entry.version, os.getpid())
+    return app

@@ -89,9 +89,9 @@ def run_server(
     plan: ServerPlan,
     on_loaded: Callable[[str], None] = lambda _: None,
 ) -> None:
-    """Serve until interrupted. One worker: load here, report, run the app object. Several:
-    each worker process builds its own app from $HHFORECAST_CONFIG (uvicorn needs an import
-    string to start workers)."""
+    """Serve until interrupted. One worker: load here, call `on_loaded`, run the app object.
+    Several: each worker process builds its own app from $HHFORECAST_CONFIG (uvicorn needs an
+    import string to start workers) and logs its own "Model loaded" line."""
     import uvicorn
 
     common: dict[str, Any] = {
@@ -111,7 +111,6 @@ def run_server(
         return
     if settings.source is not None:
         os.environ[CONFIG_ENV] = str(settings.source)
-    on_loaded(plan.version_label)
     from hhforecast.serving.app import APP_FACTORY
 
     uvicorn.run(APP_FACTORY, factory=True, workers=plan.workers, **common)
