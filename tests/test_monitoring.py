@@ -159,9 +159,11 @@ def test_error_per_week_and_month_matches_hand_sums(trained_project: Project) ->
         100 * (10 / 110 + 10 / 190 + 30 / 330 + 0 / 400 + 20 / 480) / 5
     )
     assert january.limit == pytest.approx(50.0)
+    assert january.in_interval == 1.0  # every January error is within the ±50 interval
     assert not january.flagged
     february = by_month[("2024-02", "1.0.0")]
     assert (february.weeks, february.mae, february.rmse) == (2, 100.0, 100.0)
+    assert february.in_interval == 0.0
     assert february.flagged
     assert monthly.verdict == "above limit"
     assert monthly.message == (

@@ -329,6 +329,8 @@ class PeriodError:
     mae: float
     rmse: float
     mape: float
+    in_interval: float
+    """Share of the weeks whose realised HH fell inside the logged interval."""
     limit: float | None
     flagged: bool
 
@@ -386,6 +388,15 @@ def _errors(actual: np.ndarray, predicted: np.ndarray) -> tuple[float, float, fl
     return float(np.mean(np.abs(error))), float(np.sqrt(np.mean(error**2))), mape
 
 
+def _in_interval(group: pd.DataFrame) -> float:
+    bounds = group[["hh_lower", "hh_upper"]].to_numpy(float)
+    known = np.isfinite(bounds).all(axis=1)
+    if not known.any():
+        return math.nan
+    actual = group["actual"].to_numpy(float)[known]
+    return float(np.mean((bounds[known, 0] <= actual) & (actual <= bounds[known, 1])))
+
+
 def run_monitor(settings: Settings, actuals_path: Path, by: str = "week") -> MonitorResult:
     """Join logged predictions with realised weekly HH; error per period and version."""
     if by not in PERIODS:
@@ -423,6 +434,7 @@ def run_monitor(settings: Settings, actuals_path: Path, by: str = "week") -> Mon
                 mae=mae,
                 rmse=rmse,
                 mape=mape,
+                in_interval=_in_interval(group),
                 limit=limit,
                 flagged=limit is not None and rmse > limit,
             )
@@ -465,6 +477,7 @@ def monitor_html(result: MonitorResult) -> str:
                 html_number(p.mae, 1),
                 html_number(p.rmse, 1),
                 html_number(p.mape, 1),
+                html_number(100 * p.in_interval, 0),
                 html_number(p.limit, 1) if p.limit is not None else "-",
                 '<span class="drift">above limit</span>' if p.flagged else "ok",
             )
@@ -511,7 +524,7 @@ def monitor_html(result: MonitorResult) -> str:
 <p>Predictions from {escape(str(result.database))}; the limit of a period is
 {result.error_factor:g} x the version's RMSE on its held-out test weeks (registry).</p>
 <table><tr><th>period</th><th>version</th><th>variant</th><th>weeks</th><th>MAE</th><th>RMSE</th>
-<th>MAPE %</th><th>limit RMSE</th><th>flag</th></tr>{rows}</table>
+<th>MAPE %</th><th>in interval %</th><th>limit RMSE</th><th>flag</th></tr>{rows}</table>
 {chart}
 </body></html>
 """

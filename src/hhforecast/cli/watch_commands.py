@@ -163,6 +163,7 @@ def _print_monitor(result: Any) -> None:
         "MAE",
         "RMSE",
         "MAPE %",
+        "in int. %",
         "limit RMSE",
         "flag",
     ):
@@ -178,6 +179,7 @@ def _print_monitor(result: Any) -> None:
             fmt(row.mae),
             fmt(row.rmse),
             fmt(row.mape),
+            fmt(100 * row.in_interval, 0),
             fmt(row.limit),
             "[bold red]above limit[/]" if row.flagged else "ok",
         )
