@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: install run train test pytest lint format bench clean
+.PHONY: install run train test pytest lint format bench clean quality
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -43,6 +43,9 @@ format: install
 bench: train ## wrk: /api/predict vs a bare FastAPI endpoint, and a 10,000-row batch -> docs/benchmarks.md
 	@command -v wrk >/dev/null || { echo "wrk is not installed: apt-get install -y wrk"; exit 2; }
 	$(BIN)/python bench/run_bench.py --from-make
+
+quality: install ## backtest the model on the sample and simulated fleets; rewrite the tables in docs/model-quality.md
+	$(BIN)/python bench/model_quality.py --write docs/model-quality.md
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache

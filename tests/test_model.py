@@ -12,6 +12,7 @@ from hhforecast.errors import VariantNotFoundError
 from hhforecast.evaluation import split_weeks
 from hhforecast.model import (
     LAYER_NAMES,
+    RANGE_LAYER,
     artifact_names,
     fit_network,
     interval_bounds,
@@ -36,7 +37,7 @@ def test_numpy_forward_pass_equals_keras(trained_project: Project, variant: str)
     folder = trained_project.models / "1.0.0"
     model = load_variant(folder, variant)
     network = keras.models.load_model(folder / artifact_names(variant)["model"], compile=False)
-    assert {layer.name for layer in network.layers if layer.weights} == set(LAYER_NAMES)
+    assert {layer.name for layer in network.layers if layer.weights} == {*LAYER_NAMES, RANGE_LAYER}
     x, _ = sample_xy(model.features)
     # Rows inside and well outside the training range: the two paths must agree everywhere.
     rows = np.vstack([x[::7], x[-3:] * 1.5, x[:2] * 0.5])
@@ -114,7 +115,7 @@ def test_without_a_useful_correction_the_network_is_linear_regression(
 ) -> None:
     # Demand a gain no correction can reach: the fallback must be exactly least squares on
     # every training week (fit + validation), the baseline the network is judged against.
-    monkeypatch.setattr(model_module, "DEEP_MIN_GAIN", 1.0)
+    monkeypatch.setattr(model_module, "DEEP_MIN_T", float("inf"))
     x, y = sample_xy()
     split = split_weeks(len(y), 0.25, 0.2, "time", 42)
     cfg = TrainingConfig(**{**FAST_TRAINING, "epochs": 3})
@@ -124,7 +125,8 @@ def test_without_a_useful_correction_the_network_is_linear_regression(
     assert fitted.training["refit_weeks"] == len(split.train)
     ols = LinearRegression().fit(x[split.train], y[split.train])
     np.testing.assert_allclose(fitted.predict(x[split.test]), ols.predict(x[split.test]), rtol=1e-4)
-    # Calibration residuals come from the first stage, which never saw the validation weeks.
+    # Calibration residuals come from the first stage (without the discarded correction),
+    # which never saw the validation weeks.
     first = LinearRegression().fit(x[split.fit], y[split.fit])
     np.testing.assert_allclose(
         fitted.validation_residuals,
@@ -137,7 +139,7 @@ def test_without_a_useful_correction_the_network_is_linear_regression(
 def test_a_kept_correction_is_refitted_for_the_chosen_epochs(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(model_module, "DEEP_MIN_GAIN", -1.0)  # keep any correction
+    monkeypatch.setattr(model_module, "DEEP_MIN_T", float("-inf"))  # keep any correction
     x, y = sample_xy()
     split = split_weeks(len(y), 0.25, 0.2, "time", 42)
     cfg = TrainingConfig(**{**FAST_TRAINING, "epochs": 4, "patience": 10})
@@ -156,3 +158,22 @@ def test_a_kept_correction_is_refitted_for_the_chosen_epochs(
     np.testing.assert_allclose(bias, ols.intercept_, atol=1e-4)
     raw_ols = LinearRegression().fit(x[split.train], y[split.train])
     assert not np.allclose(fitted.predict(x[split.test]), raw_ols.predict(x[split.test]))
+
+
+def test_a_real_non_linear_effect_is_kept_and_beats_linear_regression() -> None:
+    # Weeks whose demand bends with utilisation (a kink like long flying days adding findings):
+    # the correction must pass the validation test and cut the error of least squares.
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0.0, 2.0, size=(240, 2))
+    y = 1000.0 + 80.0 * x[:, 0] + 400.0 * np.clip(x[:, 1] - 1.0, 0.0, None) + rng.normal(0, 10, 240)
+    split = split_weeks(len(y), 0.25, 0.2, "time", 42)
+    cfg = TrainingConfig(
+        epochs=60, patience=10, units=16, batch_size=16, learning_rate=0.03, l2=0.0
+    )
+    fitted = fit_network(x, y, split.fit, split.validation, cfg)
+    assert fitted.training["deep_correction_kept"] is True
+    assert fitted.training["deep_gain_t"] > model_module.DEEP_MIN_T
+    ols = LinearRegression().fit(x[split.train], y[split.train])
+    network_rmse = np.sqrt(np.mean((fitted.predict(x[split.test]) - y[split.test]) ** 2))
+    linear_rmse = np.sqrt(np.mean((ols.predict(x[split.test]) - y[split.test]) ** 2))
+    assert network_rmse < 0.7 * linear_rmse

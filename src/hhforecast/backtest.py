@@ -173,6 +173,7 @@ def run_backtest(
             "test_end": dates.iloc[test[-1]].strftime("%Y-%m-%d"),
             "variants": {},
             "observed_coverage": {},
+            "deep_correction_kept": {},
         }
         for variant, features in cfg.variants.items():
             x = dataset.frame[features].to_numpy(dtype=np.float64)
@@ -190,6 +191,7 @@ def run_backtest(
             covered = (y[test] >= lower) & (y[test] <= upper)
             inside[variant].append(covered)
             fold["observed_coverage"][variant] = float(covered.mean())
+            fold["deep_correction_kept"][variant] = fitted.training["deep_correction_kept"]
             fold["variants"][variant] = {
                 m: regression_metrics(y[test], predictions[m], len(features)) for m in models
             }

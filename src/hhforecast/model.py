@@ -53,12 +53,19 @@ __all__ = [
 
 METADATA_FILE = "model_metadata.json"
 LAYER_NAMES = ("linear", "hidden_1", "hidden_2", "deep_out")
-DEEP_MIN_GAIN = 0.02
-"""Share of the linear path's validation MSE the deep correction must remove to be kept.
+RANGE_LAYER = "deep_range"
+"""Fixed layer placing each input in its training range, then clipped (absent in old versions)."""
+RANGE_SPAN = 4.0
+"""The training range of every input becomes [0, RANGE_SPAN] for the deep path: wide enough for
+tanh units to bend inside it (like z-scores within ±2), clipped outside it."""
+DEEP_MIN_T = 1.645
+"""How sure the validation weeks must be that the deep correction helps before it is kept.
 
-The validation slice is a few dozen heavy-tailed weeks; a smaller gain is within the noise of
-which weeks happened to fall in it, and keeping such a correction loses to linear regression on
-the future more often than it wins."""
+The correction is kept only when its gain in squared error over the linear path, week by week on
+the validation slice, is positive with a one-sided t statistic above this value (a
+Diebold-Mariano test at about 5%). The slice is a few dozen heavy-tailed weeks: a gain smaller
+than its own noise is luck of which weeks fell in it, and keeping such corrections lost to
+linear regression on the future in backtests more often than it won."""
 
 
 def quiet_tensorflow() -> None:
@@ -85,9 +92,16 @@ def build_network(n_features: int, units: int, l2: float, seed: int) -> Any:
     reg = keras.regularizers.L2(l2) if l2 > 0 else None
     inputs = keras.Input(shape=(n_features,), name="features")
     linear = keras.layers.Dense(1, name="linear")(inputs)
+    # The deep path sees each input as its position in the training range, clipped to it:
+    # beyond the range (age_fleet only grows) the correction holds its edge value and the
+    # linear path alone extrapolates. Weights are set from the training rows, never trained.
+    in_range = keras.layers.Dense(
+        n_features, kernel_initializer="identity", trainable=False, name=RANGE_LAYER
+    )(inputs)
+    in_range = keras.layers.ReLU(max_value=RANGE_SPAN, name="deep_clip")(in_range)
     hidden = keras.layers.Dense(
         units, activation="tanh", kernel_initializer=init, kernel_regularizer=reg, name="hidden_1"
-    )(inputs)
+    )(in_range)
     hidden = keras.layers.Dense(
         units, activation="tanh", kernel_initializer=init, kernel_regularizer=reg, name="hidden_2"
     )(hidden)
@@ -136,7 +150,11 @@ class VariantModel:
         w1, b1 = self.weights["hidden_1"]
         w2, b2 = self.weights["hidden_2"]
         w3, b3 = self.weights["deep_out"]
-        deep = np.tanh(np.tanh(z @ w1 + b1) @ w2 + b2) @ w3 + b3
+        u = z
+        if RANGE_LAYER in self.weights:
+            w0, b0 = self.weights[RANGE_LAYER]
+            u = np.clip(z @ w0 + b0, 0.0, RANGE_SPAN)
+        deep = np.tanh(np.tanh(u @ w1 + b1) @ w2 + b2) @ w3 + b3
         y_std = (z @ w_lin + b_lin + deep)[:, 0]
         return y_std * self.y_scale + self.y_mean
 
@@ -181,7 +199,10 @@ def load_variant(version_dir: Path, variant: str, version: str | None = None) ->
 
         network = keras.models.load_model(version_dir / names["model"], compile=False)
         weights = {}
-        for layer_name in LAYER_NAMES:
+        present = {layer.name for layer in network.layers}
+        for layer_name in (*LAYER_NAMES, RANGE_LAYER):
+            if layer_name == RANGE_LAYER and layer_name not in present:
+                continue  # versions trained before the range layer feed the deep path directly
             kernel, bias = network.get_layer(layer_name).get_weights()
             weights[layer_name] = (kernel.astype(np.float64), bias.astype(np.float64))
         scaler_x = joblib.load(version_dir / names["scaler_X"])
@@ -269,6 +290,14 @@ def _train_stage(
     zy = scaler_y.transform(y.reshape(-1, 1))
 
     network = build_network(x.shape[1], cfg.units, cfg.l2, cfg.seed)
+    low, high = zx[rows].min(axis=0), zx[rows].max(axis=0)
+    span = np.where(high > low, high - low, 1.0) / RANGE_SPAN
+    network.get_layer(RANGE_LAYER).set_weights(
+        [np.diag(1.0 / span).astype("float32"), (-low / span).astype("float32")]
+    )
+    # Centre the first hidden layer on the middle of the range, where z-scores would put it.
+    kernel, bias = network.get_layer("hidden_1").get_weights()
+    network.get_layer("hidden_1").set_weights([kernel, bias - RANGE_SPAN / 2 * kernel.sum(axis=0)])
     ols = LinearRegression().fit(zx[rows], zy[rows])
     linear = network.get_layer("linear")
     linear.set_weights([ols.coef_.T.astype("float32"), ols.intercept_.astype("float32")])
@@ -284,7 +313,6 @@ def _train_stage(
     fit_kwargs: dict[str, Any] = {}
     if validation is not None:
         val = (zx[validation], zy[validation])
-        info["validation_mse_linear"] = float(network.evaluate(*val, verbose=0))
         fit_kwargs["validation_data"] = val
         callbacks.append(
             keras.callbacks.EarlyStopping(
@@ -310,10 +338,18 @@ def _train_stage(
     )
     info["epochs_run"] = len(history.history["loss"])
     if validation is not None:
-        val_losses = history.history["val_loss"]
-        info["best_epoch"] = int(np.argmin(val_losses)) + 1
-        info["validation_mse_best"] = float(network.evaluate(*val, verbose=0))
+        # EarlyStopping restores this epoch's weights at the end of training.
+        info["best_epoch"] = int(np.argmin(history.history["val_loss"])) + 1
     return network, scaler_x, scaler_y, info
+
+
+def _gain_t_statistic(linear_errors: np.ndarray, deep_errors: np.ndarray) -> float:
+    """One-sided t statistic of the per-week squared-error gain of the correction (0 if none)."""
+    gain = linear_errors**2 - deep_errors**2
+    spread = float(np.std(gain, ddof=1)) if len(gain) > 1 else 0.0
+    if spread == 0.0:
+        return 0.0
+    return float(np.mean(gain) / (spread / np.sqrt(len(gain))))
 
 
 def fit_network(
@@ -329,26 +365,31 @@ def fit_network(
     Stage 1 learns the deep correction on `fit` with early stopping on the later `validation`
     weeks; its validation residuals calibrate the intervals. Stage 2 refits on fit + validation
     for the chosen number of epochs, or keeps the pure least-squares network (deep output zero)
-    when the correction did not lower the validation error.
+    when the correction's gain on the validation weeks is not clearly above noise (DEEP_MIN_T).
     """
     network, scaler_x, scaler_y, info = _train_stage(
         x, y, fit, validation, cfg, cfg.epochs, on_epoch
     )
-    deep_helps = info["validation_mse_best"] < (1 - DEEP_MIN_GAIN) * info["validation_mse_linear"]
-    if not deep_helps:
-        # Calibrate the model that will be served: the linear path alone.
-        deep_out = network.get_layer("deep_out")
-        deep_out.set_weights([np.zeros_like(w) for w in deep_out.get_weights()])
     first = FittedNetwork(network, scaler_x, scaler_y, np.empty(0), np.empty(0))
-    val_pred = first.predict(x[validation])
+    with_deep = first.predict(x[validation])
+    deep_out = network.get_layer("deep_out")
+    deep_out.set_weights([np.zeros_like(w) for w in deep_out.get_weights()])
+    linear_only = first.predict(x[validation])
+    gain_t = _gain_t_statistic(y[validation] - linear_only, y[validation] - with_deep)
+    deep_helps = gain_t > DEEP_MIN_T
+    # Calibrate the model that will be served: with the correction only if it is kept.
+    val_pred = with_deep if deep_helps else linear_only
     epochs = info["best_epoch"] if deep_helps else 0
     train_rows = np.sort(np.concatenate([fit, validation]))
     network, scaler_x, scaler_y, _ = _train_stage(x, y, train_rows, None, cfg, epochs, None)
     training = {
         "epochs_run": info["epochs_run"],
         "epochs_refit": epochs,
-        "validation_mse_linear": info["validation_mse_linear"],
-        "validation_mse_best": info["validation_mse_best"],
+        "validation_rmse_linear": float(np.sqrt(np.mean((y[validation] - linear_only) ** 2))),
+        "validation_rmse_with_correction": float(
+            np.sqrt(np.mean((y[validation] - with_deep) ** 2))
+        ),
+        "deep_gain_t": gain_t,
         "deep_correction_kept": bool(deep_helps),
         "refit_weeks": len(train_rows),
     }
