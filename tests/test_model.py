@@ -177,3 +177,26 @@ def test_a_real_non_linear_effect_is_kept_and_beats_linear_regression() -> None:
     network_rmse = np.sqrt(np.mean((fitted.predict(x[split.test]) - y[split.test]) ** 2))
     linear_rmse = np.sqrt(np.mean((ols.predict(x[split.test]) - y[split.test]) ** 2))
     assert network_rmse < 0.7 * linear_rmse
+
+
+def test_versions_trained_before_the_range_layer_still_predict_like_keras(
+    trained_project: Project,
+) -> None:
+    import keras
+
+    folder = trained_project.models / "1.0.0"
+    name = artifact_names("5features")["model"]
+    inputs = keras.Input(shape=(5,), name="features")
+    linear = keras.layers.Dense(1, name="linear")(inputs)
+    hidden = keras.layers.Dense(8, activation="tanh", name="hidden_1")(inputs)
+    hidden = keras.layers.Dense(8, activation="tanh", name="hidden_2")(hidden)
+    deep = keras.layers.Dense(1, kernel_initializer="ones", name="deep_out")(hidden)
+    legacy = keras.Model(inputs, keras.layers.Add(name="HH_std")([linear, deep]))
+    legacy.save(folder / name)
+    model = load_variant(folder, "5features")
+    assert RANGE_LAYER not in model.weights
+    x, _ = sample_xy()
+    z = (x[::13] - model.x_mean) / model.x_scale
+    expected = legacy(z.astype("float32"), training=False).numpy()[:, 0]
+    expected = expected * model.y_scale + model.y_mean
+    np.testing.assert_allclose(model.predict(x[::13]), expected, rtol=1e-4, atol=1e-2)
