@@ -58,6 +58,10 @@ RANGE_LAYER = "deep_range"
 RANGE_SPAN = 4.0
 """The training range of every input becomes [0, RANGE_SPAN] for the deep path: wide enough for
 tanh units to bend inside it (like z-scores within ±2), clipped outside it."""
+TREND_RANK_CORRELATION = 0.9
+"""An input whose rank correlation with time over the training weeks reaches this is a trend
+(`age_fleet`): its future always lies beyond the training range, so the deep path does not see
+it (a constant in its place) and only the linear path uses it."""
 DEEP_MIN_T = 1.645
 """How sure the validation weeks must be that the deep correction helps before it is kept.
 
@@ -292,8 +296,13 @@ def _train_stage(
     network = build_network(x.shape[1], cfg.units, cfg.l2, cfg.seed)
     low, high = zx[rows].min(axis=0), zx[rows].max(axis=0)
     span = np.where(high > low, high - low, 1.0) / RANGE_SPAN
+    trend = trending_inputs(zx[rows])
+    # A trend input reaches the deep path as the constant middle of the range: whatever the
+    # deep path learnt from it would be a pattern of past weeks that later weeks never repeat.
+    scale = np.where(trend, 0.0, 1.0 / span)
+    offset = np.where(trend, RANGE_SPAN / 2, -low / span)
     network.get_layer(RANGE_LAYER).set_weights(
-        [np.diag(1.0 / span).astype("float32"), (-low / span).astype("float32")]
+        [np.diag(scale).astype("float32"), offset.astype("float32")]
     )
     # Centre the first hidden layer on the middle of the range, where z-scores would put it.
     kernel, bias = network.get_layer("hidden_1").get_weights()
@@ -305,7 +314,7 @@ def _train_stage(
     # heavy-tailed weeks, and the slopes are what the forecast extrapolates with.
     linear.trainable = False
     network.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate), loss="mse")
-    info: dict[str, Any] = {}
+    info: dict[str, Any] = {"trend_inputs": [int(j) for j in np.flatnonzero(trend)]}
     if epochs == 0:
         return network, scaler_x, scaler_y, info
 
@@ -343,10 +352,26 @@ def _train_stage(
     return network, scaler_x, scaler_y, info
 
 
+def trending_inputs(x: np.ndarray) -> np.ndarray:
+    """Per column of time-ordered rows, whether it trends (|rank correlation with time| high)."""
+    n = len(x)
+    if n < 3:
+        return np.zeros(x.shape[1], dtype=bool)
+    time_rank = np.arange(n, dtype=np.float64)
+    out = []
+    for column in x.T:
+        ranks = np.argsort(np.argsort(column, kind="stable"), kind="stable").astype(np.float64)
+        rho = np.corrcoef(ranks, time_rank)[0, 1] if np.ptp(column) > 0 else 0.0
+        out.append(abs(rho) >= TREND_RANK_CORRELATION)
+    return np.array(out, dtype=bool)
+
+
 def _gain_t_statistic(linear_errors: np.ndarray, deep_errors: np.ndarray) -> float:
     """One-sided t statistic of the per-week squared-error gain of the correction (0 if none)."""
     gain = linear_errors**2 - deep_errors**2
-    spread = float(np.std(gain, ddof=1)) if len(gain) > 1 else 0.0
+    if len(gain) < 2:
+        return 0.0
+    spread = float(np.std(gain, ddof=1))
     if spread == 0.0:
         return 0.0
     return float(np.mean(gain) / (spread / np.sqrt(len(gain))))
@@ -362,20 +387,28 @@ def fit_network(
 ) -> FittedNetwork:
     """Train the wide-and-deep network on the fit weeks, choose on the validation weeks, refit.
 
-    Stage 1 learns the deep correction on `fit` with early stopping on the later `validation`
-    weeks; its validation residuals calibrate the intervals. Stage 2 refits on fit + validation
+    Stage 1 learns the deep correction on `fit` with early stopping on the older half of the
+    later `validation` weeks and is judged on the newer half; its validation residuals calibrate
+    the intervals. Stage 2 refits on fit + validation
     for the chosen number of epochs, or keeps the pure least-squares network (deep output zero)
     when the correction's gain on the validation weeks is not clearly above noise (DEEP_MIN_T).
     """
+    # The older half of the validation weeks chooses the epoch; the newer half, which chose
+    # nothing, judges the correction (judging on the weeks that picked the epoch passed
+    # corrections that then lost to least squares on the future).
+    half = len(validation) // 2 if len(validation) >= 4 else len(validation)
     network, scaler_x, scaler_y, info = _train_stage(
-        x, y, fit, validation, cfg, cfg.epochs, on_epoch
+        x, y, fit, validation[:half], cfg, cfg.epochs, on_epoch
     )
     first = FittedNetwork(network, scaler_x, scaler_y, np.empty(0), np.empty(0))
     with_deep = first.predict(x[validation])
     deep_out = network.get_layer("deep_out")
     deep_out.set_weights([np.zeros_like(w) for w in deep_out.get_weights()])
     linear_only = first.predict(x[validation])
-    gain_t = _gain_t_statistic(y[validation] - linear_only, y[validation] - with_deep)
+    judged = slice(half, None)
+    gain_t = _gain_t_statistic(
+        (y[validation] - linear_only)[judged], (y[validation] - with_deep)[judged]
+    )
     deep_helps = gain_t > DEEP_MIN_T
     # Calibrate the model that will be served: with the correction only if it is kept.
     val_pred = with_deep if deep_helps else linear_only
@@ -390,6 +423,7 @@ def fit_network(
             np.sqrt(np.mean((y[validation] - with_deep) ** 2))
         ),
         "deep_gain_t": gain_t,
+        "deep_path_excludes_trend_inputs": info["trend_inputs"],
         "deep_correction_kept": bool(deep_helps),
         "refit_weeks": len(train_rows),
     }

@@ -87,7 +87,12 @@ def _fit_variant(
         "features": features,
         "metrics": regression_metrics(y[split.test], test_pred, k),
         "baselines": {b: regression_metrics(y[split.test], baselines[b], k) for b in BASELINES},
-        "training": fitted.training,
+        "training": {
+            **fitted.training,
+            "deep_path_excludes_trend_inputs": [
+                features[j] for j in fitted.training["deep_path_excludes_trend_inputs"]
+            ],
+        },
         "interval": {
             "method": "split-conformal on the validation weeks (not seen by the first-stage "
             "fit), |residual| / prediction",
