@@ -82,6 +82,9 @@ def rmse_table(rows: list[tuple[str, dict[str, float], float, str]], title: str)
         lines.append(
             f"| {name} | " + " | ".join(cells) + f" | {ratio:.3f} | {coverage:.0%} | {kept} |"
         )
+    # Each model's RMSE relative to linear regression on the same weeks, averaged over datasets.
+    means = [np.mean([r[1][m] / r[1]["linear_regression"] for r in rows]) for m in COLUMNS]
+    lines.append("| *mean ÷ LR* | " + " | ".join(f"*{v:.3f}*" for v in means) + " | | | |")
     return "\n".join(lines)
 
 

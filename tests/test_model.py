@@ -17,6 +17,7 @@ from hhforecast.model import (
     fit_network,
     interval_bounds,
     load_variant,
+    trending_inputs,
 )
 from hhforecast.predict import predict_frame
 
@@ -200,3 +201,26 @@ def test_versions_trained_before_the_range_layer_still_predict_like_keras(
     expected = legacy(z.astype("float32"), training=False).numpy()[:, 0]
     expected = expected * model.y_scale + model.y_mean
     np.testing.assert_allclose(model.predict(x[::13]), expected, rtol=1e-4, atol=1e-2)
+
+
+def test_only_the_fleet_age_is_a_trend_input_of_the_sample() -> None:
+    x, _ = sample_xy()
+    assert list(trending_inputs(x[:195])) == [False, False, False, False, True]
+    # A column that only grows trends; a constant one does not.
+    assert list(trending_inputs(np.column_stack([np.arange(10.0), np.ones(10)]))) == [True, False]
+
+
+def test_a_trained_version_records_how_the_correction_was_judged(
+    trained_project: Project,
+) -> None:
+    meta = json.loads((trained_project.models / "1.0.0" / "model_metadata.json").read_text())
+    training = meta["variants"]["5features"]["training"]
+    assert training["deep_path_excludes_trend_inputs"] == ["age_fleet"]
+    assert training["deep_correction_kept"] is (training["deep_gain_t"] > model_module.DEEP_MIN_T)
+    assert (
+        training["refit_weeks"]
+        == meta["split"]["fit"]["weeks"] + meta["split"]["validation"]["weeks"]
+    )
+    interval = meta["variants"]["5features"]["interval"]
+    assert interval["scale"] == "relative"
+    assert interval["calibration_weeks"] == meta["split"]["validation"]["weeks"]

@@ -41,6 +41,8 @@ __all__ = [
 
 NETWORK = "network"
 ORIGINAL_RECIPE = "original_recipe"
+DEFAULT_FOLDS = 4
+"""Folds of `hhforecast backtest` when neither --folds nor training.backtest_folds says."""
 MIN_TRAINING_WEEKS = 26
 """Fewer weeks than half a year leave too little to fit, validate and calibrate on."""
 
@@ -232,7 +234,3 @@ def backtest_dataset(
         include_original=include_original,
         on_fold=on_fold,
     )
-
-
-DEFAULT_FOLDS = 4
-"""Folds of `hhforecast backtest` when neither --folds nor training.backtest_folds says."""
