@@ -22,6 +22,7 @@ from hhforecast.errors import (
     EXIT_CHECK_FAILED,
     ArtifactError,
     HHForecastError,
+    VariantNotFoundError,
     VersionNotFoundError,
 )
 from hhforecast.model import METADATA_FILE, VariantModel, artifact_names, read_metadata
@@ -59,18 +60,6 @@ class EvaluationDataError(HHForecastError):
     """The weeks to evaluate on cannot be found or trusted; the user must name them."""
 
     exit_code = EXIT_BAD_INPUT
-
-
-class VariantNotFoundError(HHForecastError):
-    """The variant asked for was not trained in this version."""
-
-    exit_code = EXIT_BAD_INPUT
-
-    def __init__(self, version: str, variant: str, known: list[str]) -> None:
-        super().__init__(
-            f"version {version} has no variant {variant!r} (variants: "
-            f"{', '.join(known) or 'none'}); pass --variant with one of them"
-        )
 
 
 class ValidationFailedError(HHForecastError):
@@ -539,7 +528,7 @@ def validate_version(
     metadata = read_metadata(folder)
     known = list(metadata.get("variants", {}))
     if variant not in known:
-        raise VariantNotFoundError(version, variant, known)
+        raise VariantNotFoundError(f"version {version}", variant, known)
     try:
         model = _load(registry, entry, variant)
     except ArtifactError as exc:
