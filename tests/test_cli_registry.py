@@ -11,7 +11,7 @@ def test_list_marks_production_and_shows_metrics(trained_project: Project, cli) 
     result = cli("registry", "list", "--config", trained_project.config)
     assert result.exit_code == 0
     assert "1.0.0" in result.stdout and "1.1.0" in result.stdout
-    assert "production" in result.stdout
+    assert "● 1.1.0" in result.stdout and "● = production" in result.stdout
     data = json.loads(cli("registry", "list", "--json", "--config", trained_project.config).stdout)
     assert data["production_version"] == "1.1.0"
     assert [v["version"] for v in data["versions"]] == ["1.0.0", "1.1.0"]

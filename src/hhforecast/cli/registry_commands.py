@@ -56,22 +56,34 @@ def list_versions(config: ConfigOption = None, json_output: JsonOption = False) 
         console.print(f"No versions in {registry.path} yet. Train one: hhforecast train")
         return
     variants = sorted({name for v in versions for name in v.metrics}, reverse=True)
-    table = Table(title=f"Versions in {registry.path}")
-    table.add_column("version", style="bold")
-    table.add_column("trained_at")
-    table.add_column("dataset")
+    table = Table(
+        title=f"Versions in {registry.path}",
+        caption="RMSE/MAE in HH on each version's held-out test weeks; ● = production",
+    )
+    table.add_column("version", style="bold", no_wrap=True)
+    table.add_column("trained", no_wrap=True)
+    table.add_column("dataset", min_width=10, overflow="ellipsis", no_wrap=True)
     for variant in variants:
-        table.add_column(f"RMSE {variant}", justify="right")
-        table.add_column(f"MAE {variant}", justify="right")
-    table.add_column("production")
+        short = variant.replace("features", "f")
+        table.add_column(f"RMSE {short}", justify="right", no_wrap=True, min_width=7)
+        table.add_column(f"MAE {short}", justify="right", no_wrap=True, min_width=6)
     for entry in versions:
-        cells = [entry.version, entry.trained_at, entry.dataset]
+        name = f"[green]● {entry.version}[/]" if entry.version == production else entry.version
+        cells = [name, _short_time(entry.trained_at), _short_dataset(entry.dataset)]
         for variant in variants:
             cells += [fmt(entry.metric(variant, "RMSE")), fmt(entry.metric(variant, "MAE"))]
-        is_production = entry.version == production
-        cells.append("[green]● production[/]" if is_production else "")
         table.add_row(*cells)
     console.print(table)
+
+
+def _short_time(trained_at: str) -> str:
+    """'2026-11-26T13:12:19+00:00' -> '2026-11-26' (the full time is in `registry show`)."""
+    return trained_at[:10] if len(trained_at) > 10 and trained_at[10] in "T " else trained_at
+
+
+def _short_dataset(dataset: str) -> str:
+    """The file name only; the full path is in `registry show`."""
+    return dataset.removeprefix("sample:").rsplit("/", 1)[-1] if dataset else "-"
 
 
 @registry_app.command("show")
