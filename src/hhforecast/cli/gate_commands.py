@@ -190,16 +190,18 @@ def registry_history(config: ConfigOption = None, json_output: JsonOption = Fals
     if not records:
         console.print(f"No promotion recorded in {registry.path} yet.")
         return
-    table = Table(title=f"Promotion history in {registry.path}", box=box.SIMPLE_HEAD)
+    table = Table(
+        title=f"Promotion history in {registry.path}", box=box.SIMPLE_HEAD, pad_edge=False
+    )
     for column in ("when (UTC)", "action", "production", "RMSE", "user"):
         table.add_column(column, no_wrap=True)
-    table.add_column("reason", overflow="fold")
+    table.add_column("reason", overflow="fold", min_width=12)
     for r in records:
         table.add_row(
             r.at[:16].replace("T", " "),
             r.action + ("*" if r.gate == "require-better-rmse" else ""),
-            f"{r.from_version or '-'} → {r.to_version}",
-            f"{fmt(r.rmse_from)} → {fmt(r.rmse_to)}",
+            f"{r.from_version or '-'}→{r.to_version}",
+            f"{fmt(r.rmse_from)}→{fmt(r.rmse_to)}",
             r.user,
             r.reason,
         )
