@@ -226,3 +226,44 @@ def test_predictions_served_by_the_api_are_monitored(
     assert period["period"] == this_week
     assert period["version"] == answer.json()["model_version"]
     assert period["mae"] == pytest.approx(30.0, abs=1e-3)  # the latest of the three predictions
+
+
+def test_the_running_service_logs_what_monitor_reports(trained_project: Project, cli) -> None:
+    import httpx
+
+    from hhforecast.monitoring import week_of
+
+    from .test_serve_e2e import WEEK, start_server, stop_server
+
+    server = start_server(trained_project)
+    try:
+        answers = [httpx.post(f"{server.url}/api/predict", json=WEEK, timeout=10.0)]
+        answers.append(
+            httpx.post(f"{server.url}/api/predict", json={"rows": [WEEK] * 3}, timeout=10.0)
+        )
+        assert [a.status_code for a in answers] == [200, 200]
+    finally:
+        stop_server(server)  # queued predictions are written as the service stops
+    predicted = answers[1].json()[-1]["HH"]
+    this_week = week_of(datetime.now(UTC))
+    actuals = trained_project.root / "actuals.csv"
+    actuals.write_text(f"date,HH\n{this_week},{predicted - 40}\n")
+    result = cli(
+        "monitor",
+        "--actuals",
+        actuals,
+        "--by",
+        "month",
+        "--json",
+        "--config",
+        trained_project.config,
+    )
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["weeks_matched"] == 1
+    (period,) = data["periods"]
+    assert period["period"] == this_week[:7]
+    assert period["mae"] == pytest.approx(40.0, abs=1e-3)
+    log = PredictionLog.from_settings(trained_project.settings)
+    assert len(log.frame()) == 4
+    log.close()

@@ -19,6 +19,7 @@ import math
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -50,6 +51,7 @@ logger = logging.getLogger("hhforecast.monitoring")
 
 PERIODS = ("week", "month")
 BUSY_TIMEOUT_MS = 10_000
+PREPARE_ATTEMPTS = 20
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS predictions (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -110,6 +112,22 @@ class PredictionRecord:
         )
 
 
+def _prepare_database(connection: sqlite3.Connection) -> None:
+    """Switch the file to WAL and create the table, retrying while another process does it."""
+    # Both need an exclusive lock, and SQLite does not always wait on its busy handler for
+    # them: several service workers starting at once can get "database is locked".
+    for attempt in range(PREPARE_ATTEMPTS):
+        try:
+            # WAL lets `hhforecast monitor` read while the service writes.
+            connection.execute("PRAGMA journal_mode = WAL")
+            connection.executescript(SCHEMA)
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == PREPARE_ATTEMPTS - 1:
+                raise
+            time.sleep(0.05 * (attempt + 1))
+
+
 class PredictionLog:
     """Every prediction served, in one SQLite file; safe to share between request threads."""
 
@@ -118,6 +136,7 @@ class PredictionLog:
         self._local = threading.local()
         self._write_lock = threading.Lock()
         self._connections: list[sqlite3.Connection] = []
+        self._prepared = False
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PredictionLog:
@@ -133,13 +152,13 @@ class PredictionLog:
                 self.path, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False
             )
             connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            # WAL lets `hhforecast monitor` read while the service writes.
-            connection.execute("PRAGMA journal_mode = WAL")
             connection.execute("PRAGMA synchronous = NORMAL")
-            connection.executescript(SCHEMA)
-            self._local.connection = connection
             with self._write_lock:
+                if not self._prepared:
+                    _prepare_database(connection)
+                    self._prepared = True
                 self._connections.append(connection)
+            self._local.connection = connection
         return connection
 
     def record(self, records: Iterable[PredictionRecord]) -> int:
@@ -215,14 +234,30 @@ class PredictionLog:
 class PredictionEventLike(Protocol):
     """What the service hands to its `on_prediction` hook (serving.state.PredictionEvent)."""
 
-    at: float
-    version: str
-    variant: str
-    features: list[str]
-    x: np.ndarray
-    predictions: np.ndarray
-    lower: np.ndarray
-    upper: np.ndarray
+    # Read-only members: the service's event is a frozen dataclass.
+    @property
+    def at(self) -> float: ...
+
+    @property
+    def version(self) -> str: ...
+
+    @property
+    def variant(self) -> str: ...
+
+    @property
+    def features(self) -> list[str]: ...
+
+    @property
+    def x(self) -> np.ndarray: ...
+
+    @property
+    def predictions(self) -> np.ndarray: ...
+
+    @property
+    def lower(self) -> np.ndarray: ...
+
+    @property
+    def upper(self) -> np.ndarray: ...
 
 
 class PredictionRecorder:

@@ -133,7 +133,11 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
 
 def app_from_environment() -> FastAPI:
     """The app for `uvicorn --factory` worker processes: settings from $HHFORECAST_CONFIG."""
-    app = create_app(load_settings())
+    from hhforecast.monitoring import PredictionRecorder
+
+    settings = load_settings()
+    # Each worker logs its answers for `hhforecast monitor`; SQLite serialises the writers.
+    app = create_app(settings, on_prediction=PredictionRecorder.from_settings(settings))
     entry = app.state.serving.follower.current.entry
     log.info("Model loaded (version: %s) in worker %d", entry.path or entry.version, os.getpid())
     return app

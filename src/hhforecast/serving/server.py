@@ -102,12 +102,15 @@ def run_server(
         "server_header": False,
     }
     if plan.workers == 1:
+        from hhforecast.monitoring import PredictionRecorder
         from hhforecast.serving.app import create_app
         from hhforecast.serving.production import load_served_model
 
         served = load_served_model(settings, plan.entry)
         on_loaded(served.entry.path or f"models/{served.entry.version}")
-        uvicorn.run(create_app(settings, served=served), **common)
+        # Every answered prediction is logged for `hhforecast monitor` (docs/drift.md).
+        recorder = PredictionRecorder.from_settings(settings)
+        uvicorn.run(create_app(settings, served=served, on_prediction=recorder), **common)
         return
     if settings.source is not None:
         os.environ[CONFIG_ENV] = str(settings.source)
