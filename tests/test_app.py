@@ -450,7 +450,8 @@ def test_page_and_openapi(trained_project: Project) -> None:
     schema = client.get("/openapi.json").json()
     body = schema["paths"]["/api/predict"]["post"]["requestBody"]["content"]["application/json"]
     assert {"$ref": "#/components/schemas/BatchPredictRequest"} in body["schema"]["oneOf"]
-    assert set(schema["components"]["schemas"]["PredictRequest"]["properties"]) == set(FEATURES)
+    properties = schema["components"]["schemas"]["PredictRequest"]["properties"]
+    assert set(properties) == {*FEATURES, "date"}
     assert {"/api/info", "/api/reload", "/health", "/ready", "/metrics"} <= set(schema["paths"])
 
 
@@ -510,3 +511,23 @@ def test_serve_refuses_a_port_in_use_before_loading(trained_project: Project, cl
     assert result.exit_code == 2
     assert result.stderr.startswith(f"Error: cannot listen on 127.0.0.1:{port} (")
     assert "pass another --port" in result.stderr
+
+
+def test_an_optional_date_names_the_week_forecast_for_the_log(trained_project: Project) -> None:
+    events: list[PredictionEvent] = []
+    client = client_for(trained_project, on_prediction=events.append)
+    plain = client.post("/api/predict", json=WEEK).json()
+    dated = client.post("/api/predict", json={**WEEK, "date": "2026-12-02"})
+    assert dated.status_code == 200
+    assert dated.json() == plain  # the date changes what is logged, not the forecast
+    batch = client.post("/api/predict", json={"rows": [{**WEEK, "date": "2026-12-07"}, WEEK]})
+    assert batch.status_code == 200 and len(batch.json()) == 2
+    assert [e.weeks for e in events] == [None, ["2026-12-02"], ["2026-12-07", None]]
+
+    bad = client.post("/api/predict", json={**WEEK, "date": "next week"})
+    assert bad.status_code == 422
+    assert bad.json()["error"]["field"] == "date" and bad.json()["error"]["rule"] == "date"
+    bad_row = client.post("/api/predict", json={"rows": [WEEK, {**WEEK, "date": 20261207}]})
+    assert bad_row.status_code == 422
+    assert bad_row.json()["error"]["field"] == "rows[1].date"
+    assert len(events) == 3  # refused bodies are never logged

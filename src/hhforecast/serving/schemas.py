@@ -44,6 +44,13 @@ class PredictRequest(BaseModel):
     age_fleet: float = _feature(
         8037205.9, "Total aircraft hours summed over the week's aircraft-days (~1e7).", "age_fleet"
     )
+    date: str | None = Field(
+        None,
+        description="Optional: a day (YYYY-MM-DD) of the week this forecast is for. The "
+        "prediction log keeps it, so `hhforecast monitor` can join it with that week's "
+        "realised HH; without it the week of the request is used.",
+        examples=["2026-11-30"],
+    )
 
 
 class BatchPredictRequest(BaseModel):

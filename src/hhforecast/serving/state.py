@@ -36,6 +36,8 @@ class PredictionEvent:
     predictions: np.ndarray
     lower: np.ndarray
     upper: np.ndarray
+    weeks: list[str | None] | None = None
+    """The week each row forecasts (the request's optional `date`), when the caller said."""
 
 
 @dataclass
@@ -55,6 +57,7 @@ class ServingState:
         predictions: np.ndarray,
         lower: np.ndarray,
         upper: np.ndarray,
+        weeks: list[str | None] | None = None,
     ) -> None:
         """Count the predictions and pass them to the callback; a failing callback never
         fails the request that was already answered correctly."""
@@ -71,6 +74,7 @@ class ServingState:
             predictions,
             lower,
             upper,
+            weeks,
         )
         try:
             self.on_prediction(event)

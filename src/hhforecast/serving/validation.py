@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
+from datetime import date
 from itertools import chain
 from operator import itemgetter
 from typing import Any
@@ -57,6 +58,8 @@ class ParsedRequest:
 
     x: np.ndarray
     batch: bool
+    weeks: list[str | None] | None = None
+    """The optional `date` of each row (the week the forecast is for), as YYYY-MM-DD."""
 
 
 def _refuse_constant(name: str) -> float:
@@ -74,6 +77,29 @@ def _loads(body: bytes) -> Any:
         raise
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidRequest("body", "json", f"the body is not valid JSON ({exc})", 400) from None
+
+
+DATE_FIELD = "date"
+
+
+def _split_date(row: Any, where: str) -> tuple[Any, str | None]:
+    """The row without its optional `date`, and that date checked and written YYYY-MM-DD."""
+    if not isinstance(row, dict) or DATE_FIELD not in row:
+        return row, None
+    value = row[DATE_FIELD]
+    name = f"{where}.{DATE_FIELD}" if where else DATE_FIELD
+    try:
+        if not isinstance(value, str):
+            raise ValueError
+        day = date.fromisoformat(value[:10])
+    except ValueError:
+        raise InvalidRequest(
+            name,
+            "date",
+            f"{name} must be a date YYYY-MM-DD (any day of the week forecast), "
+            f"got {json.dumps(value)[:40]}",
+        ) from None
+    return {k: v for k, v in row.items() if k != DATE_FIELD}, day.isoformat()
 
 
 def _row_values(
@@ -179,7 +205,8 @@ def parse_predict_body(body: bytes, features: list[str], max_rows: int) -> Parse
     """Parse one week ``{feature: value}`` or a batch ``{"rows": [...]}`` into a float array.
 
     The model's features are required; the other known features are accepted and ignored, so
-    the original five-feature body also works against a 4-feature variant.
+    the original five-feature body also works against a 4-feature variant. An optional `date`
+    names the week the forecast is for (kept by the prediction log for monitoring).
     """
     data = _loads(body)
     required = frozenset(features)
@@ -203,17 +230,25 @@ def parse_predict_body(body: bytes, features: list[str], max_rows: int) -> Parse
                 "(serving.max_batch_rows): split the batch",
                 413,
             )
+        weeks: list[str | None] | None = None
         x = _batch_values(rows, features, required)
-        if x is None:  # something is wrong: walk the rows to name the first offending field
+        if x is None:  # dates, or something wrong: walk the rows, naming any offending field
+            split = [_split_date(row, f"rows[{i}]") for i, row in enumerate(rows)]
+            weeks = [week for _, week in split] if any(w for _, w in split) else None
             x = np.array(
                 [
                     _row_values(row, f"rows[{i}]", features, required, allowed)
-                    for i, row in enumerate(rows)
+                    for i, (row, _) in enumerate(split)
                 ],
                 dtype=np.float64,
             )
         _check_rows(x, features)
-        return ParsedRequest(x=x, batch=True)
-    values = _row_values(data, "", features, required, allowed)
+        return ParsedRequest(x=x, batch=True, weeks=weeks)
+    row, week = _split_date(data, "")
+    values = _row_values(row, "", features, required, allowed)
     _check_row(values, features)
-    return ParsedRequest(x=np.array([values], dtype=np.float64), batch=False)
+    return ParsedRequest(
+        x=np.array([values], dtype=np.float64),
+        batch=False,
+        weeks=[week] if week is not None else None,
+    )

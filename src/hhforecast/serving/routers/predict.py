@@ -17,7 +17,7 @@ from hhforecast.serving.schemas import (
     PredictResponse,
 )
 from hhforecast.serving.state import ServingState
-from hhforecast.serving.validation import InvalidRequest, parse_predict_body
+from hhforecast.serving.validation import InvalidRequest, ParsedRequest, parse_predict_body
 
 router = APIRouter(tags=["predictions"])
 
@@ -165,19 +165,19 @@ async def predict(request: Request) -> Response:
     body = await read_body(request, limits.max_body_bytes)
     served = state.follower.current  # one model for the whole request, even during a swap
     if len(body) > THREAD_BODY_BYTES:
-        content, x, prediction = await run_in_threadpool(
+        content, parsed, prediction = await run_in_threadpool(
             _respond, served, body, limits.max_batch_rows
         )
     else:
-        content, x, prediction = _respond(served, body, limits.max_batch_rows)
-    state.record(served, x, *prediction)
+        content, parsed, prediction = _respond(served, body, limits.max_batch_rows)
+    state.record(served, parsed.x, *prediction, weeks=parsed.weeks)
     return Response(content, media_type="application/json")
 
 
 def _respond(
     served: ServedModel, body: bytes, max_rows: int
-) -> tuple[bytes, np.ndarray, Prediction]:
+) -> tuple[bytes, ParsedRequest, Prediction]:
     parsed = parse_predict_body(body, served.model.features, max_rows)
     answer = _answer_batch if parsed.batch else _answer_week
     content, prediction = answer(served, parsed.x)
-    return content, parsed.x, prediction
+    return content, parsed, prediction
