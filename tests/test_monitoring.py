@@ -6,6 +6,7 @@ import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -232,3 +233,26 @@ def test_the_service_hook_queues_answers_and_logs_them_in_batches(tmp_path: Path
     )
     recorder.close()  # what is queued is written before the writer stops
     assert len(PredictionLog(tmp_path / "log.sqlite").frame()) == 61
+
+
+def test_bulk_event_rows_equal_the_per_record_rows() -> None:
+    from types import SimpleNamespace
+
+    from hhforecast.monitoring import event_records, event_rows
+
+    x = np.array([[249.0, 2539.5, 1591.0, 11261.3, 8037205.9], [251.0, 2400.0, 1500.0, 1e4, 1e7]])
+    event = SimpleNamespace(
+        at=1_795_694_121.5,
+        version="1.0.0",
+        variant="5features",
+        features=["acft", "sum_daily_hours", "Cycles", "sum_uti_mensal", "age_fleet"],
+        x=x,
+        predictions=np.array([1200.5, 1300.25]),
+        lower=np.array([900.0, 1000.0]),
+        upper=np.array([1500.0, 1600.0]),
+    )
+    assert event_rows(event) == [r.row() for r in event_records(event)]
+    dated = SimpleNamespace(**{**vars(event), "weeks": ["2026-12-02", None]})
+    rows = event_rows(dated)
+    assert [r[1] for r in rows] == ["2026-11-30", rows[1][1]]
+    assert rows == [r.row() for r in event_records(dated)]

@@ -106,6 +106,8 @@ class DriftConfig(_Section):
 
 
 class MonitoringConfig(_Section):
+    log_predictions: bool = True
+    """Whether `serve` logs every answered prediction to `database` (for `monitor`)."""
     database: str = "models/predictions.sqlite"
     error_factor: float = Field(1.5, gt=0.0)
 

@@ -13,6 +13,7 @@ counts: it is the one the planners saw last.
 from __future__ import annotations
 
 import atexit
+import functools
 import json
 import logging
 import math
@@ -42,6 +43,7 @@ __all__ = [
     "PredictionRecord",
     "PredictionRecorder",
     "event_records",
+    "event_rows",
     "monitor_html",
     "run_monitor",
     "week_of",
@@ -52,6 +54,8 @@ logger = logging.getLogger("hhforecast.monitoring")
 PERIODS = ("week", "month")
 BUSY_TIMEOUT_MS = 10_000
 PREPARE_ATTEMPTS = 20
+WRITE_INTERVAL_SECONDS = 0.1
+"""How often the service's prediction log is written: answers are queued in between."""
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS predictions (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -163,7 +167,10 @@ class PredictionLog:
 
     def record(self, records: Iterable[PredictionRecord]) -> int:
         """Append predictions in one transaction; return how many were written."""
-        rows = [r.row() for r in records]
+        return self.record_rows([r.row() for r in records])
+
+    def record_rows(self, rows: list[tuple[Any, ...]]) -> int:
+        """Append rows already in the table's column order (PredictionRecord.row())."""
         if not rows:
             return 0
         connection = self._connection()
@@ -268,13 +275,15 @@ class PredictionRecorder:
     Events may carry ``weeks`` (one date per row) to name the weeks they forecast.
     """
 
-    def __init__(self, log: PredictionLog, max_batch: int = 500) -> None:
+    def __init__(self, log: PredictionLog, interval: float = WRITE_INTERVAL_SECONDS) -> None:
         self.log = log
-        self.max_batch = max_batch
+        self.interval = interval
         # Items: an event to log, an Event to set once written (flush), None to stop.
         self._queue: queue.SimpleQueue[PredictionEventLike | threading.Event | None] = (
             queue.SimpleQueue()
         )
+        # Set by flush/close so the writer does not wait out its interval.
+        self._wake = threading.Event()
         self._thread = threading.Thread(
             target=self._run, name="hhforecast-prediction-log", daemon=True
         )
@@ -293,20 +302,29 @@ class PredictionRecorder:
             self._queue.put(event)
 
     def _run(self) -> None:
+        # The writer wakes on a timer, not on every answer: waking per request made the
+        # thread fight the event loop for the GIL and cost a third of the service's throughput.
         while True:
-            batch = [self._queue.get()]
-            while len(batch) < self.max_batch:
+            self._wake.wait(self.interval)
+            self._wake.clear()
+            batch: list[PredictionEventLike | threading.Event | None] = []
+            while True:
                 try:
                     batch.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
-            events = [e for e in batch if e is not None and not isinstance(e, threading.Event)]
-            if events:
+            rows = [
+                row
+                for item in batch
+                if item is not None and not isinstance(item, threading.Event)
+                for row in event_rows(item)
+            ]
+            if rows:
                 try:
-                    self.log.record(r for e in events for r in event_records(e))
+                    self.log.record_rows(rows)
                 except Exception:
                     logger.exception(
-                        "could not log %d prediction(s) to %s", len(events), self.log.path
+                        "could not log %d prediction(s) to %s", len(rows), self.log.path
                     )
             for item in batch:
                 if isinstance(item, threading.Event):
@@ -318,6 +336,7 @@ class PredictionRecorder:
         """Wait until everything queued so far is written (tests and shutdown)."""
         done = threading.Event()
         self._queue.put(done)
+        self._wake.set()
         done.wait(timeout)
 
     def close(self) -> None:
@@ -326,6 +345,7 @@ class PredictionRecorder:
             return
         self._closed = True
         self._queue.put(None)
+        self._wake.set()
         self._thread.join(timeout=30)
         self.log.close()
         atexit.unregister(self.close)
@@ -339,14 +359,67 @@ def event_records(event: PredictionEventLike) -> list[PredictionRecord]:
         PredictionRecord(
             version=event.version,
             variant=event.variant,
-            inputs={f: float(v) for f, v in zip(event.features, event.x[i], strict=True)},
-            hh_pred=float(event.predictions[i]),
-            hh_lower=float(event.lower[i]),
-            hh_upper=float(event.upper[i]),
+            inputs=dict(zip(event.features, values, strict=True)),
+            hh_pred=hh,
+            hh_lower=lower,
+            hh_upper=upper,
             week=str(weeks[i])[:10] if weeks is not None and weeks[i] is not None else None,
             logged_at=logged_at,
         )
-        for i in range(len(event.predictions))
+        for i, (values, hh, lower, upper) in enumerate(
+            zip(
+                event.x.tolist(),
+                event.predictions.tolist(),
+                event.lower.tolist(),
+                event.upper.tolist(),
+                strict=True,
+            )
+        )
+    ]
+
+
+@functools.lru_cache(maxsize=16)
+def _inputs_template(features: tuple[str, ...]) -> tuple[str, tuple[int, ...]]:
+    """A %-format giving json.dumps(inputs, sort_keys=True), and the value order it takes."""
+    names = sorted(features)
+    # repr() of a finite float is its JSON text, so this matches json.dumps byte for byte.
+    template = "{" + ", ".join(f"{json.dumps(name)}: %r" for name in names) + "}"
+    return template, tuple(features.index(name) for name in names)
+
+
+@functools.lru_cache(maxsize=64)
+def _week_of_day(day_number: int) -> str:
+    return week_of(date(1970, 1, 1) + timedelta(days=day_number))
+
+
+def event_rows(event: PredictionEventLike) -> list[tuple[Any, ...]]:
+    """The log rows of a served answer, built in bulk (the same rows as event_records)."""
+    weeks = getattr(event, "weeks", None)
+    if weeks is not None:
+        return [record.row() for record in event_records(event)]
+    # Undated answers share their time and week: format them once per answer, not per row.
+    stamp = datetime.fromtimestamp(event.at, UTC).isoformat(timespec="microseconds")
+    week = _week_of_day(int(event.at // 86_400))
+    template, order = _inputs_template(tuple(event.features))
+    version, variant = event.version, event.variant
+    return [
+        (
+            stamp,
+            week,
+            version,
+            variant,
+            template % tuple([values[j] for j in order]),
+            hh,
+            lower,
+            upper,
+        )
+        for values, hh, lower, upper in zip(
+            event.x.tolist(),
+            event.predictions.tolist(),
+            event.lower.tolist(),
+            event.upper.tolist(),
+            strict=True,
+        )
     ]
 
 

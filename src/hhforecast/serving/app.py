@@ -5,6 +5,7 @@ The app is built before any socket exists, so tests use the very object `hhforec
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 from collections.abc import AsyncIterator, Callable
@@ -73,6 +74,10 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # TensorFlow, loaded to read the weights, leaves millions of objects behind; moving
+        # them out of the collector's reach keeps full collections (100+ ms pauses that
+        # stall every request) rare and short.
+        gc.freeze()
         if follow_production:
             follower.start()
         try:
@@ -137,7 +142,10 @@ def app_from_environment() -> FastAPI:
 
     settings = load_settings()
     # Each worker logs its answers for `hhforecast monitor`; SQLite serialises the writers.
-    app = create_app(settings, on_prediction=PredictionRecorder.from_settings(settings))
+    recorder = (
+        PredictionRecorder.from_settings(settings) if settings.monitoring.log_predictions else None
+    )
+    app = create_app(settings, on_prediction=recorder)
     entry = app.state.serving.follower.current.entry
     log.info("Model loaded (version: %s) in worker %d", entry.path or entry.version, os.getpid())
     return app

@@ -109,7 +109,11 @@ def run_server(
         served = load_served_model(settings, plan.entry)
         on_loaded(served.entry.path or f"models/{served.entry.version}")
         # Every answered prediction is logged for `hhforecast monitor` (docs/drift.md).
-        recorder = PredictionRecorder.from_settings(settings)
+        recorder = (
+            PredictionRecorder.from_settings(settings)
+            if settings.monitoring.log_predictions
+            else None
+        )
         uvicorn.run(create_app(settings, served=served, on_prediction=recorder), **common)
         return
     if settings.source is not None:

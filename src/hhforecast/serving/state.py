@@ -7,7 +7,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, NamedTuple
 
 import numpy as np
 from fastapi import Depends, Request
@@ -22,9 +22,11 @@ __all__ = ["PredictionEvent", "ServingState", "State", "require_api_key"]
 log = logging.getLogger("hhforecast.serving")
 
 
-@dataclass(frozen=True)
-class PredictionEvent:
-    """One answered prediction request, handed to the optional `on_prediction` callback."""
+class PredictionEvent(NamedTuple):
+    """One answered prediction request, handed to the optional `on_prediction` callback.
+
+    A named tuple: it is built on every request, and costs a fifth of a frozen dataclass.
+    """
 
     at: float
     """Unix time of the answer."""
