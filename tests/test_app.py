@@ -531,3 +531,18 @@ def test_an_optional_date_names_the_week_forecast_for_the_log(trained_project: P
     assert bad_row.status_code == 422
     assert bad_row.json()["error"]["field"] == "rows[1].date"
     assert len(events) == 3  # refused bodies are never logged
+
+
+def test_the_prediction_log_can_be_switched_off(
+    trained_project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hhforecast.config import CONFIG_ENV
+    from hhforecast.monitoring import PredictionRecorder
+    from hhforecast.serving.app import app_from_environment
+
+    monkeypatch.setenv(CONFIG_ENV, str(trained_project.config))
+    logged = app_from_environment()
+    assert isinstance(logged.state.serving.on_prediction, PredictionRecorder)
+    logged.state.serving.on_prediction.close()
+    write_config(trained_project.root, monitoring={"log_predictions": False})
+    assert app_from_environment().state.serving.on_prediction is None
