@@ -84,3 +84,28 @@ def test_too_few_rows_and_empty_files(tmp_path: Path) -> None:
         load_weekly_dataset(header_only, FEATURES, "HH")
     with pytest.raises(DatasetError, match="no such file"):
         load_weekly_dataset(tmp_path / "absent.csv", FEATURES, "HH")
+
+
+def test_recorded_dataset_labels_round_trip_and_are_checked(tmp_path: Path) -> None:
+    from hhforecast.data import (
+        SAMPLE_LABEL,
+        dataset_label,
+        dataset_path_of,
+        file_sha256,
+        recorded_dataset,
+    )
+
+    assert dataset_label(sample_dataset_path(), tmp_path) == SAMPLE_LABEL
+    assert dataset_path_of(SAMPLE_LABEL, tmp_path) == sample_dataset_path()
+    own = write(tmp_path, HEADER, *rows(2))
+    label = dataset_label(own, tmp_path.resolve())
+    assert label == "weeks.csv"
+    assert dataset_path_of(label, tmp_path) == own
+
+    meta = {"dataset": {"path": label, "sha256": file_sha256(own)}}
+    assert recorded_dataset(meta, tmp_path).problem is None
+    own.write_text(own.read_text() + "\n")
+    assert recorded_dataset(meta, tmp_path).problem == "changed"
+    own.unlink()
+    assert recorded_dataset(meta, tmp_path).problem == "missing"
+    assert recorded_dataset({}, tmp_path).problem == "unrecorded"

@@ -6,6 +6,7 @@ import hashlib
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -14,16 +15,23 @@ from hhforecast.errors import DatasetError
 
 __all__ = [
     "DATE_COLUMN",
+    "SAMPLE_LABEL",
     "SAMPLE_NAME",
+    "RecordedDataset",
     "WeeklyDataset",
     "check_feature_frame",
+    "dataset_label",
+    "dataset_path_of",
     "file_sha256",
     "load_weekly_dataset",
+    "recorded_dataset",
     "sample_dataset_path",
 ]
 
 DATE_COLUMN = "date"
 SAMPLE_NAME = "sample_weekly.csv"
+SAMPLE_LABEL = f"sample:{SAMPLE_NAME}"
+"""How model_metadata.json names the bundled sample (its path differs between installs)."""
 DATASET_HINT = "See docs/data.md for the expected columns."
 
 
@@ -43,6 +51,53 @@ class WeeklyDataset:
 def sample_dataset_path() -> Path:
     """The synthetic sample that ships inside the package."""
     return Path(str(resources.files("hhforecast") / "data" / SAMPLE_NAME))
+
+
+def dataset_label(path: Path, base_dir: Path) -> str:
+    """How a training dataset is recorded: the sample's label, else a path relative to
+    `base_dir` (the config file's folder) when it lies below it."""
+    if path == sample_dataset_path():
+        return SAMPLE_LABEL
+    resolved = path.resolve()
+    if resolved.is_relative_to(base_dir):
+        return resolved.relative_to(base_dir).as_posix()
+    return str(resolved)
+
+
+def dataset_path_of(label: str, base_dir: Path) -> Path:
+    """The file a recorded dataset label points to (the inverse of dataset_label)."""
+    if label.startswith("sample:"):
+        return sample_dataset_path()
+    path = Path(label).expanduser()
+    return path if path.is_absolute() else base_dir / path
+
+
+@dataclass(frozen=True)
+class RecordedDataset:
+    """A version's training dataset as its metadata records it, and whether it is usable.
+
+    `problem` is None when the file is there with the recorded SHA-256; otherwise
+    "unrecorded", "missing" or "changed".
+    """
+
+    label: str
+    path: Path | None
+    problem: str | None
+
+
+def recorded_dataset(metadata: dict[str, Any], base_dir: Path) -> RecordedDataset:
+    """Find a version's training dataset from its model_metadata.json and check its bytes."""
+    info = metadata.get("dataset")
+    label = info.get("path") if isinstance(info, dict) else info
+    if not isinstance(label, str) or not label:
+        return RecordedDataset("", None, "unrecorded")
+    path = dataset_path_of(label, base_dir)
+    if not path.is_file():
+        return RecordedDataset(label, path, "missing")
+    expected = info.get("sha256") if isinstance(info, dict) else None
+    if expected and file_sha256(path) != expected:
+        return RecordedDataset(label, path, "changed")
+    return RecordedDataset(label, path, None)
 
 
 def file_sha256(path: Path) -> str:

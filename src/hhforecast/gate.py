@@ -52,7 +52,6 @@ __all__ = [
     "validate_version",
 ]
 
-SAMPLE_PREFIX = "sample:"
 PROMOTE_ATTEMPTS = 3
 
 
@@ -272,29 +271,19 @@ class ValidationReport:
         }
 
 
-def _dataset_path(settings: Settings, label: str) -> Path:
-    """Where a dataset label from model_metadata.json points."""
-    if label.startswith(SAMPLE_PREFIX):
-        from hhforecast.data import sample_dataset_path
-
-        return sample_dataset_path()
-    return settings.resolve(label)
-
-
 def _trusted_dataset(settings: Settings, metadata: dict[str, Any]) -> tuple[Path | None, str]:
     """The path of a version's training dataset if it is still there unchanged, else why not."""
-    from hhforecast.data import file_sha256
+    from hhforecast.data import recorded_dataset
 
-    info = metadata.get("dataset") or {}
-    label = str(info.get("path", ""))
-    if not label:
-        return None, "its metadata names no dataset"
-    path = _dataset_path(settings, label)
-    if not path.is_file():
-        return None, f"its dataset {label} is gone ({path})"
-    if info.get("sha256") and file_sha256(path) != info["sha256"]:
-        return None, f"its dataset {label} has changed since training (SHA-256 differs)"
-    return path, label
+    recorded = recorded_dataset(metadata, settings.base_dir)
+    why = {
+        "unrecorded": "its metadata names no dataset",
+        "missing": f"its dataset {recorded.label} is gone ({recorded.path})",
+        "changed": f"its dataset {recorded.label} has changed since training (SHA-256 differs)",
+    }
+    if recorded.problem is not None:
+        return None, why[recorded.problem]
+    return recorded.path, recorded.label
 
 
 def _period_mask(dates: Any, period: dict[str, Any]) -> np.ndarray:

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from hhforecast.config import Settings
-from hhforecast.data import WeeklyDataset, file_sha256, load_weekly_dataset, sample_dataset_path
+from hhforecast.data import WeeklyDataset, dataset_label, file_sha256, load_weekly_dataset
 from hhforecast.evaluation import (
     BASELINES,
     Split,
@@ -174,17 +174,6 @@ def _backtest_summary(dataset: WeeklyDataset, settings: Settings) -> dict[str, A
     return run_backtest(dataset, cfg, cfg.backtest_folds, cfg.backtest_horizon).summary()
 
 
-def _dataset_label(settings: Settings, dataset: WeeklyDataset) -> str:
-    if dataset.path == sample_dataset_path():
-        return "sample:sample_weekly.csv"
-    path = dataset.path.resolve()
-    return (
-        path.relative_to(settings.base_dir).as_posix()
-        if path.is_relative_to(settings.base_dir)
-        else str(path)
-    )
-
-
 def _metadata(
     settings: Settings,
     dataset: WeeklyDataset,
@@ -214,7 +203,7 @@ def _metadata(
         "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "target": cfg.target,
         "dataset": {
-            "path": _dataset_label(settings, dataset),
+            "path": dataset_label(dataset.path, settings.base_dir),
             "rows": dataset.rows,
             "sha256": dataset.sha256,
             "start": dates.min().strftime("%Y-%m-%d"),

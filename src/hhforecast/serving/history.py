@@ -12,13 +12,11 @@ from pathlib import Path
 import numpy as np
 
 from hhforecast.config import Settings
-from hhforecast.data import file_sha256, load_weekly_dataset, sample_dataset_path
+from hhforecast.data import load_weekly_dataset, recorded_dataset
 from hhforecast.errors import HHForecastError
 from hhforecast.model import VariantModel
 
 __all__ = ["HistoryUnavailable", "render_history_png", "training_dataset_path"]
-
-SAMPLE_LABEL_PREFIX = "sample:"
 
 
 class HistoryUnavailable(HHForecastError):
@@ -27,25 +25,15 @@ class HistoryUnavailable(HHForecastError):
 
 def training_dataset_path(settings: Settings, model: VariantModel) -> Path:
     """Where the version's training dataset is, or HistoryUnavailable saying why not."""
-    info = model.metadata.get("dataset")
-    label = info.get("path") if isinstance(info, dict) else info
-    if not isinstance(label, str) or not label:
+    recorded = recorded_dataset(model.metadata, settings.base_dir)
+    about = f"the training dataset of version {model.version} ({recorded.label})"
+    if recorded.path is None:  # nothing recorded
         raise HistoryUnavailable(f"version {model.version} does not record its training dataset")
-    if label.startswith(SAMPLE_LABEL_PREFIX):
-        path = sample_dataset_path()
-    else:
-        path = settings.resolve(label)
-    if not path.is_file():
-        raise HistoryUnavailable(
-            f"the training dataset of version {model.version} ({label}) is not available"
-        )
-    expected = info.get("sha256") if isinstance(info, dict) else None
-    if expected and file_sha256(path) != expected:
-        raise HistoryUnavailable(
-            f"the training dataset of version {model.version} ({label}) has changed since "
-            "training (SHA-256 differs)"
-        )
-    return path
+    if recorded.problem == "missing":
+        raise HistoryUnavailable(f"{about} is not available")
+    if recorded.problem == "changed":
+        raise HistoryUnavailable(f"{about} has changed since training (SHA-256 differs)")
+    return recorded.path
 
 
 def render_history_png(settings: Settings, model: VariantModel) -> bytes:
