@@ -18,12 +18,11 @@ from typing import Any
 import numpy as np
 
 from hhforecast.config import Settings, TrainingConfig
-from hhforecast.data import WeeklyDataset, load_weekly_dataset
+from hhforecast.data import WeeklyDataset
 from hhforecast.errors import HHForecastError
 from hhforecast.evaluation import (
     BASELINES,
     baseline_predictions,
-    conformal_relative_halfwidth,
     regression_metrics,
 )
 from hhforecast.model import fit_network, interval_bounds, quiet_tensorflow
@@ -186,9 +185,7 @@ def run_backtest(
                     x, y, train, test, cfg.seed
                 )
             predictions.update(baseline_predictions(x, y, train, test))
-            halfwidth = conformal_relative_halfwidth(
-                fitted.validation_residuals, fitted.validation_predictions, cfg.interval_coverage
-            )
+            halfwidth = fitted.interval_halfwidth(cfg.interval_coverage)
             lower, upper = interval_bounds(predictions[NETWORK], halfwidth, "relative")
             covered = (y[test] >= lower) & (y[test] <= upper)
             inside[variant].append(covered)
@@ -221,11 +218,10 @@ def backtest_dataset(
     on_fold: FoldCallback | None = None,
 ) -> BacktestResult:
     """Load the configured (or given) weekly dataset and backtest it with the training settings."""
+    from hhforecast.training import load_training_dataset
+
     cfg = settings.training
-    if dataset_path is None and settings.paths.dataset:
-        dataset_path = settings.resolve(settings.paths.dataset)
-    features = list(dict.fromkeys(f for fs in cfg.variants.values() for f in fs))
-    dataset = load_weekly_dataset(dataset_path, features, cfg.target, min_rows=cfg.min_rows)
+    dataset = load_training_dataset(settings, dataset_path)
     return run_backtest(
         dataset,
         cfg,

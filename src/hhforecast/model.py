@@ -266,6 +266,14 @@ class FittedNetwork:
     validation_predictions: np.ndarray
     training: dict[str, Any] = field(default_factory=dict)
 
+    def interval_halfwidth(self, coverage: float) -> float:
+        """The relative split-conformal half-width calibrated on the validation residuals."""
+        from hhforecast.evaluation import conformal_relative_halfwidth
+
+        return conformal_relative_halfwidth(
+            self.validation_residuals, self.validation_predictions, coverage
+        )
+
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Predicted HH for rows of raw features, through Keras (used while training)."""
         z = self.network(self.scaler_x.transform(x), training=False).numpy()

@@ -20,7 +20,6 @@ from hhforecast.evaluation import (
     BASELINES,
     Split,
     baseline_predictions,
-    conformal_relative_halfwidth,
     interval_coverage,
     regression_metrics,
     split_weeks,
@@ -28,7 +27,7 @@ from hhforecast.evaluation import (
 from hhforecast.model import METADATA_FILE, artifact_names, fit_network, interval_bounds
 from hhforecast.registry import ModelVersion, Registry
 
-__all__ = ["EpochCallback", "TrainedVersion", "train_version"]
+__all__ = ["EpochCallback", "TrainedVersion", "load_training_dataset", "train_version"]
 
 EpochCallback = Callable[[str, int, int], None]
 """Called as (variant, epochs done, epochs planned) after every epoch."""
@@ -72,9 +71,7 @@ def _fit_variant(
 
     k = x.shape[1]
     test_pred = fitted.predict(x[split.test])
-    halfwidth = conformal_relative_halfwidth(
-        fitted.validation_residuals, fitted.validation_predictions, cfg.interval_coverage
-    )
+    halfwidth = fitted.interval_halfwidth(cfg.interval_coverage)
     lower, upper = interval_bounds(test_pred, halfwidth, "relative")
     baselines = baseline_predictions(x, y, split.train, split.test)
 
@@ -124,10 +121,7 @@ def train_version(
     registry = Registry(settings)
     registry.check_can_publish(version, force)
     cfg = settings.training
-    if dataset_path is None and settings.paths.dataset:
-        dataset_path = settings.resolve(settings.paths.dataset)
-    all_features = list(dict.fromkeys(f for fs in cfg.variants.values() for f in fs))
-    dataset = load_weekly_dataset(dataset_path, all_features, cfg.target, min_rows=cfg.min_rows)
+    dataset = load_training_dataset(settings, dataset_path)
     split = split_weeks(
         dataset.rows, cfg.test_fraction, cfg.validation_fraction, cfg.split, cfg.seed
     )
@@ -165,6 +159,16 @@ def train_version(
             staging, version, entry_fields, force=force, prepare=write_metadata
         )
     return TrainedVersion(entry=entry, metadata=metadata, path=registry.version_dir(entry))
+
+
+def load_training_dataset(settings: Settings, dataset_path: Path | None = None) -> WeeklyDataset:
+    """The dataset to train on: `dataset_path`, else paths.dataset, else the bundled sample,
+    checked for every variant's features and the target."""
+    cfg = settings.training
+    if dataset_path is None and settings.paths.dataset:
+        dataset_path = settings.resolve(settings.paths.dataset)
+    features = list(dict.fromkeys(f for fs in cfg.variants.values() for f in fs))
+    return load_weekly_dataset(dataset_path, features, cfg.target, min_rows=cfg.min_rows)
 
 
 def _backtest_summary(dataset: WeeklyDataset, settings: Settings) -> dict[str, Any]:
@@ -226,7 +230,7 @@ def _metadata(
             "l2": cfg.l2,
             "optimizer": "adam",
             "loss": "mse",
-            "scaling": "StandardScaler on X and y, fitted on the fit weeks",
+            "scaling": "StandardScaler on X and y, fitted on the fit + validation weeks",
         },
         "seed": cfg.seed,
         "training_seconds": round(seconds, 3),
