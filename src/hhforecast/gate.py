@@ -10,6 +10,7 @@ regression and naive baselines are scored on those weeks too, so "better" is nev
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -605,6 +606,15 @@ def _with_current_pointer(settings: Settings) -> Settings:
     return replace(settings, mlops=load_settings(settings.config_file).mlops)
 
 
+def _integrity_verifier(registry: Registry) -> Callable[[ModelVersion], None]:
+    """The check the registry runs, under its lock, on the version about to be production."""
+
+    def verify(entry: ModelVersion) -> None:
+        require_integrity(registry.version_dir(entry), entry.version)
+
+    return verify
+
+
 def promote(
     settings: Settings,
     version: str,
@@ -618,9 +628,7 @@ def promote(
     registry = Registry(settings)
     variant = variant or settings.mlops.serve_variant
     registry.get(version)
-
-    def verify(entry: ModelVersion) -> None:
-        require_integrity(registry.version_dir(entry), entry.version)
+    verify = _integrity_verifier(registry)
 
     if not require_better_rmse:
         record = registry.move_production(version, variant=variant, reason=reason, verify=verify)
@@ -651,9 +659,7 @@ def promote(
 def rollback(settings: Settings, reason: str = "") -> PromotionResult:
     """Put the previous production version back; recorded as a promotion with reason rollback."""
     registry = Registry(settings)
-
-    def verify(entry: ModelVersion) -> None:
-        require_integrity(registry.version_dir(entry), entry.version)
+    verify = _integrity_verifier(registry)
 
     record = registry.rollback(
         variant=settings.mlops.serve_variant,
