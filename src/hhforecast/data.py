@@ -214,11 +214,16 @@ def load_weekly_dataset(
     features: list[str],
     target: str | None,
     min_rows: int = 1,
+    optional: tuple[str, ...] = (),
 ) -> WeeklyDataset:
-    """Read and validate a weekly dataset (the bundled sample when `path` is None)."""
+    """Read and validate a weekly dataset (the bundled sample when `path` is None).
+
+    `optional` columns are checked and kept when the file has them (realised HH in a file of
+    recent weeks, say)."""
     path = path if path is not None else sample_dataset_path()
     raw = read_csv(path)
-    wanted = list(dict.fromkeys([*features, *([target] if target else [])]))
+    present = [c for c in optional if c in raw.columns]
+    wanted = list(dict.fromkeys([*features, *([target] if target else []), *present]))
     values = check_feature_frame(raw, path, wanted)
     dates = check_dates(raw, path)
     if len(raw) < min_rows:

@@ -33,7 +33,13 @@ import numpy as np
 import pandas as pd
 
 from hhforecast.config import DriftConfig, Settings
-from hhforecast.data import DATE_COLUMN, check_dates, check_feature_frame, file_sha256, read_csv
+from hhforecast.data import (
+    DATE_COLUMN,
+    check_feature_frame,
+    file_sha256,
+    load_weekly_dataset,
+    read_csv,
+)
 from hhforecast.errors import EXIT_BAD_INPUT, ArtifactError, DatasetError
 from hhforecast.registry import Registry, atomic_write_text
 
@@ -562,11 +568,7 @@ class DriftReport:
 
 
 def _read_recent(path: Path, columns: list[str], target: str) -> pd.DataFrame:
-    raw = read_csv(path)
-    wanted = [*columns, *([target] if target in raw.columns else [])]
-    values = check_feature_frame(raw, path, wanted)
-    dates = check_dates(raw, path)
-    return values.assign(**{DATE_COLUMN: dates.to_numpy()}).reset_index(drop=True)
+    return load_weekly_dataset(path, columns, None, optional=(target,)).frame
 
 
 def run_drift(settings: Settings, recent_path: Path, version: str | None = None) -> DriftReport:

@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from hhforecast.config import Settings
-from hhforecast.data import DATE_COLUMN, check_dates, check_feature_frame, read_csv
+from hhforecast.data import DATE_COLUMN, load_weekly_dataset
 from hhforecast.errors import EXIT_BAD_INPUT, HHForecastError
 from hhforecast.registry import Registry
 
@@ -478,11 +478,9 @@ class MonitorResult:
 
 
 def _read_actuals(path: Path, target: str) -> pd.DataFrame:
-    raw = read_csv(path)
-    values = check_feature_frame(raw, path, [target])
-    dates = check_dates(raw, path)
-    weeks = [week_of(d.date()) for d in dates]
-    return pd.DataFrame({"week": weeks, "actual": values[target].to_numpy(float)})
+    frame = load_weekly_dataset(path, [target], None).frame
+    weeks = [week_of(d.date()) for d in frame[DATE_COLUMN]]
+    return pd.DataFrame({"week": weeks, "actual": frame[target].to_numpy(float)})
 
 
 def _errors(actual: np.ndarray, predicted: np.ndarray) -> tuple[float, float, float]:
