@@ -152,6 +152,12 @@ class Settings:
         """Where `promote` writes production_version (created on first promotion if absent)."""
         return self.source if self.source is not None else self.base_dir / "config.yaml"
 
+    def reloaded(self) -> Settings:
+        """The same configuration read again (another command may have moved production)."""
+        if self.source is not None and self.source.is_file():
+            return load_settings(self.source)
+        return load_settings(None, cwd=self.base_dir)
+
     def with_training(self, **changes: Any) -> Settings:
         """A copy with some training values replaced (command-line overrides), re-validated."""
         data = self.training.model_dump()

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from hhforecast.config import Settings, load_settings
+from hhforecast.config import Settings
 from hhforecast.errors import (
     EXIT_BAD_INPUT,
     EXIT_CHECK_FAILED,
@@ -601,9 +601,7 @@ class PromotionResult:
 
 def _with_current_pointer(settings: Settings) -> Settings:
     # Another promotion may have moved production since these settings were loaded.
-    if not settings.config_file.is_file():
-        return settings
-    return replace(settings, mlops=load_settings(settings.config_file).mlops)
+    return replace(settings, mlops=settings.reloaded().mlops)
 
 
 def _integrity_verifier(registry: Registry) -> Callable[[ModelVersion], None]:

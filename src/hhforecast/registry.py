@@ -34,7 +34,7 @@ from typing import Any
 import yaml
 from filelock import FileLock, Timeout
 
-from hhforecast.config import Settings, load_settings
+from hhforecast.config import Settings
 from hhforecast.errors import (
     ConfigError,
     RegistryCorruptError,
@@ -613,10 +613,7 @@ class Registry:
 
     def current_production_setting(self) -> str:
         """mlops.production_version as the config file says now (it may have moved since load)."""
-        path = self.settings.config_file
-        if not path.is_file():
-            return self.settings.mlops.production_version
-        return load_settings(path).mlops.production_version
+        return self.settings.reloaded().mlops.production_version
 
     @staticmethod
     def _resolve(setting: str, versions: list[ModelVersion]) -> str | None:

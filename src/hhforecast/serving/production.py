@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from hhforecast.config import Settings, load_settings
+from hhforecast.config import Settings
 from hhforecast.errors import ArtifactError, HHForecastError
 from hhforecast.model import VariantModel
 from hhforecast.registry import ModelVersion, Registry
@@ -209,12 +209,6 @@ class ProductionFollower:
     def _watched_files(self) -> list[Path]:
         return [self.settings.config_file, self.settings.registry_file]
 
-    def _fresh_settings(self) -> Settings:
-        config = self.settings.config_file
-        if config.is_file():
-            return load_settings(config)
-        return load_settings(None, cwd=self.settings.base_dir)
-
     def check(self, force: bool = False) -> ReloadOutcome:
         """Re-read the config and registry; load and swap if production moved (or `force`)."""
         with self._reload_lock:
@@ -223,7 +217,7 @@ class ProductionFollower:
             self._fingerprint = _fingerprint(self._watched_files())
             wanted: str | None = None
             try:
-                settings = self._fresh_settings()
+                settings = self.settings.reloaded()
                 self.production_setting = settings.mlops.production_version
                 entry = Registry(settings).require_production_version()
                 wanted = entry.version
