@@ -447,13 +447,6 @@ def _overlap(name: str, trained: tuple[set[Any], str] | None, evaluated: Any) ->
 # -- validation ------------------------------------------------------------------------------
 
 
-def _reference_rows(model: VariantModel) -> np.ndarray:
-    """The corners and centre of the training range: predictions there must be finite."""
-    lows = np.array([model.feature_ranges[f][0] for f in model.features])
-    highs = np.array([model.feature_ranges[f][1] for f in model.features])
-    return np.vstack([lows, (lows + highs) / 2, highs])
-
-
 def _forecast(model: VariantModel, x: np.ndarray) -> np.ndarray:
     # Overflow or a zero scale must show up as a non-finite verdict, not as numpy warnings.
     with np.errstate(all="ignore"):
@@ -524,7 +517,7 @@ def validate_version(
     except ArtifactError as exc:
         report.failures.append(f"does not load: {exc}")
         return report
-    if not np.isfinite(_forecast(model, _reference_rows(model))).all():
+    if not np.isfinite(_forecast(model, model.reference_rows())).all():
         report.failures.append("non-finite forecasts for weeks inside its training range")
 
     production = _production_model(registry, version, variant, report)

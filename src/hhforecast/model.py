@@ -30,6 +30,7 @@ import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -166,12 +167,26 @@ class VariantModel:
         """Lower and upper bounds at the calibrated coverage (HH cannot be negative)."""
         return interval_bounds(predictions, self.interval_halfwidth, self.interval_scale)
 
+    @cached_property
+    def range_lows(self) -> np.ndarray:
+        """The smallest training value of each feature, in feature order."""
+        return np.array([self.feature_ranges[f][0] for f in self.features], dtype=np.float64)
+
+    @cached_property
+    def range_highs(self) -> np.ndarray:
+        """The largest training value of each feature, in feature order."""
+        return np.array([self.feature_ranges[f][1] for f in self.features], dtype=np.float64)
+
+    def reference_rows(self) -> np.ndarray:
+        """The low corner, centre and high corner of the training range: a loaded model must
+        give finite predictions there before it is validated or served."""
+        lows, highs = self.range_lows, self.range_highs
+        return np.vstack([lows, (lows + highs) / 2, highs])
+
     def out_of_range(self, x: np.ndarray) -> list[list[str]]:
         """For each row, the features whose value lies outside the range seen in training."""
-        lows = np.array([self.feature_ranges[f][0] for f in self.features])
-        highs = np.array([self.feature_ranges[f][1] for f in self.features])
         values = np.asarray(x, dtype=np.float64)
-        outside = (values < lows) | (values > highs)
+        outside = (values < self.range_lows) | (values > self.range_highs)
         names = np.array(self.features)
         return [list(names[row]) for row in outside] if outside.any() else [[] for _ in x]
 

@@ -14,7 +14,7 @@ import json
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
@@ -51,8 +51,6 @@ class ServedModel:
     loaded_at: str
     history_png: bytes | None
     history_problem: str | None
-    lows: np.ndarray = field(repr=False)
-    highs: np.ndarray = field(repr=False)
 
     @property
     def identity(self) -> tuple[str, str, str]:
@@ -61,8 +59,8 @@ class ServedModel:
 
     def out_of_range_codes(self, x: np.ndarray) -> list[int]:
         """Per row, a bit mask of the features outside the training range."""
-        outside = (x < self.lows) | (x > self.highs)
-        return (outside @ (1 << np.arange(len(self.lows)))).tolist()
+        outside = (x < self.model.range_lows) | (x > self.model.range_highs)
+        return (outside @ (1 << np.arange(len(self.model.features)))).tolist()
 
     def out_of_range_names(self, code: int) -> list[str]:
         """The feature names of a bit mask from `out_of_range_codes`."""
@@ -89,7 +87,9 @@ class ServedModel:
 
     @cached_property
     def _bounds(self) -> list[tuple[str, float, float]]:
-        return list(zip(self.model.features, self.lows.tolist(), self.highs.tolist(), strict=True))
+        model = self.model
+        lows, highs = model.range_lows.tolist(), model.range_highs.tolist()
+        return list(zip(model.features, lows, highs, strict=True))
 
     def out_of_range_week(self, row: np.ndarray) -> list[str]:
         """The features of one row outside the training range (plain Python: one row)."""
@@ -99,15 +99,11 @@ class ServedModel:
             if v < lo or v > hi
         ]
 
-    def reference_rows(self) -> np.ndarray:
-        """The lowest, middle and highest training values of every feature."""
-        return np.vstack([self.lows, (self.lows + self.highs) / 2, self.highs])
-
 
 def check_answers(served: ServedModel) -> None:
     """Raise ArtifactError unless the model gives finite predictions on reference rows."""
     with np.errstate(all="ignore"):  # a broken model is reported below, not warned about
-        predictions = served.model.predict(served.reference_rows())
+        predictions = served.model.predict(served.model.reference_rows())
     if predictions.shape != (3,) or not np.isfinite(predictions).all():
         raise ArtifactError(
             f"version {served.entry.version} ({served.model.variant}) gives non-finite "
@@ -123,9 +119,7 @@ def load_served_model(settings: Settings, entry: ModelVersion | None = None) -> 
     registry = Registry(settings)
     entry = entry if entry is not None else registry.require_production_version()
     model = load_variant(registry.version_dir(entry), settings.mlops.serve_variant, entry.version)
-    lows = np.array([model.feature_ranges[f][0] for f in model.features], dtype=np.float64)
-    highs = np.array([model.feature_ranges[f][1] for f in model.features], dtype=np.float64)
-    served = ServedModel(model, entry, _now(), None, None, lows, highs)
+    served = ServedModel(model, entry, _now(), None, None)
     check_answers(served)
     try:
         png: bytes | None = render_history_png(settings, model)
@@ -134,7 +128,7 @@ def load_served_model(settings: Settings, entry: ModelVersion | None = None) -> 
         png, problem = None, str(exc)
     except Exception as exc:  # the picture is a convenience: never refuse a model over it
         png, problem = None, f"the history picture could not be drawn ({type(exc).__name__})"
-    return ServedModel(model, entry, served.loaded_at, png, problem, lows, highs)
+    return ServedModel(model, entry, served.loaded_at, png, problem)
 
 
 @dataclass(frozen=True)
