@@ -126,17 +126,25 @@ BAD_BODIES: list[tuple[bytes, int, str, str, str]] = [
     (
         json.dumps({**WEEK, "age_fleet": float("nan")}).encode(),
         422,
-        "body",
+        "age_fleet",
         "finite",
-        "NaN is not allowed: every value must be a finite number",
+        "age_fleet must be a finite number, got nan",
     ),
     (
         b'{"acft": 249, "sum_daily_hours": Infinity, "Cycles": 1, "sum_uti_mensal": 1, '
         b'"age_fleet": 1}',
         422,
-        "body",
+        "sum_daily_hours",
         "finite",
-        "Infinity is not allowed",
+        "sum_daily_hours must be a finite number, got inf",
+    ),
+    (
+        b'{"rows": [{"acft": 249, "sum_daily_hours": 1, "Cycles": 1, "sum_uti_mensal": 1, '
+        b'"age_fleet": -Infinity}]}',
+        422,
+        "rows[0].age_fleet",
+        "finite",
+        "rows[0].age_fleet must be a finite number, got -inf",
     ),
     (
         json.dumps({**WEEK, "sum_uti_mensal": 1e400}).encode().replace(b"Infinity", b"1e400"),
