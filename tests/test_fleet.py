@@ -1,9 +1,11 @@
+import numpy as np
 import pandas as pd
 
 from hhforecast.data import sample_dataset_path
 from hhforecast.fleet import (
     FleetChange,
     FleetProfile,
+    expected_weekly_hh,
     simulate_fleet,
     simulate_weekly_dataset,
     weekly_dataset,
@@ -87,3 +89,22 @@ def test_a_fleet_change_moves_the_features() -> None:
     # Before the change the fleet flies the same; item draws differ, so HH is not compared.
     utilisation = ["acft", "sum_daily_hours", "Cycles", "age_fleet"]
     pd.testing.assert_frame_equal(moved.loc[~after, utilisation], base.loc[~after, utilisation])
+
+
+def test_expected_hh_is_what_the_weeks_bring_on_average() -> None:
+    # Realised HH = expected HH + item noise: over many weeks and fleets the noise averages out,
+    # and the expectation follows the weeks (it grows with age, dips with the fleet's days).
+    ratios, correlations = [], []
+    for seed in (1, 2, 3, 4):
+        fleet = simulate_fleet(seed=seed, weeks=260)
+        weekly = weekly_dataset(fleet, weeks=260)
+        expected = expected_weekly_hh(fleet, weeks=260)
+        assert list(expected.index) == list(weekly["date"])
+        ratios.append(weekly["HH"].sum() / expected.sum())
+        correlations.append(np.corrcoef(weekly["HH"], expected)[0, 1])
+    assert abs(np.mean(ratios) - 1) < 0.02, ratios
+    assert min(correlations) > 0.4, correlations
+    # A profile with twice the items expects twice the HH from the same flying.
+    fleet = simulate_fleet(seed=1, weeks=20)
+    double = expected_weekly_hh(fleet, weeks=20, profile=FleetProfile(items_per_day=2.0))
+    np.testing.assert_allclose(double, 2 * expected_weekly_hh(fleet, weeks=20))

@@ -20,6 +20,8 @@ __all__ = [
     "FleetChange",
     "FleetProfile",
     "SimulatedFleet",
+    "expected_weekly_hh",
+    "mean_item_hh",
     "simulate_fleet",
     "simulate_weekly_dataset",
     "weekly_dataset",
@@ -32,6 +34,11 @@ SAMPLE_START = "2019-01-07"
 CATEGORIES = np.array(["PILOT", "CABIN", "MAINT", "FINDING", "REPLACEMENT"])
 CATEGORY_SHARE = np.array([0.25, 0.20, 0.27, 0.18, 0.10])
 ATA_CHAPTERS = np.array([21, 24, 25, 27, 28, 29, 30, 32, 33, 34, 35, 36, 38, 49, 52, 53, 71, 72])
+COUNTED = ~np.isin(CATEGORIES, ["PILOT", "CABIN"])
+HEAVY_SHARE = 0.004
+HEAVY_PARETO_SHAPE = 2.2
+HEAVY_SCALE = 8.0
+HEAVY_FLOOR = 5.0
 
 
 @dataclass(frozen=True)
@@ -160,27 +167,39 @@ def _service_calendar(
     return service
 
 
-def _unscheduled_events(
-    rng: np.random.Generator, utilisation: pd.DataFrame, profile: FleetProfile
-) -> pd.DataFrame:
+def _item_rate(utilisation: pd.DataFrame, profile: FleetProfile) -> np.ndarray:
+    """Expected unscheduled items (every category) of each aircraft-day in service."""
     hours = utilisation["hours"].to_numpy()
     cycles = utilisation["cycles"].to_numpy()
     tah = utilisation["TAH"].to_numpy()
     # Wear grows with hours and cycles; ageing accelerates it, and very long days add findings.
-    rate = (
+    return np.asarray(
         profile.items_per_day
         * (hours / 9.6) ** 0.5
         * (cycles / 5.8) ** 0.45
         * (tah / 40_000.0) ** 0.8
         * (1.0 + 0.25 * np.clip(hours - 11.0, 0.0, None))
     )
-    counts = rng.poisson(rate)
+
+
+def mean_item_hh(profile: FleetProfile) -> float:
+    """Expected HH of one unscheduled item: the lognormal mean, lifted by the rare heavy items."""
+    lognormal_mean = np.exp(profile.item_hh_log_mean + profile.item_hh_log_sigma**2 / 2)
+    # numpy's pareto(a) is Lomax-distributed, with mean 1 / (a - 1).
+    heavy_factor = HEAVY_SCALE / (HEAVY_PARETO_SHAPE - 1) + HEAVY_FLOOR
+    return float(lognormal_mean * (1 + HEAVY_SHARE * (heavy_factor - 1)))
+
+
+def _unscheduled_events(
+    rng: np.random.Generator, utilisation: pd.DataFrame, profile: FleetProfile
+) -> pd.DataFrame:
+    counts = rng.poisson(_item_rate(utilisation, profile))
     rows = np.repeat(np.arange(len(utilisation)), counts)
     n_items = len(rows)
     hh = rng.lognormal(profile.item_hh_log_mean, profile.item_hh_log_sigma, n_items)
     # Rare heavy items (structural findings, engine removals) make the right tail heavier.
-    heavy = rng.random(n_items) < 0.004
-    hh[heavy] *= rng.pareto(2.2, heavy.sum()) * 8.0 + 5.0
+    heavy = rng.random(n_items) < HEAVY_SHARE
+    hh[heavy] *= rng.pareto(HEAVY_PARETO_SHAPE, heavy.sum()) * HEAVY_SCALE + HEAVY_FLOOR
     return pd.DataFrame(
         {
             "date": utilisation["date"].to_numpy()[rows],
@@ -209,7 +228,7 @@ def weekly_dataset(fleet: SimulatedFleet, weeks: int, start: str = SAMPLE_START)
     weekly_months = pd.DatetimeIndex(weekly.index).to_period("M")
     weekly["sum_uti_mensal"] = monthly_hours.reindex(weekly_months).to_numpy()
 
-    events = fleet.events[~fleet.events["category"].isin(["PILOT", "CABIN"])]
+    events = fleet.events[fleet.events["category"].isin(CATEGORIES[COUNTED])]
     week_of_event = events["date"].dt.to_period("W-SUN").dt.start_time
     weekly["HH"] = events.groupby(week_of_event)["HH"].sum().reindex(weekly.index, fill_value=0.0)
 
@@ -223,6 +242,29 @@ def weekly_dataset(fleet: SimulatedFleet, weeks: int, start: str = SAMPLE_START)
     out["Cycles"] = out["Cycles"].astype(int)
     columns = ["date", "acft", "sum_daily_hours", "age_fleet", "Cycles", "sum_uti_mensal", "HH"]
     return out[columns]
+
+
+def expected_weekly_hh(
+    fleet: SimulatedFleet,
+    weeks: int,
+    start: str = SAMPLE_START,
+    profile: FleetProfile | None = None,
+) -> pd.Series:
+    """The HH each week is expected to bring, given how the fleet flew it (indexed by week).
+
+    This is the best forecast any model could make from the fleet's own utilisation: what is left
+    between it and the realised HH is the noise of the item draws. Only a simulation knows it.
+    """
+    profile = profile or FleetProfile()
+    util = fleet.utilisation
+    counted_share = CATEGORY_SHARE[COUNTED].sum()
+    per_day = _item_rate(util, profile) * counted_share * mean_item_hh(profile)
+    week = util["date"].dt.to_period("W-SUN").dt.start_time.to_numpy()
+    expected = pd.Series(per_day, index=week).groupby(level=0).sum()
+    first_week = pd.Timestamp(start).to_period("W-SUN").start_time
+    expected = expected.loc[first_week : first_week + pd.Timedelta(weeks=weeks - 1)]
+    expected.index = pd.DatetimeIndex(expected.index).strftime("%Y-%m-%d")
+    return expected.rename("HH_expected")
 
 
 def simulate_weekly_dataset(
