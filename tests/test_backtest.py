@@ -42,7 +42,7 @@ def test_too_short_a_dataset_is_reported_with_what_it_needs() -> None:
 
 def test_backtest_scores_every_model_per_fold_and_pooled(project: Project) -> None:
     settings = project.settings.with_training(**TINY)
-    result = backtest_dataset(settings, folds=2, horizon=6, include_original=True)
+    result = backtest_dataset(settings, folds=2, horizon=6, original_inits=2)
     models = [NETWORK, ORIGINAL_RECIPE, *BASELINES]
     assert result.models == models
     assert [f["train_weeks"] for f in result.fold_scores] == [248, 254]
@@ -56,6 +56,15 @@ def test_backtest_scores_every_model_per_fold_and_pooled(project: Project) -> No
         folds_mae = [f["variants"][variant][NETWORK]["MAE"] for f in result.fold_scores]
         assert result.overall[variant][NETWORK]["MAE"] == pytest.approx(np.mean(folds_mae))
         assert 0.0 <= result.coverage[variant] <= 1.0
+        # The recipe is scored from two initialisations: its pooled RMSE is the mean of theirs.
+        by_init = result.original_rmse_by_init[variant]
+        assert len(by_init) == 2 and by_init[0] != by_init[1]
+        assert result.overall[variant][ORIGINAL_RECIPE]["RMSE"] == pytest.approx(np.mean(by_init))
+        assert result.predictions[variant][ORIGINAL_RECIPE].shape == (2, 12)
+        network = result.predictions[variant][NETWORK]
+        rmse = np.sqrt(np.mean((network - result.actual) ** 2))
+        assert result.overall[variant][NETWORK]["RMSE"] == pytest.approx(rmse)
+    assert list(result.test_rows) == list(range(248, 260))
     summary = result.summary()
     assert set(summary["overall"]["5features"][NETWORK]) == {"MAE", "RMSE", "MAPE"}
     json.dumps(result.to_dict())
@@ -94,6 +103,7 @@ def test_cli_backtest_table_and_bad_input(project: Project, cli: Callable[..., A
     assert result.exit_code == 0, result.stderr
     assert "5features: rolling-origin backtest, 1 fold(s) of 4 week(s)" in result.stdout
     assert "original_recipe" in result.stdout and "linear_regression" in result.stdout
+    assert "5features original_recipe: mean of 5 initialisations, pooled RMSE" in result.stdout
     assert "intervals covered" in result.stdout
     result = cli("backtest", "--folds", "40", "--horizon", "13")
     assert result.exit_code == 2

@@ -5,7 +5,9 @@ how well are the coming weeks forecast? Each fold trains the network of every va
 `fit_network` that `hhforecast train` uses, with its own validation slice and intervals), fits
 the baselines on the same weeks, and scores them all on the same future weeks. The optional
 `original_recipe` is the first system's model (MinMax-scaled X and y, Dense 100-100 ReLU, Adam,
-10 epochs, batch 50), trained on the same weeks, to measure what the redesign changed.
+10 epochs, batch 50), trained on the same weeks, to measure what the redesign changed. Its result
+depends on the random draw of its initial weights, so it is trained from several initialisations
+and its scores are the mean of theirs (the score of the recipe, not of one lucky or unlucky draw).
 """
 
 from __future__ import annotations
@@ -33,7 +35,9 @@ __all__ = [
     "BacktestError",
     "BacktestResult",
     "backtest_dataset",
+    "forecast_metrics",
     "original_recipe_predictions",
+    "original_recipe_runs",
     "rolling_origins",
     "run_backtest",
 ]
@@ -42,6 +46,10 @@ NETWORK = "network"
 ORIGINAL_RECIPE = "original_recipe"
 DEFAULT_FOLDS = 4
 """Folds of `hhforecast backtest` when neither --folds nor training.backtest_folds says."""
+ORIGINAL_INITS = 5
+"""Initialisations the original recipe is trained from; its scores are their mean."""
+ORIGINAL_EPOCHS = 10
+"""The original recipe's epochs."""
 MIN_TRAINING_WEEKS = 26
 """Fewer weeks than half a year leave too little to fit, validate and calibrate on."""
 
@@ -72,6 +80,15 @@ class BacktestResult:
     overall: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
     coverage: dict[str, float] = field(default_factory=dict)
     interval_target: float = 0.8
+    original_rmse_by_init: dict[str, list[float]] = field(default_factory=dict)
+    """Pooled RMSE of each initialisation of the original recipe, per variant."""
+    actual: np.ndarray = field(default_factory=lambda: np.empty(0))
+    """Realised HH of every scored week, folds in order."""
+    test_rows: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=int))
+    """Dataset rows of the scored weeks, in the order of `actual`."""
+    predictions: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    """Per variant and model, the forecast of every scored week; for the original recipe an
+    array of one row per initialisation."""
 
     def to_dict(self) -> dict[str, Any]:
         """Everything as plain JSON-ready data."""
@@ -82,6 +99,7 @@ class BacktestResult:
             "interval_target": self.interval_target,
             "overall": self.overall,
             "observed_coverage": self.coverage,
+            "original_recipe_rmse_by_init": self.original_rmse_by_init,
             "fold_scores": self.fold_scores,
         }
 
@@ -112,7 +130,12 @@ def rolling_origins(rows: int, folds: int, horizon: int) -> list[tuple[np.ndarra
 
 
 def original_recipe_predictions(
-    x: np.ndarray, y: np.ndarray, train: np.ndarray, test: np.ndarray, seed: int
+    x: np.ndarray,
+    y: np.ndarray,
+    train: np.ndarray,
+    test: np.ndarray,
+    seed: int,
+    epochs: int = ORIGINAL_EPOCHS,
 ) -> np.ndarray:
     """The first system's model, faithfully: MinMax X and y, Dense 100-100 ReLU, 10 epochs."""
     quiet_tensorflow()
@@ -134,12 +157,37 @@ def original_recipe_predictions(
     network.fit(
         scaler_x.transform(x[train]),
         scaler_y.transform(y[train].reshape(-1, 1)),
-        epochs=10,
+        epochs=epochs,
         batch_size=50,
         verbose=0,
     )
     z = network(scaler_x.transform(x[test]), training=False).numpy()
     return np.asarray(scaler_y.inverse_transform(z)[:, 0], dtype=np.float64)
+
+
+def original_recipe_runs(
+    x: np.ndarray,
+    y: np.ndarray,
+    train: np.ndarray,
+    test: np.ndarray,
+    seed: int,
+    inits: int = ORIGINAL_INITS,
+    epochs: int = ORIGINAL_EPOCHS,
+) -> np.ndarray:
+    """The original recipe trained from `inits` initialisations: one row of forecasts each."""
+    return np.vstack(
+        [original_recipe_predictions(x, y, train, test, seed + k, epochs) for k in range(inits)]
+    )
+
+
+def forecast_metrics(
+    y_true: np.ndarray, predicted: np.ndarray, n_features: int
+) -> dict[str, float]:
+    """Metrics of one model's forecasts; for a (runs x weeks) array, the mean over the runs."""
+    if predicted.ndim == 1:
+        return regression_metrics(y_true, predicted, n_features)
+    each = [regression_metrics(y_true, run, n_features) for run in predicted]
+    return {k: float(np.mean([m[k] for m in each])) for k in each[0]}
 
 
 def _validation_slice(train: np.ndarray, fraction: float) -> tuple[np.ndarray, np.ndarray]:
@@ -152,12 +200,16 @@ def run_backtest(
     cfg: TrainingConfig,
     folds: int,
     horizon: int,
-    include_original: bool = False,
+    original_inits: int = 0,
     on_fold: FoldCallback | None = None,
 ) -> BacktestResult:
-    """Rolling-origin evaluation of every variant's network and the baselines."""
+    """Rolling-origin evaluation of every variant's network and the baselines.
+
+    With `original_inits` above 0 the original recipe is scored too, trained from that many
+    initialisations; its scores are the mean of theirs.
+    """
     origins = rolling_origins(dataset.rows, folds, horizon)
-    models = [NETWORK, *([ORIGINAL_RECIPE] if include_original else []), *BASELINES]
+    models = [NETWORK, *([ORIGINAL_RECIPE] if original_inits else []), *BASELINES]
     y = dataset.frame[cfg.target].to_numpy(dtype=np.float64)
     dates = dataset.frame["date"]
     result = BacktestResult(folds, horizon, models, interval_target=cfg.interval_coverage)
@@ -180,9 +232,9 @@ def run_backtest(
             x = dataset.frame[features].to_numpy(dtype=np.float64)
             fitted = fit_network(x, y, fit, validation, cfg)
             predictions = {NETWORK: fitted.predict(x[test])}
-            if include_original:
-                predictions[ORIGINAL_RECIPE] = original_recipe_predictions(
-                    x, y, train, test, cfg.seed
+            if original_inits:
+                predictions[ORIGINAL_RECIPE] = original_recipe_runs(
+                    x, y, train, test, cfg.seed, original_inits
                 )
             predictions.update(baseline_predictions(x, y, train, test))
             halfwidth = fitted.interval_halfwidth(cfg.interval_coverage)
@@ -192,19 +244,29 @@ def run_backtest(
             fold["observed_coverage"][variant] = float(covered.mean())
             fold["deep_correction_kept"][variant] = fitted.training["deep_correction_kept"]
             fold["variants"][variant] = {
-                m: regression_metrics(y[test], predictions[m], len(features)) for m in models
+                m: forecast_metrics(y[test], predictions[m], len(features)) for m in models
             }
             for m in models:
                 pooled[variant][m].append(predictions[m])
         result.fold_scores.append(fold)
         if on_fold is not None:
             on_fold(k + 1, folds)
-    y_all = np.concatenate([y[test] for _, test in origins])
+    result.test_rows = np.concatenate([test for _, test in origins])
+    result.actual = y[result.test_rows]
     for variant, features in cfg.variants.items():
-        result.overall[variant] = {
-            m: regression_metrics(y_all, np.concatenate(pooled[variant][m]), len(features))
-            for m in models
+        # Folds side by side: the recipe's runs are (initialisation x week) arrays.
+        result.predictions[variant] = {
+            m: np.concatenate(pooled[variant][m], axis=-1) for m in models
         }
+        result.overall[variant] = {
+            m: forecast_metrics(result.actual, p, len(features))
+            for m, p in result.predictions[variant].items()
+        }
+        if original_inits:
+            runs = result.predictions[variant][ORIGINAL_RECIPE]
+            result.original_rmse_by_init[variant] = [
+                regression_metrics(result.actual, run, len(features))["RMSE"] for run in runs
+            ]
         result.coverage[variant] = float(np.concatenate(inside[variant]).mean())
     return result
 
@@ -214,7 +276,7 @@ def backtest_dataset(
     dataset_path: Path | None = None,
     folds: int | None = None,
     horizon: int | None = None,
-    include_original: bool = False,
+    original_inits: int = 0,
     on_fold: FoldCallback | None = None,
 ) -> BacktestResult:
     """Load the configured (or given) weekly dataset and backtest it with the training settings."""
@@ -227,6 +289,6 @@ def backtest_dataset(
         cfg,
         folds if folds is not None else (cfg.backtest_folds or DEFAULT_FOLDS),
         horizon if horizon is not None else cfg.backtest_horizon,
-        include_original=include_original,
+        original_inits=original_inits,
         on_fold=on_fold,
     )
