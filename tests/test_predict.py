@@ -1,3 +1,4 @@
+import json
 from pathlib import Path
 
 import numpy as np
@@ -75,3 +76,38 @@ def test_cli_predict_and_its_bad_inputs(trained_project: Project, tmp_path: Path
     variant = cli("predict", "--input", source, "--output", tmp_path / "x.csv", "--variant", "3f")
     assert variant.exit_code == 2
     assert "has no variant '3f'" in variant.stderr
+
+
+def test_a_version_from_the_original_system_is_listed_but_not_used(
+    trained_project: Project, tmp_path: Path, cli
+) -> None:
+    # The original system's folder: the same artifact names, a metadata file of its own shape.
+    folder = trained_project.models / "1.1.0"
+    (folder / "model_metadata.json").write_text(
+        json.dumps(
+            {
+                "version": "1.1.0",
+                "trained_at": "2024-02-26T10:00:00",
+                "dataset": "dados_semanais.csv",
+                "metrics_5features": {"MAE": 200.0, "RMSE": 260.0, "R2": 0.4},
+                "metrics_4features": {"MAE": 210.0, "RMSE": 270.0, "R2": 0.3},
+            }
+        )
+    )
+    listed = cli("registry", "list", "--config", trained_project.config)
+    assert listed.exit_code == 0 and "1.1.0" in listed.stdout
+
+    source = weeks_file(tmp_path)
+    used = cli("predict", "--input", source, "--output", tmp_path / "o.csv")
+    assert used.exit_code == 1
+    assert "1.1.0 was not trained by hhforecast" in used.stderr
+    assert "hhforecast train --dataset FILE --version NEW" in used.stderr
+    assert "Traceback" not in used.stderr and not (tmp_path / "o.csv").exists()
+
+    checked = cli("validate", "1.1.0")
+    assert checked.exit_code == 1
+    assert "not trained by hhforecast" in checked.stdout + checked.stderr
+
+    # The versions hhforecast trained are still used when asked for.
+    older = cli("predict", "--input", source, "--output", tmp_path / "o.csv", "--version", "1.0.0")
+    assert older.exit_code == 0, older.stderr

@@ -14,6 +14,7 @@ __all__ = [
     "ArtifactError",
     "ConfigError",
     "DatasetError",
+    "ForeignVersionError",
     "HHForecastError",
     "RegistryCorruptError",
     "RegistryError",
@@ -105,6 +106,19 @@ class ArtifactError(HHForecastError):
     """A version folder is missing an artifact or an artifact does not match its checksum."""
 
     exit_code = EXIT_CHECK_FAILED
+
+
+class ForeignVersionError(ArtifactError):
+    """A version folder hhforecast did not train (for example one from the original system)."""
+
+    def __init__(self, version_dir: Path | str) -> None:
+        super().__init__(
+            f"{version_dir} was not trained by hhforecast: its model_metadata.json has no "
+            "'variants' (the features, training ranges and interval calibration that every "
+            "prediction and check needs), as in versions trained by the original system. It can "
+            "be listed but not served, checked or promoted; retrain it on the same data, e.g. "
+            "hhforecast train --dataset FILE --version NEW"
+        )
 
 
 class VariantNotFoundError(HHForecastError):

@@ -126,6 +126,8 @@ def check_integrity(version_dir: Path) -> list[ArtifactCheck]:
         metadata = read_metadata(version_dir)
     except ArtifactError as exc:
         return [ArtifactCheck(METADATA_FILE, f"unreadable: {exc}")]
+    if "variants" not in metadata:
+        return [ArtifactCheck(METADATA_FILE, "not trained by hhforecast (no 'variants'); retrain")]
     recorded = metadata.get("artifacts")
     if not isinstance(recorded, dict) or not recorded:
         return [ArtifactCheck(METADATA_FILE, "records no artifact checksums")]

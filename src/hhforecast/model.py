@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from hhforecast.errors import ArtifactError, VariantNotFoundError
+from hhforecast.errors import ArtifactError, ForeignVersionError, VariantNotFoundError
 
 if TYPE_CHECKING:
     from hhforecast.config import TrainingConfig
@@ -206,7 +206,9 @@ def load_variant(version_dir: Path, variant: str, version: str | None = None) ->
     import joblib
 
     metadata = read_metadata(version_dir)
-    variants = metadata.get("variants", {})
+    if "variants" not in metadata:
+        raise ForeignVersionError(version_dir)
+    variants = metadata["variants"]
     if variant not in variants:
         raise VariantNotFoundError(version_dir, variant, list(variants))
     info = variants[variant]
