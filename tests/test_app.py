@@ -399,7 +399,7 @@ def test_on_prediction_receives_every_answer_and_cannot_break_it(
     response = client.post("/api/predict", json={"rows": [WEEK, WEEK]})
     assert response.status_code == 200
     (event,) = events
-    assert (event.version, event.variant, event.features) == ("1.1.0", "5features", FEATURES)
+    assert (event.version, event.variant, event.features) == ("1.1.0", "5features", tuple(FEATURES))
     assert event.x.shape == (2, 5) and event.predictions.shape == (2,)
     assert round(float(event.predictions[0]), 3) == response.json()[0]["HH"]
 

@@ -238,21 +238,50 @@ def test_the_service_hook_queues_answers_and_logs_them_in_batches(tmp_path: Path
 def test_bulk_event_rows_equal_the_per_record_rows() -> None:
     from types import SimpleNamespace
 
-    from hhforecast.monitoring import event_records, event_rows
+    from hhforecast.monitoring import event_records, events_rows
 
     x = np.array([[249.0, 2539.5, 1591.0, 11261.3, 8037205.9], [251.0, 2400.0, 1500.0, 1e4, 1e7]])
     event = SimpleNamespace(
         at=1_795_694_121.5,
         version="1.0.0",
         variant="5features",
-        features=["acft", "sum_daily_hours", "Cycles", "sum_uti_mensal", "age_fleet"],
+        features=("acft", "sum_daily_hours", "Cycles", "sum_uti_mensal", "age_fleet"),
         x=x,
         predictions=np.array([1200.5, 1300.25]),
         lower=np.array([900.0, 1000.0]),
         upper=np.array([1500.0, 1600.0]),
     )
-    assert event_rows(event) == [r.row() for r in event_records(event)]
+    assert events_rows([event]) == [r.row() for r in event_records(event)]
     dated = SimpleNamespace(**{**vars(event), "weeks": ["2026-12-02", None]})
-    rows = event_rows(dated)
+    rows = events_rows([dated])
     assert [r[1] for r in rows] == ["2026-11-30", rows[1][1]]
     assert rows == [r.row() for r in event_records(dated)]
+    # A run of answers: stacked where they share a model, in order, dated ones row by row.
+    later = SimpleNamespace(**{**vars(event), "at": 1_795_780_521.25, "version": "1.1.0"})
+    one_row = SimpleNamespace(
+        **{**vars(event), "x": x[:1], "predictions": np.array([7.0]), "lower": np.array([6.0])}
+    )
+    one_row.upper = np.array([8.0])
+    mixed = [event, one_row, dated, later, event]
+    expected = [row for e in mixed for row in (r.row() for r in event_records(e))]
+    assert events_rows(mixed) == expected
+    assert len(expected) == 9
+
+
+def test_rows_are_written_several_per_statement_in_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import hhforecast.monitoring as monitoring
+
+    log = PredictionLog(tmp_path / "log.sqlite")
+    rows = [record(None, float(i), logged_at=EARLY).row() for i in range(25)]
+    monkeypatch.setattr(monitoring, "ROWS_PER_INSERT", 4)
+    assert log.record_rows(rows[:10]) == 10
+    # An old SQLite that binds at most 17 variables a statement: two rows of eight each.
+    monkeypatch.setattr(monitoring, "_variable_limit", lambda connection: 17)
+    assert log.record_rows(rows[10:]) == 15
+    frame = log.frame()
+    assert frame["hh_pred"].tolist() == [float(i) for i in range(25)]
+    assert (
+        frame["inputs"].iloc[24] == '{"Cycles": 1500.0, "acft": 250.0, "sum_daily_hours": 2400.0}'
+    )

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import atexit
 import functools
+import itertools
 import json
 import logging
 import math
@@ -21,7 +22,7 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -43,7 +44,7 @@ __all__ = [
     "PredictionRecord",
     "PredictionRecorder",
     "event_records",
-    "event_rows",
+    "events_rows",
     "monitor_html",
     "run_monitor",
     "week_of",
@@ -54,7 +55,7 @@ logger = logging.getLogger("hhforecast.monitoring")
 PERIODS = ("week", "month")
 BUSY_TIMEOUT_MS = 10_000
 PREPARE_ATTEMPTS = 20
-WRITE_INTERVAL_SECONDS = 0.1
+WRITE_INTERVAL_SECONDS = 0.02
 """How often the service's prediction log is written: answers are queued in between."""
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS predictions (
@@ -116,6 +117,20 @@ class PredictionRecord:
         )
 
 
+_INSERT = (
+    "INSERT INTO predictions (logged_at, week, version, variant, inputs, hh_pred, hh_lower, "
+    "hh_upper) VALUES "
+)
+_ROW_PLACEHOLDERS = "(?,?,?,?,?,?,?,?)"
+ROWS_PER_INSERT = 1000
+"""Rows written by one INSERT statement (fewer where SQLite allows fewer bound variables)."""
+
+
+def _variable_limit(connection: sqlite3.Connection) -> int:
+    """How many `?` one statement may bind (999 on SQLite before 3.32, 32766 or more after)."""
+    return int(connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER))
+
+
 def _prepare_database(connection: sqlite3.Connection) -> None:
     """Switch the file to WAL and create the table, retrying while another process does it."""
     # Both need an exclusive lock, and SQLite does not always wait on its busy handler for
@@ -174,12 +189,17 @@ class PredictionLog:
         if not rows:
             return 0
         connection = self._connection()
+        # Many rows per INSERT statement, not executemany: sqlite3 lets go of the GIL around
+        # every statement it steps, and a handoff per row made the writer thread fight the
+        # service's event loop (it cost the service about a tenth of its throughput).
+        per_statement = max(1, min(ROWS_PER_INSERT, _variable_limit(connection) // len(rows[0])))
         with self._write_lock, connection:
-            connection.executemany(
-                "INSERT INTO predictions (logged_at, week, version, variant, inputs, hh_pred, "
-                "hh_lower, hh_upper) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                rows,
-            )
+            for start in range(0, len(rows), per_statement):
+                chunk = rows[start : start + per_statement]
+                connection.execute(
+                    _INSERT + ",".join([_ROW_PLACEHOLDERS] * len(chunk)),
+                    [value for row in chunk for value in row],
+                )
         return len(rows)
 
     def record_frame(
@@ -252,7 +272,7 @@ class PredictionEventLike(Protocol):
     def variant(self) -> str: ...
 
     @property
-    def features(self) -> list[str]: ...
+    def features(self) -> Sequence[str]: ...
 
     @property
     def x(self) -> np.ndarray: ...
@@ -313,12 +333,13 @@ class PredictionRecorder:
                     batch.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
-            rows = [
-                row
-                for item in batch
-                if item is not None and not isinstance(item, threading.Event)
-                for row in event_rows(item)
-            ]
+            rows = events_rows(
+                [
+                    item
+                    for item in batch
+                    if item is not None and not isinstance(item, threading.Event)
+                ]
+            )
             if rows:
                 try:
                     self.log.record_rows(rows)
@@ -392,35 +413,46 @@ def _week_of_day(day_number: int) -> str:
     return week_of(date(1970, 1, 1) + timedelta(days=day_number))
 
 
-def event_rows(event: PredictionEventLike) -> list[tuple[Any, ...]]:
-    """The log rows of a served answer, built in bulk (the same rows as event_records)."""
-    weeks = getattr(event, "weeks", None)
-    if weeks is not None:
-        return [record.row() for record in event_records(event)]
-    # Undated answers share their time and week: format them once per answer, not per row.
-    stamp = datetime.fromtimestamp(event.at, UTC).isoformat(timespec="microseconds")
-    week = _week_of_day(int(event.at // 86_400))
-    template, order = _inputs_template(tuple(event.features))
-    version, variant = event.version, event.variant
-    return [
-        (
-            stamp,
-            week,
-            version,
-            variant,
-            template % tuple([values[j] for j in order]),
-            hh,
-            lower,
-            upper,
+def events_rows(events: Sequence[PredictionEventLike]) -> list[tuple[Any, ...]]:
+    """The log rows of many served answers, in order, built a run of answers at a time.
+
+    Consecutive undated answers of one model are stacked and their times formatted by NumPy in
+    one call: the writer thread's work per row is most of what the log costs the service.
+    """
+    rows: list[tuple[Any, ...]] = []
+    for key, same in itertools.groupby(events, key=_run_key):
+        if key is None:  # answers that name their weeks: row by row
+            rows.extend(record.row() for event in same for record in event_records(event))
+            continue
+        run = list(same)
+        version, variant, features = key
+        counts = [len(event.predictions) for event in run]
+        at = np.repeat(np.array([event.at for event in run], dtype=np.float64), counts)
+        template, order = _inputs_template(features)
+        x = np.concatenate([event.x for event in run])[:, order]
+        stamps = np.datetime_as_string(np.round(at * 1e6).astype("datetime64[us]"), unit="us")
+        weeks = [_week_of_day(day) for day in (at // 86_400).astype(np.int64).tolist()]
+        rows.extend(
+            zip(
+                [stamp + "+00:00" for stamp in stamps.tolist()],
+                weeks,
+                itertools.repeat(version),
+                itertools.repeat(variant),
+                [template % tuple(values) for values in x.tolist()],
+                np.concatenate([event.predictions for event in run]).tolist(),
+                np.concatenate([event.lower for event in run]).tolist(),
+                np.concatenate([event.upper for event in run]).tolist(),
+                strict=False,
+            )
         )
-        for values, hh, lower, upper in zip(
-            event.x.tolist(),
-            event.predictions.tolist(),
-            event.lower.tolist(),
-            event.upper.tolist(),
-            strict=True,
-        )
-    ]
+    return rows
+
+
+def _run_key(event: PredictionEventLike) -> tuple[str, str, tuple[str, ...]] | None:
+    """Answers with the same key are stacked together; dated answers (None) are not."""
+    if getattr(event, "weeks", None) is not None:
+        return None
+    return (event.version, event.variant, tuple(event.features))
 
 
 # -- the monitor report --------------------------------------------------------------------------

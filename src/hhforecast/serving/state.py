@@ -32,7 +32,7 @@ class PredictionEvent(NamedTuple):
     """Unix time of the answer."""
     version: str
     variant: str
-    features: list[str]
+    features: tuple[str, ...]
     x: np.ndarray
     """Rows of raw features, shape [n, len(features)]."""
     predictions: np.ndarray
@@ -71,7 +71,7 @@ class ServingState:
             time.time(),
             model.version,
             model.variant,
-            model.features,
+            served.feature_names,
             x,
             predictions,
             lower,
