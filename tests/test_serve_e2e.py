@@ -44,10 +44,10 @@ class Server:
         return self.log.read_text(errors="replace")
 
 
-def start_server(project: Project, *extra: str) -> Server:
+def start_server(project: Project, *extra: str, env: dict[str, str] | None = None) -> Server:
     port = free_port()
     log = project.root / f"serve-{port}.log"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     command = [sys.executable, "-m", "hhforecast", "serve", "--port", str(port)]
     with log.open("w") as out:
         process = subprocess.Popen(
@@ -184,19 +184,45 @@ def test_serve_answers_over_http_and_follows_a_promotion_live(
     assert "now serving version 1.0.0 (was 1.1.0)" in server.output()
 
 
-def test_serve_with_two_workers_uses_the_app_factory(fast_poll_project: Project) -> None:
-    running = start_server(fast_poll_project, "--workers", "2")
+def metric(text: str, name: str) -> float:
+    """The value of one sample line of /metrics (e.g. 'hhforecast_predictions_total{...}')."""
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"{name} not in /metrics:\n{text}")
+
+
+def test_serve_with_two_workers_uses_the_app_factory_and_adds_up_metrics(
+    fast_poll_project: Project,
+) -> None:
+    scratch = fast_poll_project.root / "scratch"
+    scratch.mkdir()
+    running = start_server(fast_poll_project, "--workers", "2", env={"TMPDIR": str(scratch)})
     try:
-        answers = {
-            httpx.post(f"{running.url}/api/predict", json=WEEK).json()["HH"] for _ in range(6)
-        }
-        assert len(answers) == 1
-        assert "Starting 2 workers on" in running.output()
         deadline = time.monotonic() + START_TIMEOUT  # the second worker may still be loading
         loaded = "Model loaded (version: models/1.1.0) in worker"
         while running.output().count(loaded) < 2 and time.monotonic() < deadline:
             time.sleep(0.2)
         assert running.output().count(loaded) == 2, running.output()
+        assert "Starting 2 workers on" in running.output()
+        # A new connection per request: the kernel hands them to either worker.
+        answers = {
+            httpx.post(f"{running.url}/api/predict", json=WEEK).json()["HH"] for _ in range(40)
+        }
+        assert len(answers) == 1
+        (folder,) = scratch.glob("hhforecast-metrics-*")
+        writers = {path.stem.rsplit("_", 1)[1] for path in folder.glob("counter_*.db")}
+        assert len(writers) == 2, "both workers should have answered some of the 40 requests"
+        # Whichever worker answers a scrape, it reports both workers' counts added up.
+        served = 'hhforecast_predictions_total{variant="5features",version="1.1.0"}'
+        predicted = 'hhforecast_http_requests_total{method="POST",path="/api/predict",status="200"}'
+        model = 'hhforecast_model_info{variant="5features",version="1.1.0"}'
+        for _ in range(6):
+            text = httpx.get(f"{running.url}/metrics").text
+            assert metric(text, served) == 40.0
+            assert metric(text, predicted) == 40.0
+            assert metric(text, model) == 1.0
     finally:
         stop_server(running)
     assert running.process.returncode == 0, running.output()
+    assert not list(scratch.iterdir()), "the metrics folder is removed when the server stops"

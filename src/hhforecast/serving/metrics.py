@@ -1,14 +1,25 @@
-"""Prometheus metrics of one app, kept in the app's own registry so apps never clash."""
+"""Prometheus metrics of one app, kept in the app's own registry so apps never clash.
+
+With several worker processes (`hhforecast serve --workers N`) a scrape reaches one worker
+chosen by the kernel, so each worker's own counters would jump between workers' values and look
+like resets. `run_server` then sets PROMETHEUS_MULTIPROC_DIR before the workers start:
+prometheus_client keeps every worker's values in files there, and `/metrics` adds them up
+(counters and histograms summed, gauges the maximum over live workers).
+"""
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["METRIC_NAMES", "MetricsMiddleware", "ServiceMetrics"]
+__all__ = ["METRIC_NAMES", "MULTIPROCESS_ENV", "MetricsMiddleware", "ServiceMetrics"]
+
+MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
+"""prometheus_client's own switch: set, every process writes its values to files there."""
 
 METRIC_NAMES = (
     "hhforecast_http_requests_total",
@@ -68,6 +79,7 @@ class ServiceMetrics:
             "1 for the version and variant being served.",
             ["version", "variant"],
             registry=self.registry,
+            multiprocess_mode="livemax",
         )
         self.reloads = Counter(
             "hhforecast_model_reloads_total",
@@ -83,11 +95,13 @@ class ServiceMetrics:
             "hhforecast_model_reload_failing",
             "1 while the configured production version could not be loaded, else 0.",
             registry=self.registry,
+            multiprocess_mode="livemax",
         )
         # labels() takes a lock and builds a key on every call; the request path reuses children.
         self._request_children: dict[tuple[str, str, int], Any] = {}
         self._latency_children: dict[str, Any] = {}
         self._prediction_children: dict[tuple[str, str], Any] = {}
+        self._served: tuple[str, str] | None = None
 
     def observe_request(self, path: str, method: str, status: int, seconds: float) -> None:
         """Count one answered request and record its latency."""
@@ -111,8 +125,24 @@ class ServiceMetrics:
 
     def serving(self, version: str, variant: str) -> None:
         """Mark `version` as the one being served."""
+        if self._served is not None:
+            # Zero first: with several workers the old value lives on in this worker's file,
+            # which clear() does not touch.
+            self.model_info.labels(*self._served).set(0)
         self.model_info.clear()
         self.model_info.labels(version, variant).set(1)
+        self._served = (version, variant)
+
+    def render(self) -> bytes:
+        """The Prometheus text of this app, or of every worker added up when there are several."""
+        directory = os.environ.get(MULTIPROCESS_ENV)
+        if not directory:
+            return bytes(generate_latest(self.registry))
+        from prometheus_client.multiprocess import MultiProcessCollector
+
+        workers = CollectorRegistry()
+        MultiProcessCollector(workers, path=directory)
+        return bytes(generate_latest(workers))
 
 
 class MetricsMiddleware:

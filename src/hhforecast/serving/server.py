@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import copy
 import os
+import shutil
 import socket
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -119,5 +121,15 @@ def run_server(
     if settings.source is not None:
         os.environ[CONFIG_ENV] = str(settings.source)
     from hhforecast.serving.app import APP_FACTORY
+    from hhforecast.serving.metrics import MULTIPROCESS_ENV
 
-    uvicorn.run(APP_FACTORY, factory=True, workers=plan.workers, **common)
+    # The workers' metrics meet in one folder so /metrics adds them up (serving/metrics.py). A
+    # folder the user named is theirs to empty; one made here is removed when the server stops.
+    own_folder = not os.environ.get(MULTIPROCESS_ENV)
+    if own_folder:
+        os.environ[MULTIPROCESS_ENV] = tempfile.mkdtemp(prefix="hhforecast-metrics-")
+    try:
+        uvicorn.run(APP_FACTORY, factory=True, workers=plan.workers, **common)
+    finally:
+        if own_folder:
+            shutil.rmtree(os.environ.pop(MULTIPROCESS_ENV), ignore_errors=True)
