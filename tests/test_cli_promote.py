@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from hhforecast.registry import rewrite_production_version
 
 from .conftest import Project
@@ -38,10 +40,29 @@ def test_gate_refuses_worse_accepts_better_rolls_back_and_keeps_history(
     assert f"RMSE {ranking.worse_rmse:,.1f}" in message
     assert f"production {ranking.better}'s RMSE {ranking.better_rmse:,.1f}" in message
     assert config.read_bytes() == before
+    # The same refusal for a pipeline: JSON on stdout, the same exit code and message.
+    refused = cli(
+        "promote", ranking.worse, "--require-better-rmse", *variant, "--json", "--config", config
+    )
+    assert refused.exit_code == 1
+    outcome = json.loads(refused.stdout)
+    assert outcome["promoted"] is False and outcome["error"] in one_line(refused.stderr)
+    report = outcome["validation"]
+    assert (report["version"], report["production_version"]) == (ranking.worse, ranking.better)
+    assert report["candidate_rmse"] == pytest.approx(ranking.worse_rmse)
+    assert config.read_bytes() == before
 
-    rolled = cli("rollback", "--config", config)
+    rolled = cli("rollback", "--json", "--config", config)
     assert rolled.exit_code == 0, rolled.stderr
-    assert f"production is now {ranking.worse} (was {ranking.better})" in one_line(rolled.stdout)
+    moved = json.loads(rolled.stdout)
+    assert (moved["promoted"], moved["action"]) == (True, "rollback")
+    assert (moved["from"], moved["to"], moved["gate"]) == (
+        ranking.better,
+        ranking.worse,
+        "integrity",
+    )
+    assert moved["validation"] is None
+    assert moved["config_file"] == str(config)
     assert config.read_text() == rewrite_production_version(original, ranking.worse)
 
     history = json.loads(cli("registry", "history", "--json", "--config", config).stdout)

@@ -23,7 +23,7 @@ from hhforecast.errors import EXIT_CHECK_FAILED
 from hhforecast.registry import PromotionRecord, Registry
 
 if TYPE_CHECKING:
-    from hhforecast.gate import ValidationReport
+    from hhforecast.gate import PromotionResult, ValidationReport
 
 DataOption = Annotated[
     Path | None,
@@ -127,31 +127,46 @@ def promote(
     data: DataOption = None,
     reason: ReasonOption = "",
     config: ConfigOption = None,
+    json_output: JsonOption = False,
 ) -> None:
     """Point production at a version (mlops.production_version) and record it in the history.
 
-    Exit 0: promoted; 1: refused by the gate or integrity check; 2: bad input.
+    Exit 0: promoted; 1: refused by the gate or integrity check; 2: bad input. With --json the
+    outcome is printed as JSON, a refusal by the gate included ("promoted": false).
 
     Example: hhforecast promote 1.1.0 --require-better-rmse --reason "retrained on March data"
     """
+    from hhforecast.gate import PromotionRefusedError, ValidationFailedError
     from hhforecast.gate import promote as promote_version
 
     settings = settings_from(config)
-    result = promote_version(
-        settings,
-        version,
-        require_better_rmse=require_better_rmse,
-        variant=variant,
-        data=data,
-        reason=reason,
-    )
+    try:
+        result = promote_version(
+            settings,
+            version,
+            require_better_rmse=require_better_rmse,
+            variant=variant,
+            data=data,
+            reason=reason,
+        )
+    except (PromotionRefusedError, ValidationFailedError) as refused:
+        if json_output:
+            print_json(
+                {"promoted": False, "error": str(refused), "validation": refused.report.to_dict()}
+            )
+        raise
     for warning in result.report.warnings if result.report else []:
         err_console.print(f"[yellow]Warning:[/] {warning}", highlight=False)
+    if json_output:
+        _print_move(result, settings.config_file)
+        return
     _render_move(result.record, settings.config_file)
 
 
 @friendly_errors
-def rollback(reason: ReasonOption = "", config: ConfigOption = None) -> None:
+def rollback(
+    reason: ReasonOption = "", config: ConfigOption = None, json_output: JsonOption = False
+) -> None:
     """Put the previous production version back (recorded as a promotion, reason "rollback").
 
     Example: hhforecast rollback --reason "forecasts too high since Monday"
@@ -159,7 +174,22 @@ def rollback(reason: ReasonOption = "", config: ConfigOption = None) -> None:
     from hhforecast.gate import rollback as rollback_version
 
     settings = settings_from(config)
-    _render_move(rollback_version(settings, reason).record, settings.config_file)
+    result = rollback_version(settings, reason)
+    if json_output:
+        _print_move(result, settings.config_file)
+        return
+    _render_move(result.record, settings.config_file)
+
+
+def _print_move(result: PromotionResult, config_file: Path) -> None:
+    print_json(
+        {
+            "promoted": True,
+            **result.record.to_entry(),
+            "config_file": str(config_file),
+            "validation": result.report.to_dict() if result.report else None,
+        }
+    )
 
 
 def _render_move(record: PromotionRecord, config_file: Path) -> None:
