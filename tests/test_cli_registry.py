@@ -47,7 +47,8 @@ def test_help_and_registry_list_do_not_import_tensorflow(trained_project: Projec
     code = (
         "import sys\n"
         "from hhforecast.cli import app\n"
-        "for args in (['--help'], ['registry', 'list'], ['registry', 'show', '1.0.0']):\n"
+        "for args in (['--help'], ['registry', 'list'], ['registry', 'show', '1.0.0'],\n"
+        "             ['registry', 'check']):\n"
         "    try:\n"
         "        app(args)\n"
         "    except SystemExit as exc:\n"

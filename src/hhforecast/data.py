@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -12,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from hhforecast.errors import DatasetError
+from hhforecast.registry import file_sha256
 
 __all__ = [
     "DATE_COLUMN",
@@ -98,15 +98,6 @@ def recorded_dataset(metadata: dict[str, Any], base_dir: Path) -> RecordedDatase
     if expected and file_sha256(path) != expected:
         return RecordedDataset(label, path, "changed")
     return RecordedDataset(label, path, None)
-
-
-def file_sha256(path: Path) -> str:
-    """SHA-256 of a file's bytes, read in chunks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def read_csv(path: Path) -> pd.DataFrame:

@@ -33,6 +33,7 @@ from hhforecast.registry import (
     PromotionRecord,
     Registry,
     RmseComparison,
+    file_sha256,
 )
 
 __all__ = [
@@ -120,8 +121,6 @@ class ArtifactCheck:
 
 def check_integrity(version_dir: Path) -> list[ArtifactCheck]:
     """Compare every artifact of a version folder with the checksums in its metadata."""
-    from hhforecast.data import file_sha256
-
     try:
         metadata = read_metadata(version_dir)
     except ArtifactError as exc:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import getpass
+import hashlib
 import json
 import os
 import re
@@ -75,6 +76,15 @@ def check_version_name(name: str) -> str:
     if name.lower() == LATEST:
         raise RegistryError(f"{name!r} is reserved: it means the newest version")
     return name
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file's bytes, read in chunks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -575,16 +585,7 @@ class Registry:
             if prepare is not None:
                 prepare(version)
             target = self.models_dir / version
-            entry = ModelVersion.from_entry(
-                {
-                    "version": version,
-                    "path": target.relative_to(self.settings.base_dir).as_posix()
-                    if target.is_relative_to(self.settings.base_dir)
-                    else str(target),
-                    **entry_fields,
-                },
-                "new entry",
-            )
+            entry = self._new_entry(version, target, entry_fields)
             replaced = None
             if target.exists():
                 # An old folder of the same name (a forced re-train, or one left by a crash
@@ -604,6 +605,26 @@ class Registry:
             if replaced is not None:
                 shutil.rmtree(replaced, ignore_errors=True)
             return entry
+
+    def register_folder(self, folder: Path, entry_fields: dict[str, Any]) -> ModelVersion:
+        """Write the entry of a version folder already in place (named after its version):
+        appended, or replacing the entry of that version where it stands."""
+        version = check_version_name(folder.name)
+        with self.locked():
+            document = self._read()
+            entry = self._new_entry(version, folder, entry_fields)
+            names = [v.version for v in document.versions]
+            if version in names:
+                document.versions[names.index(version)] = entry
+            else:
+                document.versions.append(entry)
+            self._write(document)
+            return entry
+
+    def _new_entry(self, version: str, target: Path, entry_fields: dict[str, Any]) -> ModelVersion:
+        base = self.settings.base_dir
+        path = target.relative_to(base).as_posix() if target.is_relative_to(base) else str(target)
+        return ModelVersion.from_entry({"version": version, "path": path, **entry_fields}, "entry")
 
     # -- the production pointer and its history -------------------------------------------
 

@@ -148,7 +148,7 @@ def train_version(
         from hhforecast.drift import write_drift_reference  # kept with the model for `drift`
 
         metadata["artifacts"].update(write_drift_reference(staging, dataset.frame, split))
-        entry_fields = _registry_fields(metadata, dataset)
+        entry_fields = registry_fields(metadata)
 
         def write_metadata(name: str) -> None:
             # A dated version's name is chosen under the registry lock, just before the move.
@@ -240,14 +240,15 @@ def _metadata(
     }
 
 
-def _registry_fields(metadata: dict[str, Any], dataset: WeeklyDataset) -> dict[str, Any]:
+def registry_fields(metadata: dict[str, Any]) -> dict[str, Any]:
+    """The registry entry's fields (besides version and path) from a version's metadata."""
     fields: dict[str, Any] = {
         "trained_at": metadata["trained_at"],
         "dataset": metadata["dataset"]["path"],
     }
     for name, info in metadata["variants"].items():
         fields[f"metrics_{name}"] = info["metrics"]
-    fields["dataset_sha256"] = dataset.sha256
+    fields["dataset_sha256"] = metadata["dataset"]["sha256"]
     fields["split"] = metadata["split"]["mode"]
     fields["test_period"] = metadata["split"]["test"]
     fields["baselines"] = {

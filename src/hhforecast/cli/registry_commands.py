@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -18,10 +19,12 @@ from hhforecast.cli._common import (
     settings_from,
 )
 from hhforecast.cli.gate_commands import registry_history
-from hhforecast.errors import VersionNotFoundError
+from hhforecast.errors import EXIT_CHECK_FAILED, VersionNotFoundError
 from hhforecast.registry import ModelVersion, Registry
 
-registry_app = typer.Typer(help="List and inspect registered versions.", no_args_is_help=True)
+registry_app = typer.Typer(
+    help="List, inspect and check registered versions.", no_args_is_help=True
+)
 
 
 def _production_name(registry: Registry) -> str | None:
@@ -122,3 +125,54 @@ def show_version(
 
 
 registry_app.command("history")(registry_history)
+
+
+@registry_app.command("check")
+@friendly_errors
+def check(
+    fix: Annotated[
+        bool,
+        typer.Option("--fix", help="Repair what can be repaired safely, then check again."),
+    ] = False,
+    config: ConfigOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Check that registry.json and the version folders agree (after a crash or a hand edit).
+
+    Finds entries without a folder, complete folders without an entry, entries that disagree
+    with their folder, artifacts that fail their checksums, and staging folders left by stopped
+    trainings. --fix restores, registers or removes what it safely can. Exit 0: all agree;
+    1: something is left to look at.
+
+    Example: hhforecast registry check --fix
+    """
+    from hhforecast.checkup import check_registry, repair
+
+    settings = settings_from(config)
+    report = check_registry(settings)
+    if fix and any(f.fix for f in report.findings):
+        report = repair(settings, report)
+    if json_output:
+        print_json(report.to_dict())
+    else:
+        for action in report.repaired:
+            console.print(f"[green]Fixed:[/] {action}", highlight=False)
+        for note in report.notes:
+            console.print(f"Note: {note.version}: {note.detail}", highlight=False)
+        if report.clean:
+            console.print(
+                f"[bold green]OK[/] {report.registry}: {report.versions} version(s), every "
+                "folder matches its entry.",
+                highlight=False,
+            )
+        else:
+            table = Table(title=f"{report.registry}: {len(report.findings)} finding(s)")
+            for column in ("problem", "version", "folder", "detail", "--fix"):
+                table.add_column(column, overflow="fold")
+            for f in report.findings:
+                table.add_row(
+                    f.kind, f.version or "-", Path(f.path).name, f.detail, f.fix or "by hand"
+                )
+            console.print(table)
+    if not report.clean:
+        raise typer.Exit(EXIT_CHECK_FAILED)
