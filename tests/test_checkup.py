@@ -3,6 +3,9 @@
 import json
 import os
 import shutil
+import signal
+import subprocess
+import sys
 import time
 
 from hhforecast.checkup import check_registry
@@ -126,3 +129,45 @@ def test_only_staging_folders_nobody_writes_to_are_removed(trained_project: Proj
     assert not stale.exists() and fresh.is_dir()
     assert "removed .staging-aaaaaaaaaaaa" in result.stdout
     assert kinds(trained_project) == [("leftover_staging", None, False)]
+
+
+KILLED_TRAINING = """
+import os, signal, sys
+from hhforecast.cli import app
+from hhforecast.registry import Registry
+
+def die(self, document):  # the power goes out right after the folder moved into place
+    os.kill(os.getpid(), signal.SIGKILL)
+
+Registry._write = die
+app(["train", "--version", "2.0.0", "--config", sys.argv[1]])
+"""
+
+
+def test_a_training_killed_before_its_entry_is_repaired_and_usable(
+    trained_project: Project, cli, tmp_path_factory
+) -> None:
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_TRAINING, str(trained_project.config)],
+        cwd=trained_project.root,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert (trained_project.models / "2.0.0" / "model_metadata.json").is_file()
+    assert "2.0.0" not in trained_project.registry_file.read_text()
+
+    fixed = cli("registry", "check", "--fix", "--config", trained_project.config)
+    assert fixed.exit_code == 0, fixed.stdout
+    assert "registered version 2.0.0" in fixed.stdout
+    weeks = tmp_path_factory.mktemp("weeks") / "weeks.csv"
+    weeks.write_text(
+        "acft,sum_daily_hours,Cycles,sum_uti_mensal,age_fleet\n249,2539.5,1591,11261.3,8037205.9\n"
+    )
+    scored = cli(
+        "predict", "--input", weeks, "--output", weeks.with_name("out.csv"), "--version", "2.0.0"
+    )
+    assert scored.exit_code == 0, scored.stderr
+    validated = cli("validate", "2.0.0", "--config", trained_project.config)
+    assert validated.exit_code == 0, validated.stdout
