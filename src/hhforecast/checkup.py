@@ -27,7 +27,7 @@ from typing import Any
 
 from hhforecast.config import Settings
 from hhforecast.errors import ArtifactError
-from hhforecast.gate import check_integrity
+from hhforecast.gate import check_integrity, integrity_problem
 from hhforecast.model import METADATA_FILE, read_metadata
 from hhforecast.registry import STAGING_PREFIX, Registry
 
@@ -148,17 +148,9 @@ def _check_entry(version: str, trained_at: str, folder: Path) -> list[Finding]:
                 "rewrite the entry from the folder's model_metadata.json",
             )
         )
-    bad = [c for c in check_integrity(folder) if not c.ok]
-    if bad:
-        findings.append(
-            Finding(
-                "integrity",
-                version,
-                str(folder),
-                ", ".join(f"{c.name} {c.status}" for c in bad),
-                "",
-            )
-        )
+    problem = integrity_problem(check_integrity(folder))
+    if problem:
+        findings.append(Finding("integrity", version, str(folder), problem, ""))
     return findings
 
 
@@ -222,14 +214,13 @@ def _unlisted_finding(folder: Path) -> Finding:
             f"named {folder.name}",
             "",
         )
-    bad = [c for c in check_integrity(folder) if not c.ok]
-    if bad:
+    problem = integrity_problem(check_integrity(folder))
+    if problem:
         return Finding(
             "unregistered_folder",
             version,
             str(folder),
-            "no entry lists it and its artifacts fail their checksums: "
-            + ", ".join(f"{c.name} {c.status}" for c in bad),
+            f"no entry lists it and its artifacts fail their checksums: {problem}",
             "",
         )
     return Finding(

@@ -48,6 +48,7 @@ __all__ = [
     "ValidationReport",
     "VariantNotFoundError",
     "check_integrity",
+    "integrity_problem",
     "promote",
     "require_integrity",
     "rollback",
@@ -149,7 +150,8 @@ def check_integrity(version_dir: Path) -> list[ArtifactCheck]:
     return checks
 
 
-def _integrity_problem(checks: list[ArtifactCheck]) -> str | None:
+def integrity_problem(checks: list[ArtifactCheck]) -> str | None:
+    """What is wrong with a version's artifacts, in one line, or None when nothing is."""
     bad = [c for c in checks if not c.ok]
     if not bad:
         return None
@@ -158,7 +160,7 @@ def _integrity_problem(checks: list[ArtifactCheck]) -> str | None:
 
 def require_integrity(version_dir: Path, version: str) -> None:
     """Raise ArtifactError (exit 1) unless every artifact matches its recorded checksum."""
-    problem = _integrity_problem(check_integrity(version_dir))
+    problem = integrity_problem(check_integrity(version_dir))
     if problem:
         raise ArtifactError(
             f"version {version} failed its integrity check in {version_dir}: {problem}. "
@@ -476,7 +478,7 @@ def _production_model(
         report.warnings.append(f"{version} is the production version: nothing to compare with")
         return None
     folder = registry.version_dir(production)
-    problem = _integrity_problem(check_integrity(folder))
+    problem = integrity_problem(check_integrity(folder))
     if problem:
         report.warnings.append(
             f"production {production.version} failed its integrity check ({problem}); it is not "
@@ -505,7 +507,7 @@ def validate_version(
     folder = registry.version_dir(entry)
     report = ValidationReport(version=version, variant=variant)
     report.artifacts = check_integrity(folder)
-    problem = _integrity_problem(report.artifacts)
+    problem = integrity_problem(report.artifacts)
     if problem:
         report.failures.append(f"integrity: {problem}")
         return report
