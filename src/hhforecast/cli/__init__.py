@@ -21,6 +21,7 @@ app = typer.Typer(
 )
 app.command()(modeling.sample)
 app.command()(modeling.train)
+app.command()(modeling.retrain)
 app.command()(modeling.predict)
 app.add_typer(registry_app, name="registry")
 app.command()(gate_commands.validate)

@@ -1,7 +1,9 @@
-"""`hhforecast sample`, `train` and `predict`."""
+"""`hhforecast sample`, `train`, `retrain` and `predict`."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -18,6 +20,7 @@ from hhforecast.cli._common import (
     print_json,
     settings_from,
 )
+from hhforecast.errors import EXIT_CHECK_FAILED
 
 
 @friendly_errors
@@ -74,32 +77,11 @@ def train(
 
     Example: hhforecast train --version 1.0.0
     """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     from hhforecast.training import train_version
 
     settings = settings_from(config).with_training(epochs=epochs, seed=seed)
-    progress = Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("epochs"),
-        TimeElapsedColumn(),
-        console=err_console,
-        transient=json_output,
-        disable=json_output,
-    )
-    tasks: dict[str, Any] = {}
-
-    def on_epoch(variant: str, done: int, total: int) -> None:
-        if variant not in tasks:
-            tasks[variant] = progress.add_task(f"training {variant}", total=total)
-        progress.update(tasks[variant], completed=done)
-
-    with progress:
+    with training_progress(quiet=json_output) as on_epoch:
         result = train_version(settings, dataset, version, force=force, on_epoch=on_epoch)
-        for task in tasks.values():  # early stopping ends before the planned epochs
-            progress.update(task, total=progress.tasks[task].completed)
     if json_output:
         print_json(
             {
@@ -115,6 +97,91 @@ def train(
         f" (test weeks {result.metadata['split']['test']['start']} to "
         f"{result.metadata['split']['test']['end']}, split: {result.metadata['split']['mode']})."
     )
+
+
+@contextmanager
+def training_progress(quiet: bool) -> Iterator[Callable[[str, int, int], None]]:
+    """A progress bar per variant on stderr (none when quiet); yields the epoch callback."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    progress = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("epochs"),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=quiet,
+        disable=quiet,
+    )
+    tasks: dict[str, Any] = {}
+
+    def on_epoch(variant: str, done: int, total: int) -> None:
+        if variant not in tasks:
+            tasks[variant] = progress.add_task(f"training {variant}", total=total)
+        progress.update(tasks[variant], completed=done)
+
+    with progress:
+        yield on_epoch
+        for task in tasks.values():  # early stopping ends before the planned epochs
+            progress.update(task, total=progress.tasks[task].completed)
+
+
+@friendly_errors
+def retrain(
+    dataset: Annotated[
+        Path | None,
+        typer.Option(
+            help="Weekly CSV with the newest weeks (default: paths.dataset).", dir_okay=False
+        ),
+    ] = None,
+    version: Annotated[
+        str | None, typer.Option(help="Version name (default: today's date, YYYYMMDD).")
+    ] = None,
+    reason: Annotated[str, typer.Option(help="Kept in the promotion history.")] = "",
+    config: ConfigOption = None,
+    epochs: Annotated[int | None, typer.Option(min=1, help="Maximum epochs.")] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Train a new version and promote it only if it beats production on weeks neither saw.
+
+    Production following "latest" is pinned first, so a new version never serves untested.
+    Exit 0: promoted; 1: trained and registered, production kept; 2: bad input.
+
+    Example: hhforecast retrain --dataset exports/weekly.csv --reason "monthly retrain"
+    """
+    from hhforecast.retraining import retrain as retrain_version
+
+    settings = settings_from(config).with_training(epochs=epochs)
+    with training_progress(quiet=json_output) as on_epoch:
+        outcome = retrain_version(settings, dataset, version, reason, on_epoch=on_epoch)
+    if json_output:
+        print_json(outcome.to_dict())
+    else:
+        if outcome.pinned:
+            console.print(
+                f'Pinned production to {outcome.previous} (it followed "latest").',
+                highlight=False,
+            )
+        scores = (
+            f" RMSE {fmt(outcome.candidate_rmse)} vs {fmt(outcome.production_rmse)} on "
+            f"{outcome.fair_weeks} fair week(s)."
+            if outcome.candidate_rmse is not None
+            else ""
+        )
+        if outcome.promoted:
+            console.print(
+                f"[bold green]Promoted[/] {outcome.version}: {outcome.why}.{scores}",
+                highlight=False,
+            )
+        else:
+            console.print(
+                f"[bold yellow]Kept[/] {outcome.production} in production; {outcome.version} is "
+                f"registered but not promoted: {outcome.why}",
+                highlight=False,
+            )
+    if not outcome.promoted:
+        raise typer.Exit(EXIT_CHECK_FAILED)
 
 
 def _summary(metadata: dict[str, Any]) -> Table:

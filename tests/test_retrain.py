@@ -1,0 +1,94 @@
+"""`hhforecast retrain`: a new version is promoted only when it wins on weeks neither model saw."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from hhforecast.fleet import simulate_weekly_dataset
+from hhforecast.registry import Registry
+from hhforecast.training import train_version
+
+from .conftest import Project
+
+
+def exports(folder: Path) -> tuple[Path, Path]:
+    """An export of 200 weeks, and the export of the same fleet 100 weeks later."""
+    weeks = simulate_weekly_dataset(seed=11, weeks=300)
+    old, new = folder / "old.csv", folder / "new.csv"
+    weeks.iloc[:200].to_csv(old, index=False)
+    weeks.to_csv(new, index=False)
+    return old, new
+
+
+def history(project: Project) -> list[tuple[str, str, str]]:
+    return [(h["to"], h["gate"], h["reason"]) for h in Registry(project.settings).history()]
+
+
+def test_latest_is_pinned_then_the_new_version_is_judged_on_fair_weeks(
+    project: Project, cli
+) -> None:
+    old, new = exports(project.root)
+    train_version(project.settings, old, "1.0.0")
+    result = cli("retrain", "--dataset", new, "--version", "2.0.0", "--json")
+    outcome = json.loads(result.stdout)
+    # 1.0.0 learnt from weeks up to its validation end (week 160); 2.0.0's test weeks are the
+    # last 75 of 300, all after it: every one of them is fair.
+    assert outcome["fair_weeks"] == 75 and outcome["pinned"] is True
+    won = outcome["candidate_rmse"] < outcome["production_rmse"]
+    assert outcome["promoted"] is won
+    assert result.exit_code == (0 if won else 1)
+    assert Registry(project.settings).production_version().version == ("2.0.0" if won else "1.0.0")
+    assert history(project)[0] == ("1.0.0", "integrity", "retrain: pinned before training")
+    assert [v.version for v in Registry(project.settings).versions()] == ["1.0.0", "2.0.0"]
+
+
+def test_a_version_trained_on_noise_is_registered_but_not_promoted(project: Project, cli) -> None:
+    old, new = exports(project.root)
+    train_version(project.settings, old, "1.0.0")
+    # The new export's older weeks are scrambled: the candidate learns nothing real, while the
+    # fair weeks at the end are the fleet's true ones.
+    frame = pd.read_csv(new)
+    rng = np.random.default_rng(0)
+    frame.loc[:224, "HH"] = rng.permutation(frame.loc[:224, "HH"].to_numpy())
+    frame.loc[:224, "age_fleet"] = rng.permutation(frame.loc[:224, "age_fleet"].to_numpy())
+    frame.to_csv(new, index=False)
+    config_before = project.config.read_text()
+
+    result = cli("retrain", "--dataset", new, "--version", "2.0.0", "--config", project.config)
+    assert result.exit_code == 1
+    text = " ".join(result.stdout.split())
+    assert "Kept 1.0.0 in production; 2.0.0 is registered but not promoted" in text
+    assert "refused to promote 2.0.0" in text and "the fair weeks" in text
+    assert Registry(project.settings).production_version().version == "1.0.0"
+    assert '"1.0.0"' in project.config.read_text() and config_before != project.config.read_text()
+
+
+def test_an_export_older_than_production_cannot_be_judged(project: Project, cli) -> None:
+    old, new = exports(project.root)
+    train_version(project.settings, new, "1.0.0")
+    # Every test week of a version trained on the older export was a training week of 1.0.0.
+    result = cli("retrain", "--dataset", old, "--version", "1.1.0", "--json")
+    assert result.exit_code == 1
+    outcome = json.loads(result.stdout)
+    assert (outcome["promoted"], outcome["fair_weeks"], outcome["production"]) == (
+        False,
+        0,
+        "1.0.0",
+    )
+    assert "at least 8 are needed" in outcome["why"]
+
+
+def test_bad_input_changes_nothing(project: Project, cli) -> None:
+    old, _ = exports(project.root)
+    train_version(project.settings, old, "1.0.0")
+    broken = project.root / "broken.csv"
+    pd.read_csv(old).drop(columns=["Cycles"]).to_csv(broken, index=False)
+    config_before, registry_before = project.config.read_bytes(), project.registry_file.read_bytes()
+    result = cli("retrain", "--dataset", broken, "--version", "2.0.0")
+    assert result.exit_code == 2
+    assert "missing column(s) Cycles" in result.stderr
+    assert project.config.read_bytes() == config_before  # not even pinned
+    assert project.registry_file.read_bytes() == registry_before
+    assert not (project.models / "2.0.0").exists()
