@@ -30,6 +30,18 @@ ConfigOption = Annotated[
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+DatasetOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--dataset",
+        help="Weekly CSV (default: paths.dataset, else the bundled sample).",
+        dir_okay=False,
+    ),
+]
+VersionOption = Annotated[
+    str | None,
+    typer.Option("--version", help="Version name (default: today's date, YYYYMMDD)."),
+]
 
 
 def settings_from(config: Path | None) -> Settings:

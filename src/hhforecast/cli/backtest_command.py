@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -10,6 +9,7 @@ from rich.table import Table
 
 from hhforecast.cli._common import (
     ConfigOption,
+    DatasetOption,
     JsonOption,
     console,
     err_console,
@@ -25,12 +25,7 @@ if TYPE_CHECKING:
 
 @friendly_errors
 def backtest(
-    dataset: Annotated[
-        Path | None,
-        typer.Option(
-            help="Weekly CSV (default: paths.dataset, else the bundled sample).", dir_okay=False
-        ),
-    ] = None,
+    dataset: DatasetOption = None,
     folds: Annotated[
         int | None,
         typer.Option(min=1, help="Number of folds (default: training.backtest_folds, else 4)."),

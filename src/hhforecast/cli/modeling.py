@@ -12,7 +12,9 @@ from rich.table import Table
 
 from hhforecast.cli._common import (
     ConfigOption,
+    DatasetOption,
     JsonOption,
+    VersionOption,
     console,
     err_console,
     fmt,
@@ -56,15 +58,8 @@ def sample(
 
 @friendly_errors
 def train(
-    dataset: Annotated[
-        Path | None,
-        typer.Option(
-            help="Weekly CSV (default: paths.dataset, else the bundled sample).", dir_okay=False
-        ),
-    ] = None,
-    version: Annotated[
-        str | None, typer.Option(help="Version name (default: today's date, YYYYMMDD).")
-    ] = None,
+    dataset: DatasetOption = None,
+    version: VersionOption = None,
     config: ConfigOption = None,
     epochs: Annotated[int | None, typer.Option(min=1, help="Maximum epochs.")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
@@ -129,15 +124,8 @@ def training_progress(quiet: bool) -> Iterator[Callable[[str, int, int], None]]:
 
 @friendly_errors
 def retrain(
-    dataset: Annotated[
-        Path | None,
-        typer.Option(
-            help="Weekly CSV with the newest weeks (default: paths.dataset).", dir_okay=False
-        ),
-    ] = None,
-    version: Annotated[
-        str | None, typer.Option(help="Version name (default: today's date, YYYYMMDD).")
-    ] = None,
+    dataset: DatasetOption = None,
+    version: VersionOption = None,
     reason: Annotated[str, typer.Option(help="Kept in the promotion history.")] = "",
     config: ConfigOption = None,
     epochs: Annotated[int | None, typer.Option(min=1, help="Maximum epochs.")] = None,
