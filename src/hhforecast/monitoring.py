@@ -191,7 +191,7 @@ class PredictionLog:
         connection = self._connection()
         # Many rows per INSERT statement, not executemany: sqlite3 lets go of the GIL around
         # every statement it steps, and a handoff per row made the writer thread fight the
-        # service's event loop (it cost the service about a tenth of its throughput).
+        # service's event loop (about 14 µs of server CPU per answer, measured with wrk).
         per_statement = max(1, min(ROWS_PER_INSERT, _variable_limit(connection) // len(rows[0])))
         with self._write_lock, connection:
             for start in range(0, len(rows), per_statement):
