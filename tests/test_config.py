@@ -66,8 +66,11 @@ def test_invalid_yaml_and_missing_file(tmp_path: Path) -> None:
     config.write_text("training: [unclosed\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_settings(config)
-    with pytest.raises(ConfigError, match="no such file"):
+    with pytest.raises(ConfigError, match="no such file") as missing:
         load_settings(tmp_path / "absent.yaml")
+    assert str(missing.value).endswith(
+        "absent.yaml: no such file (given with --config). Check the path, or leave --config out."
+    )
 
 
 def test_command_line_overrides_are_validated() -> None:

@@ -182,13 +182,21 @@ def find_config_file(explicit: Path | None = None, cwd: Path | None = None) -> P
     """The config file to use: explicit, then $HHFORECAST_CONFIG, then ./config.yaml, else None."""
     if explicit is not None:
         if not explicit.is_file():
-            raise ConfigError(explicit, "no such file (given with --config)")
+            raise ConfigError(
+                explicit,
+                "no such file (given with --config)",
+                "Check the path, or leave --config out.",
+            )
         return explicit
     from_env = os.environ.get(CONFIG_ENV)
     if from_env:
         path = Path(from_env).expanduser()
         if not path.is_file():
-            raise ConfigError(path, f"no such file (named by ${CONFIG_ENV})")
+            raise ConfigError(
+                path,
+                f"no such file (named by ${CONFIG_ENV})",
+                f"Check the path, or unset {CONFIG_ENV}.",
+            )
         return path
     local = (cwd or Path.cwd()) / "config.yaml"
     return local if local.is_file() else None

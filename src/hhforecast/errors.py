@@ -36,13 +36,15 @@ class HHForecastError(Exception):
 class ConfigError(HHForecastError):
     """The configuration file is missing, unreadable or holds a wrong key or value."""
 
-    def __init__(self, source: Path | str, problem: str) -> None:
+    def __init__(
+        self,
+        source: Path | str,
+        problem: str,
+        hint: str = "Fix the value in the config file (see docs/configuration.md for every key).",
+    ) -> None:
         self.source = str(source)
         self.problem = problem
-        super().__init__(
-            f"{source}: {problem}. Fix the value in the config file "
-            "(see docs/configuration.md for every key)."
-        )
+        super().__init__(f"{source}: {problem}. {hint}")
 
 
 class DatasetError(HHForecastError):
