@@ -101,7 +101,8 @@ def retrain(
         )
         pinned = True
         settings = settings.reloaded()
-    trained = train_version(settings, dataset_path, version, on_epoch=on_epoch)
+    # The rows checked above are the ones trained on and judged on: the file is read once.
+    trained = train_version(settings, dataset_path, version, on_epoch=on_epoch, dataset=dataset)
     candidate = trained.entry.version
     production_metadata = _metadata_of(registry, previous)
     weeks = fair_weeks(dataset.frame, trained.metadata, production_metadata)

@@ -113,15 +113,19 @@ def train_version(
     version: str | None = None,
     force: bool = False,
     on_epoch: EpochCallback | None = None,
+    dataset: WeeklyDataset | None = None,
 ) -> TrainedVersion:
     """Train every variant on a weekly dataset and publish the result as one registry version.
 
-    Nothing is written to the models folder or the registry unless every step succeeds.
+    `dataset`, when the caller has already loaded and checked it (from `dataset_path`), is used
+    as it is instead of reading the file again. Nothing is written to the models folder or the
+    registry unless every step succeeds.
     """
     registry = Registry(settings)
     registry.check_can_publish(version, force)
     cfg = settings.training
-    dataset = load_training_dataset(settings, dataset_path)
+    if dataset is None:
+        dataset = load_training_dataset(settings, dataset_path)
     split = split_weeks(
         dataset.rows, cfg.test_fraction, cfg.validation_fraction, cfg.split, cfg.seed
     )
