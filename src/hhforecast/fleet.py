@@ -12,6 +12,7 @@ the columns of the brief. Demand grows with hours, cycles and age; item HH are h
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
@@ -26,6 +27,8 @@ __all__ = [
     "simulate_weekly_dataset",
     "weekly_dataset",
 ]
+
+ByWeek = TypeVar("ByWeek", pd.DataFrame, pd.Series)
 
 SAMPLE_SEED = 7
 SAMPLE_WEEKS = 260
@@ -211,11 +214,21 @@ def _unscheduled_events(
     )
 
 
+def _monday(dates: pd.Series) -> pd.Series:
+    """The Monday starting each date's week (the dataset's `date`)."""
+    return dates.dt.to_period("W-SUN").dt.start_time
+
+
+def _simulated_weeks(by_week: ByWeek, start: str, weeks: int) -> ByWeek:
+    """The `weeks` weeks from the one holding `start` (the logs span whole months around them)."""
+    first_week = pd.Timestamp(start).to_period("W-SUN").start_time
+    return by_week.loc[first_week : first_week + pd.Timedelta(weeks=weeks - 1)]
+
+
 def weekly_dataset(fleet: SimulatedFleet, weeks: int, start: str = SAMPLE_START) -> pd.DataFrame:
     """Aggregate the raw logs to one row per week with the dataset's columns."""
-    first_week = pd.Timestamp(start).to_period("W-SUN").start_time
     util = fleet.utilisation.copy()
-    util["week"] = util["date"].dt.to_period("W-SUN").dt.start_time
+    util["week"] = _monday(util["date"])
     util["month"] = util["date"].dt.to_period("M")
     monthly_hours = util.groupby("month")["hours"].sum()
 
@@ -229,10 +242,11 @@ def weekly_dataset(fleet: SimulatedFleet, weeks: int, start: str = SAMPLE_START)
     weekly["sum_uti_mensal"] = monthly_hours.reindex(weekly_months).to_numpy()
 
     events = fleet.events[fleet.events["category"].isin(CATEGORIES[COUNTED])]
-    week_of_event = events["date"].dt.to_period("W-SUN").dt.start_time
-    weekly["HH"] = events.groupby(week_of_event)["HH"].sum().reindex(weekly.index, fill_value=0.0)
+    weekly["HH"] = (
+        events.groupby(_monday(events["date"]))["HH"].sum().reindex(weekly.index, fill_value=0.0)
+    )
 
-    weekly = weekly.loc[first_week : first_week + pd.Timedelta(weeks=weeks - 1)]
+    weekly = _simulated_weeks(weekly, start, weeks)
     out = weekly.reset_index().rename(columns={"week": "date"})
     out["date"] = out["date"].dt.strftime("%Y-%m-%d")
     out["sum_daily_hours"] = out["sum_daily_hours"].round(1)
@@ -259,10 +273,8 @@ def expected_weekly_hh(
     util = fleet.utilisation
     counted_share = CATEGORY_SHARE[COUNTED].sum()
     per_day = _item_rate(util, profile) * counted_share * mean_item_hh(profile)
-    week = util["date"].dt.to_period("W-SUN").dt.start_time.to_numpy()
-    expected = pd.Series(per_day, index=week).groupby(level=0).sum()
-    first_week = pd.Timestamp(start).to_period("W-SUN").start_time
-    expected = expected.loc[first_week : first_week + pd.Timedelta(weeks=weeks - 1)]
+    expected = pd.Series(per_day, index=_monday(util["date"]).to_numpy()).groupby(level=0).sum()
+    expected = _simulated_weeks(expected, start, weeks)
     expected.index = pd.DatetimeIndex(expected.index).strftime("%Y-%m-%d")
     return expected.rename("HH_expected")
 
