@@ -223,26 +223,22 @@ def signals_for(columns: list[str], target: str) -> list[Signal]:
     if set(SECTOR_SIGNAL.needs) <= available:
         signals.append(SECTOR_SIGNAL)
     per_day = "acft" in available
+
+    def level(name: str, column: str, role: str, per_day_label: str, label: str) -> Signal:
+        """HH (realised or predicted), per aircraft-day when the fleet's days are known."""
+        compute = _ratio(column, "acft") if per_day else _column(column)
+        return Signal(name, per_day_label if per_day else label, role, True, compute, (column,))
+
     if target in available:
-        signals.append(
-            Signal(
-                target,
-                f"{target}/aircraft-day" if per_day else target,
-                "target",
-                True,
-                _ratio(target, "acft") if per_day else _column(target),
-                (target,),
-            )
-        )
+        signals.append(level(target, target, "target", f"{target}/aircraft-day", target))
     if PREDICTION_COLUMN in available:
         signals.append(
-            Signal(
+            level(
                 "prediction",
-                "predicted/aircraft-day" if per_day else "predicted HH",
+                PREDICTION_COLUMN,
                 "prediction",
-                True,
-                _ratio(PREDICTION_COLUMN, "acft") if per_day else _column(PREDICTION_COLUMN),
-                (PREDICTION_COLUMN,),
+                "predicted/aircraft-day",
+                "predicted HH",
             )
         )
         if target in available:
