@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +87,7 @@ class CheckReport:
         }
 
 
-def check_registry(settings: Settings, now: float | None = None) -> CheckReport:
+def check_registry(settings: Settings) -> CheckReport:
     """Compare registry.json with the version folders; change nothing."""
     registry = Registry(settings)
     entries = registry.versions()
@@ -104,7 +104,7 @@ def check_registry(settings: Settings, now: float | None = None) -> CheckReport:
                 continue
             if folder.name.startswith(STAGING_PREFIX):
                 if not folder.name.startswith(OLD_PREFIX) or not _restores_an_entry(folder, report):
-                    report.findings.append(_staging_finding(folder, now or time.time()))
+                    report.findings.append(_staging_finding(folder))
             elif not folder.name.startswith(".") and folder.resolve() not in listed:
                 report.findings.append(_unlisted_finding(folder))
     return report
@@ -162,20 +162,18 @@ def _restores_an_entry(folder: Path, report: CheckReport) -> bool:
         return False
     for i, finding in enumerate(report.findings):
         if finding.kind == "missing_folder" and finding.version == version and not finding.fix:
-            report.findings[i] = Finding(
-                finding.kind,
-                finding.version,
-                finding.path,
-                f"{finding.detail}; {folder.name} holds it (a re-train stopped halfway)",
-                f"move {folder.name} back to {Path(finding.path).name}",
+            report.findings[i] = replace(
+                finding,
+                detail=f"{finding.detail}; {folder.name} holds it (a re-train stopped halfway)",
+                fix=f"move {folder.name} back to {Path(finding.path).name}",
                 source=str(folder),
             )
             return True
     return False
 
 
-def _staging_finding(folder: Path, now: float) -> Finding:
-    idle = now - _last_change(folder)
+def _staging_finding(folder: Path) -> Finding:
+    idle = time.time() - _last_change(folder)
     if idle >= STALE_STAGING_SECONDS:
         return Finding(
             "leftover_staging",
