@@ -74,7 +74,10 @@ def check_version_name(name: str) -> str:
             "(for example 1.0.0 or 20240226)"
         )
     if name.lower() == LATEST:
-        raise RegistryError(f"{name!r} is reserved: it means the newest version")
+        raise RegistryError(
+            f"{name!r} is reserved: it means the newest version. Choose another version name, "
+            "for example 1.0.0 or 20240226"
+        )
     return name
 
 
