@@ -145,7 +145,7 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 def batch_body() -> bytes:
     import pandas as pd
 
-    from hhforecast.data import sample_dataset_path
+    from hhforecast.datasets.weekly import sample_dataset_path
 
     weeks = pd.read_csv(sample_dataset_path())[FEATURES].to_dict("records")
     rows = (weeks * (BATCH_ROWS // len(weeks) + 1))[:BATCH_ROWS]
@@ -354,7 +354,7 @@ def main() -> None:
         sys.exit("wrk is not installed: apt-get install -y wrk")
 
     from hhforecast.config import load_settings
-    from hhforecast.registry import Registry
+    from hhforecast.registry.store import Registry
 
     settings = load_settings(args.config)
     entry = Registry(settings).require_production_version()

@@ -71,7 +71,7 @@ def project(tmp_path: Path) -> Project:
 
 @pytest.fixture(scope="session")
 def _trained_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from hhforecast.training import train_version
+    from hhforecast.modeling.training import train_version
 
     root = tmp_path_factory.mktemp("trained")
     config = write_config(root)

@@ -15,8 +15,8 @@ import yaml
 from fastapi.testclient import TestClient
 
 from hhforecast.errors import RegistryError
-from hhforecast.gate import promote
-from hhforecast.predict import load_model
+from hhforecast.gate.promotion import promote
+from hhforecast.modeling.predict import load_model
 from hhforecast.serving import PredictionEvent, create_app
 
 from .conftest import Project, write_config
@@ -545,8 +545,8 @@ def test_the_prediction_log_can_be_switched_off(
     trained_project: Project, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from hhforecast.config import CONFIG_ENV
-    from hhforecast.monitoring import PredictionRecorder
     from hhforecast.serving.app import app_from_environment
+    from hhforecast.watch.monitor import PredictionRecorder
 
     monkeypatch.setenv(CONFIG_ENV, str(trained_project.config))
     logged = app_from_environment()

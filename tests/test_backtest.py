@@ -5,7 +5,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from hhforecast.backtest import (
+from hhforecast.modeling.backtest import (
     BASELINES,
     NETWORK,
     ORIGINAL_RECIPE,
@@ -13,7 +13,7 @@ from hhforecast.backtest import (
     backtest_dataset,
     rolling_origins,
 )
-from hhforecast.training import train_version
+from hhforecast.modeling.training import train_version
 
 from .conftest import Project, write_config
 

@@ -8,8 +8,8 @@ import subprocess
 import sys
 import time
 
-from hhforecast.checkup import check_registry
-from hhforecast.registry import Registry
+from hhforecast.registry.check import check_registry
+from hhforecast.registry.store import Registry
 
 from .conftest import Project
 from .test_gate import tamper
@@ -134,7 +134,7 @@ def test_only_staging_folders_nobody_writes_to_are_removed(trained_project: Proj
 KILLED_TRAINING = """
 import os, signal, sys
 from hhforecast.cli import app
-from hhforecast.registry import Registry
+from hhforecast.registry.store import Registry
 
 def die(self, document):  # the power goes out right after the folder moved into place
     os.kill(os.getpid(), signal.SIGKILL)

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from hhforecast.registry import rewrite_production_version
+from hhforecast.registry.pointer import rewrite_production_version
 
 from .conftest import Project
 from .test_gate import rank_versions, tamper

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from hhforecast.data import load_weekly_dataset, sample_dataset_path
+from hhforecast.datasets.weekly import load_weekly_dataset, sample_dataset_path
 from hhforecast.errors import DatasetError
 
 FEATURES = ["acft", "sum_daily_hours", "Cycles", "sum_uti_mensal", "age_fleet"]
@@ -87,11 +87,11 @@ def test_too_few_rows_and_empty_files(tmp_path: Path) -> None:
 
 
 def test_recorded_dataset_labels_round_trip_and_are_checked(tmp_path: Path) -> None:
-    from hhforecast.data import (
+    from hhforecast._fs import file_sha256
+    from hhforecast.datasets.weekly import (
         SAMPLE_LABEL,
         dataset_label,
         dataset_path_of,
-        file_sha256,
         recorded_dataset,
     )
 

@@ -9,16 +9,16 @@ import pytest
 from scipy.stats import ks_2samp
 
 from hhforecast.config import DriftConfig
-from hhforecast.drift import (
+from hhforecast.datasets.fleet import FleetChange, FleetProfile, simulate_weekly_dataset
+from hhforecast.errors import ArtifactError
+from hhforecast.modeling.evaluation import split_weeks
+from hhforecast.watch.drift import (
     DRIFT_REFERENCE_FILE,
     detectable_shift,
     drift_statistics,
     read_drift_reference,
     write_drift_reference,
 )
-from hhforecast.errors import ArtifactError
-from hhforecast.evaluation import split_weeks
-from hhforecast.fleet import FleetChange, FleetProfile, simulate_weekly_dataset
 
 TRAINING_WEEKS = 195  # the fit + validation weeks of a 260-week dataset with a time split
 DATASET_WEEKS = 260

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from hhforecast.evaluation import (
+from hhforecast.modeling.evaluation import (
     baseline_predictions,
     conformal_halfwidth,
     conformal_relative_halfwidth,

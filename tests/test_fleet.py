@@ -1,8 +1,7 @@
 import numpy as np
 import pandas as pd
 
-from hhforecast.data import sample_dataset_path
-from hhforecast.fleet import (
+from hhforecast.datasets.fleet import (
     FleetChange,
     FleetProfile,
     expected_weekly_hh,
@@ -10,6 +9,7 @@ from hhforecast.fleet import (
     simulate_weekly_dataset,
     weekly_dataset,
 )
+from hhforecast.datasets.weekly import sample_dataset_path
 
 COLUMNS = ["date", "acft", "sum_daily_hours", "age_fleet", "Cycles", "sum_uti_mensal", "HH"]
 

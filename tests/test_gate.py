@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from hhforecast.config import load_settings
-from hhforecast.data import sample_dataset_path
+from hhforecast.datasets.weekly import sample_dataset_path
 from hhforecast.errors import ArtifactError
-from hhforecast.gate import (
+from hhforecast.gate.promotion import (
     EvaluationDataError,
     PromotionRefusedError,
     VariantNotFoundError,
@@ -19,7 +19,7 @@ from hhforecast.gate import (
     rollback,
     validate_version,
 )
-from hhforecast.registry import Registry
+from hhforecast.registry.store import Registry
 
 from .conftest import Project
 
@@ -47,7 +47,7 @@ def rank_versions(project: Project) -> Ranking:
             return Ranking(variant, "1.1.0", "1.0.0", new, old)
     # A few epochs may leave both versions on the same linear solution. Then a version whose
     # 5features variant sees other columns must score differently on the same test weeks.
-    from hhforecast.training import train_version
+    from hhforecast.modeling.training import train_version
 
     other = ["acft", "sum_daily_hours", "Cycles", "age_fleet"]
     variants = {"5features": other, "4features": other[:3]}
@@ -272,7 +272,7 @@ def test_data_still_evaluates_when_the_training_dataset_is_gone(
 def test_non_finite_forecasts_fail_validation(trained_project: Project) -> None:
     import joblib
 
-    from hhforecast.data import file_sha256
+    from hhforecast._fs import file_sha256
 
     # A degenerate scaler (zero spread) recorded with a matching checksum: integrity passes,
     # the forecasts are infinite.

@@ -5,21 +5,15 @@ import pandas as pd
 import pytest
 from sklearn.linear_model import LinearRegression
 
-import hhforecast.model as model_module
+import hhforecast.modeling.network as model_module
 from hhforecast.config import TrainingConfig
-from hhforecast.data import sample_dataset_path
+from hhforecast.datasets.weekly import sample_dataset_path
 from hhforecast.errors import VariantNotFoundError
-from hhforecast.evaluation import split_weeks
-from hhforecast.model import (
-    LAYER_NAMES,
-    RANGE_LAYER,
-    artifact_names,
-    fit_network,
-    interval_bounds,
-    load_variant,
-    trending_inputs,
-)
-from hhforecast.predict import predict_frame
+from hhforecast.modeling.artifacts import artifact_names, load_variant
+from hhforecast.modeling.evaluation import split_weeks
+from hhforecast.modeling.inference import LAYER_NAMES, RANGE_LAYER, interval_bounds
+from hhforecast.modeling.network import fit_network, trending_inputs
+from hhforecast.modeling.predict import predict_frame
 
 from .conftest import FAST_TRAINING, Project
 

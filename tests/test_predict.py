@@ -4,8 +4,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from hhforecast.data import sample_dataset_path
-from hhforecast.predict import load_model, predict_file
+from hhforecast.datasets.weekly import sample_dataset_path
+from hhforecast.modeling.predict import load_model, predict_file
 
 from .conftest import Project
 

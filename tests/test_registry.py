@@ -17,7 +17,7 @@ from hhforecast.errors import (
     VersionExistsError,
     VersionNotFoundError,
 )
-from hhforecast.registry import Registry, check_version_name
+from hhforecast.registry.store import Registry, check_version_name
 
 ORIGINAL = {
     "versions": [
@@ -143,7 +143,7 @@ WRITER = """
 import sys
 from pathlib import Path
 from hhforecast.config import load_settings
-from hhforecast.registry import Registry
+from hhforecast.registry.store import Registry
 registry = Registry(load_settings(Path(sys.argv[1])))
 prefix = sys.argv[2]
 for i in range(int(sys.argv[3])):

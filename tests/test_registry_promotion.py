@@ -14,12 +14,9 @@ import yaml
 from hhforecast import registry as registry_module
 from hhforecast.config import load_settings
 from hhforecast.errors import ConfigError, RegistryCorruptError, RegistryError
-from hhforecast.registry import (
-    ProductionMovedError,
-    Registry,
-    RmseComparison,
-    rewrite_production_version,
-)
+from hhforecast.registry.history import RmseComparison
+from hhforecast.registry.pointer import rewrite_production_version
+from hhforecast.registry.store import ProductionMovedError, Registry
 
 from .conftest import Project
 

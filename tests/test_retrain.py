@@ -6,9 +6,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from hhforecast.fleet import simulate_weekly_dataset
-from hhforecast.registry import Registry
-from hhforecast.training import train_version
+from hhforecast.datasets.fleet import simulate_weekly_dataset
+from hhforecast.modeling.training import train_version
+from hhforecast.registry.store import Registry
 
 from .conftest import Project
 

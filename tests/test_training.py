@@ -4,10 +4,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from hhforecast.data import file_sha256, sample_dataset_path
-from hhforecast.model import artifact_names
-from hhforecast.registry import Registry
-from hhforecast.training import train_version
+from hhforecast._fs import file_sha256
+from hhforecast.datasets.weekly import sample_dataset_path
+from hhforecast.modeling.artifacts import artifact_names
+from hhforecast.modeling.training import train_version
+from hhforecast.registry.store import Registry
 
 from .conftest import Project
 

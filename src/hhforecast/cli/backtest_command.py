@@ -20,7 +20,7 @@ from hhforecast.cli._common import (
 )
 
 if TYPE_CHECKING:
-    from hhforecast.backtest import BacktestResult
+    from hhforecast.modeling.backtest import BacktestResult
 
 
 @friendly_errors
@@ -50,7 +50,7 @@ def backtest(
 
     Example: hhforecast backtest --folds 4 --horizon 13
     """
-    from hhforecast.backtest import ORIGINAL_INITS, backtest_dataset
+    from hhforecast.modeling.backtest import ORIGINAL_INITS, backtest_dataset
 
     settings = settings_from(config).with_training(epochs=epochs)
 

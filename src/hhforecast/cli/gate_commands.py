@@ -20,10 +20,11 @@ from hhforecast.cli._common import (
     settings_from,
 )
 from hhforecast.errors import EXIT_CHECK_FAILED
-from hhforecast.registry import PromotionRecord, Registry
+from hhforecast.registry.history import PromotionRecord
+from hhforecast.registry.store import Registry
 
 if TYPE_CHECKING:
-    from hhforecast.gate import PromotionResult, ValidationReport
+    from hhforecast.gate.promotion import PromotionResult, ValidationReport
 
 DataOption = Annotated[
     Path | None,
@@ -53,7 +54,7 @@ def validate(
 
     Example: hhforecast validate 1.1.0 --variant 5features
     """
-    from hhforecast.gate import validate_version
+    from hhforecast.gate.promotion import validate_version
 
     report = validate_version(settings_from(config), version, variant, data)
     if json_output:
@@ -136,8 +137,8 @@ def promote(
 
     Example: hhforecast promote 1.1.0 --require-better-rmse --reason "retrained on March data"
     """
-    from hhforecast.gate import PromotionRefusedError, ValidationFailedError
-    from hhforecast.gate import promote as promote_version
+    from hhforecast.gate.promotion import PromotionRefusedError, ValidationFailedError
+    from hhforecast.gate.promotion import promote as promote_version
 
     settings = settings_from(config)
     try:
@@ -171,7 +172,7 @@ def rollback(
 
     Example: hhforecast rollback --reason "forecasts too high since Monday"
     """
-    from hhforecast.gate import rollback as rollback_version
+    from hhforecast.gate.promotion import rollback as rollback_version
 
     settings = settings_from(config)
     result = rollback_version(settings, reason)

@@ -40,9 +40,9 @@ def sample(
     """
     import pandas as pd
 
+    from hhforecast._fs import atomic_write_text
+    from hhforecast.datasets.fleet import simulate_weekly_dataset
     from hhforecast.errors import HHForecastError
-    from hhforecast.fleet import simulate_weekly_dataset
-    from hhforecast.registry import atomic_write_text
 
     try:
         pd.Timestamp(start)
@@ -72,7 +72,7 @@ def train(
 
     Example: hhforecast train --version 1.0.0
     """
-    from hhforecast.training import train_version
+    from hhforecast.modeling.training import train_version
 
     settings = settings_from(config).with_training(epochs=epochs, seed=seed)
     with training_progress(quiet=json_output) as on_epoch:
@@ -138,7 +138,7 @@ def retrain(
 
     Example: hhforecast retrain --dataset exports/weekly.csv --reason "monthly retrain"
     """
-    from hhforecast.retraining import retrain as retrain_version
+    from hhforecast.gate.retrain import retrain as retrain_version
 
     settings = settings_from(config).with_training(epochs=epochs)
     with training_progress(quiet=json_output) as on_epoch:
@@ -228,7 +228,7 @@ def predict(
 
     Example: hhforecast predict --input weeks.csv --output scored.csv
     """
-    from hhforecast.predict import predict_file
+    from hhforecast.modeling.predict import predict_file
 
     run = predict_file(settings_from(config), input_file, output, version, variant)
     console.print(

@@ -20,7 +20,7 @@ from hhforecast.cli._common import (
 )
 from hhforecast.cli.gate_commands import registry_history
 from hhforecast.errors import EXIT_CHECK_FAILED, VersionNotFoundError
-from hhforecast.registry import ModelVersion, Registry
+from hhforecast.registry.store import ModelVersion, Registry
 
 registry_app = typer.Typer(
     help="List, inspect and check registered versions.", no_args_is_help=True
@@ -146,7 +146,7 @@ def check(
 
     Example: hhforecast registry check --fix
     """
-    from hhforecast.checkup import check_registry, repair
+    from hhforecast.registry.check import check_registry, repair
 
     settings = settings_from(config)
     report = check_registry(settings)

@@ -29,7 +29,7 @@ ReportOption = Annotated[
 def _write_report(path: Path | None, html: Any, json_output: bool) -> None:
     if path is None:
         return
-    from hhforecast.registry import atomic_write_text
+    from hhforecast._fs import atomic_write_text
 
     atomic_write_text(path, html())
     # With --json, stdout holds only the JSON document.
@@ -55,7 +55,7 @@ def drift(
 
     Example: hhforecast drift --recent data/recent.csv --report drift.html
     """
-    from hhforecast.drift import VERDICT_DRIFT, drift_report, run_drift
+    from hhforecast.watch.drift import VERDICT_DRIFT, drift_report, run_drift
 
     result = run_drift(settings_from(config), recent, version)
     if json_output:
@@ -141,7 +141,7 @@ def monitor(
 
     Example: hhforecast monitor --actuals data/realised.csv --by month
     """
-    from hhforecast.monitoring import monitor_html, run_monitor
+    from hhforecast.watch.monitor import monitor_html, run_monitor
 
     result = run_monitor(settings_from(config), actuals, by)
     if json_output:

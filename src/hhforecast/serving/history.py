@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 
 from hhforecast.config import Settings
-from hhforecast.data import load_weekly_dataset, recorded_dataset
+from hhforecast.datasets.weekly import load_weekly_dataset, recorded_dataset
 from hhforecast.errors import HHForecastError
-from hhforecast.model import VariantModel
+from hhforecast.modeling.inference import VariantModel
 
 __all__ = ["HistoryUnavailable", "render_history_png", "training_dataset_path"]
 

@@ -24,8 +24,8 @@ import numpy as np
 
 from hhforecast.config import Settings
 from hhforecast.errors import ArtifactError, HHForecastError
-from hhforecast.model import VariantModel
-from hhforecast.registry import ModelVersion, Registry
+from hhforecast.modeling.inference import VariantModel
+from hhforecast.registry.store import ModelVersion, Registry
 
 __all__ = [
     "ProductionFollower",
@@ -120,7 +120,7 @@ def check_answers(served: ServedModel) -> None:
 
 def load_served_model(settings: Settings, entry: ModelVersion | None = None) -> ServedModel:
     """Load and check `entry` (default: the production version); draws its history picture."""
-    from hhforecast.model import load_variant
+    from hhforecast.modeling.artifacts import load_variant
     from hhforecast.serving.history import render_history_png
 
     registry = Registry(settings)

@@ -13,7 +13,7 @@ from typing import Any
 
 from hhforecast.config import CONFIG_ENV, Settings
 from hhforecast.errors import HHForecastError
-from hhforecast.registry import ModelVersion, Registry
+from hhforecast.registry.store import ModelVersion, Registry
 
 __all__ = ["ServerPlan", "plan_server", "run_server"]
 
@@ -104,9 +104,9 @@ def run_server(
         "server_header": False,
     }
     if plan.workers == 1:
-        from hhforecast.monitoring import PredictionRecorder
         from hhforecast.serving.app import create_app
         from hhforecast.serving.production import load_served_model
+        from hhforecast.watch.monitor import PredictionRecorder
 
         served = load_served_model(settings, plan.entry)
         on_loaded(served.entry.path or f"models/{served.entry.version}")

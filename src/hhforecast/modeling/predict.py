@@ -8,10 +8,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from hhforecast._fs import atomic_write_text
 from hhforecast.config import Settings
-from hhforecast.data import check_feature_frame, read_csv
-from hhforecast.model import VariantModel, load_variant
-from hhforecast.registry import ModelVersion, Registry, atomic_write_text
+from hhforecast.datasets.weekly import check_feature_frame, read_csv
+from hhforecast.modeling.artifacts import load_variant
+from hhforecast.modeling.inference import VariantModel
+from hhforecast.registry.store import ModelVersion, Registry
 
 __all__ = ["PredictionRun", "load_model", "predict_file", "predict_frame"]
 

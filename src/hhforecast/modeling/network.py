@@ -1,4 +1,4 @@
-"""The forecasting network, its artifacts, and the one prediction path every caller uses.
+"""The forecasting network and how it is trained (needs TensorFlow).
 
 The network is a linear path beside a small deep path (wide and deep) on standardised inputs and
 a standardised target::
@@ -18,47 +18,25 @@ Intervals are split-conformal and scaled with the level: weekly HH is a sum of m
 items, so its spread grows with the predicted HH; the calibrated quantile is a fraction of the
 prediction (metadata ``interval.scale == "relative"``). Versions calibrated with a fixed half-width
 (``"absolute"``) still load and predict the same way they always did.
-
-Training needs TensorFlow; prediction does not run Keras per request. `VariantModel` reads the
-weights once and computes the same forward pass in NumPy (microseconds per row), so
-`hhforecast predict`, the API and any later tool give identical numbers.
 """
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cached_property
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from hhforecast.errors import ArtifactError, ForeignVersionError, VariantNotFoundError
+from hhforecast.modeling.artifacts import quiet_tensorflow
+from hhforecast.modeling.inference import RANGE_LAYER, RANGE_SPAN
 
 if TYPE_CHECKING:
     from hhforecast.config import TrainingConfig
 
-__all__ = [
-    "METADATA_FILE",
-    "FittedNetwork",
-    "VariantModel",
-    "artifact_names",
-    "build_network",
-    "fit_network",
-    "load_variant",
-    "read_metadata",
-]
+__all__ = ["DEEP_MIN_T", "FittedNetwork", "build_network", "fit_network", "trending_inputs"]
 
-METADATA_FILE = "model_metadata.json"
-LAYER_NAMES = ("linear", "hidden_1", "hidden_2", "deep_out")
-RANGE_LAYER = "deep_range"
-"""Fixed layer placing each input in its training range, then clipped (absent in old versions)."""
-RANGE_SPAN = 4.0
-"""The training range of every input becomes [0, RANGE_SPAN] for the deep path: wide enough for
-tanh units to bend inside it (like z-scores within ±2), clipped outside it."""
+
 TREND_RANK_CORRELATION = 0.9
 """An input whose rank correlation with time over the training weeks reaches this is a trend
 (`age_fleet`): its future always lies beyond the training range, so the deep path does not see
@@ -73,21 +51,6 @@ than its own noise is luck of which weeks fell in it. At 5% (1.645), backtests o
 fleets with no weekly non-linear effect kept a correction in 10% of the 5features fits (twice
 the nominal rate), and those corrections lost to linear regression on the weeks that followed;
 a real bend in the response still passes at t of 3.5 and more."""
-
-
-def quiet_tensorflow() -> None:
-    """Keep TensorFlow's C++ start-up chatter off the user's terminal (unless they set it)."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
-
-
-def artifact_names(variant: str) -> dict[str, str]:
-    """The file names of one variant's artifacts, as the original system named them."""
-    return {
-        "model": f"model_hh_semanal_{variant}.keras",
-        "scaler_X": f"scaler_X_{variant}.joblib",
-        "scaler_y": f"scaler_y_{variant}.joblib",
-    }
 
 
 def build_network(n_features: int, units: int, l2: float, seed: int) -> Any:
@@ -117,158 +80,6 @@ def build_network(n_features: int, units: int, l2: float, seed: int) -> Any:
     return keras.Model(inputs, outputs, name="hh_wide_deep")
 
 
-def read_metadata(version_dir: Path) -> dict[str, Any]:
-    """The version's model_metadata.json, or an ArtifactError saying what is wrong."""
-    path = version_dir / METADATA_FILE
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ArtifactError(f"{path} is missing; the version folder is incomplete") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ArtifactError(f"{path} is not valid JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise ArtifactError(f"{path} must hold a JSON object")
-    return data
-
-
-@dataclass(frozen=True)
-class VariantModel:
-    """A loaded variant: scalers, weights and interval width, ready to predict in NumPy."""
-
-    version: str
-    variant: str
-    features: list[str]
-    x_mean: np.ndarray
-    x_scale: np.ndarray
-    y_mean: float
-    y_scale: float
-    weights: dict[str, tuple[np.ndarray, np.ndarray]]
-    interval_halfwidth: float
-    coverage: float
-    feature_ranges: dict[str, tuple[float, float]]
-    metadata: dict[str, Any]
-    interval_scale: str = "absolute"
-    """`absolute`: ±interval_halfwidth HH; `relative`: ±interval_halfwidth × prediction."""
-
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        """Predicted HH for rows of raw features (shape [n, len(features)])."""
-        z = (np.asarray(x, dtype=np.float64) - self.x_mean) / self.x_scale
-        w_lin, b_lin = self.weights["linear"]
-        w1, b1 = self.weights["hidden_1"]
-        w2, b2 = self.weights["hidden_2"]
-        w3, b3 = self.weights["deep_out"]
-        u = z
-        if RANGE_LAYER in self.weights:
-            w0, b0 = self.weights[RANGE_LAYER]
-            u = np.clip(z @ w0 + b0, 0.0, RANGE_SPAN)
-        deep = np.tanh(np.tanh(u @ w1 + b1) @ w2 + b2) @ w3 + b3
-        y_std = (z @ w_lin + b_lin + deep)[:, 0]
-        return y_std * self.y_scale + self.y_mean
-
-    def interval(self, predictions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Lower and upper bounds at the calibrated coverage (HH cannot be negative)."""
-        return interval_bounds(predictions, self.interval_halfwidth, self.interval_scale)
-
-    @cached_property
-    def range_lows(self) -> np.ndarray:
-        """The smallest training value of each feature, in feature order."""
-        return np.array([self.feature_ranges[f][0] for f in self.features], dtype=np.float64)
-
-    @cached_property
-    def range_highs(self) -> np.ndarray:
-        """The largest training value of each feature, in feature order."""
-        return np.array([self.feature_ranges[f][1] for f in self.features], dtype=np.float64)
-
-    def reference_rows(self) -> np.ndarray:
-        """The low corner, centre and high corner of the training range: a loaded model must
-        give finite predictions there before it is validated or served."""
-        lows, highs = self.range_lows, self.range_highs
-        return np.vstack([lows, (lows + highs) / 2, highs])
-
-    def out_of_range(self, x: np.ndarray) -> list[list[str]]:
-        """For each row, the features whose value lies outside the range seen in training."""
-        values = np.asarray(x, dtype=np.float64)
-        outside = (values < self.range_lows) | (values > self.range_highs)
-        names = np.array(self.features)
-        return [list(names[row]) for row in outside] if outside.any() else [[] for _ in x]
-
-
-def _scaler_arrays(scaler: Any, path: Path) -> tuple[np.ndarray, np.ndarray]:
-    mean = getattr(scaler, "mean_", None)
-    scale = getattr(scaler, "scale_", None)
-    if mean is None or scale is None:
-        raise ArtifactError(f"{path} is not a fitted StandardScaler")
-    return np.asarray(mean, dtype=np.float64), np.asarray(scale, dtype=np.float64)
-
-
-def load_variant(version_dir: Path, variant: str, version: str | None = None) -> VariantModel:
-    """Load one variant of a version folder (imports Keras once, to read the weights)."""
-    import joblib
-
-    metadata = read_metadata(version_dir)
-    if "variants" not in metadata:
-        raise ForeignVersionError(version_dir)
-    variants = metadata["variants"]
-    if variant not in variants:
-        raise VariantNotFoundError(version_dir, variant, list(variants))
-    info = variants[variant]
-    names = artifact_names(variant)
-    for name in names.values():
-        if not (version_dir / name).is_file():
-            raise ArtifactError(f"{version_dir / name} is missing; the version is incomplete")
-    quiet_tensorflow()
-    try:
-        import keras
-
-        network = keras.models.load_model(version_dir / names["model"], compile=False)
-        weights = {}
-        present = {layer.name for layer in network.layers}
-        for layer_name in (*LAYER_NAMES, RANGE_LAYER):
-            if layer_name == RANGE_LAYER and layer_name not in present:
-                continue  # versions trained before the range layer feed the deep path directly
-            kernel, bias = network.get_layer(layer_name).get_weights()
-            weights[layer_name] = (kernel.astype(np.float64), bias.astype(np.float64))
-        scaler_x = joblib.load(version_dir / names["scaler_X"])
-        scaler_y = joblib.load(version_dir / names["scaler_y"])
-    except ArtifactError:
-        raise
-    except Exception as exc:  # a damaged file surfaces as many exception types
-        raise ArtifactError(
-            f"cannot load variant {variant!r} from {version_dir}: {type(exc).__name__}: {exc}"
-        ) from None
-    x_mean, x_scale = _scaler_arrays(scaler_x, version_dir / names["scaler_X"])
-    y_mean, y_scale = _scaler_arrays(scaler_y, version_dir / names["scaler_y"])
-    ranges = {f: (float(lo), float(hi)) for f, (lo, hi) in info["feature_ranges"].items()}
-    return VariantModel(
-        version=version or str(metadata.get("version", version_dir.name)),
-        variant=variant,
-        features=list(info["features"]),
-        x_mean=x_mean,
-        x_scale=x_scale,
-        y_mean=float(y_mean[0]),
-        y_scale=float(y_scale[0]),
-        weights=weights,
-        interval_halfwidth=float(info["interval"]["halfwidth"]),
-        coverage=float(info["interval"]["coverage"]),
-        feature_ranges=ranges,
-        metadata=metadata,
-        interval_scale=str(info["interval"].get("scale", "absolute")),
-    )
-
-
-def interval_bounds(
-    predictions: np.ndarray, halfwidth: float, scale: str = "absolute"
-) -> tuple[np.ndarray, np.ndarray]:
-    """Lower and upper bounds around predictions (`relative`: halfwidth is a share of each)."""
-    predictions = np.asarray(predictions, dtype=np.float64)
-    width = (
-        halfwidth * np.abs(predictions)
-        if scale == "relative"
-        else np.full_like(predictions, halfwidth)
-    )
-    return np.maximum(predictions - width, 0.0), predictions + width
-
-
 EpochHook = Callable[[int, int], None]
 """Called as (epochs done, epochs planned) after every epoch of the first stage."""
 
@@ -287,7 +98,7 @@ class FittedNetwork:
 
     def interval_halfwidth(self, coverage: float) -> float:
         """The relative split-conformal half-width calibrated on the validation residuals."""
-        from hhforecast.evaluation import conformal_relative_halfwidth
+        from hhforecast.modeling.evaluation import conformal_relative_halfwidth
 
         return conformal_relative_halfwidth(
             self.validation_residuals, self.validation_predictions, coverage

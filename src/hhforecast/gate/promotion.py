@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from hhforecast._fs import file_sha256
 from hhforecast.config import Settings
 from hhforecast.errors import (
     EXIT_BAD_INPUT,
@@ -26,15 +27,10 @@ from hhforecast.errors import (
     VariantNotFoundError,
     VersionNotFoundError,
 )
-from hhforecast.model import METADATA_FILE, VariantModel, artifact_names, read_metadata
-from hhforecast.registry import (
-    ModelVersion,
-    ProductionMovedError,
-    PromotionRecord,
-    Registry,
-    RmseComparison,
-    file_sha256,
-)
+from hhforecast.modeling.artifacts import METADATA_FILE, artifact_names, read_metadata
+from hhforecast.modeling.inference import VariantModel
+from hhforecast.registry.history import PromotionRecord, RmseComparison
+from hhforecast.registry.store import ModelVersion, ProductionMovedError, Registry
 
 __all__ = [
     "ArtifactCheck",
@@ -277,7 +273,7 @@ class ValidationReport:
 
 def _trusted_dataset(settings: Settings, metadata: dict[str, Any]) -> tuple[Path | None, str]:
     """The path of a version's training dataset if it is still there unchanged, else why not."""
-    from hhforecast.data import recorded_dataset
+    from hhforecast.datasets.weekly import recorded_dataset
 
     recorded = recorded_dataset(metadata, settings.base_dir)
     why = {
@@ -306,7 +302,7 @@ def _has_split(metadata: dict[str, Any]) -> bool:
 
 def _split_rows(metadata: dict[str, Any], dates: Any) -> tuple[np.ndarray, np.ndarray]:
     """(training rows, test rows) of a version's own dataset, as its training split them."""
-    from hhforecast.evaluation import split_weeks
+    from hhforecast.modeling.evaluation import split_weeks
 
     if not _has_split(metadata):
         raise EvaluationDataError(
@@ -342,7 +338,7 @@ def _training_dates(settings: Settings, metadata: dict[str, Any]) -> tuple[set[A
     """The weeks a version learnt from, exactly when its dataset is intact, else by period."""
     import pandas as pd
 
-    from hhforecast.data import load_weekly_dataset
+    from hhforecast.datasets.weekly import load_weekly_dataset
 
     if not _has_split(metadata):
         return None
@@ -380,7 +376,7 @@ def _evaluation_frame(
 ) -> _Frame:
     import pandas as pd
 
-    from hhforecast.data import load_weekly_dataset
+    from hhforecast.datasets.weekly import load_weekly_dataset
 
     own_path, own_label = _trusted_dataset(settings, metadata)
     if data is None:
@@ -457,7 +453,7 @@ def _forecast(model: VariantModel, x: np.ndarray) -> np.ndarray:
 
 
 def _load(registry: Registry, entry: ModelVersion, variant: str) -> VariantModel:
-    from hhforecast.model import load_variant
+    from hhforecast.modeling.artifacts import load_variant
 
     return load_variant(registry.version_dir(entry), variant, entry.version)
 
@@ -499,7 +495,7 @@ def validate_version(
     settings: Settings, version: str, variant: str | None = None, data: Path | None = None
 ) -> ValidationReport:
     """Check a version's integrity and forecasts, and score it beside production and baselines."""
-    from hhforecast.evaluation import baseline_predictions, regression_metrics
+    from hhforecast.modeling.evaluation import baseline_predictions, regression_metrics
 
     registry = Registry(settings)
     entry = registry.get(version)

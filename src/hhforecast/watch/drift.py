@@ -32,16 +32,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from hhforecast._fs import atomic_write_text, file_sha256
 from hhforecast.config import DriftConfig, Settings
-from hhforecast.data import (
+from hhforecast.datasets.weekly import (
     DATE_COLUMN,
     check_feature_frame,
-    file_sha256,
     load_weekly_dataset,
     read_csv,
 )
 from hhforecast.errors import EXIT_BAD_INPUT, ArtifactError, DatasetError
-from hhforecast.registry import Registry, atomic_write_text
+from hhforecast.registry.store import Registry
 
 __all__ = [
     "DRIFT_REFERENCE_FILE",
@@ -569,8 +569,8 @@ def _read_recent(path: Path, columns: list[str], target: str) -> pd.DataFrame:
 
 def run_drift(settings: Settings, recent_path: Path, version: str | None = None) -> DriftReport:
     """Check a recent weekly file against a version's training weeks (production by default)."""
-    from hhforecast.evaluation import regression_metrics
-    from hhforecast.predict import load_model, predict_frame
+    from hhforecast.modeling.evaluation import regression_metrics
+    from hhforecast.modeling.predict import load_model, predict_frame
 
     registry = Registry(settings)
     entry = registry.get(version) if version is not None else registry.require_production_version()

@@ -20,14 +20,12 @@ from typing import Any
 import numpy as np
 
 from hhforecast.config import Settings, TrainingConfig
-from hhforecast.data import WeeklyDataset
+from hhforecast.datasets.weekly import WeeklyDataset
 from hhforecast.errors import HHForecastError
-from hhforecast.evaluation import (
-    BASELINES,
-    baseline_predictions,
-    regression_metrics,
-)
-from hhforecast.model import fit_network, interval_bounds, quiet_tensorflow
+from hhforecast.modeling.artifacts import quiet_tensorflow
+from hhforecast.modeling.evaluation import BASELINES, baseline_predictions, regression_metrics
+from hhforecast.modeling.inference import interval_bounds
+from hhforecast.modeling.network import fit_network
 
 __all__ = [
     "NETWORK",
@@ -280,7 +278,7 @@ def backtest_dataset(
     on_fold: FoldCallback | None = None,
 ) -> BacktestResult:
     """Load the configured (or given) weekly dataset and backtest it with the training settings."""
-    from hhforecast.training import load_training_dataset
+    from hhforecast.datasets.weekly import load_training_dataset
 
     cfg = settings.training
     dataset = load_training_dataset(settings, dataset_path)

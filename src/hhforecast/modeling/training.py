@@ -14,9 +14,11 @@ from typing import Any
 
 import numpy as np
 
+from hhforecast._fs import file_sha256
 from hhforecast.config import Settings
-from hhforecast.data import WeeklyDataset, dataset_label, file_sha256, load_weekly_dataset
-from hhforecast.evaluation import (
+from hhforecast.datasets.weekly import WeeklyDataset, dataset_label, load_training_dataset
+from hhforecast.modeling.artifacts import METADATA_FILE, artifact_names
+from hhforecast.modeling.evaluation import (
     BASELINES,
     Split,
     baseline_predictions,
@@ -24,10 +26,11 @@ from hhforecast.evaluation import (
     regression_metrics,
     split_weeks,
 )
-from hhforecast.model import METADATA_FILE, artifact_names, fit_network, interval_bounds
-from hhforecast.registry import ModelVersion, Registry
+from hhforecast.modeling.inference import interval_bounds
+from hhforecast.modeling.network import fit_network
+from hhforecast.registry.store import ModelVersion, Registry, registry_fields
 
-__all__ = ["EpochCallback", "TrainedVersion", "load_training_dataset", "train_version"]
+__all__ = ["EpochCallback", "TrainedVersion", "train_version"]
 
 EpochCallback = Callable[[str, int, int], None]
 """Called as (variant, epochs done, epochs planned) after every epoch."""
@@ -149,7 +152,7 @@ def train_version(
         metadata = _metadata(settings, dataset, split, variants, seconds, staging)
         if cfg.backtest_folds > 0:  # rolling-origin scores of the same recipe, for the record
             metadata["backtest"] = _backtest_summary(dataset, settings)
-        from hhforecast.drift import write_drift_reference  # kept with the model for `drift`
+        from hhforecast.watch.drift import write_drift_reference  # kept with the model for `drift`
 
         metadata["artifacts"].update(write_drift_reference(staging, dataset.frame, split))
         entry_fields = registry_fields(metadata)
@@ -165,18 +168,8 @@ def train_version(
     return TrainedVersion(entry=entry, metadata=metadata, path=registry.version_dir(entry))
 
 
-def load_training_dataset(settings: Settings, dataset_path: Path | None = None) -> WeeklyDataset:
-    """The dataset to train on: `dataset_path`, else paths.dataset, else the bundled sample,
-    checked for every variant's features and the target."""
-    cfg = settings.training
-    if dataset_path is None and settings.paths.dataset:
-        dataset_path = settings.resolve(settings.paths.dataset)
-    features = list(dict.fromkeys(f for fs in cfg.variants.values() for f in fs))
-    return load_weekly_dataset(dataset_path, features, cfg.target, min_rows=cfg.min_rows)
-
-
 def _backtest_summary(dataset: WeeklyDataset, settings: Settings) -> dict[str, Any]:
-    from hhforecast.backtest import run_backtest
+    from hhforecast.modeling.backtest import run_backtest
 
     cfg = settings.training
     return run_backtest(dataset, cfg, cfg.backtest_folds, cfg.backtest_horizon).summary()
@@ -242,21 +235,3 @@ def _metadata(
         "variants": variants,
         "artifacts": artifacts,
     }
-
-
-def registry_fields(metadata: dict[str, Any]) -> dict[str, Any]:
-    """The registry entry's fields (besides version and path) from a version's metadata."""
-    fields: dict[str, Any] = {
-        "trained_at": metadata["trained_at"],
-        "dataset": metadata["dataset"]["path"],
-    }
-    for name, info in metadata["variants"].items():
-        fields[f"metrics_{name}"] = info["metrics"]
-    fields["dataset_sha256"] = metadata["dataset"]["sha256"]
-    fields["split"] = metadata["split"]["mode"]
-    fields["test_period"] = metadata["split"]["test"]
-    fields["baselines"] = {
-        name: {b: {"RMSE": m["RMSE"], "MAE": m["MAE"]} for b, m in info["baselines"].items()}
-        for name, info in metadata["variants"].items()
-    }
-    return fields

@@ -32,9 +32,9 @@ import numpy as np
 import pandas as pd
 
 from hhforecast.config import Settings
-from hhforecast.data import DATE_COLUMN, load_weekly_dataset
+from hhforecast.datasets.weekly import DATE_COLUMN, load_weekly_dataset
 from hhforecast.errors import EXIT_BAD_INPUT, HHForecastError
-from hhforecast.registry import Registry
+from hhforecast.registry.store import Registry
 
 __all__ = [
     "MonitorResult",
@@ -50,7 +50,7 @@ __all__ = [
     "week_of",
 ]
 
-logger = logging.getLogger("hhforecast.monitoring")
+logger = logging.getLogger("hhforecast.watch.monitor")
 
 PERIODS = ("week", "month")
 BUSY_TIMEOUT_MS = 10_000
@@ -601,7 +601,7 @@ def monitor_html(result: MonitorResult) -> str:
     """A self-contained HTML page: the error table and predicted vs realised HH over time."""
     from html import escape
 
-    from hhforecast.drift import PAGE_STYLE, figure_data_uri, html_number, pyplot
+    from hhforecast.watch.drift import PAGE_STYLE, figure_data_uri, html_number, pyplot
 
     rows = "".join(
         "<tr>"

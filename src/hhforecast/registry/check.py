@@ -27,9 +27,9 @@ from typing import Any
 
 from hhforecast.config import Settings
 from hhforecast.errors import ArtifactError
-from hhforecast.gate import check_integrity, integrity_problem
-from hhforecast.model import METADATA_FILE, read_metadata
-from hhforecast.registry import STAGING_PREFIX, Registry
+from hhforecast.gate.promotion import check_integrity, integrity_problem
+from hhforecast.modeling.artifacts import METADATA_FILE, read_metadata
+from hhforecast.registry.store import STAGING_PREFIX, Registry
 
 __all__ = [
     "STALE_STAGING_SECONDS",
@@ -242,7 +242,7 @@ def repair(settings: Settings, report: CheckReport) -> CheckReport:
     Each fix is checked again under the lock first: a staging folder that changed since the
     report, or a folder that got its entry meanwhile, is left alone.
     """
-    from hhforecast.training import registry_fields
+    from hhforecast.registry.store import registry_fields
 
     registry = Registry(settings)
     done: list[str] = []

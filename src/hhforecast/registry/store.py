@@ -16,14 +16,10 @@ renamed into place whole. Nothing here imports TensorFlow or pandas.
 
 from __future__ import annotations
 
-import copy
-import getpass
-import hashlib
 import json
 import os
 import re
 import shutil
-import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -32,29 +28,26 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-import yaml
 from filelock import FileLock, Timeout
 
+from hhforecast._fs import atomic_write_bytes, atomic_write_text
 from hhforecast.config import Settings
 from hhforecast.errors import (
-    ConfigError,
     RegistryCorruptError,
     RegistryError,
     VersionExistsError,
     VersionNotFoundError,
 )
+from hhforecast.registry.history import PromotionRecord, RmseComparison, current_user
+from hhforecast.registry.pointer import NEW_CONFIG_HEADER, rewrite_production_version
 
 __all__ = [
     "LATEST",
     "ModelVersion",
     "ProductionMovedError",
-    "PromotionRecord",
     "Registry",
-    "RmseComparison",
-    "atomic_write_bytes",
-    "atomic_write_text",
     "check_version_name",
-    "rewrite_production_version",
+    "registry_fields",
 ]
 
 LATEST = "latest"
@@ -79,37 +72,6 @@ def check_version_name(name: str) -> str:
             "for example 1.0.0 or 20240226"
         )
     return name
-
-
-def file_sha256(path: Path) -> str:
-    """SHA-256 of a file's bytes, read in chunks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write `text` (UTF-8) so that a crash leaves either the old file or the new one."""
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` byte for byte (no newline translation); a crash leaves old or new file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        if path.exists():
-            shutil.copymode(path, tmp_name)
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
 
 
 def _metric_key(name: str) -> str:
@@ -186,219 +148,6 @@ class _RegistryDocument:
         }
         data.update(self.other)
         return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
-
-
-# -- the production pointer in config.yaml ---------------------------------------------------
-
-MLOPS_SECTION = "mlops"
-PRODUCTION_KEY = "production_version"
-_NULL_SCALARS = ("", "~", "null", "Null", "NULL")
-_NEW_CONFIG_HEADER = (
-    "# hhforecast configuration, created by `hhforecast promote`. Relative paths are resolved\n"
-    "# against this file's folder; every key is described in docs/configuration.md.\n"
-)
-
-
-def _scalar_text(version: str, style: str | None) -> str:
-    """`version` written as a YAML scalar in the style the user chose (quoted when it must be)."""
-    if style == "'":
-        return "'" + version.replace("'", "''") + "'"
-    if style is None:
-        try:
-            if yaml.safe_load(version) == version and ":" not in version and "#" not in version:
-                return version
-        except yaml.YAMLError:
-            pass
-    return json.dumps(version, ensure_ascii=False)  # a JSON string is a YAML double-quoted one
-
-
-def _mapping_value(node: yaml.MappingNode, key: str) -> tuple[yaml.Node, yaml.Node] | None:
-    # The last occurrence wins, as in yaml.safe_load.
-    found = None
-    for key_node, value_node in node.value:
-        if isinstance(key_node, yaml.ScalarNode) and key_node.value == key:
-            found = (key_node, value_node)
-    return found
-
-
-def _end_of_line(text: str, index: int) -> int:
-    newline = text.find("\n", index)
-    if newline == -1:
-        return len(text)
-    return newline - 1 if newline > 0 and text[newline - 1] == "\r" else newline
-
-
-def _last_scalar_end(node: yaml.Node) -> int:
-    while (
-        isinstance(node, yaml.MappingNode | yaml.SequenceNode)
-        and node.value
-        and not node.flow_style
-    ):
-        last = node.value[-1]
-        node = last[1] if isinstance(node, yaml.MappingNode) else last
-    return int(node.end_mark.index)
-
-
-def rewrite_production_version(text: str, version: str, source: Path | str = "config.yaml") -> str:
-    """`text` (a config file) with only mlops.production_version set to `version`.
-
-    Every other byte (comments, key order, quoting, line endings) stays as it was: the YAML
-    is parsed only to find where the one scalar sits, and that slice of text is replaced. A
-    missing key is added to the mlops section, a missing section at the end of the file. The
-    result is parsed back and must differ from the original in that one value, else nothing is
-    returned and a ConfigError says to edit the file by hand.
-    """
-    newline = "\r\n" if "\r\n" in text else "\n"
-    try:
-        root = yaml.compose(text)
-        before = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "YAML error"
-        raise ConfigError(source, f"not valid YAML ({first})") from None
-    quoted = json.dumps(version, ensure_ascii=False)
-    section = f"{MLOPS_SECTION}:{newline}  {PRODUCTION_KEY}: {quoted}{newline}"
-    if root is None:
-        rewritten = text + ("" if not text or text.endswith("\n") else newline) + section
-    elif not isinstance(root, yaml.MappingNode):
-        raise ConfigError(source, "the top level must be a mapping of sections")
-    else:
-        rewritten = _rewrite_in_root(text, root, version, source, newline, section)
-    expected = copy.deepcopy(before) if isinstance(before, dict) else {}
-    mlops = expected.get(MLOPS_SECTION)
-    expected[MLOPS_SECTION] = {
-        **(mlops if isinstance(mlops, dict) else {}),
-        PRODUCTION_KEY: version,
-    }
-    try:
-        after = yaml.safe_load(rewritten)
-    except yaml.YAMLError:
-        after = None
-    if after != expected:
-        raise ConfigError(
-            source,
-            f"cannot set {MLOPS_SECTION}.{PRODUCTION_KEY} without changing other values "
-            f"(unusual YAML layout); set it by hand to {quoted}",
-        )
-    return rewritten
-
-
-def _rewrite_in_root(
-    text: str,
-    root: yaml.MappingNode,
-    version: str,
-    source: Path | str,
-    newline: str,
-    section: str,
-) -> str:
-    found = _mapping_value(root, MLOPS_SECTION)
-    if found is None:
-        return text + ("" if not text or text.endswith("\n") else newline) + section
-    key_node, mlops = found
-    quoted = json.dumps(version, ensure_ascii=False)
-    if isinstance(mlops, yaml.ScalarNode) and mlops.value in _NULL_SCALARS:
-        if mlops.start_mark.index == mlops.end_mark.index:  # `mlops:` with nothing after it
-            at = _end_of_line(text, key_node.end_mark.index)
-            return text[:at] + f"{newline}  {PRODUCTION_KEY}: {quoted}" + text[at:]
-        start, end = mlops.start_mark.index, mlops.end_mark.index
-        return text[:start] + f"{{{PRODUCTION_KEY}: {quoted}}}" + text[end:]
-    if not isinstance(mlops, yaml.MappingNode):
-        raise ConfigError(source, f"'{MLOPS_SECTION}' must be a mapping of keys")
-    pair = _mapping_value(mlops, PRODUCTION_KEY)
-    if pair is not None:
-        value = pair[1]
-        if not isinstance(value, yaml.ScalarNode):
-            raise ConfigError(source, f"'{MLOPS_SECTION}.{PRODUCTION_KEY}' must be a version name")
-        start, end = value.start_mark.index, value.end_mark.index
-        space = " " if start == end and text[start - 1 : start] == ":" else ""  # `key:` alone
-        return text[:start] + space + _scalar_text(version, value.style) + text[end:]
-    if mlops.flow_style:
-        closing = text.rfind("}", 0, mlops.end_mark.index)
-        separator = ", " if mlops.value else ""
-        return text[:closing] + f"{separator}{PRODUCTION_KEY}: {quoted}" + text[closing:]
-    indent = " " * mlops.value[0][0].start_mark.column
-    at = _end_of_line(text, _last_scalar_end(mlops))
-    return text[:at] + f"{newline}{indent}{PRODUCTION_KEY}: {quoted}" + text[at:]
-
-
-# -- promotion history -----------------------------------------------------------------------
-
-
-def _float_or_none(value: Any) -> float | None:
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    return None
-
-
-def _current_user() -> str:
-    try:
-        return getpass.getuser()
-    except (OSError, KeyError):  # no login name in some containers and services
-        return "unknown"
-
-
-@dataclass(frozen=True)
-class RmseComparison:
-    """A candidate's RMSE against the production version's, on the same evaluation weeks."""
-
-    production: str | None
-    production_rmse: float | None
-    candidate_rmse: float | None
-    basis: str
-
-
-@dataclass(frozen=True)
-class PromotionRecord:
-    """One move of the production pointer, as kept in registry.json's "history" list."""
-
-    at: str
-    action: str
-    from_version: str | None
-    to_version: str
-    from_setting: str
-    variant: str
-    rmse_from: float | None
-    rmse_to: float | None
-    rmse_basis: str
-    gate: str
-    reason: str
-    user: str
-
-    @classmethod
-    def from_entry(cls, entry: Any) -> PromotionRecord:
-        """Read a history entry leniently (entries written by hand may lack fields)."""
-        data = entry if isinstance(entry, dict) else {}
-        origin = data.get("from")
-        return cls(
-            at=str(data.get("at", "")),
-            action=str(data.get("action", "promote")),
-            from_version=None if origin is None else str(origin),
-            to_version=str(data.get("to", "")),
-            from_setting=str(data.get("from_setting", origin or "")),
-            variant=str(data.get("variant", "")),
-            rmse_from=_float_or_none(data.get("rmse_from")),
-            rmse_to=_float_or_none(data.get("rmse_to")),
-            rmse_basis=str(data.get("rmse_basis", "")),
-            gate=str(data.get("gate", "")),
-            reason=str(data.get("reason", "")),
-            user=str(data.get("user", "")),
-        )
-
-    def to_entry(self) -> dict[str, Any]:
-        """The JSON object written to the history list."""
-        return {
-            "at": self.at,
-            "action": self.action,
-            "from": self.from_version,
-            "to": self.to_version,
-            "from_setting": self.from_setting,
-            "variant": self.variant,
-            "rmse_from": self.rmse_from,
-            "rmse_to": self.rmse_to,
-            "rmse_basis": self.rmse_basis,
-            "gate": self.gate,
-            "reason": self.reason,
-            "user": self.user,
-        }
 
 
 class ProductionMovedError(RegistryError):
@@ -731,7 +480,7 @@ class Registry:
                 verify(target)
             config_path = self.settings.config_file
             old_bytes = config_path.read_bytes() if config_path.is_file() else None
-            old_text = old_bytes.decode("utf-8") if old_bytes is not None else _NEW_CONFIG_HEADER
+            old_text = old_bytes.decode("utf-8") if old_bytes is not None else NEW_CONFIG_HEADER
             new_text = rewrite_production_version(old_text, version, config_path)
             record = self._record(
                 document, action, current, setting, target, variant, reason, gate, comparison
@@ -791,5 +540,23 @@ class Registry:
             rmse_basis=basis,
             gate=gate,
             reason=reason,
-            user=_current_user(),
+            user=current_user(),
         )
+
+
+def registry_fields(metadata: dict[str, Any]) -> dict[str, Any]:
+    """The registry entry's fields (besides version and path) from a version's metadata."""
+    fields: dict[str, Any] = {
+        "trained_at": metadata["trained_at"],
+        "dataset": metadata["dataset"]["path"],
+    }
+    for name, info in metadata["variants"].items():
+        fields[f"metrics_{name}"] = info["metrics"]
+    fields["dataset_sha256"] = metadata["dataset"]["sha256"]
+    fields["split"] = metadata["split"]["mode"]
+    fields["test_period"] = metadata["split"]["test"]
+    fields["baselines"] = {
+        name: {b: {"RMSE": m["RMSE"], "MAE": m["MAE"]} for b, m in info["baselines"].items()}
+        for name, info in metadata["variants"].items()
+    }
+    return fields

@@ -25,11 +25,11 @@ from typing import Any
 import pandas as pd
 
 from hhforecast.config import Settings
-from hhforecast.data import DATE_COLUMN
-from hhforecast.gate import PromotionRefusedError, ValidationFailedError, promote
-from hhforecast.model import read_metadata
-from hhforecast.registry import LATEST, ModelVersion, Registry
-from hhforecast.training import EpochCallback, load_training_dataset, train_version
+from hhforecast.datasets.weekly import DATE_COLUMN, load_training_dataset
+from hhforecast.gate.promotion import PromotionRefusedError, ValidationFailedError, promote
+from hhforecast.modeling.artifacts import read_metadata
+from hhforecast.modeling.training import EpochCallback, train_version
+from hhforecast.registry.store import LATEST, ModelVersion, Registry
 
 __all__ = ["MIN_FAIR_WEEKS", "RetrainOutcome", "fair_weeks", "retrain"]
 

@@ -10,8 +10,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from hhforecast._fs import file_sha256
+from hhforecast.config import Settings
 from hhforecast.errors import DatasetError
-from hhforecast.registry import file_sha256
 
 __all__ = [
     "DATE_COLUMN",
@@ -22,7 +23,7 @@ __all__ = [
     "check_feature_frame",
     "dataset_label",
     "dataset_path_of",
-    "file_sha256",
+    "load_training_dataset",
     "load_weekly_dataset",
     "recorded_dataset",
     "sample_dataset_path",
@@ -50,7 +51,7 @@ class WeeklyDataset:
 
 def sample_dataset_path() -> Path:
     """The synthetic sample that ships inside the package."""
-    return Path(str(resources.files("hhforecast") / "data" / SAMPLE_NAME))
+    return Path(str(resources.files("hhforecast.datasets") / SAMPLE_NAME))
 
 
 def dataset_label(path: Path, base_dir: Path) -> str:
@@ -225,3 +226,13 @@ def load_weekly_dataset(
         )
     frame = values.assign(**{DATE_COLUMN: dates.to_numpy()})[[DATE_COLUMN, *wanted]]
     return WeeklyDataset(frame=frame.reset_index(drop=True), path=path, sha256=file_sha256(path))
+
+
+def load_training_dataset(settings: Settings, dataset_path: Path | None = None) -> WeeklyDataset:
+    """The dataset to train on: `dataset_path`, else paths.dataset, else the bundled sample,
+    checked for every variant's features and the target."""
+    cfg = settings.training
+    if dataset_path is None and settings.paths.dataset:
+        dataset_path = settings.resolve(settings.paths.dataset)
+    features = list(dict.fromkeys(f for fs in cfg.variants.values() for f in fs))
+    return load_weekly_dataset(dataset_path, features, cfg.target, min_rows=cfg.min_rows)

@@ -1,0 +1,1 @@
+"""The promotion gate: integrity, validation against production, promotion and retraining."""

@@ -1,0 +1,1 @@
+"""The forecasting model: network, artifacts, inference, evaluation, training and backtest."""

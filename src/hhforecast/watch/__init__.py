@@ -1,0 +1,1 @@
+"""Watching production: drift against the training weeks, and monitoring of logged forecasts."""

@@ -1,0 +1,83 @@
+"""The package layout: no import cycle between modules, and no module grown past its concern."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import hhforecast
+
+PACKAGE = Path(hhforecast.__file__).parent
+MAX_LINES = 450
+NOT_YET_SPLIT = {
+    "hhforecast.watch.monitor",
+    "hhforecast.watch.drift",
+    "hhforecast.gate.promotion",
+    "hhforecast.registry.store",
+}
+"""Modules still holding several concerns; each leaves this set when it is split."""
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _imports() -> dict[str, set[str]]:
+    """Every hhforecast module and the hhforecast modules it imports, anywhere in its body."""
+    modules = {_module_name(p): p for p in PACKAGE.rglob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        targets: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                base = node.module
+                for alias in node.names:
+                    full = f"{base}.{alias.name}"
+                    targets.add(full if full in modules else base)
+            elif isinstance(node, ast.Import):
+                targets.update(alias.name for alias in node.names)
+        graph[name] = {t for t in targets if t in modules and t != name}
+    return graph
+
+
+def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                return [*stack[stack.index(nxt) :], nxt]
+            if nxt not in state and (found := visit(nxt)):
+                return found
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (found := visit(node)):
+            return found
+    return None
+
+
+def test_no_module_imports_itself_back_through_others():
+    cycle = _cycle(_imports())
+    assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
+
+
+def test_the_cycle_finder_sees_a_cycle():
+    assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert _cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_modules_stay_small_enough_to_hold_one_concern():
+    sizes = {
+        _module_name(p): len(p.read_text(encoding="utf-8").splitlines())
+        for p in PACKAGE.rglob("*.py")
+    }
+    too_big = {n: s for n, s in sizes.items() if s > MAX_LINES and n not in NOT_YET_SPLIT}
+    assert all(sizes[n] > MAX_LINES for n in NOT_YET_SPLIT), "a split module left NOT_YET_SPLIT"
+    assert not too_big, f"modules over {MAX_LINES} lines: {too_big}"
