@@ -546,7 +546,7 @@ def test_the_prediction_log_can_be_switched_off(
 ) -> None:
     from hhforecast.config import CONFIG_ENV
     from hhforecast.serving.app import app_from_environment
-    from hhforecast.watch.monitor import PredictionRecorder
+    from hhforecast.watch.prediction_log import PredictionRecorder
 
     monkeypatch.setenv(CONFIG_ENV, str(trained_project.config))
     logged = app_from_environment()

@@ -12,7 +12,7 @@ from hhforecast._fs import file_sha256
 from hhforecast.datasets.fleet import FleetChange, FleetProfile, simulate_weekly_dataset
 from hhforecast.datasets.weekly import sample_dataset_path
 from hhforecast.modeling.predict import load_model, predict_frame
-from hhforecast.watch.monitor import PredictionLog
+from hhforecast.watch.prediction_log import PredictionLog
 
 from .conftest import Project
 
@@ -199,7 +199,7 @@ def test_predictions_served_by_the_api_are_monitored(
     from fastapi.testclient import TestClient
 
     from hhforecast.serving.app import create_app
-    from hhforecast.watch.monitor import PredictionRecorder, week_of
+    from hhforecast.watch.prediction_log import PredictionRecorder, week_of
 
     settings = trained_project.settings
     recorder = PredictionRecorder.from_settings(settings)
@@ -232,7 +232,7 @@ def test_predictions_served_by_the_api_are_monitored(
 def test_the_running_service_logs_what_monitor_reports(trained_project: Project, cli) -> None:
     import httpx
 
-    from hhforecast.watch.monitor import week_of
+    from hhforecast.watch.prediction_log import week_of
 
     from .test_serve_e2e import WEEK, start_server, stop_server
 

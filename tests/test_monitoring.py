@@ -12,11 +12,11 @@ import pytest
 
 from hhforecast.config import load_settings
 from hhforecast.registry.store import Registry
-from hhforecast.watch.monitor import (
+from hhforecast.watch.monitor import run_monitor
+from hhforecast.watch.prediction_log import (
     PredictionLog,
     PredictionLogError,
     PredictionRecord,
-    run_monitor,
     week_of,
 )
 
@@ -195,7 +195,7 @@ def test_the_service_hook_queues_answers_and_logs_them_in_batches(tmp_path: Path
     import numpy as np
 
     from hhforecast.serving.state import PredictionEvent
-    from hhforecast.watch.monitor import PredictionRecorder
+    from hhforecast.watch.prediction_log import PredictionRecorder
 
     recorder = PredictionRecorder(PredictionLog(tmp_path / "log.sqlite"))
     at = datetime(2024, 1, 10, 12, 0, tzinfo=UTC).timestamp()  # a Wednesday
@@ -238,7 +238,7 @@ def test_the_service_hook_queues_answers_and_logs_them_in_batches(tmp_path: Path
 def test_bulk_event_rows_equal_the_per_record_rows() -> None:
     from types import SimpleNamespace
 
-    from hhforecast.watch.monitor import event_records, events_rows
+    from hhforecast.watch.prediction_log import event_records, events_rows
 
     x = np.array([[249.0, 2539.5, 1591.0, 11261.3, 8037205.9], [251.0, 2400.0, 1500.0, 1e4, 1e7]])
     event = SimpleNamespace(
@@ -271,7 +271,7 @@ def test_bulk_event_rows_equal_the_per_record_rows() -> None:
 def test_rows_are_written_several_per_statement_in_order(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import hhforecast.watch.monitor as monitoring
+    import hhforecast.watch.prediction_log as monitoring
 
     log = PredictionLog(tmp_path / "log.sqlite")
     rows = [record(None, float(i), logged_at=EARLY).row() for i in range(25)]

@@ -138,7 +138,7 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
 
 def app_from_environment() -> FastAPI:
     """The app for `uvicorn --factory` worker processes: settings from $HHFORECAST_CONFIG."""
-    from hhforecast.watch.monitor import PredictionRecorder
+    from hhforecast.watch.prediction_log import PredictionRecorder
 
     settings = load_settings()
     # Each worker logs its answers for `hhforecast monitor`; SQLite serialises the writers.

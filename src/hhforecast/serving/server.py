@@ -106,7 +106,7 @@ def run_server(
     if plan.workers == 1:
         from hhforecast.serving.app import create_app
         from hhforecast.serving.production import load_served_model
-        from hhforecast.watch.monitor import PredictionRecorder
+        from hhforecast.watch.prediction_log import PredictionRecorder
 
         served = load_served_model(settings, plan.entry)
         on_loaded(served.entry.path or f"models/{served.entry.version}")
