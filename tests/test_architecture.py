@@ -10,7 +10,6 @@ import hhforecast
 PACKAGE = Path(hhforecast.__file__).parent
 MAX_LINES = 450
 NOT_YET_SPLIT = {
-    "hhforecast.watch.drift",
     "hhforecast.gate.promotion",
     "hhforecast.registry.store",
 }

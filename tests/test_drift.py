@@ -12,13 +12,12 @@ from hhforecast.config import DriftConfig
 from hhforecast.datasets.fleet import FleetChange, FleetProfile, simulate_weekly_dataset
 from hhforecast.errors import ArtifactError
 from hhforecast.modeling.evaluation import split_weeks
-from hhforecast.watch.drift import (
+from hhforecast.watch.reference import (
     DRIFT_REFERENCE_FILE,
-    detectable_shift,
-    drift_statistics,
     read_drift_reference,
     write_drift_reference,
 )
+from hhforecast.watch.statistics import detectable_shift, drift_statistics
 
 TRAINING_WEEKS = 195  # the fit + validation weeks of a 260-week dataset with a time split
 DATASET_WEEKS = 260

@@ -29,6 +29,7 @@ from hhforecast.modeling.evaluation import (
 from hhforecast.modeling.inference import interval_bounds
 from hhforecast.modeling.network import fit_network
 from hhforecast.registry.store import ModelVersion, Registry, registry_fields
+from hhforecast.watch.reference import write_drift_reference
 
 __all__ = ["EpochCallback", "TrainedVersion", "train_version"]
 
@@ -152,8 +153,7 @@ def train_version(
         metadata = _metadata(settings, dataset, split, variants, seconds, staging)
         if cfg.backtest_folds > 0:  # rolling-origin scores of the same recipe, for the record
             metadata["backtest"] = _backtest_summary(dataset, settings)
-        from hhforecast.watch.drift import write_drift_reference  # kept with the model for `drift`
-
+        # Kept with the model, so that `drift` compares against the weeks it learnt from.
         metadata["artifacts"].update(write_drift_reference(staging, dataset.frame, split))
         entry_fields = registry_fields(metadata)
 
