@@ -55,7 +55,8 @@ def drift(
 
     Example: hhforecast drift --recent data/recent.csv --report drift.html
     """
-    from hhforecast.watch.drift import VERDICT_DRIFT, drift_report, run_drift
+    from hhforecast.reports.drift import drift_report
+    from hhforecast.watch.drift import VERDICT_DRIFT, run_drift
 
     result = run_drift(settings_from(config), recent, version)
     if json_output:

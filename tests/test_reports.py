@@ -1,0 +1,77 @@
+"""HTML reports: values from files and datasets are text on the page, never markup."""
+
+from pathlib import Path
+
+import pandas as pd
+
+from hhforecast.config import DriftConfig
+from hhforecast.datasets.fleet import simulate_weekly_dataset
+from hhforecast.reports.drift import drift_report
+from hhforecast.watch.drift import DriftReport
+from hhforecast.watch.monitor import MonitorResult, PeriodError, monitor_html
+from hhforecast.watch.statistics import drift_statistics
+
+HOSTILE = "<script>alert('x')</script>&co"
+ESCAPED = "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;&amp;co"
+
+
+def test_a_hostile_feature_name_and_file_name_are_escaped_in_the_drift_report() -> None:
+    weekly = simulate_weekly_dataset(seed=3, weeks=130).rename(columns={"Cycles": HOSTILE})
+    weekly["date"] = pd.to_datetime(weekly["date"])
+    reference, recent = weekly.iloc[:104], weekly.iloc[104:].reset_index(drop=True)
+    config = DriftConfig()
+    report = DriftReport(
+        version="1.0.0",
+        variant="5features",
+        recent_path=Path("weeks <b>&.csv"),
+        statistics=drift_statistics(reference, recent, config),
+        reference=reference,
+        recent=recent,
+        config=config,
+        performance={"recent": {"MAE": 1.0, "RMSE": 2.0, "MAPE": 3.0}},
+    )
+    assert HOSTILE in [s.name for s in report.statistics.signals]
+
+    html = drift_report(report)
+
+    assert "<script" not in html
+    assert "<b>" not in html
+    assert f"<td>{ESCAPED}</td>" in html
+    assert f'alt="{ESCAPED} histogram" src="data:image/png;base64,' in html
+    assert "<h1>Drift of weeks &lt;b&gt;&amp;.csv against version 1.0.0</h1>" in html
+    assert "<td>recent</td><td>1.0</td><td>2.0</td><td>3.0</td>" in html
+
+
+def test_a_hostile_log_path_and_period_are_escaped_in_the_monitor_report() -> None:
+    period = PeriodError(
+        period="2024-01 <i>",
+        version="1.0.0",
+        variant="5features",
+        weeks=4,
+        mae=12.5,
+        rmse=1234.5,
+        mape=float("nan"),
+        in_interval=0.75,
+        limit=None,
+        flagged=True,
+    )
+    result = MonitorResult(
+        by="month",
+        database=Path("/srv/logs <&>/predictions.sqlite"),
+        periods=[period],
+        joined=pd.DataFrame(columns=["week", "version", "hh_pred", "actual"]),
+        error_factor=1.5,
+        message="1 of 1 periods <above> & beyond",
+    )
+
+    html = monitor_html(result)
+
+    assert "<i>" not in html and "<&>" not in html and "<above>" not in html
+    assert "Predictions from /srv/logs &lt;&amp;&gt;/predictions.sqlite;" in html
+    assert '<p class="drift">1 of 1 periods &lt;above&gt; &amp; beyond.</p>' in html
+    assert "1.5 x the version's RMSE" in html
+    assert (
+        "<tr><td>2024-01 &lt;i&gt;</td><td>1.0.0</td><td>5features</td><td>4</td>\n"
+        "<td>12.5</td><td>1,234.5</td><td>-</td>\n<td>75</td><td>-</td>\n"
+        '<td><span class="drift">above limit</span></td></tr>'
+    ) in html
