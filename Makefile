@@ -2,19 +2,37 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed-stamp
+RUN_STAMP := $(VENV)/.installed-run
+DEV_STAMP := $(VENV)/.installed-dev
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
+# Test workers: one per core, at most 4 (each worker trains the shared test versions once).
+PYTEST_ARGS ?= -n auto --maxprocesses 4 --durations=10
 
-.PHONY: install run train test pytest lint format bench clean quality
+.PHONY: install install-dev run train test pytest lint format bench clean quality
 
-$(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	touch $(STAMP)
+# pip prints a line per package it collects, downloads (with a progress bar) and installs:
+# TensorFlow alone is a download of several hundred MB, so silence would look like a hang.
+$(BIN)/python:
+	@echo "==> [1/3] creating the virtual environment $(VENV)"
+	$(PYTHON) -m venv $(VENV)
+	@echo "==> [2/3] upgrading pip"
+	$(BIN)/python -m pip install --upgrade --progress-bar on pip
 
-install: $(STAMP) ## create the venv and install hhforecast with its test tools
+$(RUN_STAMP): pyproject.toml | $(BIN)/python
+	@echo "==> [3/3] installing hhforecast and what it needs to run (TensorFlow is the large one)"
+	$(BIN)/python -m pip install --progress-bar on -e .
+	@touch $@
+	@echo "==> installed"
+
+$(DEV_STAMP): $(RUN_STAMP)
+	@echo "==> installing the test tools (pytest, pytest-xdist, ruff, mypy, selenium)"
+	$(BIN)/python -m pip install --progress-bar on -e '.[dev]'
+	@touch $@
+
+install: $(RUN_STAMP) ## create the venv and install hhforecast with what running it needs
+
+install-dev: $(DEV_STAMP) ## install hhforecast with its test tools as well
 
 train: install ## train a first version on the bundled sample if the registry is empty
 	@if $(BIN)/hhforecast registry list --json | grep -q '"version"'; then \
@@ -26,21 +44,21 @@ train: install ## train a first version on the bundled sample if the registry is
 run: train ## train if needed, then serve the production version on loopback
 	$(BIN)/hhforecast serve --host $(HOST) --port $(PORT)
 
-test: install lint pytest ## lint, type-check and run the whole test suite
+test: install-dev lint pytest ## lint, type-check and run the whole test suite (in parallel)
 
-pytest: install
-	$(BIN)/python -m pytest -q
+pytest: install-dev
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
-lint: install
+lint: install-dev
 	$(BIN)/ruff check src tests
 	$(BIN)/ruff format --check src tests
 	$(BIN)/mypy
 
-format: install
+format: install-dev
 	$(BIN)/ruff check --fix src tests
 	$(BIN)/ruff format src tests
 
-bench: train ## wrk: /api/predict vs a bare FastAPI endpoint, and a 10,000-row batch -> docs/benchmarks.md
+bench: install-dev train ## wrk: /api/predict vs a bare FastAPI endpoint, and a 10,000-row batch -> docs/benchmarks.md
 	@command -v wrk >/dev/null || { echo "wrk is not installed: apt-get install -y wrk"; exit 2; }
 	$(BIN)/python bench/run_bench.py --from-make
 
