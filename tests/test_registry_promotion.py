@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hhforecast import registry as registry_module
 from hhforecast.config import load_settings
 from hhforecast.errors import ConfigError, RegistryCorruptError, RegistryError
+from hhforecast.registry import store as registry_module
 from hhforecast.registry.history import RmseComparison
 from hhforecast.registry.pointer import rewrite_production_version
 from hhforecast.registry.store import ProductionMovedError, Registry

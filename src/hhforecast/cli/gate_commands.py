@@ -24,7 +24,8 @@ from hhforecast.registry.history import PromotionRecord
 from hhforecast.registry.store import Registry
 
 if TYPE_CHECKING:
-    from hhforecast.gate.promotion import PromotionResult, ValidationReport
+    from hhforecast.gate.promote import PromotionResult
+    from hhforecast.gate.validate import ValidationReport
 
 DataOption = Annotated[
     Path | None,
@@ -54,7 +55,7 @@ def validate(
 
     Example: hhforecast validate 1.1.0 --variant 5features
     """
-    from hhforecast.gate.promotion import validate_version
+    from hhforecast.gate.validate import validate_version
 
     report = validate_version(settings_from(config), version, variant, data)
     if json_output:
@@ -137,8 +138,8 @@ def promote(
 
     Example: hhforecast promote 1.1.0 --require-better-rmse --reason "retrained on March data"
     """
-    from hhforecast.gate.promotion import PromotionRefusedError, ValidationFailedError
-    from hhforecast.gate.promotion import promote as promote_version
+    from hhforecast.gate.promote import PromotionRefusedError, ValidationFailedError
+    from hhforecast.gate.promote import promote as promote_version
 
     settings = settings_from(config)
     try:
@@ -172,7 +173,7 @@ def rollback(
 
     Example: hhforecast rollback --reason "forecasts too high since Monday"
     """
-    from hhforecast.gate.promotion import rollback as rollback_version
+    from hhforecast.gate.promote import rollback as rollback_version
 
     settings = settings_from(config)
     result = rollback_version(settings, reason)

@@ -17,21 +17,19 @@ Production only moves to a version that won on weeks neither version trained on.
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from hhforecast.config import Settings
-from hhforecast.datasets.weekly import DATE_COLUMN, load_training_dataset
-from hhforecast.gate.promotion import PromotionRefusedError, ValidationFailedError, promote
+from hhforecast.datasets.weekly import dataset_label, load_training_dataset
+from hhforecast.gate.promote import PromotionRefusedError, ValidationFailedError, promote
+from hhforecast.gate.weeks import LabelledWeeks, fair_weeks
 from hhforecast.modeling.artifacts import read_metadata
 from hhforecast.modeling.training import EpochCallback, train_version
 from hhforecast.registry.store import LATEST, ModelVersion, Registry
 
-__all__ = ["MIN_FAIR_WEEKS", "RetrainOutcome", "fair_weeks", "retrain"]
+__all__ = ["MIN_FAIR_WEEKS", "RetrainOutcome", "retrain"]
 
 MIN_FAIR_WEEKS = 8
 """Fewer weeks than this cannot tell two models apart; production then stays."""
@@ -56,28 +54,6 @@ class RetrainOutcome:
 
     def to_dict(self) -> dict[str, Any]:
         return dict(vars(self))
-
-
-def _training_end(metadata: dict[str, Any]) -> pd.Timestamp | None:
-    """The last week a version learnt from (its fit and validation weeks), if recorded."""
-    split = metadata.get("split", {})
-    ends = [split[part]["end"] for part in ("fit", "validation") if part in split]
-    return pd.Timestamp(max(ends)) if ends else None
-
-
-def fair_weeks(
-    frame: pd.DataFrame, candidate: dict[str, Any], production: dict[str, Any] | None
-) -> pd.DataFrame:
-    """The candidate's held-out test weeks after every week production was trained on."""
-    test = candidate["split"]["test"]
-    dates = frame[DATE_COLUMN]
-    weeks = frame[(dates >= pd.Timestamp(test["start"])) & (dates <= pd.Timestamp(test["end"]))]
-    if production is None:
-        return weeks
-    if production.get("split", {}).get("mode") != "time":
-        return weeks.iloc[0:0]  # trained on a random sample of weeks: none is unseen for sure
-    end = _training_end(production)
-    return weeks if end is None else weeks[weeks[DATE_COLUMN] > end]
 
 
 def retrain(
@@ -120,27 +96,24 @@ def retrain(
             pinned=pinned,
         )
     before = previous.version if previous else None
-    with tempfile.TemporaryDirectory() as folder:
-        data = Path(folder) / "fair_weeks.csv"
-        weeks.assign(**{DATE_COLUMN: weeks[DATE_COLUMN].dt.strftime("%Y-%m-%d")}).to_csv(
-            data, index=False
+    label = dataset_label(dataset.path, settings.base_dir)
+    data = LabelledWeeks(weeks, f"the fair weeks of {label}", label)
+    try:
+        promoted = promote(
+            settings, candidate, require_better_rmse=True, data=data, reason=reason or "retrain"
         )
-        try:
-            promoted = promote(
-                settings, candidate, require_better_rmse=True, data=data, reason=reason or "retrain"
-            )
-        except (PromotionRefusedError, ValidationFailedError) as refused:
-            return RetrainOutcome(
-                candidate,
-                False,
-                before,
-                before,
-                str(refused).replace(str(data), "the fair weeks"),
-                len(weeks),
-                refused.report.candidate_rmse,
-                refused.report.production_rmse,
-                pinned,
-            )
+    except (PromotionRefusedError, ValidationFailedError) as refused:
+        return RetrainOutcome(
+            candidate,
+            False,
+            before,
+            before,
+            str(refused),
+            len(weeks),
+            refused.report.candidate_rmse,
+            refused.report.production_rmse,
+            pinned,
+        )
     scores = promoted.report
     return RetrainOutcome(
         candidate,
