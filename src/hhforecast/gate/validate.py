@@ -17,6 +17,7 @@ import numpy as np
 from hhforecast.config import Settings
 from hhforecast.errors import ArtifactError, VariantNotFoundError, VersionNotFoundError
 from hhforecast.gate.integrity import ArtifactCheck, check_integrity, integrity_problem
+from hhforecast.gate.significance import Significance, diebold_mariano
 from hhforecast.gate.weeks import (
     EvaluationWeeks,
     LabelledWeeks,
@@ -55,6 +56,8 @@ class ValidationReport:
     scores: list[Score] = field(default_factory=list)
     production: str | None = None
     overlaps: list[Overlap] = field(default_factory=list)
+    significance: Significance | None = None
+    """Diebold–Mariano test of the candidate against production on the evaluation weeks."""
 
     @property
     def passed(self) -> bool:
@@ -91,6 +94,8 @@ class ValidationReport:
             if weeks
             else "not compared"
         )
+        if self.significance is not None:
+            basis += f"; {self.significance.describe()}"
         return RmseComparison(self.production, self.production_rmse, self.candidate_rmse, basis)
 
     def to_dict(self) -> dict[str, Any]:
@@ -107,6 +112,7 @@ class ValidationReport:
             "candidate_rmse": self.candidate_rmse,
             "production_rmse": self.production_rmse,
             "better_than_production": self.better_than_production,
+            "significance": vars(self.significance) if self.significance else None,
             "scores": [vars(s) for s in self.scores],
             "overlap": [vars(o) for o in self.overlaps],
             "overlaps_production_training": any(
@@ -222,6 +228,9 @@ def validate_version(
         if np.isfinite(production_predicted).all():
             metrics = regression_metrics(y[test], production_predicted, len(production.features))
             report.scores.append(Score(f"{production.version} (production)", "production", metrics))
+            report.significance = diebold_mariano(
+                predicted - y[test], production_predicted - y[test]
+            )
         else:
             report.warnings.append(
                 f"production {production.version} gives non-finite forecasts on these weeks; "

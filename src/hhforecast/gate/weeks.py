@@ -25,6 +25,7 @@ __all__ = [
     "EvaluationDataError",
     "EvaluationFrame",
     "EvaluationWeeks",
+    "FairWeeks",
     "LabelledWeeks",
     "Overlap",
     "evaluation_frame",
@@ -278,18 +279,83 @@ def training_end(metadata: dict[str, Any]) -> pd.Timestamp | None:
     return pd.Timestamp(max(ends)) if ends else None
 
 
+@dataclass(frozen=True)
+class FairWeeks:
+    """Labelled weeks neither of two versions learnt from: those after either's last training
+    week. Only there does the lower RMSE show the better forecaster, not the better memory."""
+
+    weeks: LabelledWeeks
+    offered: int
+    """Labelled weeks there were before the cut."""
+    offered_source: str
+    """What those were ("held-out test weeks of 1.1.0", "labelled weeks of recent.csv")."""
+    after: str
+    """The last week either version was trained on (YYYY-MM-DD)."""
+    trained_until: dict[str, str]
+    """Each version's last training week."""
+
+    @property
+    def count(self) -> int:
+        return len(self.weeks.frame)
+
+
 def fair_weeks(
-    frame: pd.DataFrame, candidate: dict[str, Any], production: dict[str, Any] | None
-) -> pd.DataFrame:
-    """The candidate's held-out test weeks after every week production was trained on."""
+    settings: Settings,
+    candidate: tuple[str, dict[str, Any]],
+    production: tuple[str, dict[str, Any]],
+    columns: list[str],
+    target: str,
+    data: Path | LabelledWeeks | None,
+) -> FairWeeks:
+    """The weeks to judge `candidate` against `production` on, each given as (version, metadata).
+
+    The labelled weeks are `data` (a file or weeks in memory) or, by default, the candidate's
+    held-out test weeks re-read from its dataset; only those after both versions' last training
+    week are kept.
+    """
+    ends: dict[str, str] = {}
+    for version, metadata in (candidate, production):
+        end = training_end(metadata) if _has_split(metadata) else None
+        if end is None:
+            raise EvaluationDataError(
+                f"the metadata of version {version} does not record which weeks it was trained "
+                "on, so no week can be shown to be unseen by it; retrain it with hhforecast"
+            )
+        ends[version] = end.strftime("%Y-%m-%d")
+    after = max(ends.values())
+    name, metadata = candidate
+    if data is None:
+        labelled = _held_out_weeks(settings, name, metadata, columns, target)
+    elif isinstance(data, Path):
+        labelled = LabelledWeeks.read(data, columns, target)
+    else:
+        labelled = data.with_columns(columns, target)
     import pandas as pd
 
-    test = candidate["split"]["test"]
-    dates = frame[DATE_COLUMN]
-    weeks = frame[(dates >= pd.Timestamp(test["start"])) & (dates <= pd.Timestamp(test["end"]))]
-    if production is None:
-        return weeks
-    if production.get("split", {}).get("mode") != "time":
-        return weeks.iloc[0:0]  # trained on a random sample of weeks: none is unseen for sure
-    end = training_end(production)
-    return weeks if end is None else weeks[weeks[DATE_COLUMN] > end]
+    frame = labelled.frame
+    kept = frame[frame[DATE_COLUMN] > pd.Timestamp(after)].reset_index(drop=True)
+    source = f"{labelled.source} after {after}: the fair weeks, which neither version trained on"
+    return FairWeeks(
+        LabelledWeeks(kept, source, labelled.dataset),
+        len(frame),
+        labelled.source,
+        after,
+        dict(ends),
+    )
+
+
+def _held_out_weeks(
+    settings: Settings, version: str, metadata: dict[str, Any], columns: list[str], target: str
+) -> LabelledWeeks:
+    from hhforecast.datasets.weekly import load_weekly_dataset
+
+    path, label = _trusted_dataset(settings, metadata)
+    if path is None:
+        raise EvaluationDataError(
+            f"cannot find the held-out weeks of version {version}: {label}. Pass --data FILE "
+            f"with labelled weeks (date, the features and {target}) to evaluate on"
+        )
+    frame = load_weekly_dataset(path, columns, target).frame
+    _, test = _split_rows(metadata, frame[DATE_COLUMN])
+    rows = frame.iloc[test].reset_index(drop=True)
+    return LabelledWeeks(rows, f"held-out test weeks of {version}", label)
