@@ -69,7 +69,9 @@ def test_a_version_tested_on_weeks_production_learnt_from_is_refused(fair: Proje
         "with --data FILE. Production and the config file were left unchanged."
     )
     assert fair.config.read_bytes() == config and fair.registry_file.read_bytes() == registry
-    as_json = cli("promote", "0.1.0-bad", "--require-better-rmse", "--json", "--config", fair.config)
+    as_json = cli(
+        "promote", "0.1.0-bad", "--require-better-rmse", "--json", "--config", fair.config
+    )
     assert as_json.exit_code == 1
     assert json.loads(as_json.stdout)["promoted"] is False
     assert json.loads(as_json.stdout)["fair_weeks"] == 0
