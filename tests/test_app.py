@@ -15,7 +15,7 @@ import yaml
 from fastapi.testclient import TestClient
 
 from hhforecast.errors import RegistryError
-from hhforecast.gate.promotion import promote
+from hhforecast.gate.promote import promote
 from hhforecast.modeling.predict import load_model
 from hhforecast.serving import PredictionEvent, create_app
 

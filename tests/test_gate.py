@@ -9,16 +9,11 @@ import pytest
 
 from hhforecast.config import load_settings
 from hhforecast.datasets.weekly import sample_dataset_path
-from hhforecast.errors import ArtifactError
-from hhforecast.gate.promotion import (
-    EvaluationDataError,
-    PromotionRefusedError,
-    VariantNotFoundError,
-    check_integrity,
-    promote,
-    rollback,
-    validate_version,
-)
+from hhforecast.errors import ArtifactError, VariantNotFoundError
+from hhforecast.gate.integrity import check_integrity
+from hhforecast.gate.promote import PromotionRefusedError, promote, rollback
+from hhforecast.gate.validate import validate_version
+from hhforecast.gate.weeks import EvaluationDataError
 from hhforecast.registry.store import Registry
 
 from .conftest import Project

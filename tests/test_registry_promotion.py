@@ -13,10 +13,10 @@ import yaml
 
 from hhforecast.config import load_settings
 from hhforecast.errors import ConfigError, RegistryCorruptError, RegistryError
+from hhforecast.registry import store as registry_module
 from hhforecast.registry.history import RmseComparison
 from hhforecast.registry.pointer import rewrite_production_version
 from hhforecast.registry.store import ProductionMovedError, Registry
-from hhforecast.registry.store import store as registry_module
 
 from .conftest import Project
 

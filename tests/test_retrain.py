@@ -77,7 +77,7 @@ def test_an_export_older_than_production_cannot_be_judged(project: Project, cli)
         0,
         "1.0.0",
     )
-    assert "at least 8 are needed" in outcome["why"]
+    assert "at least 13 are needed" in outcome["why"]
 
 
 def test_bad_input_changes_nothing(project: Project, cli) -> None:

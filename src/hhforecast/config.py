@@ -83,6 +83,10 @@ class MlopsConfig(_Section):
     production_version: str = "latest"
     registry_file: str = "models/registry.json"
     serve_variant: str = "5features"
+    min_fair_weeks: int = Field(13, ge=2, le=520)
+    """Fewest weeks unseen by both versions on which `--require-better-rmse` will judge them."""
+    significance_level: float = Field(0.05, gt=0.0, lt=0.5)
+    """One-sided level of the Diebold–Mariano test `--require-significant` demands."""
 
 
 class ServingConfig(_Section):

@@ -24,7 +24,8 @@ from hhforecast.registry.history import PromotionRecord
 from hhforecast.registry.store import Registry
 
 if TYPE_CHECKING:
-    from hhforecast.gate.promotion import PromotionResult, ValidationReport
+    from hhforecast.gate.promote import PromotionResult
+    from hhforecast.gate.validate import ValidationReport
 
 DataOption = Annotated[
     Path | None,
@@ -54,7 +55,7 @@ def validate(
 
     Example: hhforecast validate 1.1.0 --variant 5features
     """
-    from hhforecast.gate.promotion import validate_version
+    from hhforecast.gate.validate import validate_version
 
     report = validate_version(settings_from(config), version, variant, data)
     if json_output:
@@ -112,6 +113,12 @@ def _render_report(report: ValidationReport) -> None:
             f"{report.production}'s {fmt(report.production_rmse)}"
         )
     console.print(verdict + ".")
+    if report.significance is not None:
+        console.print(
+            f"{report.significance.describe()} over {report.significance.weeks} weeks "
+            "(positive: the candidate's squared errors are smaller).",
+            highlight=False,
+        )
 
 
 @friendly_errors
@@ -121,7 +128,16 @@ def promote(
         bool,
         typer.Option(
             "--require-better-rmse",
-            help="Refuse (exit 1) unless its RMSE is lower than production's on the same weeks.",
+            help="Refuse (exit 1) unless its RMSE is lower than production's on labelled weeks "
+            "neither was trained on (at least mlops.min_fair_weeks of them).",
+        ),
+    ] = False,
+    require_significant: Annotated[
+        bool,
+        typer.Option(
+            "--require-significant",
+            help="With the gate, also refuse unless a one-sided Diebold-Mariano test finds the "
+            "win significant at mlops.significance_level (implies --require-better-rmse).",
         ),
     ] = False,
     variant: VariantOption = None,
@@ -132,13 +148,20 @@ def promote(
 ) -> None:
     """Point production at a version (mlops.production_version) and record it in the history.
 
-    Exit 0: promoted; 1: refused by the gate or integrity check; 2: bad input. With --json the
+    The gate compares the two versions only on weeks neither was trained on: the candidate's
+    held-out test weeks after production's last training week, or the weeks of --data after
+    both versions' training. Exit 0: promoted; 1: refused by the gate (too few such weeks, RMSE
+    not lower, win not significant) or the integrity check; 2: bad input. With --json the
     outcome is printed as JSON, a refusal by the gate included ("promoted": false).
 
     Example: hhforecast promote 1.1.0 --require-better-rmse --reason "retrained on March data"
     """
-    from hhforecast.gate.promotion import PromotionRefusedError, ValidationFailedError
-    from hhforecast.gate.promotion import promote as promote_version
+    from hhforecast.gate.promote import (
+        NotEnoughFairWeeksError,
+        PromotionRefusedError,
+        ValidationFailedError,
+    )
+    from hhforecast.gate.promote import promote as promote_version
 
     settings = settings_from(config)
     try:
@@ -146,10 +169,15 @@ def promote(
             settings,
             version,
             require_better_rmse=require_better_rmse,
+            require_significant=require_significant,
             variant=variant,
             data=data,
             reason=reason,
         )
+    except NotEnoughFairWeeksError as few:
+        if json_output:
+            print_json({"promoted": False, "error": str(few), "fair_weeks": few.count})
+        raise
     except (PromotionRefusedError, ValidationFailedError) as refused:
         if json_output:
             print_json(
@@ -172,7 +200,7 @@ def rollback(
 
     Example: hhforecast rollback --reason "forecasts too high since Monday"
     """
-    from hhforecast.gate.promotion import rollback as rollback_version
+    from hhforecast.gate.promote import rollback as rollback_version
 
     settings = settings_from(config)
     result = rollback_version(settings, reason)

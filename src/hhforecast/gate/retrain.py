@@ -6,18 +6,17 @@ The scheduled retraining the seed asks for, in one command a scheduler can run:
    comparison; so production is first pinned to the version serving now (recorded in the
    history). The pointer is pinned from then on.
 2. A new version is trained on the dataset and registered, as `train` does.
-3. The candidate and production are compared on **fair weeks**: the candidate's held-out test
-   weeks that come after every week production was trained on. Neither model has seen them, so
-   the better RMSE there is the better forecaster of the future, not the one that remembers.
-4. With at least ``MIN_FAIR_WEEKS`` fair weeks, `promote --require-better-rmse` runs on exactly
-   those weeks (integrity, finite forecasts, strictly lower RMSE); otherwise production stays.
+3. `promote --require-better-rmse` judges the candidate against production on **fair weeks**:
+   the candidate's held-out test weeks that come after every week production was trained on.
+   Neither model has seen them, so the better RMSE there is the better forecaster of the future,
+   not the one that remembers. With fewer than ``mlops.min_fair_weeks`` of them, or no win,
+   production stays.
 
 Production only moves to a version that won on weeks neither version trained on.
 """
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,16 +24,18 @@ from typing import Any
 import pandas as pd
 
 from hhforecast.config import Settings
-from hhforecast.datasets.weekly import DATE_COLUMN, load_training_dataset
-from hhforecast.gate.promotion import PromotionRefusedError, ValidationFailedError, promote
-from hhforecast.modeling.artifacts import read_metadata
+from hhforecast.datasets.weekly import DATE_COLUMN, dataset_label, load_training_dataset
+from hhforecast.gate.promote import (
+    NotEnoughFairWeeksError,
+    PromotionRefusedError,
+    ValidationFailedError,
+    promote,
+)
+from hhforecast.gate.weeks import LabelledWeeks
 from hhforecast.modeling.training import EpochCallback, train_version
-from hhforecast.registry.store import LATEST, ModelVersion, Registry
+from hhforecast.registry.store import LATEST, Registry
 
-__all__ = ["MIN_FAIR_WEEKS", "RetrainOutcome", "fair_weeks", "retrain"]
-
-MIN_FAIR_WEEKS = 8
-"""Fewer weeks than this cannot tell two models apart; production then stays."""
+__all__ = ["RetrainOutcome", "retrain"]
 
 
 @dataclass(frozen=True)
@@ -56,28 +57,6 @@ class RetrainOutcome:
 
     def to_dict(self) -> dict[str, Any]:
         return dict(vars(self))
-
-
-def _training_end(metadata: dict[str, Any]) -> pd.Timestamp | None:
-    """The last week a version learnt from (its fit and validation weeks), if recorded."""
-    split = metadata.get("split", {})
-    ends = [split[part]["end"] for part in ("fit", "validation") if part in split]
-    return pd.Timestamp(max(ends)) if ends else None
-
-
-def fair_weeks(
-    frame: pd.DataFrame, candidate: dict[str, Any], production: dict[str, Any] | None
-) -> pd.DataFrame:
-    """The candidate's held-out test weeks after every week production was trained on."""
-    test = candidate["split"]["test"]
-    dates = frame[DATE_COLUMN]
-    weeks = frame[(dates >= pd.Timestamp(test["start"])) & (dates <= pd.Timestamp(test["end"]))]
-    if production is None:
-        return weeks
-    if production.get("split", {}).get("mode") != "time":
-        return weeks.iloc[0:0]  # trained on a random sample of weeks: none is unseen for sure
-    end = _training_end(production)
-    return weeks if end is None else weeks[weeks[DATE_COLUMN] > end]
 
 
 def retrain(
@@ -104,62 +83,46 @@ def retrain(
     # The rows checked above are the ones trained on and judged on: the file is read once.
     trained = train_version(settings, dataset_path, version, on_epoch=on_epoch, dataset=dataset)
     candidate = trained.entry.version
-    production_metadata = _metadata_of(registry, previous)
-    weeks = fair_weeks(dataset.frame, trained.metadata, production_metadata)
-    if previous is not None and len(weeks) < MIN_FAIR_WEEKS:
+    before = previous.version if previous else None
+    test = trained.metadata["split"]["test"]
+    dates = dataset.frame[DATE_COLUMN]
+    held_out = dataset.frame[
+        (dates >= pd.Timestamp(test["start"])) & (dates <= pd.Timestamp(test["end"]))
+    ]
+    label = dataset_label(dataset.path, settings.base_dir)
+    data = LabelledWeeks(held_out, f"held-out test weeks of {candidate}", label)
+    try:
+        promoted = promote(
+            settings, candidate, require_better_rmse=True, data=data, reason=reason or "retrain"
+        )
+    except NotEnoughFairWeeksError as few:
+        return RetrainOutcome(
+            candidate, False, before, before, f"{few} Production stays.", few.count, pinned=pinned
+        )
+    except (PromotionRefusedError, ValidationFailedError) as refused:
+        weeks = refused.report.weeks
         return RetrainOutcome(
             candidate,
             False,
-            previous.version,
-            previous.version,
-            f"only {len(weeks)} of {candidate}'s test weeks come after the weeks production "
-            f"{previous.version} was trained on (at least {MIN_FAIR_WEEKS} are needed to "
-            "compare them fairly); production stays. Retrain on an export with newer weeks, "
-            f"or compare them yourself: hhforecast validate {candidate} --data FILE",
-            len(weeks),
-            pinned=pinned,
+            before,
+            before,
+            str(refused),
+            weeks.weeks if weeks else 0,
+            refused.report.candidate_rmse,
+            refused.report.production_rmse,
+            pinned,
         )
-    before = previous.version if previous else None
-    with tempfile.TemporaryDirectory() as folder:
-        data = Path(folder) / "fair_weeks.csv"
-        weeks.assign(**{DATE_COLUMN: weeks[DATE_COLUMN].dt.strftime("%Y-%m-%d")}).to_csv(
-            data, index=False
-        )
-        try:
-            promoted = promote(
-                settings, candidate, require_better_rmse=True, data=data, reason=reason or "retrain"
-            )
-        except (PromotionRefusedError, ValidationFailedError) as refused:
-            return RetrainOutcome(
-                candidate,
-                False,
-                before,
-                before,
-                str(refused).replace(str(data), "the fair weeks"),
-                len(weeks),
-                refused.report.candidate_rmse,
-                refused.report.production_rmse,
-                pinned,
-            )
     scores = promoted.report
+    count = scores.weeks.weeks if scores and scores.weeks else 0
     return RetrainOutcome(
         candidate,
         True,
         candidate,
         before,
-        f"{candidate} forecast the {len(weeks)} fair weeks better than "
+        f"{candidate} forecast the {count} fair weeks better than "
         f"{before or 'nothing (there was no production version)'}",
-        len(weeks),
+        count,
         scores.candidate_rmse if scores else None,
         scores.production_rmse if scores else None,
         pinned,
     )
-
-
-def _metadata_of(registry: Registry, entry: ModelVersion | None) -> dict[str, Any] | None:
-    """Production's metadata; None when there is none, or when the original system trained it
-    (its training weeks are unknown, and hhforecast cannot serve it anyway)."""
-    if entry is None:
-        return None
-    metadata = read_metadata(registry.version_dir(entry))
-    return metadata if "variants" in metadata else None

@@ -27,7 +27,7 @@ from typing import Any
 
 from hhforecast.config import Settings
 from hhforecast.errors import ArtifactError
-from hhforecast.gate.promotion import check_integrity, integrity_problem
+from hhforecast.gate.integrity import check_integrity, integrity_problem
 from hhforecast.modeling.artifacts import METADATA_FILE, read_metadata
 from hhforecast.registry.store import STAGING_PREFIX, Registry
 

@@ -16,14 +16,12 @@ renamed into place whole. Nothing here imports TensorFlow or pandas.
 
 from __future__ import annotations
 
-import json
 import os
-import re
 import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -38,6 +36,13 @@ from hhforecast.errors import (
     VersionExistsError,
     VersionNotFoundError,
 )
+from hhforecast.registry.entries import (
+    LATEST,
+    ModelVersion,
+    RegistryDocument,
+    check_version_name,
+    registry_fields,
+)
 from hhforecast.registry.history import PromotionRecord, RmseComparison, current_user
 from hhforecast.registry.pointer import NEW_CONFIG_HEADER, rewrite_production_version
 
@@ -50,104 +55,8 @@ __all__ = [
     "registry_fields",
 ]
 
-LATEST = "latest"
-VERSION_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
-MAX_VERSION_LENGTH = 64
 LOCK_TIMEOUT_SECONDS = 120.0
 STAGING_PREFIX = ".staging-"
-_ORIGINAL_KEYS = ("version", "trained_at", "path", "dataset")
-
-
-def check_version_name(name: str) -> str:
-    """Return `name` if it is a safe version name, else raise RegistryError saying why."""
-    if not VERSION_PATTERN.fullmatch(name) or len(name) > MAX_VERSION_LENGTH:
-        raise RegistryError(
-            f"{name!r} is not a valid version name: use letters, digits, '.', '_' and '-', "
-            f"starting with a letter or digit, at most {MAX_VERSION_LENGTH} characters "
-            "(for example 1.0.0 or 20240226)"
-        )
-    if name.lower() == LATEST:
-        raise RegistryError(
-            f"{name!r} is reserved: it means the newest version. Choose another version name, "
-            "for example 1.0.0 or 20240226"
-        )
-    return name
-
-
-def _metric_key(name: str) -> str:
-    """Normalise metric names written by hand or by the original ('mae', 'R²', 'r2')."""
-    cleaned = name.replace("²", "2").replace(" ", "_")
-    canonical = {"mae": "MAE", "rmse": "RMSE", "r2": "R2", "mape": "MAPE", "r2_adj": "R2_adj"}
-    return canonical.get(cleaned.lower(), cleaned)
-
-
-@dataclass(frozen=True)
-class ModelVersion:
-    """One registry entry: a trained version and the headline metrics of each variant."""
-
-    version: str
-    trained_at: str
-    path: str
-    dataset: str
-    metrics: dict[str, dict[str, float]] = field(default_factory=dict)
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def from_entry(cls, entry: Any, where: str) -> ModelVersion:
-        if not isinstance(entry, dict) or not isinstance(entry.get("version"), str | int | float):
-            raise ValueError(f"{where} is not an object with a 'version'")
-        metrics: dict[str, dict[str, float]] = {}
-        extra: dict[str, Any] = {}
-        for key, value in entry.items():
-            if key in _ORIGINAL_KEYS:
-                continue
-            if key.startswith("metrics_") and isinstance(value, dict):
-                metrics[key.removeprefix("metrics_")] = {
-                    _metric_key(str(k)): float(v)
-                    for k, v in value.items()
-                    if isinstance(v, int | float) and not isinstance(v, bool)
-                }
-            else:
-                extra[key] = value
-        return cls(
-            version=str(entry["version"]),
-            trained_at=str(entry.get("trained_at", "")),
-            path=str(entry.get("path", "")),
-            dataset=str(entry.get("dataset", "")),
-            metrics=metrics,
-            extra=extra,
-        )
-
-    def to_entry(self) -> dict[str, Any]:
-        entry: dict[str, Any] = {
-            "version": self.version,
-            "trained_at": self.trained_at,
-            "path": self.path,
-            "dataset": self.dataset,
-        }
-        # The original wrote the 5-feature metrics first; keep that order for readers of the file.
-        for variant in sorted(self.metrics, reverse=True):
-            entry[f"metrics_{variant}"] = self.metrics[variant]
-        entry.update(self.extra)
-        return entry
-
-    def metric(self, variant: str, name: str) -> float | None:
-        return self.metrics.get(variant, {}).get(name)
-
-
-@dataclass
-class _RegistryDocument:
-    versions: list[ModelVersion]
-    history: list[dict[str, Any]]
-    other: dict[str, Any]
-
-    def to_json(self) -> str:
-        data: dict[str, Any] = {
-            "versions": [v.to_entry() for v in self.versions],
-            "history": self.history,
-        }
-        data.update(self.other)
-        return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
 
 
 class ProductionMovedError(RegistryError):
@@ -174,31 +83,15 @@ class Registry:
 
     # -- reading ---------------------------------------------------------------------------
 
-    def _read(self) -> _RegistryDocument:
+    def _read(self) -> RegistryDocument:
         if not self.path.exists():
-            return _RegistryDocument([], [], {})
+            return RegistryDocument([], [], {})
         try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise RegistryCorruptError(self.path, f"not valid JSON: {exc}") from None
+            return RegistryDocument.from_json(self.path.read_text(encoding="utf-8"))
         except UnicodeDecodeError:
             raise RegistryCorruptError(self.path, "not UTF-8 text") from None
-        if isinstance(data, list):  # a bare list of entries is accepted as well
-            data = {"versions": data}
-        if not isinstance(data, dict) or not isinstance(data.get("versions", []), list):
-            raise RegistryCorruptError(self.path, "expected an object with a 'versions' list")
-        try:
-            versions = [
-                ModelVersion.from_entry(entry, f"versions[{i}]")
-                for i, entry in enumerate(data.get("versions", []))
-            ]
-        except (ValueError, TypeError) as exc:
+        except ValueError as exc:
             raise RegistryCorruptError(self.path, str(exc)) from None
-        history = data.get("history", [])
-        if not isinstance(history, list):
-            raise RegistryCorruptError(self.path, "'history' must be a list")
-        other = {k: v for k, v in data.items() if k not in ("versions", "history")}
-        return _RegistryDocument(versions, history, other)
 
     def versions(self) -> list[ModelVersion]:
         """Every registered version, oldest first (the order in which they were added)."""
@@ -272,7 +165,7 @@ class Registry:
                 "another hhforecast command may be stuck. Try again once it has finished."
             ) from None
 
-    def _write(self, document: _RegistryDocument) -> None:
+    def _write(self, document: RegistryDocument) -> None:
         atomic_write_text(self.path, document.to_json())
 
     @contextmanager
@@ -507,7 +400,7 @@ class Registry:
 
     def _record(
         self,
-        document: _RegistryDocument,
+        document: RegistryDocument,
         action: str,
         current: str | None,
         setting: str,
@@ -542,21 +435,3 @@ class Registry:
             reason=reason,
             user=current_user(),
         )
-
-
-def registry_fields(metadata: dict[str, Any]) -> dict[str, Any]:
-    """The registry entry's fields (besides version and path) from a version's metadata."""
-    fields: dict[str, Any] = {
-        "trained_at": metadata["trained_at"],
-        "dataset": metadata["dataset"]["path"],
-    }
-    for name, info in metadata["variants"].items():
-        fields[f"metrics_{name}"] = info["metrics"]
-    fields["dataset_sha256"] = metadata["dataset"]["sha256"]
-    fields["split"] = metadata["split"]["mode"]
-    fields["test_period"] = metadata["split"]["test"]
-    fields["baselines"] = {
-        name: {b: {"RMSE": m["RMSE"], "MAE": m["MAE"]} for b, m in info["baselines"].items()}
-        for name, info in metadata["variants"].items()
-    }
-    return fields

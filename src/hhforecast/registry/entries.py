@@ -1,0 +1,157 @@
+"""Registry entries: what one version's line in ``registry.json`` holds, and the naming rule.
+
+An entry written by the original system (``metrics_5features``, ``metrics_4features`` with
+``mae``/``R²`` keys) reads the same as one written by hhforecast. Nothing here touches a file.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from hhforecast.errors import RegistryError
+
+__all__ = ["LATEST", "ModelVersion", "RegistryDocument", "check_version_name", "registry_fields"]
+
+LATEST = "latest"
+VERSION_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+MAX_VERSION_LENGTH = 64
+_ORIGINAL_KEYS = ("version", "trained_at", "path", "dataset")
+
+
+def check_version_name(name: str) -> str:
+    """Return `name` if it is a safe version name, else raise RegistryError saying why."""
+    if not VERSION_PATTERN.fullmatch(name) or len(name) > MAX_VERSION_LENGTH:
+        raise RegistryError(
+            f"{name!r} is not a valid version name: use letters, digits, '.', '_' and '-', "
+            f"starting with a letter or digit, at most {MAX_VERSION_LENGTH} characters "
+            "(for example 1.0.0 or 20240226)"
+        )
+    if name.lower() == LATEST:
+        raise RegistryError(
+            f"{name!r} is reserved: it means the newest version. Choose another version name, "
+            "for example 1.0.0 or 20240226"
+        )
+    return name
+
+
+def _metric_key(name: str) -> str:
+    """Normalise metric names written by hand or by the original ('mae', 'R²', 'r2')."""
+    cleaned = name.replace("²", "2").replace(" ", "_")
+    canonical = {"mae": "MAE", "rmse": "RMSE", "r2": "R2", "mape": "MAPE", "r2_adj": "R2_adj"}
+    return canonical.get(cleaned.lower(), cleaned)
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    """One registry entry: a trained version and the headline metrics of each variant."""
+
+    version: str
+    trained_at: str
+    path: str
+    dataset: str
+    metrics: dict[str, dict[str, float]] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_entry(cls, entry: Any, where: str) -> ModelVersion:
+        if not isinstance(entry, dict) or not isinstance(entry.get("version"), str | int | float):
+            raise ValueError(f"{where} is not an object with a 'version'")
+        metrics: dict[str, dict[str, float]] = {}
+        extra: dict[str, Any] = {}
+        for key, value in entry.items():
+            if key in _ORIGINAL_KEYS:
+                continue
+            if key.startswith("metrics_") and isinstance(value, dict):
+                metrics[key.removeprefix("metrics_")] = {
+                    _metric_key(str(k)): float(v)
+                    for k, v in value.items()
+                    if isinstance(v, int | float) and not isinstance(v, bool)
+                }
+            else:
+                extra[key] = value
+        return cls(
+            version=str(entry["version"]),
+            trained_at=str(entry.get("trained_at", "")),
+            path=str(entry.get("path", "")),
+            dataset=str(entry.get("dataset", "")),
+            metrics=metrics,
+            extra=extra,
+        )
+
+    def to_entry(self) -> dict[str, Any]:
+        entry: dict[str, Any] = {
+            "version": self.version,
+            "trained_at": self.trained_at,
+            "path": self.path,
+            "dataset": self.dataset,
+        }
+        # The original wrote the 5-feature metrics first; keep that order for readers of the file.
+        for variant in sorted(self.metrics, reverse=True):
+            entry[f"metrics_{variant}"] = self.metrics[variant]
+        entry.update(self.extra)
+        return entry
+
+    def metric(self, variant: str, name: str) -> float | None:
+        return self.metrics.get(variant, {}).get(name)
+
+
+@dataclass
+class RegistryDocument:
+    """The whole of ``registry.json``: the versions, the promotion history, and any other key."""
+
+    versions: list[ModelVersion]
+    history: list[dict[str, Any]]
+    other: dict[str, Any]
+
+    @classmethod
+    def from_json(cls, text: str) -> RegistryDocument:
+        """Parse the file's text; ValueError says what is wrong with it."""
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"not valid JSON: {exc}") from None
+        if isinstance(data, list):  # a bare list of entries is accepted as well
+            data = {"versions": data}
+        if not isinstance(data, dict) or not isinstance(data.get("versions", []), list):
+            raise ValueError("expected an object with a 'versions' list")
+        try:
+            versions = [
+                ModelVersion.from_entry(entry, f"versions[{i}]")
+                for i, entry in enumerate(data.get("versions", []))
+            ]
+        except TypeError as exc:
+            raise ValueError(str(exc)) from None
+        history = data.get("history", [])
+        if not isinstance(history, list):
+            raise ValueError("'history' must be a list")
+        other = {k: v for k, v in data.items() if k not in ("versions", "history")}
+        return cls(versions, history, other)
+
+    def to_json(self) -> str:
+        data: dict[str, Any] = {
+            "versions": [v.to_entry() for v in self.versions],
+            "history": self.history,
+        }
+        data.update(self.other)
+        return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+
+
+def registry_fields(metadata: dict[str, Any]) -> dict[str, Any]:
+    """The registry entry's fields (besides version and path) from a version's metadata."""
+    fields: dict[str, Any] = {
+        "trained_at": metadata["trained_at"],
+        "dataset": metadata["dataset"]["path"],
+    }
+    for name, info in metadata["variants"].items():
+        fields[f"metrics_{name}"] = info["metrics"]
+    fields["dataset_sha256"] = metadata["dataset"]["sha256"]
+    fields["split"] = metadata["split"]["mode"]
+    fields["test_period"] = metadata["split"]["test"]
+    fields["baselines"] = {
+        name: {b: {"RMSE": m["RMSE"], "MAE": m["MAE"]} for b, m in info["baselines"].items()}
+        for name, info in metadata["variants"].items()
+    }
+    return fields

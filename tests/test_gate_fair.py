@@ -1,0 +1,182 @@
+"""The fair gate: versions are judged only on labelled weeks neither was trained on.
+
+The winners here are known by construction, not read from the gate: a version trained on HH
+multiplied by three forecasts about three times the realised HH, so any version trained on the
+true HH beats it on any weeks it did not learn from.
+"""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from scipy.stats import ttest_rel
+
+from hhforecast.config import load_settings
+from hhforecast.datasets.weekly import sample_dataset_path
+from hhforecast.gate.promote import NotEnoughFairWeeksError, PromotionRefusedError, promote
+from hhforecast.gate.significance import diebold_mariano
+from hhforecast.modeling.training import train_version
+from hhforecast.registry.store import Registry
+
+from .conftest import Project, write_config
+
+
+@pytest.fixture(scope="module")
+def _fair_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("fair")
+    settings = load_settings(write_config(root))
+    sample = pd.read_csv(sample_dataset_path())
+    data = root / "data"
+    data.mkdir()
+    sample.iloc[:40].to_csv(data / "tiny40.csv", index=False)
+    sample.assign(HH=sample["HH"] * 3).to_csv(data / "tripled.csv", index=False)
+    sample.iloc[-65:].to_csv(data / "recent.csv", index=False)
+    train_version(settings, version="1.0.0")  # true HH, the whole sample
+    train_version(settings, data / "tripled.csv", "broken")  # same weeks, HH x 3
+    train_version(settings.with_training(epochs=2), data / "tiny40.csv", "0.1.0-bad")
+    return root
+
+
+@pytest.fixture
+def fair(tmp_path: Path, _fair_template: Path) -> Project:
+    import shutil
+
+    shutil.copytree(_fair_template, tmp_path, dirs_exist_ok=True)
+    return Project(root=tmp_path, config=tmp_path / "config.yaml")
+
+
+def set_mlops(project: Project, **values: object) -> None:
+    data = yaml.safe_load(project.config.read_text())
+    data.setdefault("mlops", {}).update(values)
+    project.config.write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+def test_a_version_tested_on_weeks_production_learnt_from_is_refused(fair: Project, cli) -> None:
+    # Reproduces the unfair promotion: 0.1.0-bad's 10 test weeks are all weeks 1.0.0 trained on.
+    promote(fair.settings, "1.0.0")
+    config, registry = fair.config.read_bytes(), fair.registry_file.read_bytes()
+    result = cli("promote", "0.1.0-bad", "--require-better-rmse", "--config", fair.config)
+    assert result.exit_code == 1
+    message = " ".join(result.stderr.split())
+    assert message == (
+        "Error: refused to promote 0.1.0-bad: only 0 of the 10 held-out test weeks of 0.1.0-bad "
+        "come after 2022-09-26, the last week either version was trained on (0.1.0-bad up to "
+        "2019-07-29, 1.0.0 up to 2022-09-26); at least 13 are needed to compare it fairly with "
+        "production 1.0.0 (mlops.min_fair_weeks). Pass newer labelled weeks, after 2022-09-26, "
+        "with --data FILE. Production and the config file were left unchanged."
+    )
+    assert fair.config.read_bytes() == config and fair.registry_file.read_bytes() == registry
+    as_json = cli(
+        "promote", "0.1.0-bad", "--require-better-rmse", "--json", "--config", fair.config
+    )
+    assert as_json.exit_code == 1
+    assert json.loads(as_json.stdout)["promoted"] is False
+    assert json.loads(as_json.stdout)["fair_weeks"] == 0
+
+
+def test_newer_weeks_passed_with_data_are_the_only_ones_judged(fair: Project) -> None:
+    promote(fair.settings, "1.0.0")
+    # The whole sample is offered: only its 65 weeks after both trainings are scored.
+    with pytest.raises(PromotionRefusedError) as info:
+        promote(fair.settings, "broken", require_better_rmse=True, data=sample_dataset_path())
+    report = info.value.report
+    assert report.weeks is not None
+    assert (report.weeks.weeks, report.weeks.start, report.weeks.end) == (
+        65,
+        "2022-10-03",
+        "2023-12-25",
+    )
+    assert "the fair weeks, which neither version trained on" in report.weeks.source
+    assert report.overlaps and all(o.weeks == 0 for o in report.overlaps)
+    # A model forecasting three times the realised HH loses, and by far.
+    assert report.candidate_rmse > 3 * report.production_rmse
+    assert report.significance is not None and report.significance.statistic < 0
+    assert "Diebold–Mariano" in str(info.value)
+    assert Registry(fair.settings).production_version().version == "1.0.0"
+
+
+def test_the_known_better_version_is_promoted_with_its_evidence(fair: Project, cli) -> None:
+    promote(fair.settings, "broken")  # no gate: the broken version serves
+    result = cli("promote", "1.0.0", "--require-better-rmse", "--json", "--config", fair.config)
+    assert result.exit_code == 0, result.stderr
+    outcome = json.loads(result.stdout)
+    validation = outcome["validation"]
+    assert validation["evaluation_weeks"]["weeks"] == 65
+    assert outcome["rmse_to"] * 3 < outcome["rmse_from"]
+    assert validation["significance"]["statistic"] > 0
+    assert validation["significance"]["p_value"] < 0.05
+    assert "65 weeks" in outcome["rmse_basis"] and "Diebold–Mariano" in outcome["rmse_basis"]
+    assert Registry(fair.settings).production_version().version == "1.0.0"
+
+
+def test_fewer_fair_weeks_than_the_minimum_are_refused(fair: Project, tmp_path: Path) -> None:
+    promote(fair.settings, "broken")
+    recent = pd.read_csv(fair.root / "data" / "recent.csv")
+    twelve, thirteen = tmp_path / "twelve.csv", tmp_path / "thirteen.csv"
+    recent.iloc[:12].to_csv(twelve, index=False)
+    recent.iloc[:13].to_csv(thirteen, index=False)
+    with pytest.raises(NotEnoughFairWeeksError, match=r"only 12 of the 12 labelled weeks of "):
+        promote(fair.settings, "1.0.0", require_better_rmse=True, data=twelve)
+    result = promote(fair.settings, "1.0.0", require_better_rmse=True, data=thirteen)
+    assert result.report is not None and result.report.weeks.weeks == 13
+    # The minimum is a setting.
+    promote(load_settings(fair.config), "broken")
+    set_mlops(fair, min_fair_weeks=20)
+    with pytest.raises(NotEnoughFairWeeksError, match=r"at least 20 are needed"):
+        promote(load_settings(fair.config), "1.0.0", require_better_rmse=True, data=thirteen)
+
+
+def test_require_significant_demands_a_test_at_the_configured_level(fair: Project, cli) -> None:
+    promote(fair.settings, "broken")
+    # No real difference reaches a level this small, even a threefold error.
+    set_mlops(fair, significance_level=1e-300)
+    before = fair.config.read_bytes()
+    refused = cli("promote", "1.0.0", "--require-significant", "--config", fair.config)
+    assert refused.exit_code == 1
+    message = " ".join(refused.stderr.split())
+    assert "is lower, but not significantly so: Diebold–Mariano" in message
+    assert "above the level 1e-300" in message
+    assert fair.config.read_bytes() == before
+    set_mlops(fair, significance_level=0.05)
+    accepted = cli("promote", "1.0.0", "--require-significant", "--config", fair.config)
+    assert accepted.exit_code == 0, accepted.stderr
+    assert "Diebold–Mariano" in " ".join(accepted.stdout.split())
+
+
+# -- the Diebold–Mariano statistic --------------------------------------------------------
+
+
+def test_without_lags_diebold_mariano_is_the_paired_t_test_on_squared_errors() -> None:
+    rng = np.random.default_rng(3)
+    production = rng.normal(0, 120, 40)
+    candidate = rng.normal(0, 100, 40)
+    test = diebold_mariano(candidate, production, lags=0)
+    expected = ttest_rel(production**2, candidate**2, alternative="greater")
+    assert test.statistic == pytest.approx(expected.statistic, rel=1e-9)
+    assert test.p_value == pytest.approx(expected.pvalue, rel=1e-9)
+
+
+def test_streaks_of_errors_make_the_test_more_cautious() -> None:
+    rng = np.random.default_rng(5)
+    # Loss differentials that run in streaks (AR(1), rho 0.8) with a small positive mean.
+    d = np.zeros(200)
+    for t in range(1, 200):
+        d[t] = 0.8 * d[t - 1] + rng.normal()
+    d += 0.3
+    candidate = np.ones(200) * 10.0
+    production = np.sqrt(100.0 + d + 10.0)  # e_p^2 - e_c^2 = d + 10
+    naive = diebold_mariano(candidate, production, lags=0)
+    robust = diebold_mariano(candidate, production)
+    assert robust.lags == 5
+    assert 0 < robust.statistic < naive.statistic
+    assert robust.p_value > naive.p_value
+
+
+def test_identical_errors_have_no_statistic() -> None:
+    errors = np.array([10.0, -20.0, 5.0])
+    test = diebold_mariano(errors, errors.copy())
+    assert (test.statistic, test.p_value) == (None, None)
+    assert "undefined" in test.describe()
