@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 from typer.testing import CliRunner
@@ -57,6 +58,11 @@ class Project:
         return self.models / "registry.json"
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Slow tests first: with several workers the long ones start at once, not at the end."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.fixture(autouse=True)
 def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(CONFIG_ENV, raising=False)
@@ -81,16 +87,52 @@ def _trained_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-@pytest.fixture
-def trained_project(tmp_path: Path, _trained_template: Path) -> Project:
-    """A project with versions 1.0.0 and 1.1.0 already trained (copied, not retrained)."""
-    for item in _trained_template.iterdir():
-        target = tmp_path / item.name
+def copy_project(template: Path, folder: Path) -> Project:
+    """Copy a template project's files into `folder`."""
+    for item in template.iterdir():
+        target = folder / item.name
         if item.is_dir():
             shutil.copytree(item, target)
         else:
             shutil.copy2(item, target)
-    return Project(root=tmp_path, config=tmp_path / "config.yaml")
+    return Project(root=folder, config=folder / "config.yaml")
+
+
+@pytest.fixture
+def trained_project(tmp_path: Path, _trained_template: Path) -> Project:
+    """A project with versions 1.0.0 and 1.1.0 already trained (copied, not retrained)."""
+    return copy_project(_trained_template, tmp_path)
+
+
+HELD_OUT_WEEKS = 65
+"""The sample's last quarter (260 weeks, test_fraction 0.25): every version's held-out weeks."""
+INFLATED_DATASET = "inflated_hh.csv"
+
+
+@pytest.fixture(scope="session")
+def _ranked_template(tmp_path_factory: pytest.TempPathFactory, _trained_template: Path) -> Path:
+    from hhforecast.datasets.weekly import sample_dataset_path
+    from hhforecast.modeling.training import train_version
+
+    root = tmp_path_factory.mktemp("ranked")
+    project = copy_project(_trained_template, root)
+    frame = pd.read_csv(sample_dataset_path())
+    learnt = len(frame) - HELD_OUT_WEEKS
+    frame.loc[: learnt - 1, "HH"] *= 1.6
+    frame.to_csv(root / INFLATED_DATASET, index=False)
+    train_version(project.settings.with_training(epochs=2), root / INFLATED_DATASET, "1.2.0")
+    return root
+
+
+@pytest.fixture
+def ranked_project(tmp_path: Path, _ranked_template: Path) -> Project:
+    """The trained project plus version 1.2.0 (production), the worse forecaster by construction.
+
+    1.2.0 learnt from the sample with the HH of its training weeks inflated by 60%; its held-out
+    weeks are the sample's real last quarter, the same weeks 1.0.0 and 1.1.0 hold out. On them it
+    forecasts about 60% too high, whatever the network's random draw.
+    """
+    return copy_project(_ranked_template, tmp_path)
 
 
 @pytest.fixture

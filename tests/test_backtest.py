@@ -8,6 +8,7 @@ import pytest
 from hhforecast.modeling.backtest import (
     BASELINES,
     NETWORK,
+    ORIGINAL_INITS,
     ORIGINAL_RECIPE,
     BacktestError,
     backtest_dataset,
@@ -40,9 +41,11 @@ def test_too_short_a_dataset_is_reported_with_what_it_needs() -> None:
     )
 
 
+@pytest.mark.slow
 def test_backtest_scores_every_model_per_fold_and_pooled(project: Project) -> None:
     settings = project.settings.with_training(**TINY)
-    result = backtest_dataset(settings, folds=2, horizon=6, original_inits=2)
+    # Two short initialisations of the original recipe: enough to see it scored per init.
+    result = backtest_dataset(settings, folds=2, horizon=6, original_inits=2, original_epochs=2)
     models = [NETWORK, ORIGINAL_RECIPE, *BASELINES]
     assert result.models == models
     assert [f["train_weeks"] for f in result.fold_scores] == [248, 254]
@@ -70,6 +73,7 @@ def test_backtest_scores_every_model_per_fold_and_pooled(project: Project) -> No
     json.dumps(result.to_dict())
 
 
+@pytest.mark.slow
 def test_train_records_a_backtest_summary_when_configured(tmp_path: Any) -> None:
     config = write_config(tmp_path, training={**TINY, "backtest_folds": 2, "backtest_horizon": 5})
     from hhforecast.config import load_settings
@@ -87,6 +91,7 @@ def test_train_skips_the_backtest_by_default(trained_project: Project) -> None:
     assert "backtest" not in meta
 
 
+@pytest.mark.slow
 def test_cli_backtest_json(project: Project, cli: Callable[..., Any]) -> None:
     write_config(project.root, training=TINY)
     result = cli("backtest", "--folds", "2", "--horizon", "4", "--json", "--config", project.config)
@@ -97,14 +102,25 @@ def test_cli_backtest_json(project: Project, cli: Callable[..., Any]) -> None:
     assert len(data["fold_scores"]) == 2
 
 
+@pytest.mark.slow
 def test_cli_backtest_table_and_bad_input(project: Project, cli: Callable[..., Any]) -> None:
     write_config(project.root, training=TINY)
-    result = cli("backtest", "--folds", "1", "--horizon", "4", "--original")
+    result = cli(
+        "backtest", "--folds", "1", "--horizon", "4", "--original", "--original-inits", "2"
+    )
     assert result.exit_code == 0, result.stderr
     assert "5features: rolling-origin backtest, 1 fold(s) of 4 week(s)" in result.stdout
     assert "original_recipe" in result.stdout and "linear_regression" in result.stdout
-    assert "5features original_recipe: mean of 5 initialisations, pooled RMSE" in result.stdout
+    assert "5features original_recipe: mean of 2 initialisations, pooled RMSE" in result.stdout
     assert "intervals covered" in result.stdout
     result = cli("backtest", "--folds", "40", "--horizon", "13")
     assert result.exit_code == 2
     assert result.stderr.startswith("Error: a backtest of 40 fold(s) of 13 week(s) needs")
+
+
+def test_the_original_recipe_is_scored_from_5_initialisations_by_default(
+    cli: Callable[..., Any],
+) -> None:
+    assert ORIGINAL_INITS == 5
+    help_text = " ".join(cli("backtest", "--help").stdout.replace("│", " ").split())
+    assert "Initialisations the original recipe is trained from (default: 5)." in help_text

@@ -8,6 +8,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from hhforecast.registry.check import check_registry
 from hhforecast.registry.store import Registry
 
@@ -144,6 +146,7 @@ app(["train", "--version", "2.0.0", "--config", sys.argv[1]])
 """
 
 
+@pytest.mark.slow
 def test_a_training_killed_before_its_entry_is_repaired_and_usable(
     trained_project: Project, cli, tmp_path_factory
 ) -> None:

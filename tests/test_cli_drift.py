@@ -229,6 +229,7 @@ def test_predictions_served_by_the_api_are_monitored(
     assert period["mae"] == pytest.approx(30.0, abs=1e-3)  # the latest of the three predictions
 
 
+@pytest.mark.slow
 def test_the_running_service_logs_what_monitor_reports(trained_project: Project, cli) -> None:
     import httpx
 

@@ -15,10 +15,10 @@ def one_line(text: str) -> str:
 
 
 def test_gate_refuses_worse_accepts_better_rolls_back_and_keeps_history(
-    trained_project: Project, cli
+    ranked_project: Project, cli
 ) -> None:
-    ranking = rank_versions(trained_project)
-    config = trained_project.config
+    ranking = rank_versions(ranked_project)
+    config = ranked_project.config
     original = config.read_text()
     variant = ["--variant", ranking.variant]
 

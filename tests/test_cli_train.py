@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from .conftest import Project
 
 
@@ -55,6 +57,7 @@ def test_sample_writes_a_reproducible_file(tmp_path: Path, cli) -> None:
     assert len(a.read_text().splitlines()) == 21
 
 
+@pytest.mark.slow
 def test_four_parallel_trainings_keep_every_entry(project: Project) -> None:
     env = {**os.environ, "HHFORECAST_CONFIG": str(project.config)}
     command = [sys.executable, "-m", "hhforecast", "train", "--epochs", "2"]

@@ -155,6 +155,7 @@ def test_a_kept_correction_is_refitted_for_the_chosen_epochs(
     assert not np.allclose(fitted.predict(x[split.test]), raw_ols.predict(x[split.test]))
 
 
+@pytest.mark.slow
 def test_a_real_non_linear_effect_is_kept_and_beats_linear_regression() -> None:
     # Weeks whose demand bends with utilisation (a kink like long flying days adding findings):
     # the correction must pass the validation test and cut the error of least squares.

@@ -207,6 +207,7 @@ def test_a_corrupt_registry_is_reported_and_never_overwritten(trained_project: P
     assert trained_project.config.read_bytes() == config_before
 
 
+@pytest.mark.slow
 def test_twenty_parallel_promotions_leave_a_valid_config_and_twenty_entries(
     trained_project: Project,
 ) -> None:
@@ -236,6 +237,7 @@ def test_twenty_parallel_promotions_leave_a_valid_config_and_twenty_entries(
     assert history[-1].to_version == final
 
 
+@pytest.mark.slow
 def test_promotions_during_a_training_lose_nothing(trained_project: Project) -> None:
     def run(*args: str) -> subprocess.Popen[str]:
         return subprocess.Popen(
@@ -256,22 +258,39 @@ def test_promotions_during_a_training_lose_nothing(trained_project: Project) -> 
     assert load_settings(trained_project.config).mlops.production_version in {"1.0.0", "1.1.0"}
 
 
+PROMOTE_WHEN_TOLD = """
+import sys
+
+import hhforecast.gate.promotion  # everything the promotion imports, before it starts
+from hhforecast.cli import app
+
+print("promoting", flush=True)
+app(["promote", sys.argv[1]])
+"""
+
+
 def test_a_promotion_killed_at_any_moment_leaves_the_old_or_the_new_state(
     trained_project: Project,
 ) -> None:
     original = trained_project.config.read_text()
     current = "latest"
-    for i, delay in enumerate([0.2, 0.5, 0.8, 1.1, 1.4, 1.8]):
+    # Delays counted from the moment the promotion starts (after the imports, which would
+    # otherwise swallow most kills): from before its first write to after its last.
+    for i, delay in enumerate([0.0, 0.01, 0.02, 0.03, 0.045, 0.06, 0.09, 0.5]):
         target = ["1.0.0", "1.1.0"][i % 2]
         process = subprocess.Popen(
-            [sys.executable, "-m", "hhforecast", "promote", target],
+            [sys.executable, "-c", PROMOTE_WHEN_TOLD, target],
             cwd=trained_project.root,
-            stdout=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
+            text=True,
         )
+        assert process.stdout is not None
+        assert process.stdout.readline() == "promoting\n"
         time.sleep(delay)
         process.kill()
         process.wait()
+        process.stdout.close()
         old = rewrite_production_version(original, current) if current != "latest" else original
         assert trained_project.config.read_text() in {
             old,

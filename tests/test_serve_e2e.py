@@ -9,7 +9,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -83,6 +83,16 @@ def stop_server(server: Server) -> None:
             server.process.wait(5)
 
 
+def wait_until(condition: Callable[[], bool], timeout: float = 30.0) -> bool:
+    """Poll `condition` until it holds (True) or `timeout` seconds pass (False)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 @pytest.fixture
 def fast_poll_project(trained_project: Project) -> Project:
     write_config(trained_project.root, serving={"reload_poll_seconds": 0.2})
@@ -129,6 +139,7 @@ class Burst:
                 seen.append(response.json()["model_version"])
 
 
+@pytest.mark.slow
 def test_serve_answers_over_http_and_follows_a_promotion_live(
     server: Server, fast_poll_project: Project
 ) -> None:
@@ -140,7 +151,7 @@ def test_serve_answers_over_http_and_follows_a_promotion_live(
 
     burst = Burst(server.url)
     threads = burst.run(clients=3)
-    time.sleep(0.5)
+    assert wait_until(lambda: all(burst.versions)), "a client got no answer before the promotion"
     promoted = subprocess.run(
         [
             sys.executable,
@@ -164,7 +175,8 @@ def test_serve_answers_over_http_and_follows_a_promotion_live(
         if info["model_version"] == "1.0.0":
             break
         time.sleep(0.1)
-    time.sleep(0.5)  # keep the burst going on the new version for a moment
+    # Keep the burst going until every client has been answered by the new version.
+    wait_until(lambda: all("1.0.0" in seen for seen in burst.versions))
     burst.stop.set()
     for thread in threads:
         thread.join(15)
@@ -192,6 +204,7 @@ def metric(text: str, name: str) -> float:
     raise AssertionError(f"{name} not in /metrics:\n{text}")
 
 
+@pytest.mark.slow
 def test_serve_with_two_workers_uses_the_app_factory_and_adds_up_metrics(
     fast_poll_project: Project,
 ) -> None:

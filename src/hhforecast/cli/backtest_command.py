@@ -40,9 +40,17 @@ def backtest(
         typer.Option(
             "--original",
             help="Also score the original recipe (MinMax, ReLU 100-100, 10 epochs): the mean "
-            "over 5 initialisations, with their spread.",
+            "over --original-inits initialisations, with their spread.",
         ),
     ] = False,
+    original_inits: Annotated[
+        int | None,
+        typer.Option(
+            "--original-inits",
+            min=1,
+            help="Initialisations the original recipe is trained from (default: 5).",
+        ),
+    ] = None,
     config: ConfigOption = None,
     json_output: JsonOption = False,
 ) -> None:
@@ -58,7 +66,7 @@ def backtest(
         if not json_output:
             err_console.print(f"fold {done}/{total} done", highlight=False)
 
-    inits = ORIGINAL_INITS if original else 0
+    inits = (original_inits or ORIGINAL_INITS) if original else 0
     result = backtest_dataset(settings, dataset, folds, horizon, inits, on_fold)
     if json_output:
         print_json(result.to_dict())

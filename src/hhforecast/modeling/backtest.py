@@ -200,11 +200,14 @@ def run_backtest(
     horizon: int,
     original_inits: int = 0,
     on_fold: FoldCallback | None = None,
+    *,
+    original_epochs: int = ORIGINAL_EPOCHS,
 ) -> BacktestResult:
     """Rolling-origin evaluation of every variant's network and the baselines.
 
     With `original_inits` above 0 the original recipe is scored too, trained from that many
-    initialisations; its scores are the mean of theirs.
+    initialisations for `original_epochs` (its own 10 unless a quick check asks for fewer); its
+    scores are the mean of theirs.
     """
     origins = rolling_origins(dataset.rows, folds, horizon)
     models = [NETWORK, *([ORIGINAL_RECIPE] if original_inits else []), *BASELINES]
@@ -232,7 +235,7 @@ def run_backtest(
             predictions = {NETWORK: fitted.predict(x[test])}
             if original_inits:
                 predictions[ORIGINAL_RECIPE] = original_recipe_runs(
-                    x, y, train, test, cfg.seed, original_inits
+                    x, y, train, test, cfg.seed, original_inits, original_epochs
                 )
             predictions.update(baseline_predictions(x, y, train, test))
             halfwidth = fitted.interval_halfwidth(cfg.interval_coverage)
@@ -276,6 +279,8 @@ def backtest_dataset(
     horizon: int | None = None,
     original_inits: int = 0,
     on_fold: FoldCallback | None = None,
+    *,
+    original_epochs: int = ORIGINAL_EPOCHS,
 ) -> BacktestResult:
     """Load the configured (or given) weekly dataset and backtest it with the training settings."""
     from hhforecast.datasets.weekly import load_training_dataset
@@ -289,4 +294,5 @@ def backtest_dataset(
         horizon if horizon is not None else cfg.backtest_horizon,
         original_inits=original_inits,
         on_fold=on_fold,
+        original_epochs=original_epochs,
     )
