@@ -73,3 +73,55 @@ def test_modules_stay_small_enough_to_hold_one_concern():
     }
     too_big = {n: s for n, s in sizes.items() if s > MAX_LINES}
     assert not too_big, f"modules over {MAX_LINES} lines: {too_big}"
+
+
+LAYERS = [
+    ["hhforecast._fs", "hhforecast.errors", "hhforecast.config"],
+    ["hhforecast.datasets"],
+    [
+        "hhforecast.registry",  # the package; registry.check sits higher
+        "hhforecast.registry.store",
+        "hhforecast.registry.pointer",
+        "hhforecast.registry.history",
+        "hhforecast.watch.reference",
+    ],
+    ["hhforecast.modeling"],
+    ["hhforecast.gate", "hhforecast.registry.check", "hhforecast.watch"],
+    ["hhforecast.reports", "hhforecast.serving"],
+    ["hhforecast.cli", "hhforecast.__main__"],
+]
+"""The layers of docs/architecture.md, bottom up: a module imports from its layer or below."""
+UPWARD_IMPORTS = {("hhforecast.watch.monitor", "hhforecast.reports.monitor")}
+"""monitor_html hands its result to the report page, which reads it through a protocol."""
+
+
+def _layer(module: str) -> int:
+    """The layer of the longest prefix of `module` listed in LAYERS."""
+    best, found = -1, -1
+    for index, prefixes in enumerate(LAYERS):
+        for prefix in prefixes:
+            if (module == prefix or module.startswith(prefix + ".")) and len(prefix) > best:
+                best, found = len(prefix), index
+    return found
+
+
+def test_every_module_has_a_layer_and_imports_only_from_its_layer_or_below():
+    graph = _imports()
+    unplaced = sorted(m for m in graph if m != "hhforecast" and _layer(m) < 0)
+    assert not unplaced, f"modules in no layer of docs/architecture.md: {unplaced}"
+    upward = sorted(
+        f"{module} -> {target}"
+        for module, targets in graph.items()
+        for target in targets
+        if module != "hhforecast"
+        and _layer(target) > _layer(module)
+        and (module, target) not in UPWARD_IMPORTS
+    )
+    assert not upward, f"imports against the layers of docs/architecture.md: {upward}"
+
+
+def test_the_layer_of_a_module_is_its_longest_listed_prefix():
+    assert _layer("hhforecast.registry.store") == 2
+    assert _layer("hhforecast.registry.check") == 4
+    assert (_layer("hhforecast.watch.reference"), _layer("hhforecast.watch.drift")) == (2, 4)
+    assert _layer("hhforecast.elsewhere") == -1
