@@ -19,7 +19,7 @@ from hhforecast.cli._common import (
     print_json,
     settings_from,
 )
-from hhforecast.errors import EXIT_CHECK_FAILED
+from hhforecast.errors import EXIT_CHECK_FAILED, VersionNotFoundError
 from hhforecast.registry.history import PromotionRecord
 from hhforecast.registry.store import Registry
 
@@ -189,7 +189,7 @@ def promote(
     if json_output:
         _print_move(result, settings.config_file)
         return
-    _render_move(result.record, settings.config_file)
+    _render_move(result.record, settings.config_file, Registry(settings))
 
 
 @friendly_errors
@@ -207,7 +207,7 @@ def rollback(
     if json_output:
         _print_move(result, settings.config_file)
         return
-    _render_move(result.record, settings.config_file)
+    _render_move(result.record, settings.config_file, Registry(settings))
 
 
 def _print_move(result: PromotionResult, config_file: Path) -> None:
@@ -221,18 +221,43 @@ def _print_move(result: PromotionResult, config_file: Path) -> None:
     )
 
 
-def _render_move(record: PromotionRecord, config_file: Path) -> None:
+def _render_move(record: PromotionRecord, config_file: Path, registry: Registry) -> None:
     verb = "Rolled back" if record.action == "rollback" else "Promoted"
     console.print(
         f"{verb}: production is now [bold]{record.to_version}[/] "
         f"(was {record.from_version or 'nothing'}); {config_file} updated.",
         highlight=False,
     )
-    console.print(
-        f"RMSE {record.variant}: {fmt(record.rmse_to)} vs {fmt(record.rmse_from)} before "
-        f"({record.rmse_basis}).",
-        highlight=False,
-    )
+    if record.gate == "require-better-rmse":
+        console.print(
+            f"RMSE {record.variant}: {fmt(record.rmse_to)} vs {fmt(record.rmse_from)} before "
+            f"({record.rmse_basis}).",
+            highlight=False,
+        )
+        return
+    # Without the gate each RMSE is from the registry, on that version's own test weeks.
+    windows = {}
+    for name, rmse in (
+        (record.to_version, record.rmse_to),
+        (record.from_version, record.rmse_from),
+    ):
+        if name is None:
+            continue
+        try:
+            window = registry.get(name).test_window()
+        except VersionNotFoundError:
+            window = "unknown"
+        windows[name] = window
+        console.print(
+            f"RMSE {record.variant} of {name}: {fmt(rmse)} on its own test weeks ({window}).",
+            highlight=False,
+        )
+    if len(set(windows.values())) > 1 or "unknown" in windows.values():
+        console.print(
+            "These were measured on different weeks and are not comparable; "
+            f"`hhforecast registry compare {' '.join(windows)}` scores both on the same weeks.",
+            highlight=False,
+        )
 
 
 @friendly_errors

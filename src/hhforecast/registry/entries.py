@@ -97,6 +97,13 @@ class ModelVersion:
     def metric(self, variant: str, name: str) -> float | None:
         return self.metrics.get(variant, {}).get(name)
 
+    def test_window(self) -> str:
+        """'65 from 2022-10-03': the held-out weeks this entry's metrics were measured on."""
+        period = self.extra.get("test_period")
+        if not isinstance(period, dict) or not {"start", "end"} <= set(period):
+            return "unknown"
+        return f"{period.get('weeks', '?')} from {period['start']}"
+
 
 @dataclass
 class RegistryDocument:
