@@ -186,9 +186,20 @@ def promote(
         raise
     for warning in result.report.warnings if result.report else []:
         err_console.print(f"[yellow]Warning:[/] {warning}", highlight=False)
+    if result.record is None:
+        if json_output:
+            print_json(
+                {"promoted": False, "already_in_production": True, "production_version": version}
+            )
+        else:
+            console.print(
+                f"{version} is already in production; nothing was changed.", highlight=False
+            )
+        return
     if json_output:
         _print_move(result, settings.config_file)
         return
+    assert result.record is not None
     _render_move(result.record, settings.config_file, Registry(settings))
 
 
@@ -207,13 +218,16 @@ def rollback(
     if json_output:
         _print_move(result, settings.config_file)
         return
+    assert result.record is not None
     _render_move(result.record, settings.config_file, Registry(settings))
 
 
 def _print_move(result: PromotionResult, config_file: Path) -> None:
+    assert result.record is not None
     print_json(
         {
             "promoted": True,
+            "already_in_production": False,
             **result.record.to_entry(),
             "config_file": str(config_file),
             "validation": result.report.to_dict() if result.report else None,
