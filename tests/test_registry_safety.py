@@ -208,3 +208,115 @@ def test_a_history_with_a_repeated_promotion_does_not_stick(trained_project: Pro
     trained_project.registry_file.write_text(json.dumps(data))
     moved = rollback(load_settings(trained_project.config))
     assert (moved.record.from_version, moved.record.to_version) == ("1.1.0", "1.0.0")
+
+
+# -- registry remove -----------------------------------------------------------------------
+
+
+def test_remove_takes_the_folder_and_the_entry_and_records_it(
+    trained_project: Project, cli
+) -> None:
+    config = trained_project.config
+    result = cli("registry", "remove", "1.0.0", "--reason", "trial", "--json", "--config", config)
+    assert result.exit_code == 0, result.stderr
+    outcome = json.loads(result.stdout)
+    assert outcome["removed"] == "1.0.0"
+    assert outcome["folder"] == str(trained_project.models / "1.0.0")
+    assert not (trained_project.models / "1.0.0").exists()
+    assert [v.version for v in Registry(trained_project.settings).versions()] == ["1.1.0"]
+    (record,) = Registry(trained_project.settings).history()
+    assert (record["action"], record["to"], record["reason"]) == ("remove", "1.0.0", "trial")
+    assert outcome["history"] == record
+    assert not [p for p in trained_project.models.iterdir() if p.name.startswith(".staging")]
+    history = cli("registry", "history", "--config", config)
+    assert "✕ 1.0.0" in history.stdout
+    # A removal moves nothing: rollback still has nothing to return to.
+    assert cli("rollback", "--config", config).exit_code == 2
+
+
+def test_remove_refuses_production_and_the_rollback_target(trained_project: Project, cli) -> None:
+    config = trained_project.config
+    before = state(trained_project)
+    serving = cli("registry", "remove", "1.1.0", "--config", config)  # "latest" = 1.1.0
+    assert serving.exit_code == 2
+    assert one_line(serving.stderr) == (
+        "Error: version 1.1.0 was not removed: it is the production version; promote another "
+        "version first. Nothing was changed."
+    )
+    assert state(trained_project) == before
+    promote(trained_project.settings, "1.0.0")
+    promote(load_settings(config), "1.1.0")
+    before = state(trained_project)
+    target = cli("registry", "remove", "1.0.0", "--config", config)
+    assert target.exit_code == 2
+    assert "it is the version `hhforecast rollback` would return to (it served before 1.1.0)" in (
+        one_line(target.stderr)
+    )
+    assert state(trained_project) == before
+    assert (trained_project.models / "1.0.0" / "model_metadata.json").is_file()
+
+
+def test_a_failed_registry_write_puts_the_folder_back(
+    trained_project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hhforecast.registry.removal import remove_version
+
+    before = state(trained_project)
+    files = sorted(p.name for p in (trained_project.models / "1.0.0").iterdir())
+    real_replace = os.replace
+
+    def disk_full_on_registry(src, dst):
+        if str(dst).endswith("registry.json"):
+            raise OSError(28, "No space left on device")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", disk_full_on_registry)
+    with pytest.raises(OSError, match="No space left"):
+        remove_version(trained_project.settings, "1.0.0")
+    monkeypatch.undo()
+    assert state(trained_project) == before
+    assert sorted(p.name for p in (trained_project.models / "1.0.0").iterdir()) == files
+
+
+def test_a_removal_killed_before_the_registry_write_is_repaired(
+    trained_project: Project, cli
+) -> None:
+    # The state a kill leaves after the folder was moved aside: the entry, no folder.
+    aside = trained_project.models / ".staging-old-0123456789ab"
+    os.replace(trained_project.models / "1.0.0", aside)
+    fixed = cli("registry", "check", "--fix", "--config", trained_project.config)
+    assert fixed.exit_code == 0, fixed.stdout
+    assert (trained_project.models / "1.0.0" / "model_metadata.json").is_file()
+
+
+def test_removing_an_unsound_entry_never_follows_its_path(
+    trained_project: Project, tmp_path: Path, cli
+) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    shutil.copytree(trained_project.models / "1.0.0", elsewhere)
+
+    def point_away(versions: list) -> None:
+        versions[0]["path"] = str(elsewhere)
+
+    edit_registry(trained_project, point_away)
+    result = cli("registry", "remove", "1.0.0", "--config", trained_project.config)
+    assert result.exit_code == 0, result.stderr
+    assert "Removed 1.0.0: its registry entry" in one_line(result.stdout)
+    assert (elsewhere / "model_metadata.json").is_file()  # never touched
+
+
+def test_a_removal_killed_after_the_registry_write_leaves_a_reported_folder(
+    trained_project: Project, cli
+) -> None:
+    from hhforecast.registry.removal import remove_version
+
+    # The state a kill leaves after the registry write, before the folder aside is deleted.
+    leftover = trained_project.models / ".staging-old-0123456789ab"
+    shutil.copytree(trained_project.models / "1.0.0", leftover)
+    remove_version(trained_project.settings, "1.0.0")
+    check = cli("registry", "check", "--json", "--config", trained_project.config)
+    assert check.exit_code == 1
+    findings = json.loads(check.stdout)["findings"]
+    assert [(f["kind"], Path(f["path"]).name) for f in findings] == [
+        ("leftover_staging", leftover.name)
+    ]

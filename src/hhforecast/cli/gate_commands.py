@@ -295,11 +295,12 @@ def registry_history(config: ConfigOption = None, json_output: JsonOption = Fals
         table.add_column(column, no_wrap=True)
     table.add_column("reason", overflow="fold", min_width=12)
     for r in records:
+        removed = r.action == "remove"  # `to` names the removed version; production stayed
         table.add_row(
             r.at[:16].replace("T", " "),
             r.action + ("*" if r.gate == "require-better-rmse" else ""),
-            f"{r.from_version or '-'}→{r.to_version}",
-            f"{fmt(r.rmse_from)}→{fmt(r.rmse_to)}",
+            f"✕ {r.to_version}" if removed else f"{r.from_version or '-'}→{r.to_version}",
+            "" if removed else f"{fmt(r.rmse_from)}→{fmt(r.rmse_to)}",
             r.user,
             r.reason,
         )

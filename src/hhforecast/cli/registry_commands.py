@@ -242,3 +242,36 @@ def compare(
         f"(positive: {result.versions[1]} erred less).",
         highlight=False,
     )
+
+
+@registry_app.command("remove")
+@friendly_errors
+def remove(
+    version: Annotated[str, typer.Argument(help="The version to remove.")],
+    reason: Annotated[str, typer.Option(help="Why; kept in the promotion history.")] = "",
+    config: ConfigOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Remove a version: its folder and its registry entry together, recorded in the history.
+
+    Refuses (exit 2) the production version and the version `rollback` would return to.
+
+    Example: hhforecast registry remove 0.1.0-test --reason "trial run"
+    """
+    from hhforecast.registry.removal import remove_version
+
+    removal = remove_version(settings_from(config), version, reason)
+    if json_output:
+        print_json(
+            {
+                "removed": version,
+                "folder": str(removal.folder) if removal.folder else None,
+                "history": removal.record.to_entry(),
+            }
+        )
+        return
+    where = f"its folder {removal.folder} and " if removal.folder else ""
+    console.print(
+        f"Removed {version}: {where}its registry entry; recorded in the history.",
+        highlight=False,
+    )

@@ -94,7 +94,7 @@ class Registry:
 
     # -- reading ---------------------------------------------------------------------------
 
-    def _read(self) -> RegistryDocument:
+    def read_document(self) -> RegistryDocument:
         if not self.path.exists():
             return RegistryDocument([], [], {})
         try:
@@ -106,11 +106,11 @@ class Registry:
 
     def versions(self) -> list[ModelVersion]:
         """Every registered version, oldest first (the order in which they were added)."""
-        return self._read().versions
+        return self.read_document().versions
 
     def history(self) -> list[dict[str, Any]]:
         """Every recorded promotion, oldest first."""
-        return self._read().history
+        return self.read_document().history
 
     def get(self, version: str) -> ModelVersion:
         """The entry of `version`, or VersionNotFoundError."""
@@ -179,7 +179,8 @@ class Registry:
                 "another hhforecast command may be stuck. Try again once it has finished."
             ) from None
 
-    def _write(self, document: RegistryDocument) -> None:
+    def write_document(self, document: RegistryDocument) -> None:
+        """Write the whole registry file atomically; hold `locked()` around read and write."""
         atomic_write_text(self.path, document.to_json())
 
     @contextmanager
@@ -199,26 +200,30 @@ class Registry:
         if version is None:
             return
         check_version_name(version)
-        document = self._read()
+        document = self.read_document()
         if version in {v.version for v in document.versions}:
             self._check_overwrite(version, force, document)
 
     def _check_overwrite(self, version: str, force: bool, document: RegistryDocument) -> None:
         """Refuse to replace production or the version rollback would return to."""
-        current = self._resolve(self.current_production_setting(), document.versions)
+        _, current, previous = self.production_state(document)
         if version == current:
             raise VersionExistsError(version, production=True)
-        if version == self._rollback_target(document, current):
+        if version == previous:
             raise VersionExistsError(version, rollback_target=current)
         if not force:
             raise VersionExistsError(version)
 
-    def _rollback_target(self, document: RegistryDocument, current: str | None) -> str | None:
+    def production_state(self, document: RegistryDocument) -> tuple[str, str | None, str | None]:
+        """(the raw setting, the production version, the version rollback would return to),
+        from the config file as it is now; hold `locked()` to decide on them."""
+        setting = self.current_production_setting()
+        current = self._resolve(setting, document.versions)
         records = [PromotionRecord.from_entry(entry) for entry in document.history]
         try:
-            return previous_production(records, current)
+            return setting, current, previous_production(records, current)
         except NoRollbackTargetError:
-            return None
+            return setting, current, None
 
     def _default_name(self, taken: set[str]) -> str:
         today = date.today().strftime("%Y%m%d")
@@ -245,7 +250,7 @@ class Registry:
         serves (production follows "latest") is read under that lock too.
         """
         with self.locked():
-            document = self._read()
+            document = self.read_document()
             taken = {v.version for v in document.versions}
             if version is None:
                 version = self._default_name(taken)
@@ -268,7 +273,7 @@ class Registry:
             try:
                 document.versions = [v for v in document.versions if v.version != version]
                 document.versions.append(entry)
-                self._write(document)
+                self.write_document(document)
             except BaseException:
                 shutil.rmtree(target, ignore_errors=True)
                 if replaced is not None:
@@ -283,14 +288,14 @@ class Registry:
         appended, or replacing the entry of that version where it stands."""
         version = check_version_name(folder.name)
         with self.locked():
-            document = self._read()
+            document = self.read_document()
             entry = self._new_entry(version, folder, entry_fields)
             names = [v.version for v in document.versions]
             if version in names:
                 document.versions[names.index(version)] = entry
             else:
                 document.versions.append(entry)
-            self._write(document)
+            self.write_document(document)
             return entry
 
     def _new_entry(self, version: str, target: Path, entry_fields: dict[str, Any]) -> ModelVersion:
@@ -317,7 +322,7 @@ class Registry:
 
     def rollback_target(self) -> tuple[str | None, str]:
         """(production now, the different version before it) from the history, or an error."""
-        document = self._read()
+        document = self.read_document()
         current = self._resolve(self.current_production_setting(), document.versions)
         records = [PromotionRecord.from_entry(entry) for entry in document.history]
         return current, previous_production(records, current)
@@ -345,7 +350,7 @@ class Registry:
         """If production follows "latest", pin it to the version serving now (recorded); None
         when it is already pinned or nothing is registered. Decided under the lock."""
         with self.locked():
-            versions = self._read().versions
+            versions = self.read_document().versions
             if self.current_production_setting().strip().lower() != LATEST or not versions:
                 return None
             return self.move_production(versions[-1].version, variant=variant, reason=reason)
@@ -381,7 +386,7 @@ class Registry:
         verify: Callable[[ModelVersion], None] | None,
     ) -> PromotionRecord | None:
         with self.locked():
-            document = self._read()
+            document = self.read_document()
             setting = self.current_production_setting()
             current = self._resolve(setting, document.versions)
             version = choose()
@@ -427,13 +432,13 @@ class Registry:
             # completes the move. The other order could move production with no record of who
             # did it, which is the one thing the history exists to prevent.
             document.history.append(record.to_entry())
-            self._write(document)
+            self.write_document(document)
             try:
                 if old_bytes is None or new_text.encode("utf-8") != old_bytes:
                     atomic_write_bytes(config_path, new_text.encode("utf-8"))
             except BaseException:
                 document.history.pop()
-                self._write(document)
+                self.write_document(document)
                 raise
         mlops = self.settings.mlops.model_copy(update={"production_version": version})
         self.settings = replace(self.settings, mlops=mlops, source=config_path.resolve())
