@@ -180,3 +180,75 @@ def test_identical_errors_have_no_statistic() -> None:
     test = diebold_mariano(errors, errors.copy())
     assert (test.statistic, test.p_value) == (None, None)
     assert "undefined" in test.describe()
+
+
+# -- comparable numbers -------------------------------------------------------------------
+
+
+def test_registry_list_shows_each_test_window_and_warns_they_differ(fair: Project, cli) -> None:
+    result = cli("registry", "list", "--config", fair.config)
+    assert result.exit_code == 0
+    text = " ".join(result.stdout.split())
+    assert "65 from 2022-10-03" in text and "10 from 2019-08-05" in text
+    assert "Versions tested on different weeks are not comparable by these numbers" in text
+    assert "hhforecast registry compare A B" in text
+    listed = json.loads(cli("registry", "list", "--json", "--config", fair.config).stdout)
+    windows = {v["version"]: v["test_period"]["start"] for v in listed["versions"]}
+    assert windows == {"1.0.0": "2022-10-03", "broken": "2022-10-03", "0.1.0-bad": "2019-08-05"}
+
+
+def test_rollback_never_puts_rmses_of_different_weeks_side_by_side(fair: Project, cli) -> None:
+    promote(fair.settings, "1.0.0")
+    promote(load_settings(fair.config), "0.1.0-bad")
+    result = cli("rollback", "--config", fair.config)
+    assert result.exit_code == 0, result.stderr
+    text = " ".join(result.stdout.split())
+    assert "RMSE 5features of 1.0.0: 313.1 on its own test weeks (65 from 2022-10-03)" in text
+    assert "of 0.1.0-bad: 186.8 on its own test weeks (10 from 2019-08-05)" in text
+    assert "measured on different weeks and are not comparable" in text
+    assert "313.1 vs 186.8" not in text and "186.8 vs 313.1" not in text
+
+
+def test_compare_scores_both_on_their_common_fair_weeks(fair: Project, cli) -> None:
+    # The two versions' datasets disagree on HH (one is tripled): neither is taken on trust.
+    unsure = cli("registry", "compare", "broken", "1.0.0", "--config", fair.config)
+    assert unsure.exit_code == 2
+    assert "give different HH for 65 of the 65 weeks they share" in " ".join(unsure.stderr.split())
+    recent = fair.root / "data" / "recent.csv"
+    result = cli(
+        "registry",
+        "compare",
+        "broken",
+        "1.0.0",
+        "--data",
+        recent,
+        "--json",
+        "--config",
+        fair.config,
+    )
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["weeks"]["weeks"] == 65 and data["weeks"]["start"] == "2022-10-03"
+    assert data["better"] == "1.0.0"  # the version trained on the true HH
+    assert data["metrics"]["broken"]["RMSE"] > 3 * data["metrics"]["1.0.0"]["RMSE"]
+    assert data["significance"]["statistic"] > 0  # the second version erred less
+    # 0.1.0-bad's registry RMSE (186.8, on its 10 weeks of 2019) looks better than 1.0.0's;
+    # on the same 65 unseen weeks it is not.
+    table = cli("registry", "compare", "1.0.0", "0.1.0-bad", "--config", fair.config)
+    assert table.exit_code == 0
+    text = " ".join(table.stdout.split())
+    assert "1.0.0 has the lower RMSE on these weeks" in text
+    assert "on 65 weeks 2022-10-03 to 2023-12-25" in text
+
+
+def test_compare_refuses_weeks_one_of_them_learnt_from(fair: Project, cli) -> None:
+    tiny = fair.root / "data" / "tiny40.csv"
+    result = cli(
+        "registry", "compare", "1.0.0", "0.1.0-bad", "--data", tiny, "--config", fair.config
+    )
+    assert result.exit_code == 1
+    assert "cannot be compared fairly: only 0 of the 40 labelled weeks" in " ".join(
+        result.stderr.split()
+    )
+    same = cli("registry", "compare", "1.0.0", "1.0.0", "--config", fair.config)
+    assert same.exit_code == 2

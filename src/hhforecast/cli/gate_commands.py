@@ -19,7 +19,7 @@ from hhforecast.cli._common import (
     print_json,
     settings_from,
 )
-from hhforecast.errors import EXIT_CHECK_FAILED
+from hhforecast.errors import EXIT_CHECK_FAILED, VersionNotFoundError
 from hhforecast.registry.history import PromotionRecord
 from hhforecast.registry.store import Registry
 
@@ -186,10 +186,21 @@ def promote(
         raise
     for warning in result.report.warnings if result.report else []:
         err_console.print(f"[yellow]Warning:[/] {warning}", highlight=False)
+    if result.record is None:
+        if json_output:
+            print_json(
+                {"promoted": False, "already_in_production": True, "production_version": version}
+            )
+        else:
+            console.print(
+                f"{version} is already in production; nothing was changed.", highlight=False
+            )
+        return
     if json_output:
         _print_move(result, settings.config_file)
         return
-    _render_move(result.record, settings.config_file)
+    assert result.record is not None
+    _render_move(result.record, settings.config_file, Registry(settings))
 
 
 @friendly_errors
@@ -207,13 +218,16 @@ def rollback(
     if json_output:
         _print_move(result, settings.config_file)
         return
-    _render_move(result.record, settings.config_file)
+    assert result.record is not None
+    _render_move(result.record, settings.config_file, Registry(settings))
 
 
 def _print_move(result: PromotionResult, config_file: Path) -> None:
+    assert result.record is not None
     print_json(
         {
             "promoted": True,
+            "already_in_production": False,
             **result.record.to_entry(),
             "config_file": str(config_file),
             "validation": result.report.to_dict() if result.report else None,
@@ -221,18 +235,43 @@ def _print_move(result: PromotionResult, config_file: Path) -> None:
     )
 
 
-def _render_move(record: PromotionRecord, config_file: Path) -> None:
+def _render_move(record: PromotionRecord, config_file: Path, registry: Registry) -> None:
     verb = "Rolled back" if record.action == "rollback" else "Promoted"
     console.print(
         f"{verb}: production is now [bold]{record.to_version}[/] "
         f"(was {record.from_version or 'nothing'}); {config_file} updated.",
         highlight=False,
     )
-    console.print(
-        f"RMSE {record.variant}: {fmt(record.rmse_to)} vs {fmt(record.rmse_from)} before "
-        f"({record.rmse_basis}).",
-        highlight=False,
-    )
+    if record.gate == "require-better-rmse":
+        console.print(
+            f"RMSE {record.variant}: {fmt(record.rmse_to)} vs {fmt(record.rmse_from)} before "
+            f"({record.rmse_basis}).",
+            highlight=False,
+        )
+        return
+    # Without the gate each RMSE is from the registry, on that version's own test weeks.
+    windows = {}
+    for name, rmse in (
+        (record.to_version, record.rmse_to),
+        (record.from_version, record.rmse_from),
+    ):
+        if name is None:
+            continue
+        try:
+            window = registry.get(name).test_window()
+        except VersionNotFoundError:
+            window = "unknown"
+        windows[name] = window
+        console.print(
+            f"RMSE {record.variant} of {name}: {fmt(rmse)} on its own test weeks ({window}).",
+            highlight=False,
+        )
+    if len(set(windows.values())) > 1 or "unknown" in windows.values():
+        console.print(
+            "These were measured on different weeks and are not comparable; "
+            f"`hhforecast registry compare {' '.join(windows)}` scores both on the same weeks.",
+            highlight=False,
+        )
 
 
 @friendly_errors
@@ -256,11 +295,12 @@ def registry_history(config: ConfigOption = None, json_output: JsonOption = Fals
         table.add_column(column, no_wrap=True)
     table.add_column("reason", overflow="fold", min_width=12)
     for r in records:
+        removed = r.action == "remove"  # `to` names the removed version; production stayed
         table.add_row(
             r.at[:16].replace("T", " "),
             r.action + ("*" if r.gate == "require-better-rmse" else ""),
-            f"{r.from_version or '-'}→{r.to_version}",
-            f"{fmt(r.rmse_from)}→{fmt(r.rmse_to)}",
+            f"✕ {r.to_version}" if removed else f"{r.from_version or '-'}→{r.to_version}",
+            "" if removed else f"{fmt(r.rmse_from)}→{fmt(r.rmse_to)}",
             r.user,
             r.reason,
         )

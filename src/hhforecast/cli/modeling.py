@@ -70,6 +70,9 @@ def train(
 ) -> None:
     """Train both variants and register them as a new version.
 
+    When mlops.production_version is "latest", the new version serves as soon as it is
+    registered (the output says so); pin production with `hhforecast promote` to review first.
+
     Example: hhforecast train --version 1.0.0
     """
     from hhforecast.modeling.training import train_version
@@ -82,6 +85,7 @@ def train(
             {
                 "version": result.entry.version,
                 "path": str(result.path),
+                "serving": result.serving,
                 **{k: v for k, v in result.metadata.items() if k != "version"},
             }
         )
@@ -92,6 +96,14 @@ def train(
         f" (test weeks {result.metadata['split']['test']['start']} to "
         f"{result.metadata['split']['test']['end']}, split: {result.metadata['split']['mode']})."
     )
+    if result.serving:
+        console.print(
+            f"[bold]{result.entry.version} is now serving[/]: mlops.production_version is "
+            '"latest", so the newest version is production from the moment it is registered '
+            "(a running `hhforecast serve` switches to it), with no comparison. To review new "
+            "versions before they serve, pin production: hhforecast promote VERSION.",
+            highlight=False,
+        )
 
 
 @contextmanager

@@ -59,20 +59,31 @@ def list_versions(config: ConfigOption = None, json_output: JsonOption = False) 
         console.print(f"No versions in {registry.path} yet. Train one: hhforecast train")
         return
     variants = sorted({name for v in versions for name in v.metrics}, reverse=True)
-    table = Table(
-        title=f"Versions in {registry.path}",
-        caption="RMSE/MAE in HH on each version's held-out test weeks; ● = production",
-    )
-    table.add_column("version", style="bold", no_wrap=True)
-    table.add_column("trained", no_wrap=True)
+    windows = {v.test_window() for v in versions}
+    caption = "RMSE/MAE in HH on each version's own held-out test weeks; ● = production."
+    if len(windows) > 1:
+        caption += (
+            " Versions tested on different weeks are not comparable by these numbers: "
+            "hhforecast registry compare A B scores two on the same weeks."
+        )
+    table = Table(title=f"Versions in {registry.path}", caption=caption)
+    longest = max(len(v.version) for v in versions) + 2  # room for the production mark
+    table.add_column("version", style="bold", no_wrap=True, min_width=longest)
+    table.add_column("trained", no_wrap=True, min_width=10)
     table.add_column("dataset", min_width=10, overflow="ellipsis", no_wrap=True)
+    table.add_column("test weeks", no_wrap=True, min_width=max(map(len, windows)))
     for variant in variants:
         short = variant.replace("features", "f")
         table.add_column(f"RMSE {short}", justify="right", no_wrap=True, min_width=7)
         table.add_column(f"MAE {short}", justify="right", no_wrap=True, min_width=6)
     for entry in versions:
         name = f"[green]● {entry.version}[/]" if entry.version == production else entry.version
-        cells = [name, _short_time(entry.trained_at), _short_dataset(entry.dataset)]
+        cells = [
+            name,
+            _short_time(entry.trained_at),
+            _short_dataset(entry.dataset),
+            entry.test_window(),
+        ]
         for variant in variants:
             cells += [fmt(entry.metric(variant, "RMSE")), fmt(entry.metric(variant, "MAE"))]
         table.add_row(*cells)
@@ -176,3 +187,91 @@ def check(
             console.print(table)
     if not report.clean:
         raise typer.Exit(EXIT_CHECK_FAILED)
+
+
+@registry_app.command("compare")
+@friendly_errors
+def compare(
+    first: Annotated[str, typer.Argument(help="A version.")],
+    second: Annotated[str, typer.Argument(help="The version to compare it with.")],
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            "--data",
+            help="CSV of labelled weeks (default: the versions' held-out test weeks); only weeks "
+            "after both trainings are scored.",
+            dir_okay=False,
+        ),
+    ] = None,
+    variant: Annotated[
+        str | None, typer.Option(help="Variant to compare (default: mlops.serve_variant).")
+    ] = None,
+    config: ConfigOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Score two versions on the same labelled weeks, weeks neither was trained on.
+
+    Exit 0: compared; 1: fewer than mlops.min_fair_weeks such weeks, or an integrity failure;
+    2: bad input.
+
+    Example: hhforecast registry compare 1.0.0 1.1.0 --data recent.csv
+    """
+    from hhforecast.gate.compare import compare_versions
+
+    result = compare_versions(settings_from(config), first, second, variant, data)
+    if json_output:
+        print_json(result.to_dict())
+        return
+    weeks = result.weeks
+    table = Table(
+        title=f"{result.variant} on {weeks.weeks} weeks {weeks.start} to {weeks.end} "
+        f"({weeks.source}; lower RMSE is better)"
+    )
+    for column in ("version", "MAE", "RMSE", "R²", "MAPE %"):
+        table.add_column(column, justify="left" if column == "version" else "right")
+    for version in result.versions:
+        m = result.metrics[version]
+        style = "bold" if version == result.better else None
+        table.add_row(
+            version, fmt(m["MAE"]), fmt(m["RMSE"]), fmt(m["R2"], 3), fmt(m["MAPE"]), style=style
+        )
+    console.print(table)
+    verdict = f"{result.better} has the lower RMSE" if result.better else "Equal RMSE"
+    console.print(
+        f"{verdict} on these weeks; {result.significance.describe()} "
+        f"(positive: {result.versions[1]} erred less).",
+        highlight=False,
+    )
+
+
+@registry_app.command("remove")
+@friendly_errors
+def remove(
+    version: Annotated[str, typer.Argument(help="The version to remove.")],
+    reason: Annotated[str, typer.Option(help="Why; kept in the promotion history.")] = "",
+    config: ConfigOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Remove a version: its folder and its registry entry together, recorded in the history.
+
+    Refuses (exit 2) the production version and the version `rollback` would return to.
+
+    Example: hhforecast registry remove 0.1.0-test --reason "trial run"
+    """
+    from hhforecast.registry.removal import remove_version
+
+    removal = remove_version(settings_from(config), version, reason)
+    if json_output:
+        print_json(
+            {
+                "removed": version,
+                "folder": str(removal.folder) if removal.folder else None,
+                "history": removal.record.to_entry(),
+            }
+        )
+        return
+    where = f"its folder {removal.folder} and " if removal.folder else ""
+    console.print(
+        f"Removed {version}: {where}its registry entry; recorded in the history.",
+        highlight=False,
+    )

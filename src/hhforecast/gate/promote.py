@@ -107,9 +107,13 @@ def _num(value: float | None) -> str:
 
 @dataclass(frozen=True)
 class PromotionResult:
-    """A recorded move of production, and the validation behind it (when the gate ran)."""
+    """A recorded move of production, and the validation behind it (when the gate ran).
 
-    record: PromotionRecord
+    `record` is None when the version was already the pinned production version: nothing was
+    written."""
+
+    record: PromotionRecord | None
+    version: str
     report: ValidationReport | None = None
 
 
@@ -190,9 +194,11 @@ def promote(
 
     if not (require_better_rmse or require_significant):
         record = registry.move_production(version, variant=variant, reason=reason, verify=verify)
-        return PromotionResult(record)
+        return PromotionResult(record, version)
     for attempt in range(1, PROMOTE_ATTEMPTS + 1):
         current = _with_current_pointer(settings)
+        if current.mlops.production_version == version:
+            return PromotionResult(None, version)  # already there; the registry checks again
         weeks = _fair_weeks(current, version, variant, data)
         report = validate_version(current, version, variant, weeks.weeks if weeks else data)
         if not report.passed:
@@ -219,7 +225,7 @@ def promote(
             if attempt == PROMOTE_ATTEMPTS:
                 raise
             continue
-        return PromotionResult(record, report)
+        return PromotionResult(record, version, report)
     raise AssertionError("unreachable")  # the loop returns or raises
 
 
@@ -233,4 +239,4 @@ def rollback(settings: Settings, reason: str = "") -> PromotionResult:
         reason=f"rollback: {reason}" if reason else "rollback",
         verify=verify,
     )
-    return PromotionResult(record)
+    return PromotionResult(record, record.to_version)

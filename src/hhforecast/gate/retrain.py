@@ -33,7 +33,7 @@ from hhforecast.gate.promote import (
 )
 from hhforecast.gate.weeks import LabelledWeeks
 from hhforecast.modeling.training import EpochCallback, train_version
-from hhforecast.registry.store import LATEST, Registry
+from hhforecast.registry.store import Registry
 
 __all__ = ["RetrainOutcome", "retrain"]
 
@@ -71,15 +71,12 @@ def retrain(
     registry.check_can_publish(version)
     # Bad input is found before anything changes: the dataset is checked before the pin.
     dataset = load_training_dataset(settings, dataset_path)
-    previous = registry.production_version()
     variant = settings.mlops.serve_variant
-    pinned = False
-    if previous is not None and registry.production_setting().lower() == LATEST:
-        registry.move_production(
-            previous.version, variant=variant, reason="retrain: pinned before training"
-        )
-        pinned = True
+    pin = registry.pin_production(variant=variant, reason="retrain: pinned before training")
+    pinned = pin is not None
+    if pinned:
         settings = settings.reloaded()
+    previous = Registry(settings).production_version()
     # The rows checked above are the ones trained on and judged on: the file is read once.
     trained = train_version(settings, dataset_path, version, on_epoch=on_epoch, dataset=dataset)
     candidate = trained.entry.version

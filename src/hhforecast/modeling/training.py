@@ -46,6 +46,9 @@ class TrainedVersion:
     entry: ModelVersion
     metadata: dict[str, Any]
     path: Path
+    serving: bool = False
+    """Whether the version serves from the moment it was registered (production follows
+    "latest")."""
 
 
 def _library_versions() -> dict[str, str]:
@@ -162,10 +165,11 @@ def train_version(
             metadata["version"] = name
             (staging / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
 
-        entry = registry.publish(
+        published = registry.publish(
             staging, version, entry_fields, force=force, prepare=write_metadata
         )
-    return TrainedVersion(entry=entry, metadata=metadata, path=registry.version_dir(entry))
+    entry = published.entry
+    return TrainedVersion(entry, metadata, registry.version_dir(entry), published.serving)
 
 
 def _backtest_summary(dataset: WeeklyDataset, settings: Settings) -> dict[str, Any]:

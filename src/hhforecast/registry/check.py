@@ -94,6 +94,10 @@ def check_registry(settings: Settings) -> CheckReport:
     report = CheckReport(str(registry.path), len(entries))
     listed: set[Path] = set()
     for entry in entries:
+        problem = registry.entry_problem(entry)
+        if problem is not None:  # never followed to a folder
+            report.findings.append(Finding("bad_entry", entry.version, entry.path, problem, ""))
+            continue
         folder = registry.version_dir(entry)
         listed.add(folder.resolve())
         for finding in _check_entry(entry.version, entry.trained_at, folder):

@@ -7,13 +7,24 @@ An entry written by the original system (``metrics_5features``, ``metrics_4featu
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from hhforecast.errors import RegistryError
 
-__all__ = ["LATEST", "ModelVersion", "RegistryDocument", "check_version_name", "registry_fields"]
+__all__ = [
+    "LATEST",
+    "BadEntryError",
+    "ModelVersion",
+    "Publication",
+    "RegistryDocument",
+    "check_version_name",
+    "entry_problem",
+    "registry_fields",
+]
 
 LATEST = "latest"
 VERSION_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -96,6 +107,54 @@ class ModelVersion:
 
     def metric(self, variant: str, name: str) -> float | None:
         return self.metrics.get(variant, {}).get(name)
+
+    def test_window(self) -> str:
+        """'65 from 2022-10-03': the held-out weeks this entry's metrics were measured on."""
+        period = self.extra.get("test_period")
+        if not isinstance(period, dict) or not {"start", "end"} <= set(period):
+            return "unknown"
+        return f"{period.get('weeks', '?')} from {period['start']}"
+
+
+class BadEntryError(RegistryError):
+    """A registry entry that must not be loaded or promoted (a bad name, a path elsewhere)."""
+
+    def __init__(self, version: str, registry: Path, problem: str) -> None:
+        super().__init__(
+            f"the entry of version {version!r} in {registry} is not sound: {problem}. It is "
+            "never loaded or promoted; `hhforecast registry check` lists such entries"
+        )
+
+
+def entry_problem(entry: ModelVersion, models_dir: Path, base_dir: Path) -> str | None:
+    """Why an entry must not be loaded or promoted, or None: its version must be a valid name,
+    its `path` (when recorded) models/<version>, and that folder inside the models folder."""
+    try:
+        check_version_name(entry.version)
+    except RegistryError as exc:
+        return str(exc)
+    expected = models_dir / entry.version
+    if entry.path:
+        recorded = Path(entry.path).expanduser()
+        recorded = recorded if recorded.is_absolute() else base_dir / recorded
+        if os.path.normpath(recorded) != os.path.normpath(expected):
+            return (
+                f"its path {entry.path!r} is not the folder {expected} "
+                f"({models_dir.name}/{entry.version} in the models folder)"
+            )
+    if expected.is_symlink() or expected.exists():
+        real = expected.resolve()
+        if real != models_dir.resolve() / entry.version:
+            return f"its folder {expected} leads elsewhere (to {real})"
+    return None
+
+
+@dataclass(frozen=True)
+class Publication:
+    """A version just published, and whether it now serves (production follows "latest")."""
+
+    entry: ModelVersion
+    serving: bool
 
 
 @dataclass

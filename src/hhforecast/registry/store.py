@@ -22,7 +22,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
-from datetime import UTC, date, datetime
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -38,18 +38,29 @@ from hhforecast.errors import (
 )
 from hhforecast.registry.entries import (
     LATEST,
+    BadEntryError,
     ModelVersion,
+    Publication,
     RegistryDocument,
     check_version_name,
+    entry_problem,
     registry_fields,
 )
-from hhforecast.registry.history import PromotionRecord, RmseComparison, current_user
+from hhforecast.registry.history import (
+    NoRollbackTargetError,
+    PromotionRecord,
+    RmseComparison,
+    new_record,
+    previous_production,
+)
 from hhforecast.registry.pointer import NEW_CONFIG_HEADER, rewrite_production_version
 
 __all__ = [
     "LATEST",
+    "BadEntryError",
     "ModelVersion",
     "ProductionMovedError",
+    "Publication",
     "Registry",
     "check_version_name",
     "registry_fields",
@@ -83,7 +94,7 @@ class Registry:
 
     # -- reading ---------------------------------------------------------------------------
 
-    def _read(self) -> RegistryDocument:
+    def read_document(self) -> RegistryDocument:
         if not self.path.exists():
             return RegistryDocument([], [], {})
         try:
@@ -95,11 +106,11 @@ class Registry:
 
     def versions(self) -> list[ModelVersion]:
         """Every registered version, oldest first (the order in which they were added)."""
-        return self._read().versions
+        return self.read_document().versions
 
     def history(self) -> list[dict[str, Any]]:
         """Every recorded promotion, oldest first."""
-        return self._read().history
+        return self.read_document().history
 
     def get(self, version: str) -> ModelVersion:
         """The entry of `version`, or VersionNotFoundError."""
@@ -110,14 +121,17 @@ class Registry:
         raise VersionNotFoundError(version, [v.version for v in versions])
 
     def version_dir(self, entry: ModelVersion | str) -> Path:
-        """The folder holding a version's artifacts."""
+        """The folder holding a version's artifacts: models/<version>, or BadEntryError."""
         if isinstance(entry, str):
             entry = self.get(entry)
-        if entry.path:
-            recorded = self.settings.resolve(entry.path)
-            if recorded.is_dir():
-                return recorded
+        problem = self.entry_problem(entry)
+        if problem is not None:
+            raise BadEntryError(entry.version, self.path, problem)
         return self.models_dir / entry.version
+
+    def entry_problem(self, entry: ModelVersion) -> str | None:
+        """Why a registry entry must not be loaded or promoted, or None when it is sound."""
+        return entry_problem(entry, self.models_dir, self.settings.base_dir)
 
     def production_setting(self) -> str:
         """The raw `mlops.production_version` value from the config."""
@@ -165,7 +179,8 @@ class Registry:
                 "another hhforecast command may be stuck. Try again once it has finished."
             ) from None
 
-    def _write(self, document: RegistryDocument) -> None:
+    def write_document(self, document: RegistryDocument) -> None:
+        """Write the whole registry file atomically; hold `locked()` around read and write."""
         atomic_write_text(self.path, document.to_json())
 
     @contextmanager
@@ -180,20 +195,35 @@ class Registry:
             shutil.rmtree(staging, ignore_errors=True)
 
     def check_can_publish(self, version: str | None, force: bool = False) -> None:
-        """Fail early (before training) if `version` could not be published."""
+        """Fail early (before training) if `version` could not be published; `publish` checks
+        again under the lock, since production may move while a version trains."""
         if version is None:
             return
         check_version_name(version)
-        known = {v.version for v in self.versions()}
-        if version in known:
-            self._check_overwrite(version, force)
+        document = self.read_document()
+        if version in {v.version for v in document.versions}:
+            self._check_overwrite(version, force, document)
 
-    def _check_overwrite(self, version: str, force: bool) -> None:
-        production = self.production_version()
-        if production is not None and production.version == version:
+    def _check_overwrite(self, version: str, force: bool, document: RegistryDocument) -> None:
+        """Refuse to replace production or the version rollback would return to."""
+        _, current, previous = self.production_state(document)
+        if version == current:
             raise VersionExistsError(version, production=True)
+        if version == previous:
+            raise VersionExistsError(version, rollback_target=current)
         if not force:
             raise VersionExistsError(version)
+
+    def production_state(self, document: RegistryDocument) -> tuple[str, str | None, str | None]:
+        """(the raw setting, the production version, the version rollback would return to),
+        from the config file as it is now; hold `locked()` to decide on them."""
+        setting = self.current_production_setting()
+        current = self._resolve(setting, document.versions)
+        records = [PromotionRecord.from_entry(entry) for entry in document.history]
+        try:
+            return setting, current, previous_production(records, current)
+        except NoRollbackTargetError:
+            return setting, current, None
 
     def _default_name(self, taken: set[str]) -> str:
         today = date.today().strftime("%Y%m%d")
@@ -210,23 +240,25 @@ class Registry:
         entry_fields: dict[str, Any],
         force: bool = False,
         prepare: Callable[[str], None] | None = None,
-    ) -> ModelVersion:
+    ) -> Publication:
         """Move a built version folder into place and append its registry entry, atomically.
 
         `version` None picks today's date, with a suffix when that name is taken; `prepare`
         is called with the final name before the folder moves. The name
         check, the folder rename and the registry write happen under one lock, so parallel
-        trainings get distinct names and every entry survives.
+        trainings get distinct names and every entry survives. Whether the new version now
+        serves (production follows "latest") is read under that lock too.
         """
         with self.locked():
-            document = self._read()
+            document = self.read_document()
             taken = {v.version for v in document.versions}
             if version is None:
                 version = self._default_name(taken)
             else:
                 check_version_name(version)
                 if version in taken:
-                    self._check_overwrite(version, force)
+                    self._check_overwrite(version, force, document)
+            serving = self.current_production_setting().strip().lower() == LATEST
             if prepare is not None:
                 prepare(version)
             target = self.models_dir / version
@@ -241,7 +273,7 @@ class Registry:
             try:
                 document.versions = [v for v in document.versions if v.version != version]
                 document.versions.append(entry)
-                self._write(document)
+                self.write_document(document)
             except BaseException:
                 shutil.rmtree(target, ignore_errors=True)
                 if replaced is not None:
@@ -249,21 +281,21 @@ class Registry:
                 raise
             if replaced is not None:
                 shutil.rmtree(replaced, ignore_errors=True)
-            return entry
+            return Publication(entry, serving)
 
     def register_folder(self, folder: Path, entry_fields: dict[str, Any]) -> ModelVersion:
         """Write the entry of a version folder already in place (named after its version):
         appended, or replacing the entry of that version where it stands."""
         version = check_version_name(folder.name)
         with self.locked():
-            document = self._read()
+            document = self.read_document()
             entry = self._new_entry(version, folder, entry_fields)
             names = [v.version for v in document.versions]
             if version in names:
                 document.versions[names.index(version)] = entry
             else:
                 document.versions.append(entry)
-            self._write(document)
+            self.write_document(document)
             return entry
 
     def _new_entry(self, version: str, target: Path, entry_fields: dict[str, Any]) -> ModelVersion:
@@ -289,27 +321,11 @@ class Registry:
         return setting
 
     def rollback_target(self) -> tuple[str | None, str]:
-        """(production now, the version before it) from the history, or a RegistryError."""
-        current = self._resolve(self.current_production_setting(), self.versions())
-        records = self.promotions()
-        for record in reversed(records):
-            if record.to_version == current:
-                if record.from_version is None:
-                    raise RegistryError(
-                        f"{current} was the first version put in production; there is no "
-                        "earlier one to roll back to"
-                    )
-                return current, record.from_version
-        if not records:
-            raise RegistryError(
-                f"nothing to roll back: no promotion is recorded in {self.path}. "
-                "Use `hhforecast promote VERSION` to choose the production version"
-            )
-        raise RegistryError(
-            f"production is {current or 'nothing'}, which no recorded promotion put there "
-            f"(was {self.settings.config_file} edited by hand?); use `hhforecast promote "
-            "VERSION` to choose the production version"
-        )
+        """(production now, the different version before it) from the history, or an error."""
+        document = self.read_document()
+        current = self._resolve(self.current_production_setting(), document.versions)
+        records = [PromotionRecord.from_entry(entry) for entry in document.history]
+        return current, previous_production(records, current)
 
     def move_production(
         self,
@@ -320,14 +336,24 @@ class Registry:
         gate: str = "integrity",
         comparison: RmseComparison | None = None,
         verify: Callable[[ModelVersion], None] | None = None,
-    ) -> PromotionRecord:
+    ) -> PromotionRecord | None:
         """Point production at `version`, record it in the history, and return the record.
 
         `verify` checks the version under the lock (its artifacts cannot be replaced meanwhile).
         With a `comparison`, production must still be the version it was compared with, else
-        ProductionMovedError and nothing changes.
+        ProductionMovedError and nothing changes. When `version` is already the pinned
+        production version, nothing is written and None is returned.
         """
         return self._move(lambda: version, "promote", variant, reason, gate, comparison, verify)
+
+    def pin_production(self, *, variant: str, reason: str) -> PromotionRecord | None:
+        """If production follows "latest", pin it to the version serving now (recorded); None
+        when it is already pinned or nothing is registered. Decided under the lock."""
+        with self.locked():
+            versions = self.read_document().versions
+            if self.current_production_setting().strip().lower() != LATEST or not versions:
+                return None
+            return self.move_production(versions[-1].version, variant=variant, reason=reason)
 
     def rollback(
         self,
@@ -337,7 +363,7 @@ class Registry:
         verify: Callable[[ModelVersion], None] | None = None,
     ) -> PromotionRecord:
         """Put back the version that was in production before the current one (recorded too)."""
-        return self._move(
+        record = self._move(
             lambda: self.rollback_target()[1],
             "rollback",
             variant,
@@ -346,6 +372,8 @@ class Registry:
             None,
             verify,
         )
+        assert record is not None  # the rollback target always differs from production
+        return record
 
     def _move(
         self,
@@ -356,15 +384,20 @@ class Registry:
         gate: str,
         comparison: RmseComparison | None,
         verify: Callable[[ModelVersion], None] | None,
-    ) -> PromotionRecord:
+    ) -> PromotionRecord | None:
         with self.locked():
-            document = self._read()
+            document = self.read_document()
             setting = self.current_production_setting()
             current = self._resolve(setting, document.versions)
             version = choose()
             target = next((v for v in document.versions if v.version == version), None)
             if target is None:
                 raise VersionNotFoundError(version, [v.version for v in document.versions])
+            problem = self.entry_problem(target)
+            if problem is not None:
+                raise BadEntryError(version, self.path, problem)
+            if setting == version:
+                return None  # already pinned there: a no-op, nothing written
             # The gate compares with a registered production version or with none at all.
             registered = current if any(v.version == current for v in document.versions) else None
             if comparison is not None and comparison.production != registered:
@@ -375,8 +408,21 @@ class Registry:
             old_bytes = config_path.read_bytes() if config_path.is_file() else None
             old_text = old_bytes.decode("utf-8") if old_bytes is not None else NEW_CONFIG_HEADER
             new_text = rewrite_production_version(old_text, version, config_path)
-            record = self._record(
-                document, action, current, setting, target, variant, reason, gate, comparison
+            previous = next((v for v in document.versions if v.version == current), None)
+            record = new_record(
+                action,
+                (current, setting),
+                target.version,
+                variant,
+                reason,
+                gate,
+                comparison
+                or RmseComparison(
+                    current,
+                    previous.metric(variant, "RMSE") if previous is not None else None,
+                    target.metric(variant, "RMSE"),
+                    "registry metrics: each version's own held-out test weeks",
+                ),
             )
             # Order of the two writes: history first, then the pointer. A crash between them
             # leaves production unchanged (the old state for every reader of config.yaml) with
@@ -386,52 +432,14 @@ class Registry:
             # completes the move. The other order could move production with no record of who
             # did it, which is the one thing the history exists to prevent.
             document.history.append(record.to_entry())
-            self._write(document)
+            self.write_document(document)
             try:
                 if old_bytes is None or new_text.encode("utf-8") != old_bytes:
                     atomic_write_bytes(config_path, new_text.encode("utf-8"))
             except BaseException:
                 document.history.pop()
-                self._write(document)
+                self.write_document(document)
                 raise
         mlops = self.settings.mlops.model_copy(update={"production_version": version})
         self.settings = replace(self.settings, mlops=mlops, source=config_path.resolve())
         return record
-
-    def _record(
-        self,
-        document: RegistryDocument,
-        action: str,
-        current: str | None,
-        setting: str,
-        target: ModelVersion,
-        variant: str,
-        reason: str,
-        gate: str,
-        comparison: RmseComparison | None,
-    ) -> PromotionRecord:
-        if comparison is not None:
-            rmse_from, rmse_to, basis = (
-                comparison.production_rmse,
-                comparison.candidate_rmse,
-                comparison.basis,
-            )
-        else:
-            previous = next((v for v in document.versions if v.version == current), None)
-            rmse_from = previous.metric(variant, "RMSE") if previous is not None else None
-            rmse_to = target.metric(variant, "RMSE")
-            basis = "registry metrics: each version's own held-out test weeks"
-        return PromotionRecord(
-            at=datetime.now(UTC).isoformat(timespec="seconds"),
-            action=action,
-            from_version=current,
-            to_version=target.version,
-            from_setting=setting,
-            variant=variant,
-            rmse_from=rmse_from,
-            rmse_to=rmse_to,
-            rmse_basis=basis,
-            gate=gate,
-            reason=reason,
-            user=current_user(),
-        )
