@@ -120,12 +120,12 @@ def check_answers(served: ServedModel) -> None:
 
 def load_served_model(settings: Settings, entry: ModelVersion | None = None) -> ServedModel:
     """Load and check `entry` (default: the production version); draws its history picture."""
-    from hhforecast.modeling.artifacts import load_variant
+    from hhforecast.modeling.predict import load_registered
     from hhforecast.serving.history import render_history_png
 
     registry = Registry(settings)
     entry = entry if entry is not None else registry.require_production_version()
-    model = load_variant(registry.version_dir(entry), settings.mlops.serve_variant, entry.version)
+    model = load_registered(registry, entry, settings.mlops.serve_variant)
     served = ServedModel(model, entry, _now(), None, None)
     check_answers(served)
     try:
