@@ -420,6 +420,12 @@ def main() -> None:
             stop(server)
     load_after = " ".join(f"{v:.2f}" for v in os.getloadavg())
     text = render(runs, batch_ms, info, load_after, args, entry.version)
+    # The serve-footprint section (bench/serve_footprint.py) is kept as it was.
+    old = args.output.read_text() if args.output.exists() else ""
+    start, end = "<!-- serve-footprint:start -->", "<!-- serve-footprint:end -->"
+    if start in old and end in old:
+        text = text.rstrip("\n") + "\n\n" + start + old.split(start, 1)[1].split(end, 1)[0] + end
+        text += "\n"
     args.output.write_text(text)
     print(f"Wrote {args.output}")
 

@@ -28,6 +28,7 @@ from hhforecast.modeling.inference import VariantModel
 from hhforecast.registry.store import ModelVersion, Registry
 
 __all__ = [
+    "HistoryPicture",
     "ProductionFollower",
     "ReloadFailure",
     "ReloadOutcome",
@@ -42,6 +43,36 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+class HistoryPicture:
+    """The training-history picture of a served version, drawn on first use: drawing it needs
+    matplotlib and the training dataset, a second or more that start-up need not wait for."""
+
+    def __init__(self, settings: Settings | None, model: VariantModel) -> None:
+        self._settings = settings
+        self._model = model
+        self._lock = threading.Lock()
+        self._drawn: tuple[bytes | None, str | None] | None = None
+
+    def get(self) -> tuple[bytes | None, str | None]:
+        """(PNG bytes, None) or (None, why there is no picture)."""
+        with self._lock:
+            if self._drawn is None:
+                self._drawn = self._draw()
+            return self._drawn
+
+    def _draw(self) -> tuple[bytes | None, str | None]:
+        if self._settings is None:
+            return None, "no history picture"
+        from hhforecast.serving.history import render_history_png
+
+        try:
+            return render_history_png(self._settings, self._model), None
+        except HHForecastError as exc:
+            return None, str(exc)
+        except Exception as exc:  # the picture is a convenience: never fail a request over it
+            return None, f"the history picture could not be drawn ({type(exc).__name__})"
+
+
 @dataclass(frozen=True)
 class ServedModel:
     """A loaded, checked production version with what the API shows about it."""
@@ -49,8 +80,17 @@ class ServedModel:
     model: VariantModel
     entry: ModelVersion
     loaded_at: str
-    history_png: bytes | None
-    history_problem: str | None
+    history: HistoryPicture
+
+    @property
+    def history_png(self) -> bytes | None:
+        """The training-history picture (drawn on first use), or None."""
+        return self.history.get()[0]
+
+    @property
+    def history_problem(self) -> str | None:
+        """Why there is no history picture, or None."""
+        return self.history.get()[1]
 
     @property
     def identity(self) -> tuple[str, str, str]:
@@ -119,23 +159,16 @@ def check_answers(served: ServedModel) -> None:
 
 
 def load_served_model(settings: Settings, entry: ModelVersion | None = None) -> ServedModel:
-    """Load and check `entry` (default: the production version); draws its history picture."""
+    """Load and check `entry` (default: the production version); its history picture is drawn
+    when first asked for."""
     from hhforecast.modeling.predict import load_registered
-    from hhforecast.serving.history import render_history_png
 
     registry = Registry(settings)
     entry = entry if entry is not None else registry.require_production_version()
     model = load_registered(registry, entry, settings.mlops.serve_variant)
-    served = ServedModel(model, entry, _now(), None, None)
+    served = ServedModel(model, entry, _now(), HistoryPicture(settings, model))
     check_answers(served)
-    try:
-        png: bytes | None = render_history_png(settings, model)
-        problem = None
-    except HHForecastError as exc:
-        png, problem = None, str(exc)
-    except Exception as exc:  # the picture is a convenience: never refuse a model over it
-        png, problem = None, f"the history picture could not be drawn ({type(exc).__name__})"
-    return ServedModel(model, entry, served.loaded_at, png, problem)
+    return served
 
 
 @dataclass(frozen=True)
