@@ -280,6 +280,11 @@ def load_variant(
         interval = info["interval"]
         halfwidth, coverage = float(interval["halfwidth"]), float(interval["coverage"])
         interval_scale = str(interval.get("scale", "absolute"))
+        if not (np.isfinite(halfwidth) and halfwidth >= 0) or interval_scale not in (
+            "absolute",
+            "relative",
+        ):
+            raise ValueError(f"the interval {interval!r} is not a finite, non-negative width")
     except ArtifactError:
         raise
     except Exception as exc:  # a damaged file surfaces as many exception types

@@ -11,6 +11,7 @@ import pandas as pd
 from hhforecast._fs import atomic_write_text
 from hhforecast.config import Settings
 from hhforecast.datasets.weekly import check_feature_frame, read_csv
+from hhforecast.errors import DatasetError
 from hhforecast.modeling.artifacts import load_variant, recorded_metadata_sha256
 from hhforecast.modeling.inference import VariantModel
 from hhforecast.registry.store import ModelVersion, Registry
@@ -43,7 +44,16 @@ def predict_frame(model: VariantModel, frame: pd.DataFrame, source: str = "input
     """`frame` plus HH_pred, HH_lower, HH_upper and out_of_range (features outside training)."""
     values = check_feature_frame(frame, source, model.features)
     x = values[model.features].to_numpy(dtype=np.float64)
-    predictions = model.predict(x)
+    with np.errstate(all="ignore"):  # reported below, by row
+        predictions = model.predict(x)
+    infinite = np.flatnonzero(~np.isfinite(predictions))
+    if len(infinite):
+        lines = ", ".join(str(int(i) + 2) for i in infinite[:5])  # line 1 is the header
+        raise DatasetError(
+            source,
+            f"the model gives no finite forecast for line(s) {lines}",
+            "Check those values: they lie far outside anything the model was trained on.",
+        )
     lower, upper = model.interval(predictions)
     out = frame.copy()
     out["HH_pred"] = np.round(predictions, 3)

@@ -193,6 +193,16 @@ class ReloadOutcome:
     failure: ReloadFailure | None
 
 
+def _folder_stamp(folder: Path) -> str:
+    """Name, size and change time of every file of a version folder: replacing one in place
+    (a forced re-train) changes it, without reading any file."""
+    try:
+        files = sorted(p for p in folder.iterdir() if p.is_file())
+        return "|".join(f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files)
+    except OSError as exc:
+        return f"error {exc.errno}"
+
+
 def _fingerprint(paths: list[Path]) -> str:
     digest = hashlib.sha256()
     for path in paths:
@@ -227,6 +237,10 @@ class ProductionFollower:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._fingerprint = _fingerprint(self._watched_files())
+        # What the served model was loaded from, and what the last failed load tried: a forced
+        # reload with both unchanged returns at once instead of loading the same files again.
+        self._loaded_stamp = self._stamp(settings, served.entry)
+        self._failed_stamp: str | None = None
         self.production_setting = settings.mlops.production_version
         self.last_reload_at: str | None = None
         self.last_check_at: str | None = None
@@ -243,8 +257,18 @@ class ProductionFollower:
     def _watched_files(self) -> list[Path]:
         return [self.settings.config_file, self.settings.registry_file]
 
+    def _stamp(self, settings: Settings, entry: ModelVersion) -> str:
+        folder = Registry(settings).version_dir(entry)
+        variant = settings.mlops.serve_variant
+        return f"{self._fingerprint}|{entry.version}|{variant}|{_folder_stamp(folder)}"
+
     def check(self, force: bool = False) -> ReloadOutcome:
-        """Re-read the config and registry; load and swap if production moved (or `force`)."""
+        """Re-read the config and registry; load and swap if production moved.
+
+        `force` also reloads the same version when its files changed since it was loaded; with
+        nothing changed it returns at once (and a load that failed is not retried until
+        something changes), so repeated calls cost a few file reads, not a model load.
+        """
         with self._reload_lock:
             previous = self._served
             self.last_check_at = _now()
@@ -256,11 +280,18 @@ class ProductionFollower:
                 entry = Registry(settings).require_production_version()
                 wanted = entry.version
                 identity = (entry.version, entry.trained_at, settings.mlops.serve_variant)
-                if identity == previous.identity and not force:
+                stamp = self._stamp(settings, entry)
+                unchanged = identity == previous.identity
+                if unchanged and (not force or stamp == self._loaded_stamp):
                     self._clear_failure()
                     return ReloadOutcome(
                         False, previous.entry.version, previous.entry.version, None
                     )
+                if stamp == self._failed_stamp and self.last_failure is not None:
+                    return ReloadOutcome(
+                        False, previous.entry.version, previous.entry.version, self.last_failure
+                    )
+                self._failed_stamp = stamp
                 served = self._loader(settings, entry)
             except Exception as exc:  # any failure keeps the old model serving
                 message = (
@@ -281,6 +312,8 @@ class ProductionFollower:
                     self._on_failure(failure)
                 return ReloadOutcome(False, previous.entry.version, previous.entry.version, failure)
             self._served = served
+            self._loaded_stamp = stamp
+            self._failed_stamp = None
             self.last_reload_at = served.loaded_at
             self.reloads += 1
             self._clear_failure()
