@@ -206,3 +206,28 @@ def test_the_follower_keeps_the_old_model_when_a_scaler_was_swapped(
     assert outcome is not None and outcome.failure is not None
     assert "scaler_y_5features.joblib does not match" in outcome.failure.message
     assert app.state.serving.follower.current.entry.version == "1.1.0"
+
+
+def test_drift_refuses_a_changed_drift_reference_by_name(
+    trained_project: Project, tmp_path: Path, cli
+) -> None:
+    reference = trained_project.models / "1.1.0" / "drift_reference.csv"
+    lines = reference.read_text().splitlines()
+    reference.write_text("\n".join(lines[:-5]) + "\n")  # five training weeks fewer
+    result = cli("drift", "--recent", recent_file(tmp_path), "--config", trained_project.config)
+    assert result.exit_code == 1
+    assert f"{reference} does not match the SHA-256 recorded in model_metadata.json" in (
+        result.stderr
+    )
+
+
+def test_training_records_the_metadata_checksum_in_the_registry_entry(
+    trained_project: Project,
+) -> None:
+    import hashlib
+
+    for entry in json.loads(trained_project.registry_file.read_text())["versions"]:
+        metadata = trained_project.models / entry["version"] / "model_metadata.json"
+        assert entry["metadata_sha256"] == hashlib.sha256(metadata.read_bytes()).hexdigest()
+        scaling = json.loads(metadata.read_text())["variants"]["5features"]["scaling"]
+        assert len(scaling["x_mean"]) == 5 and len(scaling["y_scale"]) == 1
