@@ -420,6 +420,11 @@ def main() -> None:
             stop(server)
     load_after = " ".join(f"{v:.2f}" for v in os.getloadavg())
     text = render(runs, batch_ms, info, load_after, args, entry.version)
+    # The serve-footprint section (bench/serve_footprint.py) and what follows it are kept.
+    old = args.output.read_text() if args.output.exists() else ""
+    mark = "<!-- serve-footprint:start -->"
+    if mark in old:
+        text = text.rstrip("\n") + "\n\n" + mark + old.split(mark, 1)[1]
     args.output.write_text(text)
     print(f"Wrote {args.output}")
 

@@ -144,3 +144,23 @@ def cli() -> Callable[..., object]:
         return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
 
     return run
+
+
+def rerecord(folder: Path, *names: str, registry: bool = True) -> None:
+    """Record the current SHA-256 of `names` in the version's metadata and (with `registry`)
+    the metadata's own SHA-256 in its registry entry, as someone allowed to write both would."""
+    import hashlib
+    import json
+
+    meta_path = folder / "model_metadata.json"
+    metadata = json.loads(meta_path.read_text())
+    for name in names:
+        metadata["artifacts"][name] = hashlib.sha256((folder / name).read_bytes()).hexdigest()
+    meta_path.write_text(json.dumps(metadata, indent=2))
+    registry_path = folder.parent / "registry.json"
+    if registry and registry_path.exists():
+        data = json.loads(registry_path.read_text())
+        for entry in data["versions"]:
+            if entry["version"] == folder.name:
+                entry["metadata_sha256"] = hashlib.sha256(meta_path.read_bytes()).hexdigest()
+        registry_path.write_text(json.dumps(data, indent=2))

@@ -8,7 +8,6 @@ import socket
 from pathlib import Path
 from typing import Any
 
-import joblib
 import numpy as np
 import pytest
 import yaml
@@ -19,7 +18,7 @@ from hhforecast.gate.promote import promote
 from hhforecast.modeling.predict import load_model
 from hhforecast.serving import PredictionEvent, create_app
 
-from .conftest import Project, write_config
+from .conftest import Project, rerecord, write_config
 
 WEEK = {
     "acft": 249,
@@ -319,10 +318,11 @@ def test_a_version_that_fails_to_load_leaves_the_old_one_serving(
 
 def test_a_version_with_non_finite_predictions_is_not_served(trained_project: Project) -> None:
     app = create_app(trained_project.settings, follow_production=False)
-    scaler_path = trained_project.models / "1.0.0" / "scaler_X_5features.joblib"
-    scaler = joblib.load(scaler_path)
-    scaler.scale_ = np.zeros_like(scaler.scale_)  # every input scales to ±inf
-    joblib.dump(scaler, scaler_path)
+    metadata_path = trained_project.models / "1.0.0" / "model_metadata.json"
+    metadata = json.loads(metadata_path.read_text())
+    metadata["variants"]["5features"]["scaling"]["x_scale"] = [0.0] * 5  # inputs scale to ±inf
+    metadata_path.write_text(json.dumps(metadata))
+    rerecord(metadata_path.parent)
     set_production(trained_project, "1.0.0")
     outcome = app.state.serving.follower.poll_once()
     assert outcome is not None and outcome.failure is not None
@@ -436,6 +436,7 @@ def test_history_picture_and_its_absence(trained_project: Project) -> None:
     metadata = json.loads(metadata_path.read_text())
     metadata["dataset"]["path"] = "data/gone.csv"
     metadata_path.write_text(json.dumps(metadata))
+    rerecord(metadata_path.parent)
     promote(trained_project.settings, "1.0.0")
     client.app.state.serving.follower.poll_once()  # type: ignore[attr-defined]
     history = client.get("/api/info").json()["history"]

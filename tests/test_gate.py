@@ -19,7 +19,7 @@ from hhforecast.gate.weeks import EvaluationDataError
 from hhforecast.modeling.predict import load_model
 from hhforecast.registry.store import Registry
 
-from .conftest import HELD_OUT_WEEKS, Project
+from .conftest import HELD_OUT_WEEKS, Project, rerecord
 
 
 @dataclass(frozen=True)
@@ -144,6 +144,7 @@ def test_a_vanished_dataset_asks_for_data(trained_project: Project) -> None:
     metadata = json.loads(metadata_file.read_text())
     metadata["dataset"]["path"] = "data/gone.csv"
     metadata_file.write_text(json.dumps(metadata))
+    rerecord(metadata_file.parent)
     with pytest.raises(EvaluationDataError) as info:
         validate_version(trained_project.settings, "1.0.0")
     assert str(info.value) == (
@@ -162,6 +163,7 @@ def test_a_changed_dataset_asks_for_data(trained_project: Project, tmp_path: Pat
     metadata = json.loads(metadata_file.read_text())
     metadata["dataset"]["path"] = "data/weeks.csv"
     metadata_file.write_text(json.dumps(metadata))
+    rerecord(metadata_file.parent)
     with pytest.raises(EvaluationDataError, match=r"has changed since training \(SHA-256"):
         validate_version(trained_project.settings, "1.0.0")
 
@@ -246,6 +248,7 @@ def test_data_still_evaluates_when_the_training_dataset_is_gone(
     metadata = json.loads(metadata_file.read_text())
     metadata["dataset"]["path"] = "data/gone.csv"
     metadata_file.write_text(json.dumps(metadata))
+    rerecord(metadata_file.parent)
     data = tmp_path / "weeks.csv"
     shutil.copy(sample_dataset_path(), data)
     report = validate_version(trained_project.settings, "1.0.0", data=data)
@@ -260,20 +263,13 @@ def test_data_still_evaluates_when_the_training_dataset_is_gone(
 
 
 def test_non_finite_forecasts_fail_validation(trained_project: Project) -> None:
-    import joblib
-
-    from hhforecast._fs import file_sha256
-
-    # A degenerate scaler (zero spread) recorded with a matching checksum: integrity passes,
+    # A degenerate scaler (zero spread) recorded with matching checksums: integrity passes,
     # the forecasts are infinite.
     folder = trained_project.models / "1.0.0"
-    scaler_file = folder / "scaler_X_5features.joblib"
-    scaler = joblib.load(scaler_file)
-    scaler.scale_[0] = 0.0
-    joblib.dump(scaler, scaler_file)
     metadata = json.loads((folder / "model_metadata.json").read_text())
-    metadata["artifacts"][scaler_file.name] = file_sha256(scaler_file)
+    metadata["variants"]["5features"]["scaling"]["x_scale"][0] = 0.0
     (folder / "model_metadata.json").write_text(json.dumps(metadata))
+    rerecord(folder)
     report = validate_version(trained_project.settings, "1.0.0")
     assert not report.passed
     assert report.failures == [

@@ -15,7 +15,7 @@ from hhforecast.modeling.inference import LAYER_NAMES, RANGE_LAYER, interval_bou
 from hhforecast.modeling.network import fit_network, trending_inputs
 from hhforecast.modeling.predict import predict_frame
 
-from .conftest import FAST_TRAINING, Project
+from .conftest import FAST_TRAINING, Project, rerecord
 
 FIVE = ["acft", "sum_daily_hours", "Cycles", "sum_uti_mensal", "age_fleet"]
 
@@ -38,8 +38,46 @@ def test_numpy_forward_pass_equals_keras(trained_project: Project, variant: str)
     rows = np.vstack([x[::7], x[-3:] * 1.5, x[:2] * 0.5])
     z = (rows - model.x_mean) / model.x_scale
     expected = network(z.astype("float32"), training=False).numpy()[:, 0]
-    expected = expected * model.y_scale + model.y_mean
+    expected = np.maximum(expected * model.y_scale + model.y_mean, 0.0)  # HH is never negative
     np.testing.assert_allclose(model.predict(rows), expected, rtol=1e-4, atol=1e-2)
+
+
+@pytest.mark.parametrize("variant", ["4features", "5features"])
+def test_weights_read_without_keras_answer_as_the_keras_and_joblib_loader_did(
+    trained_project: Project, variant: str
+) -> None:
+    """The h5py reader and the plain-number scalers give the answers the earlier loader gave
+    (Keras get_weights and the unpickled joblib scalers), to 1e-9."""
+    import dataclasses
+
+    import joblib
+    import keras
+
+    folder = trained_project.models / "1.0.0"
+    names = artifact_names(variant)
+    model = load_variant(folder, variant)
+    network = keras.models.load_model(folder / names["model"], compile=False)
+    weights = {}
+    for layer in (*LAYER_NAMES, RANGE_LAYER):
+        kernel, bias = network.get_layer(layer).get_weights()
+        weights[layer] = (kernel.astype(np.float64), bias.astype(np.float64))
+        np.testing.assert_array_equal(model.weights[layer][0], weights[layer][0])
+        np.testing.assert_array_equal(model.weights[layer][1], weights[layer][1])
+    scaler_x, scaler_y = (
+        joblib.load(folder / names["scaler_X"]),
+        joblib.load(folder / names["scaler_y"]),
+    )
+    before = dataclasses.replace(
+        model,
+        weights=weights,
+        x_mean=scaler_x.mean_,
+        x_scale=scaler_x.scale_,
+        y_mean=float(scaler_y.mean_[0]),
+        y_scale=float(scaler_y.scale_[0]),
+    )
+    x, _ = sample_xy(model.features)
+    rows = np.vstack([x, x[-5:] * 1.5, x[:5] * 0.2])
+    np.testing.assert_allclose(model.predict(rows), before.predict(rows), rtol=0, atol=1e-9)
 
 
 def test_relative_interval_scales_with_the_prediction_and_never_goes_negative() -> None:
@@ -189,6 +227,7 @@ def test_versions_trained_before_the_range_layer_still_predict_like_keras(
     deep = keras.layers.Dense(1, kernel_initializer="ones", name="deep_out")(hidden)
     legacy = keras.Model(inputs, keras.layers.Add(name="HH_std")([linear, deep]))
     legacy.save(folder / name)
+    rerecord(folder, name)
     model = load_variant(folder, "5features")
     assert RANGE_LAYER not in model.weights
     x, _ = sample_xy()

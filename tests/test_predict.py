@@ -94,6 +94,10 @@ def test_a_version_from_the_original_system_is_listed_but_not_used(
             }
         )
     )
+    # ... and an entry of the original's shape, which records no metadata checksum.
+    registry = json.loads(trained_project.registry_file.read_text())
+    registry["versions"][1].pop("metadata_sha256")
+    trained_project.registry_file.write_text(json.dumps(registry))
     listed = cli("registry", "list", "--config", trained_project.config)
     assert listed.exit_code == 0 and "1.1.0" in listed.stdout
 

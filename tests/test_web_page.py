@@ -16,7 +16,7 @@ import uvicorn
 
 from hhforecast.serving import create_app
 
-from .conftest import Project
+from .conftest import Project, rerecord
 from .test_serve_e2e import free_port
 
 CHROMIUM = next(
@@ -138,6 +138,7 @@ def test_the_page_says_when_the_history_is_unavailable(
     metadata = json.loads(metadata_path.read_text())
     metadata["dataset"]["path"] = "data/fleet.csv"
     metadata_path.write_text(json.dumps(metadata))
+    rerecord(metadata_path.parent)
     assert isinstance(browser, WebDriver)
     with serve_in_thread(trained_project) as url:
         browser.get(url + "/")

@@ -6,6 +6,7 @@ import hashlib
 import os
 import shutil
 import tempfile
+import threading
 from pathlib import Path
 
 __all__ = ["atomic_write_bytes", "atomic_write_text", "file_sha256"]
@@ -18,6 +19,17 @@ def file_sha256(path: Path) -> str:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+_UMASK_LOCK = threading.Lock()
+
+
+def current_umask() -> int:
+    """The process's umask (read by setting it and putting it back, under a lock)."""
+    with _UMASK_LOCK:
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -36,6 +48,10 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             os.fsync(handle.fileno())
         if path.exists():
             shutil.copymode(path, tmp_name)
+        else:
+            # mkstemp creates 0600 whatever the umask; a new file gets the mode open() would
+            # give it, so a group that reads the models folder can read registry.json too.
+            os.chmod(tmp_name, 0o666 & ~current_umask())
         os.replace(tmp_name, path)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)

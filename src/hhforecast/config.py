@@ -217,6 +217,12 @@ def load_settings(explicit: Path | None = None, cwd: Path | None = None) -> Sett
             raise ConfigError(source, f"not valid YAML ({_first_line(exc)})") from None
         except OSError as exc:
             raise ConfigError(source, f"cannot be read ({exc.strerror})") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(
+                source,
+                f"not UTF-8 text (byte {exc.start} cannot be decoded)",
+                "Save the file as UTF-8 (most editors offer it under 'Save as').",
+            ) from None
         if not isinstance(raw, dict):
             raise ConfigError(source, "the top level must be a mapping of sections")
     try:

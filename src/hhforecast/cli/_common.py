@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 
 from hhforecast.config import Settings, load_settings
-from hhforecast.errors import HHForecastError
+from hhforecast.errors import EXIT_BAD_INPUT, HHForecastError
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -59,8 +59,25 @@ def friendly_errors(command: Callable[P, R]) -> Callable[P, R]:
         except HHForecastError as exc:
             err_console.print(f"[bold red]Error:[/] {exc}", highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
+        except OSError as exc:  # a file of the user's that cannot be read or written
+            err_console.print(
+                f"[bold red]Error:[/] {os_error_message(exc)}", highlight=False, soft_wrap=True
+            )
+            raise typer.Exit(EXIT_BAD_INPUT) from None
 
     return wrapper
+
+
+def os_error_message(exc: OSError) -> str:
+    """One line for an OSError: the file, what the system said, and what to check."""
+    where = f"{exc.filename}" if exc.filename is not None else "a file"
+    if exc.filename2 is not None:
+        where += f" -> {exc.filename2}"
+    reason = exc.strerror or type(exc).__name__
+    return (
+        f"{where}: {reason}. Check that the path exists and that you may read and write it "
+        "(permissions, free space, read-only file system)."
+    )
 
 
 def print_json(data: Any) -> None:

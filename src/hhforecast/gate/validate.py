@@ -129,9 +129,9 @@ def forecast(model: VariantModel, x: np.ndarray) -> np.ndarray:
 
 def load_version(registry: Registry, entry: ModelVersion, variant: str) -> VariantModel:
     """One variant of a registered version, ready to forecast."""
-    from hhforecast.modeling.artifacts import load_variant
+    from hhforecast.modeling.predict import load_registered
 
-    return load_variant(registry.version_dir(entry), variant, entry.version)
+    return load_registered(registry, entry, variant)
 
 
 def _production_model(

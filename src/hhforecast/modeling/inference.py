@@ -44,7 +44,11 @@ class VariantModel:
     """`absolute`: ±interval_halfwidth HH; `relative`: ±interval_halfwidth × prediction."""
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        """Predicted HH for rows of raw features (shape [n, len(features)])."""
+        """Predicted HH for rows of raw features (shape [n, len(features)]), never below zero.
+
+        HH cannot be negative: far below the training range (all-zero inputs, say) the linear
+        path would say so, and the interval around a negative centre would come out inverted.
+        """
         z = (np.asarray(x, dtype=np.float64) - self.x_mean) / self.x_scale
         w_lin, b_lin = self.weights["linear"]
         w1, b1 = self.weights["hidden_1"]
@@ -56,7 +60,7 @@ class VariantModel:
             u = np.clip(z @ w0 + b0, 0.0, RANGE_SPAN)
         deep = np.tanh(np.tanh(u @ w1 + b1) @ w2 + b2) @ w3 + b3
         y_std = (z @ w_lin + b_lin + deep)[:, 0]
-        return y_std * self.y_scale + self.y_mean
+        return np.maximum(y_std * self.y_scale + self.y_mean, 0.0)
 
     def interval(self, predictions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Lower and upper bounds at the calibrated coverage (HH cannot be negative)."""

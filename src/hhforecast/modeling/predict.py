@@ -11,11 +11,12 @@ import pandas as pd
 from hhforecast._fs import atomic_write_text
 from hhforecast.config import Settings
 from hhforecast.datasets.weekly import check_feature_frame, read_csv
-from hhforecast.modeling.artifacts import load_variant
+from hhforecast.errors import DatasetError
+from hhforecast.modeling.artifacts import load_variant, recorded_metadata_sha256
 from hhforecast.modeling.inference import VariantModel
 from hhforecast.registry.store import ModelVersion, Registry
 
-__all__ = ["PredictionRun", "load_model", "predict_file", "predict_frame"]
+__all__ = ["PredictionRun", "load_model", "load_registered", "predict_file", "predict_frame"]
 
 OUTPUT_COLUMNS = ("HH_pred", "HH_lower", "HH_upper", "out_of_range")
 
@@ -28,16 +29,31 @@ def load_model(
     entry: ModelVersion = (
         registry.get(version) if version is not None else registry.require_production_version()
     )
-    return load_variant(
-        registry.version_dir(entry), variant or settings.mlops.serve_variant, entry.version
-    )
+    return load_registered(registry, entry, variant or settings.mlops.serve_variant)
+
+
+def load_registered(registry: Registry, entry: ModelVersion, variant: str) -> VariantModel:
+    """Load a registered version's variant: its metadata checked against the SHA-256 in the
+    registry entry, every artifact against the metadata, before anything is parsed."""
+    where = f"registry entry {entry.version} in {registry.path}"
+    expected = recorded_metadata_sha256(entry.extra, where)
+    return load_variant(registry.version_dir(entry), variant, entry.version, expected)
 
 
 def predict_frame(model: VariantModel, frame: pd.DataFrame, source: str = "input") -> pd.DataFrame:
     """`frame` plus HH_pred, HH_lower, HH_upper and out_of_range (features outside training)."""
     values = check_feature_frame(frame, source, model.features)
     x = values[model.features].to_numpy(dtype=np.float64)
-    predictions = model.predict(x)
+    with np.errstate(all="ignore"):  # reported below, by row
+        predictions = model.predict(x)
+    infinite = np.flatnonzero(~np.isfinite(predictions))
+    if len(infinite):
+        lines = ", ".join(str(int(i) + 2) for i in infinite[:5])  # line 1 is the header
+        raise DatasetError(
+            source,
+            f"the model gives no finite forecast for line(s) {lines}",
+            "Check those values: they lie far outside anything the model was trained on.",
+        )
     lower, upper = model.interval(predictions)
     out = frame.copy()
     out["HH_pred"] = np.round(predictions, 3)

@@ -17,7 +17,12 @@ import numpy as np
 from hhforecast._fs import file_sha256
 from hhforecast.config import Settings
 from hhforecast.datasets.weekly import WeeklyDataset, dataset_label, load_training_dataset
-from hhforecast.modeling.artifacts import METADATA_FILE, artifact_names
+from hhforecast.modeling.artifacts import (
+    METADATA_FILE,
+    METADATA_SHA256_FIELD,
+    artifact_names,
+    scaling_record,
+)
 from hhforecast.modeling.evaluation import (
     BASELINES,
     Split,
@@ -84,6 +89,8 @@ def _fit_variant(
 
     names = artifact_names(name)
     fitted.network.save(out_dir / names["model"])
+    # The joblib files keep the original system's layout; hhforecast itself loads the scalers
+    # from the plain numbers in the metadata, never by unpickling (docs/artifacts.md).
     joblib.dump(fitted.scaler_x, out_dir / names["scaler_X"])
     joblib.dump(fitted.scaler_y, out_dir / names["scaler_y"])
     features = list(settings.training.variants[name])
@@ -107,6 +114,7 @@ def _fit_variant(
             "observed_coverage_test": interval_coverage(y[split.test], lower, upper),
             "mean_halfwidth_test_hh": float(np.mean(upper - test_pred)),
         },
+        "scaling": scaling_record(fitted.scaler_x, fitted.scaler_y),
         "feature_ranges": {
             f: [float(x[split.train, j].min()), float(x[split.train, j].max())]
             for j, f in enumerate(features)
@@ -164,6 +172,8 @@ def train_version(
             # A dated version's name is chosen under the registry lock, just before the move.
             metadata["version"] = name
             (staging / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
+            # The entry binds the metadata, and so the checksums it records, to the registry.
+            entry_fields[METADATA_SHA256_FIELD] = file_sha256(staging / METADATA_FILE)
 
         published = registry.publish(
             staging, version, entry_fields, force=force, prepare=write_metadata

@@ -12,7 +12,12 @@ This module finds what such a stop (or a hand edit) leaves behind and says how t
   the entry is rewritten from the folder;
 * artifacts that no longer match their recorded checksums (nothing to repair automatically);
 * staging folders left by crashed trainings: removed once nothing in them has changed for
-  ``STALE_STAGING_SECONDS`` (a younger one may belong to a training still running).
+  ``STALE_STAGING_SECONDS`` (a younger one may belong to a training still running);
+* temporary files left by a write killed halfway (``.<name>.*.tmp`` beside registry.json or
+  config.yaml): removed once as old as a stale staging folder;
+* a ``model_metadata.json`` that no longer matches the SHA-256 its entry records;
+* a production pointer naming no registered version, and promotion history entries naming
+  versions that are neither registered nor recorded as removed (both need a person).
 
 Nothing here imports TensorFlow: files are read and hashed, models are not loaded.
 """
@@ -25,11 +30,17 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from hhforecast._fs import file_sha256
 from hhforecast.config import Settings
 from hhforecast.errors import ArtifactError
 from hhforecast.gate.integrity import check_integrity, integrity_problem
-from hhforecast.modeling.artifacts import METADATA_FILE, read_metadata
-from hhforecast.registry.store import STAGING_PREFIX, Registry
+from hhforecast.modeling.artifacts import (
+    METADATA_FILE,
+    METADATA_SHA256_FIELD,
+    read_metadata,
+    recorded_metadata_sha256,
+)
+from hhforecast.registry.store import LATEST, STAGING_PREFIX, Registry
 
 __all__ = [
     "STALE_STAGING_SECONDS",
@@ -49,8 +60,9 @@ class Finding:
     """One disagreement between registry.json and the folders beside it."""
 
     kind: str
-    """missing_folder, unregistered_folder, entry_mismatch, integrity, not_hhforecast,
-    unknown_folder or leftover_staging."""
+    """missing_folder, unregistered_folder, entry_mismatch, integrity, metadata_changed,
+    not_hhforecast, unknown_folder, leftover_staging, leftover_temp, production_unregistered
+    or history_unknown_version."""
     version: str | None
     path: str
     detail: str
@@ -102,6 +114,8 @@ def check_registry(settings: Settings) -> CheckReport:
         listed.add(folder.resolve())
         for finding in _check_entry(entry.version, entry.trained_at, folder):
             (report.notes if finding.kind == "not_hhforecast" else report.findings).append(finding)
+        if folder.is_dir():
+            report.findings.extend(_check_metadata_record(entry.version, entry.extra, folder))
     if registry.models_dir.is_dir():
         for folder in sorted(registry.models_dir.iterdir()):
             if not folder.is_dir():
@@ -111,7 +125,104 @@ def check_registry(settings: Settings) -> CheckReport:
                     report.findings.append(_staging_finding(folder))
             elif not folder.name.startswith(".") and folder.resolve() not in listed:
                 report.findings.append(_unlisted_finding(folder))
+    report.findings.extend(_leftover_temp_files(settings))
+    report.findings.extend(_pointer_findings(settings, registry, {e.version for e in entries}))
     return report
+
+
+def _check_metadata_record(version: str, fields: dict[str, Any], folder: Path) -> list[Finding]:
+    path = folder / METADATA_FILE
+    try:
+        expected = recorded_metadata_sha256(fields, f"the entry of {version}")
+        if expected is None or not path.is_file() or file_sha256(path) == expected:
+            return []
+    except (ArtifactError, OSError) as exc:
+        return [Finding("metadata_changed", version, str(path), str(exc), "")]
+    return [
+        Finding(
+            "metadata_changed",
+            version,
+            str(path),
+            f"{METADATA_FILE} does not match the SHA-256 its registry entry records: the "
+            "checksums it holds cannot be trusted, so the version is not loaded",
+            "",
+        )
+    ]
+
+
+def _temp_folders(settings: Settings) -> list[Path]:
+    folders = [settings.registry_file.parent, settings.models_dir]
+    if settings.source is not None:
+        folders.append(settings.source.parent)
+    unique: dict[Path, None] = {}
+    for folder in folders:
+        if folder.is_dir():
+            unique.setdefault(folder.resolve(), None)
+    return list(unique)
+
+
+def _leftover_temp_files(settings: Settings) -> list[Finding]:
+    """Temporary files of atomic writes (`.<name>.<random>.tmp`) that a kill left behind."""
+    findings = []
+    for folder in _temp_folders(settings):
+        for path in sorted(folder.glob(".*.tmp")):
+            if not path.is_file():
+                continue
+            idle = time.time() - path.stat().st_mtime
+            stale = idle >= STALE_STAGING_SECONDS
+            findings.append(
+                Finding(
+                    "leftover_temp",
+                    None,
+                    str(path),
+                    f"a temporary file left by a write that stopped {idle / 3600:.1f} h ago"
+                    if stale
+                    else f"a temporary file changed {idle:.0f} s ago: a write may be under way",
+                    "remove it" if stale else "",
+                )
+            )
+    return findings
+
+
+def _pointer_findings(settings: Settings, registry: Registry, known: set[str]) -> list[Finding]:
+    findings = []
+    setting = registry.production_setting()
+    if setting.strip().lower() != LATEST and setting not in known:
+        findings.append(
+            Finding(
+                "production_unregistered",
+                setting,
+                str(settings.config_file),
+                f"mlops.production_version names {setting!r}, which is not registered: "
+                "serve, predict and drift refuse to start",
+                "",
+            )
+        )
+    removed: set[str] = set()
+    named: dict[str, int] = {}
+    for i, record in enumerate(registry.history()):
+        if not isinstance(record, dict):
+            continue
+        if str(record.get("action", "")).startswith("remov"):
+            removed.update(str(record[k]) for k in ("version", "to", "from") if record.get(k))
+            continue
+        for key in ("from", "to"):
+            value = record.get(key)
+            if isinstance(value, str) and value:
+                named.setdefault(value, i)
+    for version, index in sorted(named.items(), key=lambda item: item[1]):
+        if version not in known and version not in removed:
+            findings.append(
+                Finding(
+                    "history_unknown_version",
+                    version,
+                    str(registry.path),
+                    f"history entry {index} names version {version}, which is neither "
+                    "registered nor recorded as removed: a rollback to it would fail",
+                    "",
+                )
+            )
+    return findings
 
 
 def _check_entry(version: str, trained_at: str, folder: Path) -> list[Finding]:
@@ -246,8 +357,6 @@ def repair(settings: Settings, report: CheckReport) -> CheckReport:
     Each fix is checked again under the lock first: a staging folder that changed since the
     report, or a folder that got its entry meanwhile, is left alone.
     """
-    from hhforecast.registry.store import registry_fields
-
     registry = Registry(settings)
     done: list[str] = []
     with registry.locked():
@@ -256,7 +365,11 @@ def repair(settings: Settings, report: CheckReport) -> CheckReport:
             if not finding.fix:
                 continue
             path = Path(finding.path)
-            if finding.kind == "leftover_staging":
+            if finding.kind == "leftover_temp":
+                if path.is_file() and time.time() - path.stat().st_mtime >= STALE_STAGING_SECONDS:
+                    path.unlink(missing_ok=True)
+                    done.append(f"removed {path.name}")
+            elif finding.kind == "leftover_staging":
                 if path.is_dir() and time.time() - _last_change(path) >= STALE_STAGING_SECONDS:
                     shutil.rmtree(path, ignore_errors=True)
                     done.append(f"removed {path.name}")
@@ -266,11 +379,20 @@ def repair(settings: Settings, report: CheckReport) -> CheckReport:
                     source.replace(path)
                     done.append(f"moved {source.name} back to {path.name}")
             elif finding.kind == "unregistered_folder" and finding.version not in listed:
-                registry.register_folder(path, registry_fields(read_metadata(path)))
+                registry.register_folder(path, _entry_fields(path))
                 done.append(f"registered version {finding.version} from {path.name}")
             elif finding.kind == "entry_mismatch" and finding.version in listed:
-                registry.register_folder(path, registry_fields(read_metadata(path)))
+                registry.register_folder(path, _entry_fields(path))
                 done.append(f"rewrote the entry of {finding.version} from {path.name}")
     after = check_registry(settings)
     after.repaired = done
     return after
+
+
+def _entry_fields(folder: Path) -> dict[str, Any]:
+    """A repaired entry's fields from the folder's metadata, with the metadata's SHA-256."""
+    from hhforecast.registry.store import registry_fields
+
+    fields = registry_fields(read_metadata(folder))
+    fields[METADATA_SHA256_FIELD] = file_sha256(folder / METADATA_FILE)
+    return fields

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hhforecast._json import loads
 from hhforecast.errors import RegistryError
 
 __all__ = [
@@ -169,7 +170,7 @@ class RegistryDocument:
     def from_json(cls, text: str) -> RegistryDocument:
         """Parse the file's text; ValueError says what is wrong with it."""
         try:
-            data = json.loads(text)
+            data = loads(text)  # JSONDepthError (a ValueError) names the nesting limit
         except json.JSONDecodeError as exc:
             raise ValueError(f"not valid JSON: {exc}") from None
         if isinstance(data, list):  # a bare list of entries is accepted as well

@@ -28,6 +28,7 @@ from hhforecast.modeling.inference import VariantModel
 from hhforecast.registry.store import ModelVersion, Registry
 
 __all__ = [
+    "HistoryPicture",
     "ProductionFollower",
     "ReloadFailure",
     "ReloadOutcome",
@@ -42,6 +43,36 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+class HistoryPicture:
+    """The training-history picture of a served version, drawn on first use: drawing it needs
+    matplotlib and the training dataset, a second or more that start-up need not wait for."""
+
+    def __init__(self, settings: Settings | None, model: VariantModel) -> None:
+        self._settings = settings
+        self._model = model
+        self._lock = threading.Lock()
+        self._drawn: tuple[bytes | None, str | None] | None = None
+
+    def get(self) -> tuple[bytes | None, str | None]:
+        """(PNG bytes, None) or (None, why there is no picture)."""
+        with self._lock:
+            if self._drawn is None:
+                self._drawn = self._draw()
+            return self._drawn
+
+    def _draw(self) -> tuple[bytes | None, str | None]:
+        if self._settings is None:
+            return None, "no history picture"
+        from hhforecast.serving.history import render_history_png
+
+        try:
+            return render_history_png(self._settings, self._model), None
+        except HHForecastError as exc:
+            return None, str(exc)
+        except Exception as exc:  # the picture is a convenience: never fail a request over it
+            return None, f"the history picture could not be drawn ({type(exc).__name__})"
+
+
 @dataclass(frozen=True)
 class ServedModel:
     """A loaded, checked production version with what the API shows about it."""
@@ -49,8 +80,17 @@ class ServedModel:
     model: VariantModel
     entry: ModelVersion
     loaded_at: str
-    history_png: bytes | None
-    history_problem: str | None
+    history: HistoryPicture
+
+    @property
+    def history_png(self) -> bytes | None:
+        """The training-history picture (drawn on first use), or None."""
+        return self.history.get()[0]
+
+    @property
+    def history_problem(self) -> str | None:
+        """Why there is no history picture, or None."""
+        return self.history.get()[1]
 
     @property
     def identity(self) -> tuple[str, str, str]:
@@ -119,23 +159,16 @@ def check_answers(served: ServedModel) -> None:
 
 
 def load_served_model(settings: Settings, entry: ModelVersion | None = None) -> ServedModel:
-    """Load and check `entry` (default: the production version); draws its history picture."""
-    from hhforecast.modeling.artifacts import load_variant
-    from hhforecast.serving.history import render_history_png
+    """Load and check `entry` (default: the production version); its history picture is drawn
+    when first asked for."""
+    from hhforecast.modeling.predict import load_registered
 
     registry = Registry(settings)
     entry = entry if entry is not None else registry.require_production_version()
-    model = load_variant(registry.version_dir(entry), settings.mlops.serve_variant, entry.version)
-    served = ServedModel(model, entry, _now(), None, None)
+    model = load_registered(registry, entry, settings.mlops.serve_variant)
+    served = ServedModel(model, entry, _now(), HistoryPicture(settings, model))
     check_answers(served)
-    try:
-        png: bytes | None = render_history_png(settings, model)
-        problem = None
-    except HHForecastError as exc:
-        png, problem = None, str(exc)
-    except Exception as exc:  # the picture is a convenience: never refuse a model over it
-        png, problem = None, f"the history picture could not be drawn ({type(exc).__name__})"
-    return ServedModel(model, entry, served.loaded_at, png, problem)
+    return served
 
 
 @dataclass(frozen=True)
@@ -158,6 +191,16 @@ class ReloadOutcome:
     version: str
     previous_version: str
     failure: ReloadFailure | None
+
+
+def _folder_stamp(folder: Path) -> str:
+    """Name, size and change time of every file of a version folder: replacing one in place
+    (a forced re-train) changes it, without reading any file."""
+    try:
+        files = sorted(p for p in folder.iterdir() if p.is_file())
+        return "|".join(f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files)
+    except OSError as exc:
+        return f"error {exc.errno}"
 
 
 def _fingerprint(paths: list[Path]) -> str:
@@ -194,6 +237,10 @@ class ProductionFollower:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._fingerprint = _fingerprint(self._watched_files())
+        # What the served model was loaded from, and what the last failed load tried: a forced
+        # reload with both unchanged returns at once instead of loading the same files again.
+        self._loaded_stamp = self._stamp(settings, served.entry)
+        self._failed_stamp: str | None = None
         self.production_setting = settings.mlops.production_version
         self.last_reload_at: str | None = None
         self.last_check_at: str | None = None
@@ -210,8 +257,18 @@ class ProductionFollower:
     def _watched_files(self) -> list[Path]:
         return [self.settings.config_file, self.settings.registry_file]
 
+    def _stamp(self, settings: Settings, entry: ModelVersion) -> str:
+        folder = Registry(settings).version_dir(entry)
+        variant = settings.mlops.serve_variant
+        return f"{self._fingerprint}|{entry.version}|{variant}|{_folder_stamp(folder)}"
+
     def check(self, force: bool = False) -> ReloadOutcome:
-        """Re-read the config and registry; load and swap if production moved (or `force`)."""
+        """Re-read the config and registry; load and swap if production moved.
+
+        `force` also reloads the same version when its files changed since it was loaded; with
+        nothing changed it returns at once (and a load that failed is not retried until
+        something changes), so repeated calls cost a few file reads, not a model load.
+        """
         with self._reload_lock:
             previous = self._served
             self.last_check_at = _now()
@@ -223,11 +280,18 @@ class ProductionFollower:
                 entry = Registry(settings).require_production_version()
                 wanted = entry.version
                 identity = (entry.version, entry.trained_at, settings.mlops.serve_variant)
-                if identity == previous.identity and not force:
+                stamp = self._stamp(settings, entry)
+                unchanged = identity == previous.identity
+                if unchanged and (not force or stamp == self._loaded_stamp):
                     self._clear_failure()
                     return ReloadOutcome(
                         False, previous.entry.version, previous.entry.version, None
                     )
+                if stamp == self._failed_stamp and self.last_failure is not None:
+                    return ReloadOutcome(
+                        False, previous.entry.version, previous.entry.version, self.last_failure
+                    )
+                self._failed_stamp = stamp
                 served = self._loader(settings, entry)
             except Exception as exc:  # any failure keeps the old model serving
                 message = (
@@ -248,6 +312,8 @@ class ProductionFollower:
                     self._on_failure(failure)
                 return ReloadOutcome(False, previous.entry.version, previous.entry.version, failure)
             self._served = served
+            self._loaded_stamp = stamp
+            self._failed_stamp = None
             self.last_reload_at = served.loaded_at
             self.reloads += 1
             self._clear_failure()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import ipaddress
 import os
 import shutil
 import socket
@@ -48,6 +49,7 @@ def plan_server(
 ) -> ServerPlan:
     """Check that a production version exists (no TensorFlow yet) and fill in defaults."""
     entry = Registry(settings).require_production_version()
+    check_reload_protected(settings, host or settings.serving.host)
     plan = ServerPlan(
         host=host or settings.serving.host,
         port=port or settings.serving.port,
@@ -57,6 +59,29 @@ def plan_server(
     )
     check_address_free(plan.host, plan.port)
     return plan
+
+
+def is_loopback(host: str) -> bool:
+    """Whether every address `host` names is a loopback one (only this machine can connect)."""
+    try:
+        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except socket.gaierror:
+        return False  # check_address_free reports an unknown host
+    return bool(infos) and all(
+        ipaddress.ip_address(str(info[4][0]).split("%")[0]).is_loopback for info in infos
+    )
+
+
+def check_reload_protected(settings: Settings, host: str) -> None:
+    """Refuse to listen beyond loopback unless POST /api/reload needs a key."""
+    env = settings.serving.api_key_env
+    if os.environ.get(env) or is_loopback(host):
+        return
+    raise HHForecastError(
+        f"--host {host} accepts connections from other machines, so POST /api/reload must need "
+        f"a key: set ${env} to a secret (clients send it in the X-API-Key header), or serve "
+        "on 127.0.0.1 behind a proxy"
+    )
 
 
 def check_address_free(host: str, port: int) -> None:

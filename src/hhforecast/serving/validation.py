@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from hhforecast._json import JSONDepthError, loads
 from hhforecast.config import FIVE_FEATURES
 
 __all__ = [
@@ -69,7 +70,11 @@ def _loads(body: bytes) -> Any:
     try:
         # NaN and Infinity literals parse to floats here; the finite check refuses them
         # naming the field they were sent in.
-        return json.loads(body)
+        return loads(body)
+    except JSONDepthError as exc:
+        raise InvalidRequest(
+            "body", "max_depth", f"the body is refused: {exc} (a prediction body needs 2)", 400
+        ) from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidRequest("body", "json", f"the body is not valid JSON ({exc})", 400) from None
 

@@ -103,7 +103,7 @@ def run_drift(settings: Settings, recent_path: Path, version: str | None = None)
         )
     ) or list(model.features)
     recent = _read_recent(recent_path, columns, target)
-    reference = read_drift_reference(folder, [*columns, target])
+    reference = read_drift_reference(folder, [*columns, target], model.metadata)
     reference[PREDICTION_COLUMN] = predict_frame(model, reference)[PREDICTION_COLUMN].to_numpy()
     recent[PREDICTION_COLUMN] = predict_frame(model, recent, str(recent_path))[
         PREDICTION_COLUMN

@@ -6,6 +6,7 @@ the model learnt from, to compare recent weeks against.
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
@@ -52,15 +53,25 @@ def write_drift_reference(folder: Path, frame: pd.DataFrame, split: Any) -> dict
     return {DRIFT_REFERENCE_FILE: file_sha256(path)}
 
 
-def read_drift_reference(version_dir: Path, columns: list[str]) -> pd.DataFrame:
-    """The training weeks (fit + validation) stored with a version, sorted by date."""
+def read_drift_reference(
+    version_dir: Path, columns: list[str], metadata: dict[str, Any] | None = None
+) -> pd.DataFrame:
+    """The training weeks (fit + validation) stored with a version, sorted by date.
+
+    With the version's (verified) `metadata`, the file is parsed only once its SHA-256 matches.
+    """
     path = version_dir / DRIFT_REFERENCE_FILE
     if not path.is_file():
         raise DriftReferenceError(
             f"{path} is missing: this version was trained before drift references were kept "
             "with the model. Retrain it (hhforecast train) to check drift against it"
         )
-    raw = read_csv(path)
+    if metadata is None:
+        raw = read_csv(path)
+    else:
+        from hhforecast.modeling.artifacts import verified_artifact
+
+        raw = pd.read_csv(io.BytesIO(verified_artifact(version_dir, path.name, metadata)))
     values = check_feature_frame(raw, path, columns)
     dates = pd.to_datetime(raw[DATE_COLUMN], errors="coerce")
     keep = raw[SPLIT_COLUMN].isin(TRAINING_SPLITS).to_numpy() if SPLIT_COLUMN in raw else None

@@ -4,14 +4,44 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from hhforecast._json import loads
 from hhforecast.serving.schemas import ErrorBody, ModelInfo, ReloadResponse
 from hhforecast.serving.state import ServingState, State, require_api_key
+from hhforecast.serving.validation import InvalidRequest
 
 router = APIRouter(tags=["model"])
+
+RELOAD_MAX_BODY_BYTES = 1024
+
+
+async def check_reload_body(request: Request) -> None:
+    """Only an empty body or a JSON one: a cross-site HTML form can post text/plain, urlencoded
+    or multipart bodies without a preflight, but never application/json."""
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    body = await request.body()
+    if (body or media) and media != "application/json":
+        raise InvalidRequest(
+            "Content-Type",
+            "media_type",
+            f"POST /api/reload takes an empty body or JSON (Content-Type: application/json), "
+            f"not {media or 'a body without a Content-Type'}",
+            415,
+        )
+    if len(body) > RELOAD_MAX_BODY_BYTES:
+        raise InvalidRequest(
+            "body", "max_body_bytes", f"the body is larger than {RELOAD_MAX_BODY_BYTES} bytes", 413
+        )
+    if body:
+        try:
+            loads(body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise InvalidRequest(
+                "body", "json", f"the body is not valid JSON ({exc})", 400
+            ) from None
 
 
 def model_info(state: ServingState) -> dict[str, Any]:
@@ -64,11 +94,13 @@ def info(state: State) -> dict[str, Any]:
     responses={
         401: {"model": ErrorBody, "description": "API key missing or wrong"},
         409: {"model": ReloadResponse, "description": "Load failed; the old version serves"},
+        415: {"model": ErrorBody, "description": "A body that is not JSON"},
     },
     summary="Load the production version now",
 )
-async def reload(state: State) -> Any:
-    """Re-read config.yaml and registry.json and load production now, even if unchanged."""
+async def reload(request: Request, state: State) -> Any:
+    """Re-read config.yaml and registry.json and load production now if anything changed."""
+    await check_reload_body(request)
     outcome = await run_in_threadpool(state.follower.check, True)
     body = {
         "reloaded": outcome.swapped,
