@@ -13,6 +13,7 @@ from rich.table import Table
 from hhforecast.cli._common import (
     ConfigOption,
     DatasetOption,
+    DayfirstOption,
     JsonOption,
     VersionOption,
     console,
@@ -67,6 +68,7 @@ def train(
         bool, typer.Option("--force", help="Replace an existing version (never production).")
     ] = False,
     json_output: JsonOption = False,
+    dayfirst: DayfirstOption = None,
 ) -> None:
     """Train both variants and register them as a new version.
 
@@ -75,6 +77,7 @@ def train(
     from hhforecast.modeling.training import train_version
 
     settings = settings_from(config).with_training(epochs=epochs, seed=seed)
+    settings = settings.with_dataset(dayfirst=dayfirst)
     with training_progress(quiet=json_output) as on_epoch:
         result = train_version(settings, dataset, version, force=force, on_epoch=on_epoch)
     if json_output:
@@ -223,6 +226,7 @@ def predict(
         str | None, typer.Option(help="Variant (default: mlops.serve_variant, 5features).")
     ] = None,
     config: ConfigOption = None,
+    dayfirst: DayfirstOption = None,
 ) -> None:
     """Score a CSV of weeks: the input plus HH_pred, HH_lower, HH_upper and out_of_range.
 
@@ -230,7 +234,8 @@ def predict(
     """
     from hhforecast.modeling.predict import predict_file
 
-    run = predict_file(settings_from(config), input_file, output, version, variant)
+    settings = settings_from(config).with_dataset(dayfirst=dayfirst)
+    run = predict_file(settings, input_file, output, version, variant)
     console.print(
         f"Wrote {run.rows} predictions to {run.output} (version {run.version}, {run.variant})."
     )

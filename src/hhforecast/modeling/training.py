@@ -62,6 +62,7 @@ def _fit_variant(
     name: str,
     x: np.ndarray,
     y: np.ndarray,
+    dates: np.ndarray,
     split: Split,
     settings: Settings,
     out_dir: Path,
@@ -77,7 +78,7 @@ def _fit_variant(
     test_pred = fitted.predict(x[split.test])
     halfwidth = fitted.interval_halfwidth(cfg.interval_coverage)
     lower, upper = interval_bounds(test_pred, halfwidth, "relative")
-    baselines = baseline_predictions(x, y, split.train, split.test)
+    baselines = baseline_predictions(x, y, split.train, split.test, dates)
 
     names = artifact_names(name)
     fitted.network.save(out_dir / names["model"])
@@ -142,6 +143,7 @@ def train_version(
                 name,
                 dataset.frame[features].to_numpy(dtype=np.float64),
                 y,
+                dataset.frame["date"].to_numpy(),
                 split,
                 settings,
                 staging,
