@@ -28,33 +28,56 @@ from hhforecast.errors import EXIT_CHECK_FAILED
 
 @friendly_errors
 def sample(
-    out: Annotated[Path, typer.Option("--out", help="CSV file to write.", dir_okay=False)],
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Weekly CSV to write.", dir_okay=False)
+    ] = None,
+    raw: Annotated[
+        Path | None,
+        typer.Option(
+            "--raw",
+            help="Folder to write the raw logs to (utilization.csv, events.csv).",
+            file_okay=False,
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same file.")] = 7,
     weeks: Annotated[int, typer.Option(min=8, max=5200, help="Number of weeks.")] = 260,
     start: Annotated[str, typer.Option(help="First week (a date; its Monday is used).")] = (
         "2019-01-07"
     ),
 ) -> None:
-    """Simulate a fleet day by day and write its weekly dataset.
+    """Simulate a fleet day by day and write its weekly dataset and/or its raw logs.
 
-    Example: hhforecast sample --out data/fleet.csv --seed 11 --weeks 312
+    `dataset build` on the raw logs gives the weekly dataset back, exactly.
+
+    Example: hhforecast sample --out data/fleet.csv --raw raw/ --seed 11 --weeks 312
     """
     import pandas as pd
 
     from hhforecast._fs import atomic_write_text
-    from hhforecast.datasets.fleet import simulate_weekly_dataset
+    from hhforecast.datasets.fleet import raw_logs, simulate_fleet, weekly_dataset
     from hhforecast.errors import HHForecastError
 
+    if out is None and raw is None:
+        raise HHForecastError("nothing to write: pass --out FILE, --raw DIR, or both")
     try:
         pd.Timestamp(start)
     except ValueError:
         raise HHForecastError(f"--start {start!r} is not a date (use YYYY-MM-DD)") from None
-    frame = simulate_weekly_dataset(seed=seed, weeks=weeks, start=start)
-    atomic_write_text(out, frame.to_csv(index=False))
-    console.print(
-        f"Wrote {len(frame)} weeks ({frame['date'].iloc[0]} to {frame['date'].iloc[-1]}, "
-        f"seed {seed}) to {out}"
-    )
+    fleet = simulate_fleet(seed=seed, weeks=weeks, start=start)
+    frame = weekly_dataset(fleet, weeks, start)
+    span = f"{frame['date'].iloc[0]} to {frame['date'].iloc[-1]}, seed {seed}"
+    if raw is not None:
+        utilisation, events = raw_logs(fleet)
+        atomic_write_text(raw / "utilization.csv", utilisation.to_csv(index=False))
+        atomic_write_text(raw / "events.csv", events.to_csv(index=False))
+        console.print(
+            f"Wrote the raw logs of {len(frame)} weeks ({span}) to {raw}: utilization.csv "
+            f"({len(utilisation):,} aircraft-days), events.csv ({len(events):,} items)",
+            highlight=False,
+        )
+    if out is not None:
+        atomic_write_text(out, frame.to_csv(index=False))
+        console.print(f"Wrote {len(frame)} weeks ({span}) to {out}", highlight=False)
 
 
 @friendly_errors

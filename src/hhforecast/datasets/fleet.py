@@ -17,12 +17,16 @@ from typing import TypeVar
 import numpy as np
 import pandas as pd
 
+from hhforecast.datasets.build import aggregate_weeks, weekly_csv_frame
+from hhforecast.datasets.grid import monday_of
+
 __all__ = [
     "FleetChange",
     "FleetProfile",
     "SimulatedFleet",
     "expected_weekly_hh",
     "mean_item_hh",
+    "raw_logs",
     "simulate_fleet",
     "simulate_weekly_dataset",
     "weekly_dataset",
@@ -216,7 +220,7 @@ def _unscheduled_events(
 
 def _monday(dates: pd.Series) -> pd.Series:
     """The Monday starting each date's week (the dataset's `date`)."""
-    return dates.dt.to_period("W-SUN").dt.start_time
+    return monday_of(dates)
 
 
 def _simulated_weeks(by_week: ByWeek, start: str, weeks: int) -> ByWeek:
@@ -225,37 +229,40 @@ def _simulated_weeks(by_week: ByWeek, start: str, weeks: int) -> ByWeek:
     return by_week.loc[first_week : first_week + pd.Timedelta(weeks=weeks - 1)]
 
 
+def raw_logs(fleet: SimulatedFleet) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The two logs as an airline exports them, under the default column names of
+    `dataset.utilization` and `dataset.events` (docs/data.md); ISO dates."""
+    util = fleet.utilisation
+    utilisation = pd.DataFrame(
+        {
+            "Dep. Date": util["date"].dt.strftime("%Y-%m-%d"),
+            "A/C": util["registration"],
+            "Hours": util["hours"],
+            "Cycles": util["cycles"],
+            "TAH": util["TAH"],
+            "TAC": util["TAC"],
+        }
+    )
+    ev = fleet.events
+    events = pd.DataFrame(
+        {
+            "date": ev["date"].dt.strftime("%Y-%m-%d"),
+            "A/C": ev["registration"],
+            "ATA": ev["ata"],
+            "category": ev["category"],
+            "HH": ev["HH"],
+        }
+    )
+    return utilisation, events
+
+
 def weekly_dataset(fleet: SimulatedFleet, weeks: int, start: str = SAMPLE_START) -> pd.DataFrame:
-    """Aggregate the raw logs to one row per week with the dataset's columns."""
-    util = fleet.utilisation.copy()
-    util["week"] = _monday(util["date"])
-    util["month"] = util["date"].dt.to_period("M")
-    monthly_hours = util.groupby("month")["hours"].sum()
-
-    weekly = util.groupby("week").agg(
-        acft=("registration", "size"),
-        sum_daily_hours=("hours", "sum"),
-        age_fleet=("TAH", "sum"),
-        Cycles=("cycles", "sum"),
-    )
-    weekly_months = pd.DatetimeIndex(weekly.index).to_period("M")
-    weekly["sum_uti_mensal"] = monthly_hours.reindex(weekly_months).to_numpy()
-
-    events = fleet.events[fleet.events["category"].isin(CATEGORIES[COUNTED])]
-    weekly["HH"] = (
-        events.groupby(_monday(events["date"]))["HH"].sum().reindex(weekly.index, fill_value=0.0)
-    )
-
-    weekly = _simulated_weeks(weekly, start, weeks)
-    out = weekly.reset_index().rename(columns={"week": "date"})
-    out["date"] = out["date"].dt.strftime("%Y-%m-%d")
-    out["sum_daily_hours"] = out["sum_daily_hours"].round(1)
-    out["age_fleet"] = out["age_fleet"].round(1)
-    out["sum_uti_mensal"] = out["sum_uti_mensal"].round(1)
-    out["HH"] = out["HH"].round(1)
-    out["Cycles"] = out["Cycles"].astype(int)
-    columns = ["date", "acft", "sum_daily_hours", "age_fleet", "Cycles", "sum_uti_mensal", "HH"]
-    return out[columns]
+    """Aggregate the raw logs to one row per week with the dataset's columns, by the same rules
+    as `hhforecast dataset build` (PILOT and CABIN items left out)."""
+    days = fleet.utilisation.rename(columns={"registration": "aircraft", "TAH": "tah"})
+    events = fleet.events.rename(columns={"registration": "aircraft", "HH": "hh"})
+    weekly, _ = aggregate_weeks(days, events, list(CATEGORIES[~COUNTED]))
+    return weekly_csv_frame(_simulated_weeks(weekly, start, weeks))
 
 
 def expected_weekly_hh(
