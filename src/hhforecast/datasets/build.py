@@ -238,7 +238,7 @@ def _refuse_empty_weeks(
         raise DatasetError(
             ", ".join(str(p) for p in utilization),
             f"no utilisation at all in the week(s) of {shown}{more}, inside the logs' "
-            f"{first:%Y-%m-%d} to {last:%Y-%m-%d}: an export is missing?",
+            f"{first:%Y-%m-%d} to {last:%Y-%m-%d}; an export may be missing",
             "Add the file that covers them (repeat --utilization), or build from logs that "
             "cover one unbroken period.",
         )
