@@ -110,8 +110,9 @@ def aggregate_weeks(
     excluded_hh = (
         dropped.groupby([monday_of(dropped["date"]), category[is_excluded.to_numpy()]])["hh"]
         .sum()
-        .unstack(fill_value=0.0)
-        .reindex(weekly.index, fill_value=0.0)
+        .unstack()
+        .reindex(weekly.index)
+        .fillna(0.0)
     )
     return weekly, excluded_hh
 
