@@ -23,6 +23,7 @@ from hhforecast.cli._common import (
     print_json,
     settings_from,
 )
+from hhforecast.config import Settings
 from hhforecast.errors import EXIT_CHECK_FAILED
 
 
@@ -155,18 +156,39 @@ def retrain(
     reason: Annotated[str, typer.Option(help="Kept in the promotion history.")] = "",
     config: ConfigOption = None,
     epochs: Annotated[int | None, typer.Option(min=1, help="Maximum epochs.")] = None,
+    utilization: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--utilization",
+            help="Raw utilisation log(s) to build the dataset from (repeat, or a quoted glob).",
+        ),
+    ] = None,
+    events: Annotated[
+        list[Path] | None,
+        typer.Option("--events", help="Raw event log(s) to build the dataset from."),
+    ] = None,
+    out: Annotated[
+        Path,
+        typer.Option("--out", help="Where the built weekly CSV goes (with --utilization)."),
+    ] = Path("data/weekly.csv"),
+    dayfirst: DayfirstOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Train a new version and promote it only if it beats production on weeks neither saw.
 
     Production following "latest" is pinned first, so a new version never serves untested.
-    Exit 0: promoted; 1: trained and registered, production kept; 2: bad input.
+    With --utilization and --events the weekly dataset is first built from the raw logs (as
+    `dataset build` does) into --out. Exit 0: promoted; 1: trained and registered, production
+    kept; 2: bad input.
 
-    Example: hhforecast retrain --dataset exports/weekly.csv --reason "monthly retrain"
+    Example: hhforecast retrain --utilization 'exports/util-*.csv' --events 'exports/ev-*.csv'
+    --reason "monthly retrain"
     """
     from hhforecast.gate.retrain import retrain as retrain_version
 
-    settings = settings_from(config).with_training(epochs=epochs)
+    settings = settings_from(config).with_training(epochs=epochs).with_dataset(dayfirst=dayfirst)
+    if utilization or events:
+        dataset = _build_for_retrain(settings, dataset, utilization, events, out, json_output)
     with training_progress(quiet=json_output) as on_epoch:
         outcome = retrain_version(settings, dataset, version, reason, on_epoch=on_epoch)
     if json_output:
@@ -196,6 +218,33 @@ def retrain(
             )
     if not outcome.promoted:
         raise typer.Exit(EXIT_CHECK_FAILED)
+
+
+def _build_for_retrain(
+    settings: Settings,
+    dataset: Path | None,
+    utilization: list[Path] | None,
+    events: list[Path] | None,
+    out: Path,
+    quiet: bool,
+) -> Path:
+    """Build the weekly dataset from the raw logs into `out` (checked before anything moves)."""
+    from hhforecast.datasets.build import build_dataset, write_dataset
+    from hhforecast.errors import HHForecastError
+
+    if dataset is not None:
+        raise HHForecastError("pass either --dataset or --utilization/--events, not both")
+    if not utilization or not events:
+        raise HHForecastError("--utilization and --events go together: pass both")
+    built = build_dataset(utilization, events, settings.dataset)
+    write_dataset(built, out)
+    if not quiet:
+        weeks = built.manifest["weeks"]
+        console.print(
+            f"Built {weeks['kept']} weeks ({weeks['first']} to {weeks['last']}) into {out}.",
+            highlight=False,
+        )
+    return out
 
 
 def _summary(metadata: dict[str, Any]) -> Table:

@@ -8,6 +8,7 @@ keeps the headers its tool wrote.
 
 from __future__ import annotations
 
+import glob
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ __all__ = [
     "EVENT_FIELDS",
     "UTILIZATION_FIELDS",
     "RawLog",
+    "expand_paths",
     "normalise_category",
     "read_raw_log",
 ]
@@ -52,6 +54,22 @@ class RawLog:
         return sum(int(f["rows"]) for f in self.files)
 
 
+def expand_paths(paths: list[Path]) -> list[Path]:
+    """The files named, a quoted glob pattern (`'exports/util-*.csv'`) expanded in name order,
+    so a scheduler can pass every monthly export without listing them."""
+    out: list[Path] = []
+    for path in paths:
+        text = str(path)
+        if any(ch in text for ch in "*?["):
+            matches = sorted(Path(p) for p in glob.glob(text))
+            if not matches:
+                raise DatasetError(text, "the pattern matches no file", "Check the path.")
+            out.extend(matches)
+        else:
+            out.append(path)
+    return out
+
+
 def normalise_category(values: pd.Series) -> pd.Series:
     """Categories compared ignoring case and spaces ("Pilot ", "PI LOT" and "PILOT" are one)."""
     return values.astype("string").fillna("").str.upper().str.replace(r"\s+", "", regex=True)
@@ -65,6 +83,7 @@ def read_raw_log(kind: str, paths: list[Path], config: DatasetConfig) -> RawLog:
     """
     if not paths:
         raise DatasetError(kind, "no file given", f"Pass --{kind} FILE (repeat it for several).")
+    paths = expand_paths(paths)
     mapping: dict[str, str] = getattr(config, kind).model_dump()
     fields = UTILIZATION_FIELDS if kind == "utilization" else EVENT_FIELDS
     frames, files = [], []

@@ -196,6 +196,10 @@ def _metadata(
             "weeks": len(rows),
         }
 
+    from hhforecast.datasets.build import read_manifest
+
+    # A dataset built by `dataset build` carries its lineage: the raw files, what was dropped.
+    manifest = read_manifest(dataset.path)
     artifacts = {
         name: file_sha256(folder / name)
         for variant in variants
@@ -211,6 +215,7 @@ def _metadata(
             "sha256": dataset.sha256,
             "start": dates.min().strftime("%Y-%m-%d"),
             "end": dates.max().strftime("%Y-%m-%d"),
+            **({"manifest": manifest} if manifest is not None else {}),
         },
         "split": {
             "mode": cfg.split,
