@@ -238,3 +238,35 @@ def test_bad_raw_input_exits_2_in_one_line_and_writes_nothing(
 
     assert re.search(message, lines[0]), lines[0]
     assert not list(tmp_path.glob("w*")) and not (tmp_path / "r.html").exists()
+
+
+def test_report_is_self_contained_and_escapes_what_the_files_say(
+    tmp_path: Path, small_fleet: tuple[pd.DataFrame, pd.DataFrame], cli
+) -> None:
+    util, events = small_fleet
+    hostile = events.assign(category=events["category"].replace("CABIN", "<script>x</script>"))
+    u, e = write_logs(tmp_path / "a&b", util, hostile)
+    config = tmp_path / "hostile.yaml"
+    config.write_text("dataset:\n  excluded_categories: [PILOT, '<script>x</script>']\n")
+    result = cli(
+        "dataset",
+        "build",
+        "--utilization",
+        u,
+        "--events",
+        e,
+        "--out",
+        "w.csv",
+        "--report",
+        "r.html",
+        "--config",
+        config,
+        "--json",
+    )
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["report"] == "r.html"
+    html = (tmp_path / "r.html").read_text()
+    assert "<script" not in html and "&lt;SCRIPT&gt;X&lt;/SCRIPT&gt;" in html
+    assert "a&amp;b" in html
+    assert html.count('src="data:image/png;base64,') == 4
+    assert "http://" not in html and "https://" not in html

@@ -64,13 +64,14 @@ def build(
     Example: hhforecast dataset build --utilization raw/utilization.csv --events raw/events.csv
     --out data/weekly.csv
     """
-    from hhforecast.datasets.build import build_dataset, write_dataset
+    from hhforecast.datasets.build import build_dataset, describe_output, write_dataset
 
     settings = settings_from(config).with_dataset(dayfirst=dayfirst)
     result = build_dataset(list(utilization), list(events), settings.dataset)
     if report is not None:
         from hhforecast.reports.dataset import render_dataset_report
 
+        describe_output(result, out)
         html = render_dataset_report(result)  # rendered before anything is written
     manifest = write_dataset(result, out)
     if report is not None:

@@ -18,6 +18,7 @@ The rules (docs/data.md says them for users):
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata as importlib_metadata
@@ -39,6 +40,7 @@ __all__ = [
     "aggregate_weeks",
     "aircraft_days",
     "build_dataset",
+    "describe_output",
     "manifest_path",
     "read_manifest",
     "weekly_csv_frame",
@@ -263,17 +265,24 @@ def _product_version() -> str:
         return "unknown"
 
 
+def describe_output(build: DatasetBuild, out: Path) -> str:
+    """The weekly CSV text, its name and SHA-256 recorded in the manifest (nothing written)."""
+    text = build.weekly.to_csv(index=False)
+    build.manifest["output"] = {
+        "path": out.name,
+        "sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
+        "weeks": len(build.weekly),
+        "columns": WEEKLY_COLUMNS,
+    }
+    return text
+
+
 def write_dataset(build: DatasetBuild, out: Path) -> Path:
     """Write the weekly CSV, then its manifest beside it (each whole or not at all)."""
     import json
 
-    atomic_write_text(out, build.weekly.to_csv(index=False))
-    build.manifest["output"] = {
-        "path": out.name,
-        "sha256": file_sha256(out),
-        "weeks": len(build.weekly),
-        "columns": WEEKLY_COLUMNS,
-    }
+    text = describe_output(build, out)
+    atomic_write_text(out, text)
     path = manifest_path(out)
     atomic_write_text(path, json.dumps(build.manifest, indent=2, default=_json_default) + "\n")
     return path
