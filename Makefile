@@ -9,7 +9,7 @@ PORT   ?= 8000
 # Test workers: one per core, at most 4 (each worker trains the shared test versions once).
 PYTEST_ARGS ?= -n auto --maxprocesses 4 --durations=10
 
-.PHONY: install install-dev run train test pytest lint format bench clean quality
+.PHONY: install install-dev run train test pytest lint format bench bench-dataset clean quality
 
 # pip prints a line per package it collects, downloads (with a progress bar) and installs:
 # TensorFlow alone is a download of several hundred MB, so silence would look like a hang.
@@ -61,6 +61,9 @@ format: install-dev
 bench: install-dev train ## wrk: /api/predict vs a bare FastAPI endpoint, and a 10,000-row batch -> docs/benchmarks.md
 	@command -v wrk >/dev/null || { echo "wrk is not installed: apt-get install -y wrk"; exit 2; }
 	$(BIN)/python bench/run_bench.py --from-make
+
+bench-dataset: install ## dataset build on ~900,000 flight rows + 150,000 events vs pandas.read_csv -> docs/benchmarks.md
+	$(BIN)/python bench/dataset_build.py --repeats 5 --write docs/benchmarks.md
 
 quality: install ## backtest the model on the sample and simulated fleets; rewrite the tables in docs/model-quality.md
 	$(BIN)/python bench/model_quality.py --write docs/model-quality.md

@@ -16,7 +16,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from hhforecast._fs import file_sha256
 from hhforecast.config import DatasetConfig
 from hhforecast.datasets.reader import read_table
 from hhforecast.errors import DatasetError
@@ -72,7 +71,20 @@ def expand_paths(paths: list[Path]) -> list[Path]:
 
 def normalise_category(values: pd.Series) -> pd.Series:
     """Categories compared ignoring case and spaces ("Pilot ", "PI LOT" and "PILOT" are one)."""
-    return values.astype("string").fillna("").str.upper().str.replace(r"\s+", "", regex=True)
+    codes, uniques = pd.factorize(values, use_na_sentinel=False)  # a few distinct values
+    names = pd.Series(uniques, dtype=object).astype("string").fillna("")
+    normalised = names.str.upper().str.replace(r"\s+", "", regex=True).to_numpy(dtype=object)
+    return pd.Series(normalised[codes], index=values.index, dtype=object)
+
+
+def _registrations(values: pd.Series) -> pd.Series:
+    """Registrations trimmed, as a categorical in name order (each distinct value done once)."""
+    codes, uniques = pd.factorize(values, use_na_sentinel=False)
+    names = pd.Series(uniques, dtype=object).astype("string").str.strip().fillna("")
+    categories, inverse = np.unique(names.to_numpy(dtype=str), return_inverse=True)
+    return pd.Series(
+        pd.Categorical.from_codes(inverse[codes], pd.Index(categories.tolist())), index=values.index
+    )
 
 
 def read_raw_log(kind: str, paths: list[Path], config: DatasetConfig) -> RawLog:
@@ -96,20 +108,24 @@ def read_raw_log(kind: str, paths: list[Path], config: DatasetConfig) -> RawLog:
         )
         _check_columns(kind, path, frame, mapping, fields)
         mapped = pd.DataFrame({f: frame[mapping[f]] for f in fields})
+        mapped["aircraft"] = _registrations(mapped["aircraft"])
         _check_values(kind, path, mapped, mapping)
-        mapped["aircraft"] = mapped["aircraft"].astype("string").str.strip()
         mapped["file"] = index
         mapped["line"] = np.arange(2, len(mapped) + 2)
         frames.append(mapped)
         files.append(
             {
                 "path": str(path),
-                "sha256": file_sha256(path),
+                "sha256": fmt.sha256,
                 "rows": len(mapped),
                 "format": fmt.to_dict(),
             }
         )
-    merged = pd.concat(frames, ignore_index=True)
+    merged = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+    if len(frames) > 1:
+        merged["aircraft"] = merged["aircraft"].astype(str).astype("category")
+    if kind == "events":
+        merged["category"] = merged["category"].astype("category")
     log = RawLog(kind, merged, files)
     if len(paths) > 1:
         _drop_cross_file_repeats(log, list(fields))
@@ -151,10 +167,10 @@ def _check_values(kind: str, path: Path, frame: pd.DataFrame, mapping: dict[str,
                 f"column {mapping[name]!r} (dataset.{kind}.{name}), line {i + 2}: "
                 f"{values[i]:g} is negative",
             )
-    aircraft = frame["aircraft"].astype("string").str.strip()
-    empty = aircraft.isna() | (aircraft == "")
-    if empty.any():
-        i = int(np.flatnonzero(empty.to_numpy())[0])
+    aircraft = frame["aircraft"].cat
+    if "" in set(aircraft.categories):
+        empty = aircraft.codes.to_numpy() == list(aircraft.categories).index("")
+        i = int(np.flatnonzero(empty)[0])
         raise DatasetError(
             path,
             f"column {mapping['aircraft']!r} (dataset.{kind}.aircraft), line {i + 2}: "

@@ -20,13 +20,16 @@ from __future__ import annotations
 
 import csv
 import datetime
+import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from hhforecast._fs import file_sha256
 from hhforecast.config import DatasetConfig
 from hhforecast.errors import DatasetError
 
@@ -63,6 +66,8 @@ class TableFormat:
     encoding: str
     separator: str
     decimal: str
+    sha256: str = ""
+    """SHA-256 of the file's bytes, taken from the bytes that were read."""
 
     def to_dict(self) -> dict[str, str]:
         return {
@@ -87,7 +92,7 @@ def read_table(
     if path.is_dir():
         raise DatasetError(path, "is a folder, not a file")
     if path.suffix.lower() in EXCEL_SUFFIXES:
-        frame, fmt = _read_excel(path), TableFormat("xlsx", "", ".")
+        frame, fmt = _read_excel(path), TableFormat("xlsx", "", ".", file_sha256(path))
     elif path.suffix.lower() == ".xls":
         raise DatasetError(path, "is an old .xls workbook", "Save it as .xlsx or CSV.")
     else:
@@ -111,7 +116,7 @@ def _read_excel(path: Path) -> pd.DataFrame:
 
 def _read_csv(path: Path, options: DatasetConfig) -> tuple[pd.DataFrame, TableFormat]:
     data = path.read_bytes()
-    if not data.strip():
+    if not data or data.isspace():
         raise DatasetError(path, "the file is empty", "See docs/data.md for the expected columns.")
     encoding, text = _decode(data, path)
     lines = text[:1_000_000].splitlines()[: _SAMPLE_LINES + 1]
@@ -134,7 +139,7 @@ def _read_csv(path: Path, options: DatasetConfig) -> tuple[pd.DataFrame, TableFo
     frame = _trimmed_headers(frame, path)
     if len(frame.columns) == 1:
         _refuse_wrong_separator(path, header, separator, options)
-    return frame, TableFormat(encoding, separator, decimal)
+    return frame, TableFormat(encoding, separator, decimal, hashlib.sha256(data).hexdigest())
 
 
 def _decode(data: bytes, path: Path) -> tuple[str, str]:
@@ -257,6 +262,9 @@ def parse_dates(values: pd.Series, path: Path | str, column: str, dayfirst: bool
     if (codes < 0).any():
         i = int(np.flatnonzero(codes < 0)[0])
         raise DatasetError(path, f"column {column!r}, line {i + 2}: the date is empty")
+    iso = _iso_dates(uniques)
+    if iso is not None:
+        return pd.Series(iso[codes], index=values.index, name=values.name)
     parsed = [_one_date(u) for u in uniques]
     bad = [k for k, p in enumerate(parsed) if p is None]
     if bad:
@@ -277,6 +285,17 @@ def parse_dates(values: pd.Series, path: Path | str, column: str, dayfirst: bool
         dtype="datetime64[ns]",
     )
     return pd.Series(stamps[codes], index=values.index, name=values.name)
+
+
+def _iso_dates(uniques: Any) -> np.ndarray | None:
+    """All the distinct values as YYYY-MM-DD dates in one vectorised parse, else None."""
+    text = pd.Series(uniques, dtype=object)
+    if not text.map(lambda v: isinstance(v, str) and len(v) == 10).all():
+        return None
+    try:
+        return pd.to_datetime(text, format="%Y-%m-%d").to_numpy(dtype="datetime64[ns]")
+    except (ValueError, TypeError):
+        return None
 
 
 def _one_date(value: object) -> tuple[str, tuple[int, int, int]] | None:
