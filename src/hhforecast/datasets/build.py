@@ -131,11 +131,36 @@ def weekly_csv_frame(weekly: pd.DataFrame) -> pd.DataFrame:
 
 
 def aircraft_days(utilisation: pd.DataFrame) -> pd.DataFrame:
-    """One row per (date, aircraft): hours and cycles summed, the day's largest TAH."""
-    return (
-        utilisation.groupby(["date", "aircraft"], sort=True, observed=True)
+    """One row per (date, aircraft), in date then registration order: hours and cycles summed,
+    the day's largest TAH."""
+    aircraft = utilisation["aircraft"].astype("category")
+    registrations = aircraft.cat.categories
+    codes = aircraft.cat.codes.to_numpy().astype(np.int64)
+    days = utilisation["date"].to_numpy().astype("datetime64[D]").astype(np.int64)
+    # One integer key per aircraft-day groups faster than the (date, aircraft) pair; the
+    # categories are in name order, so the key sorts by date, then registration.
+    key = days * len(registrations) + codes
+    grouped = (
+        pd.DataFrame(
+            {
+                "hours": utilisation["hours"],
+                "cycles": utilisation["cycles"],
+                "tah": utilisation["tah"],
+            }
+        )
+        .set_axis(key)
+        .groupby(level=0, sort=True)
         .agg(hours=("hours", "sum"), cycles=("cycles", "sum"), tah=("tah", "max"))
-        .reset_index()
+    )
+    keys = grouped.index.to_numpy()
+    return pd.DataFrame(
+        {
+            "date": (keys // len(registrations)).astype("datetime64[D]").astype("datetime64[ns]"),
+            "aircraft": pd.Categorical.from_codes(keys % len(registrations), registrations),
+            "hours": grouped["hours"].to_numpy(),
+            "cycles": grouped["cycles"].to_numpy(),
+            "tah": grouped["tah"].to_numpy(),
+        }
     )
 
 

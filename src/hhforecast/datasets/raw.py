@@ -105,6 +105,7 @@ def read_raw_log(kind: str, paths: list[Path], config: DatasetConfig) -> RawLog:
             config,
             numeric=[mapping[f] for f in _NUMERIC[kind]],
             dates=[mapping["date"]],
+            only=[mapping[f] for f in fields],
         )
         _check_columns(kind, path, frame, mapping, fields)
         mapped = pd.DataFrame({f: frame[mapping[f]] for f in fields})

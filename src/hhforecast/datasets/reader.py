@@ -21,6 +21,7 @@ from __future__ import annotations
 import csv
 import datetime
 import hashlib
+import io
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,9 +84,13 @@ def read_table(
     numeric: tuple[str, ...] | list[str] = (),
     dates: tuple[str, ...] | list[str] = (),
     missing_hint: str = "Check the path.",
+    only: tuple[str, ...] | list[str] | None = None,
 ) -> tuple[pd.DataFrame, TableFormat]:
     """Read a CSV or .xlsx file; `numeric` columns become floats and `dates` columns dates
-    (those the file has: the caller reports missing columns). Row i is line i + 2 of the file."""
+    (those the file has: the caller reports missing columns). Row i is line i + 2 of the file.
+
+    `only`, when given, names the columns wanted (trimmed names): the others of a CSV are
+    not parsed at all (raw logs carry columns the dataset never uses)."""
     options = options or DatasetConfig()
     if not path.exists():
         raise DatasetError(path, "no such file", missing_hint)
@@ -96,7 +101,7 @@ def read_table(
     elif path.suffix.lower() == ".xls":
         raise DatasetError(path, "is an old .xls workbook", "Save it as .xlsx or CSV.")
     else:
-        frame, fmt = _read_csv(path, options)
+        frame, fmt = _read_csv(path, options, only)
     for column in numeric:
         if column in frame.columns and not pd.api.types.is_numeric_dtype(frame[column]):
             frame[column] = to_numbers(frame[column], path, column, fmt)
@@ -114,23 +119,28 @@ def _read_excel(path: Path) -> pd.DataFrame:
     return _trimmed_headers(frame, path)
 
 
-def _read_csv(path: Path, options: DatasetConfig) -> tuple[pd.DataFrame, TableFormat]:
+def _read_csv(
+    path: Path, options: DatasetConfig, only: tuple[str, ...] | list[str] | None
+) -> tuple[pd.DataFrame, TableFormat]:
     data = path.read_bytes()
     if not data or data.isspace():
         raise DatasetError(path, "the file is empty", "See docs/data.md for the expected columns.")
     encoding, text = _decode(data, path)
-    lines = text[:1_000_000].splitlines()[: _SAMPLE_LINES + 1]
+    lines = text.splitlines()[: _SAMPLE_LINES + 1]
     header = next((line for line in lines if line.strip()), "")
     separator = SEPARATORS.get(options.separator) or _sniff_separator(header)
     decimal = _sniff_decimal(lines[1:], separator)
+    wanted = None if only is None else {name.strip() for name in only}
     try:
         frame = pd.read_csv(
-            path,
+            io.BytesIO(data),
             sep=separator,
             decimal=decimal,
             encoding=encoding,
             low_memory=False,
-            skipinitialspace=True,
+            usecols=None
+            if wanted is None
+            else (lambda name: name.strip().lstrip("\ufeff") in wanted),
         )
     except pd.errors.EmptyDataError:
         raise DatasetError(path, "the file is empty", "See docs/data.md.") from None
@@ -150,12 +160,14 @@ def _decode(data: bytes, path: Path) -> tuple[str, str]:
             "Save it as CSV UTF-8 (or CSV with your system's code page).",
         )
     encoding = "utf-8-sig" if data.startswith(b"\xef\xbb\xbf") else "utf-8"
+    if data.isascii():  # most exports: no need to decode the whole file to know
+        return encoding, data[:1_000_000].decode("ascii")
     try:
-        return encoding, data.decode(encoding)
+        return encoding, data.decode(encoding)[:1_000_000]
     except UnicodeDecodeError:
         pass
     try:
-        return "cp1252", data.decode("cp1252")
+        return "cp1252", data.decode("cp1252")[:1_000_000]
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
         raise DatasetError(
