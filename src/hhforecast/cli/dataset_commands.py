@@ -29,7 +29,7 @@ UtilizationOption = Annotated[
     list[Path],
     typer.Option(
         "--utilization",
-        help="Utilisation log, CSV or .xlsx (repeat for several files).",
+        help="Utilisation log, CSV or .xlsx (repeat for several files, or a quoted glob).",
         dir_okay=False,
     ),
 ]
@@ -37,7 +37,7 @@ EventsOption = Annotated[
     list[Path],
     typer.Option(
         "--events",
-        help="Unscheduled-event log, CSV or .xlsx (repeat for several files).",
+        help="Unscheduled-event log, CSV or .xlsx (repeat, or a quoted glob).",
         dir_okay=False,
     ),
 ]
