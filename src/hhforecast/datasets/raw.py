@@ -40,7 +40,7 @@ _NAMES = {"utilization": "utilisation", "events": "event"}
 class RawLog:
     """One source's rows from all its files, under our column names, cross-file repeats dropped.
 
-    `line` is each row's line in its file and `file` the index of the file in `files`."""
+    `file` is the index of each row's file in `files`."""
 
     kind: str
     frame: pd.DataFrame
@@ -112,7 +112,6 @@ def read_raw_log(kind: str, paths: list[Path], config: DatasetConfig) -> RawLog:
         mapped["aircraft"] = _registrations(mapped["aircraft"])
         _check_values(kind, path, mapped, mapping)
         mapped["file"] = index
-        mapped["line"] = np.arange(2, len(mapped) + 2)
         frames.append(mapped)
         files.append(
             {
