@@ -270,3 +270,33 @@ def test_report_is_self_contained_and_escapes_what_the_files_say(
     assert "a&amp;b" in html
     assert html.count('src="data:image/png;base64,') == 4
     assert "http://" not in html and "https://" not in html
+
+
+def test_every_event_row_is_counted_once_in_the_manifest(
+    tmp_path: Path, small_fleet: tuple[pd.DataFrame, pd.DataFrame]
+) -> None:
+    util, events = small_fleet
+    dates = pd.to_datetime(events["date"])
+    early, late = events[dates < "2019-02-15"], events[dates >= "2019-02-01"]  # overlap
+    extra = pd.DataFrame(
+        {"date": ["2019-06-03"], "A/C": ["PR-GAA"], "ATA": [21], "category": ["X"], "HH": [1.0]}
+    )
+    u = tmp_path / "u.csv"
+    util.to_csv(u, index=False)
+    a, b = tmp_path / "a.csv", tmp_path / "b.csv"
+    early.to_csv(a, index=False)
+    pd.concat([late, extra]).to_csv(b, index=False)
+    m = build_dataset([u], [a, b], DatasetConfig()).manifest["events"]
+    parts = [
+        m["duplicates_dropped"],
+        m["unknown_aircraft"],
+        m["outside_utilization_dates"],
+        m["in_dropped_weeks"],
+        m["counted"],
+        *m["excluded"].values(),
+    ]
+    assert m["rows_read"] == len(early) + len(late) + 1
+    assert sum(p["rows"] for p in parts) == m["rows_read"]
+    total_hh = early["HH"].sum() + late["HH"].sum() + 1.0
+    assert sum(p["HH"] for p in parts) == pytest.approx(total_hh, abs=0.01)
+    assert m["in_dropped_weeks"]["rows"] > 0  # the partial week 2018-12-31 (Jan 1 to 6)

@@ -242,7 +242,9 @@ def build_dataset(
                 "rows": event_log.duplicates_dropped,
                 "HH": round(event_log.duplicate_hh, 3),
             },
-            "excluded": _hh_by_category(usable[excluded_mask.to_numpy()]),
+            "excluded": _hh_by_category(
+                usable[excluded_mask.to_numpy() & ~dropped_events.to_numpy()]
+            ),
             "unknown_aircraft": _rows_hh(unknown_aircraft),
             "outside_utilization_dates": _rows_hh(outside),
             "in_dropped_weeks": _rows_hh(usable[dropped_events.to_numpy()]),
