@@ -24,7 +24,10 @@ GRID_HINT = (
 
 def monday_of(dates: pd.Series) -> pd.Series:
     """The Monday starting each date's week (weeks run Monday to Sunday)."""
-    return dates.dt.normalize() - pd.to_timedelta(dates.dt.dayofweek, unit="D")
+    days = dates.to_numpy().astype("datetime64[D]").astype(np.int64)
+    # Day 0 (1970-01-01) was a Thursday: (days + 3) % 7 is the weekday, Monday = 0.
+    mondays = (days - (days + 3) % 7).astype("datetime64[D]").astype("datetime64[ns]")
+    return pd.Series(mondays, index=dates.index, name=dates.name)
 
 
 def check_weekly_grid(dates: pd.Series, source: Path | str, column: str = "date") -> None:

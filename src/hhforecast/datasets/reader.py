@@ -301,8 +301,8 @@ def parse_dates(values: pd.Series, path: Path | str, column: str, dayfirst: bool
 
 def _iso_dates(uniques: Any) -> np.ndarray | None:
     """All the distinct values as YYYY-MM-DD dates in one vectorised parse, else None."""
-    text = pd.Series(uniques, dtype=object)
-    if not text.map(lambda v: isinstance(v, str) and len(v) == 10).all():
+    text = pd.Series(uniques)
+    if not pd.api.types.is_string_dtype(text) or not text.str.len().eq(10).all():
         return None
     try:
         return pd.to_datetime(text, format="%Y-%m-%d").to_numpy(dtype="datetime64[ns]")
