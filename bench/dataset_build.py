@@ -169,8 +169,9 @@ def render(iso: dict[str, float], br: dict[str, float], sizes: dict[str, float])
             "",
             f"Both builds give the same {int(iso['weeks'])} weeks. What the build does beyond "
             "reading: it checks the encoding (decoding the whole file unless it is plain ASCII), "
-            "hashes it, sniffs separator and decimal mark, parses each distinct date once, checks every number, drops repeated "
-            "rows across files, then aggregates aircraft-days, weeks and months. For the "
+            "hashes it, sniffs separator and decimal mark, parses each distinct date once, "
+            "checks every number, drops repeated rows across files, then aggregates "
+            "aircraft-days, weeks and months. For the "
             "Brazilian file, `pandas.read_csv` with its defaults does not even split the columns "
             "(it reads one column of text), so that ratio compares a real read with a useless one.",
             f"<!-- end section: {SECTION} -->",
