@@ -1,8 +1,9 @@
 """The quality report of `dataset build --report`: one self-contained HTML page.
 
 Charts are drawn with matplotlib (imported here, only when a report is asked for) on an Agg
-canvas and inlined as PNG data URIs; the page is a Jinja2 template with autoescaping, so file
-names, column names and categories from the user's files read as text, never as markup.
+canvas and inlined as PNG data URIs; the page is rendered by `reports.pages` (one autoescaping
+Jinja2 environment), so file names, column names and categories from the user's files read as
+text, never as markup.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from hhforecast.datasets.build import DatasetBuild
+from hhforecast.reports.pages import render_page
 
 __all__ = ["render_dataset_report"]
 
@@ -23,19 +25,8 @@ TEMPLATE = "dataset.html.j2"
 
 def render_dataset_report(build: DatasetBuild) -> str:
     """The HTML quality report of a built dataset: facts of the manifest and four charts."""
-    import jinja2
-
-    environment = jinja2.Environment(
-        loader=jinja2.PackageLoader("hhforecast.reports", "templates"),
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
-    )
     manifest = build.manifest
-    return environment.get_template(TEMPLATE).render(
-        m=manifest,
-        charts=_charts(build),
-        dropped=_dropped_rows(manifest),
-    )
+    return render_page(TEMPLATE, m=manifest, charts=_charts(build), dropped=_dropped_rows(manifest))
 
 
 def _dropped_rows(manifest: dict[str, Any]) -> list[tuple[str, int, float | None]]:
