@@ -9,7 +9,7 @@ PORT   ?= 8000
 # Test workers: one per core, at most 4 (each worker trains the shared test versions once).
 PYTEST_ARGS ?= -n auto --maxprocesses 4 --durations=10
 
-.PHONY: install install-dev run train test pytest lint format bench footprint clean quality
+.PHONY: install install-dev run train test pytest lint format bench footprint bench-dataset clean quality
 
 # pip prints a line per package it collects, downloads (with a progress bar) and installs:
 # TensorFlow alone is a download of several hundred MB, so silence would look like a hang.
@@ -64,6 +64,9 @@ bench: install-dev train ## wrk: /api/predict vs a bare FastAPI endpoint, and a 
 
 footprint: install-dev train ## one serve worker's RSS and time to ready (goal: 250 MB, 3 s) -> docs/benchmarks.md
 	$(BIN)/python bench/serve_footprint.py --write docs/benchmarks.md
+
+bench-dataset: install ## dataset build on ~900,000 flight rows + 150,000 events vs pandas.read_csv -> docs/benchmarks.md
+	$(BIN)/python bench/dataset_build.py --repeats 5 --write docs/benchmarks.md
 
 quality: install ## backtest the model on the sample and simulated fleets; rewrite the tables in docs/model-quality.md
 	$(BIN)/python bench/model_quality.py --write docs/model-quality.md

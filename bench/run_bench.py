@@ -420,13 +420,18 @@ def main() -> None:
             stop(server)
     load_after = " ".join(f"{v:.2f}" for v in os.getloadavg())
     text = render(runs, batch_ms, info, load_after, args, entry.version)
-    # The serve-footprint section (bench/serve_footprint.py) and what follows it are kept.
-    old = args.output.read_text() if args.output.exists() else ""
-    mark = "<!-- serve-footprint:start -->"
-    if mark in old:
-        text = text.rstrip("\n") + "\n\n" + mark + old.split(mark, 1)[1]
-    args.output.write_text(text)
+    args.output.write_text(text.rstrip("\n") + "\n" + _other_sections(args.output))
     print(f"Wrote {args.output}")
+
+
+def _other_sections(path: Path) -> str:
+    """Sections other benchmarks wrote into the same page (`<!-- section: NAME -->` blocks)."""
+    if not path.exists():
+        return ""
+    found = re.finditer(
+        r"<!-- section: (\S+) -->.*?<!-- end section: \1 -->\n?", path.read_text(), re.DOTALL
+    )
+    return "".join("\n" + m.group(0) for m in found)
 
 
 if __name__ == "__main__":

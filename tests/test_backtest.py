@@ -32,6 +32,14 @@ def test_rolling_origins_train_on_the_past_and_end_with_the_last_week() -> None:
         assert train.max() < test.min()
 
 
+def test_rolling_origins_count_weeks_by_date() -> None:
+    dates = np.datetime64("2020-01-06") + 7 * np.arange(60).astype("timedelta64[D]")
+    dates = np.delete(dates, [50, 51])  # two weeks missing in the first fold
+    origins = rolling_origins(dates, folds=2, horizon=5)
+    assert [len(test) for _, test in origins] == [3, 5]
+    assert dates[origins[1][1][0]] == np.datetime64("2020-01-06") + np.timedelta64(7 * 55, "D")
+
+
 def test_too_short_a_dataset_is_reported_with_what_it_needs() -> None:
     with pytest.raises(BacktestError) as caught:
         rolling_origins(60, folds=4, horizon=13)

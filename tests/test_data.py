@@ -1,5 +1,6 @@
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from hhforecast.datasets.weekly import load_weekly_dataset, sample_dataset_path
@@ -15,12 +16,10 @@ def write(tmp_path: Path, *lines: str) -> Path:
     return path
 
 
-def rows(n: int, start_day: int = 1) -> list[str]:
-    return [
-        f"2024-{1 + (start_day + 7 * i - 1) // 28:02d}-{1 + (start_day + 7 * i - 1) % 28:02d},"
-        f"250,2400,1e7,1400,10000,{1100 + i}"
-        for i in range(n)
-    ]
+def rows(n: int, start: str = "2024-01-01") -> list[str]:
+    """`n` weekly rows from Monday `start`."""
+    mondays = pd.date_range(start, periods=n, freq="7D")
+    return [f"{d:%Y-%m-%d},250,2400,1e7,1400,10000,{1100 + i}" for i, d in enumerate(mondays)]
 
 
 def test_sample_loads_sorted_with_checksum() -> None:

@@ -59,3 +59,23 @@ def test_baselines_only_learn_from_the_training_rows() -> None:
     np.testing.assert_allclose(out["linear_regression"], y[test])
     np.testing.assert_allclose(out["naive_last_week"], y[test - 1])
     np.testing.assert_allclose(out["seasonal_naive"], y[test - 52])
+
+
+def test_baselines_find_the_week_before_by_date_not_by_row() -> None:
+    # Rows 3 and 4 are six weeks apart: the week before row 4 is not in the data.
+    dates = np.array(
+        ["2024-01-01", "2024-01-08", "2024-01-15", "2024-01-22", "2024-03-04", "2024-03-11"],
+        dtype="datetime64[D]",
+    )
+    x = np.arange(6, dtype=float).reshape(-1, 1)
+    y = np.array([10.0, 20.0, 30.0, 40.0, 50.0, 60.0])
+    out = baseline_predictions(x, y, np.arange(4), np.array([4, 5]), dates)
+    np.testing.assert_allclose(out["naive_last_week"], [25.0, 50.0])  # training mean, then row 4
+    np.testing.assert_allclose(out["seasonal_naive"], out["naive_last_week"])
+
+
+def test_seasonal_naive_uses_the_week_52_weeks_earlier() -> None:
+    dates = np.datetime64("2020-01-06") + 7 * np.arange(60).astype("timedelta64[D]")
+    y = np.arange(60, dtype=float)
+    out = baseline_predictions(y.reshape(-1, 1), y, np.arange(55), np.arange(55, 60), dates)
+    np.testing.assert_allclose(out["seasonal_naive"], y[3:8])

@@ -108,3 +108,15 @@ def test_expected_hh_is_what_the_weeks_bring_on_average() -> None:
     fleet = simulate_fleet(seed=1, weeks=20)
     double = expected_weekly_hh(fleet, weeks=20, profile=FleetProfile(items_per_day=2.0))
     np.testing.assert_allclose(double, 2 * expected_weekly_hh(fleet, weeks=20))
+
+
+def test_more_weeks_extend_the_same_fleet(tmp_path, cli) -> None:
+    assert cli("sample", "--seed", "7", "--weeks", "312", "--out", "longer.csv").exit_code == 0
+    longer = (tmp_path / "longer.csv").read_text().splitlines()
+    bundled = sample_dataset_path().read_text().splitlines()
+    assert len(longer) == 313 and longer[:261] == bundled
+    # The raw logs too: the first months of a longer simulation are the same rows.
+    short, long = simulate_fleet(seed=3, weeks=20), simulate_fleet(seed=3, weeks=60)
+    n_util, n_events = len(short.utilisation), len(short.events)
+    pd.testing.assert_frame_equal(short.utilisation, long.utilisation.iloc[:n_util])
+    pd.testing.assert_frame_equal(short.events, long.events.iloc[:n_events])

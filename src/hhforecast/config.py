@@ -8,7 +8,7 @@ current folder when no file was found), so commands behave the same from any wor
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,13 +19,16 @@ from hhforecast.errors import ConfigError
 
 __all__ = [
     "CONFIG_ENV",
+    "DatasetConfig",
     "DriftConfig",
+    "EventColumns",
     "MlopsConfig",
     "MonitoringConfig",
     "PathsConfig",
     "ServingConfig",
     "Settings",
     "TrainingConfig",
+    "UtilizationColumns",
     "find_config_file",
     "load_settings",
 ]
@@ -116,6 +119,38 @@ class MonitoringConfig(_Section):
     error_factor: float = Field(1.5, gt=0.0)
 
 
+class UtilizationColumns(_Section):
+    """Column names of the utilisation log (one row per aircraft-day or per flight)."""
+
+    date: str = "Dep. Date"
+    aircraft: str = "A/C"
+    hours: str = "Hours"
+    cycles: str = "Cycles"
+    tah: str = "TAH"
+
+
+class EventColumns(_Section):
+    """Column names of the unscheduled-event log (one row per item)."""
+
+    date: str = "date"
+    aircraft: str = "A/C"
+    ata: str = "ATA"
+    category: str = "category"
+    hh: str = "HH"
+
+
+class DatasetConfig(_Section):
+    """How the user's files are written, and how raw logs map to the weekly dataset."""
+
+    dayfirst: bool = False
+    """Read non-ISO dates as dd/mm/yyyy (never month-first)."""
+    separator: Literal["auto", ",", ";", "tab"] = "auto"
+    utilization: UtilizationColumns = Field(default_factory=UtilizationColumns)
+    events: EventColumns = Field(default_factory=EventColumns)
+    excluded_categories: list[str] = Field(default_factory=lambda: ["PILOT", "CABIN"])
+    """Event categories left out of HH (compared ignoring case and spaces)."""
+
+
 class _ConfigFile(_Section):
     paths: PathsConfig = Field(default_factory=PathsConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
@@ -123,6 +158,7 @@ class _ConfigFile(_Section):
     serving: ServingConfig = Field(default_factory=ServingConfig)
     drift: DriftConfig = Field(default_factory=DriftConfig)
     monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
+    dataset: DatasetConfig = Field(default_factory=DatasetConfig)
 
 
 @dataclass(frozen=True)
@@ -137,6 +173,7 @@ class Settings:
     serving: ServingConfig
     drift: DriftConfig
     monitoring: MonitoringConfig
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
 
     def resolve(self, value: str | Path) -> Path:
         """A path from the config, made absolute against the config file's folder."""
@@ -179,7 +216,19 @@ class Settings:
             self.serving,
             self.drift,
             self.monitoring,
+            self.dataset,
         )
+
+    def with_dataset(self, **changes: Any) -> Settings:
+        """A copy with some `dataset` values replaced (command-line overrides such as
+        --dayfirst); None leaves a value as configured."""
+        data = self.dataset.model_dump()
+        data.update({k: v for k, v in changes.items() if v is not None})
+        try:
+            dataset = DatasetConfig.model_validate(data)
+        except ValidationError as exc:
+            raise ConfigError("command line", _describe(exc, prefix="dataset")) from None
+        return replace(self, dataset=dataset)
 
 
 def find_config_file(explicit: Path | None = None, cwd: Path | None = None) -> Path | None:
@@ -239,6 +288,7 @@ def load_settings(explicit: Path | None = None, cwd: Path | None = None) -> Sett
         serving=parsed.serving,
         drift=parsed.drift,
         monitoring=parsed.monitoring,
+        dataset=parsed.dataset,
     )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import typer
 
 from hhforecast.cli import backtest_command, gate_commands, modeling, serve_command, watch_commands
+from hhforecast.cli.dataset_commands import dataset_app
 from hhforecast.cli.registry_commands import registry_app
 
 __all__ = ["app", "main"]
@@ -20,6 +21,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.command()(modeling.sample)
+app.add_typer(dataset_app, name="dataset")
 app.command()(modeling.train)
 app.command()(modeling.retrain)
 app.command()(modeling.predict)

@@ -38,6 +38,14 @@ DatasetOption = Annotated[
         dir_okay=False,
     ),
 ]
+DayfirstOption = Annotated[
+    bool | None,
+    typer.Option(
+        "--dayfirst/--no-dayfirst",
+        help="Read non-ISO dates as dd/mm/yyyy (default: dataset.dayfirst).",
+        show_default=False,
+    ),
+]
 VersionOption = Annotated[
     str | None,
     typer.Option("--version", help="Version name (default: today's date, YYYYMMDD)."),

@@ -13,6 +13,7 @@ from rich.table import Table
 from hhforecast.cli._common import (
     ConfigOption,
     DatasetOption,
+    DayfirstOption,
     JsonOption,
     VersionOption,
     console,
@@ -22,38 +23,62 @@ from hhforecast.cli._common import (
     print_json,
     settings_from,
 )
+from hhforecast.config import Settings
 from hhforecast.errors import EXIT_CHECK_FAILED
 
 
 @friendly_errors
 def sample(
-    out: Annotated[Path, typer.Option("--out", help="CSV file to write.", dir_okay=False)],
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Weekly CSV to write.", dir_okay=False)
+    ] = None,
+    raw: Annotated[
+        Path | None,
+        typer.Option(
+            "--raw",
+            help="Folder to write the raw logs to (utilization.csv, events.csv).",
+            file_okay=False,
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same file.")] = 7,
     weeks: Annotated[int, typer.Option(min=8, max=5200, help="Number of weeks.")] = 260,
     start: Annotated[str, typer.Option(help="First week (a date; its Monday is used).")] = (
         "2019-01-07"
     ),
 ) -> None:
-    """Simulate a fleet day by day and write its weekly dataset.
+    """Simulate a fleet day by day and write its weekly dataset and/or its raw logs.
 
-    Example: hhforecast sample --out data/fleet.csv --seed 11 --weeks 312
+    `dataset build` on the raw logs gives the weekly dataset back, exactly.
+
+    Example: hhforecast sample --out data/fleet.csv --raw raw/ --seed 11 --weeks 312
     """
     import pandas as pd
 
     from hhforecast._fs import atomic_write_text
-    from hhforecast.datasets.fleet import simulate_weekly_dataset
+    from hhforecast.datasets.fleet import raw_logs, simulate_fleet, weekly_dataset
     from hhforecast.errors import HHForecastError
 
+    if out is None and raw is None:
+        raise HHForecastError("nothing to write: pass --out FILE, --raw DIR, or both")
     try:
         pd.Timestamp(start)
     except ValueError:
         raise HHForecastError(f"--start {start!r} is not a date (use YYYY-MM-DD)") from None
-    frame = simulate_weekly_dataset(seed=seed, weeks=weeks, start=start)
-    atomic_write_text(out, frame.to_csv(index=False))
-    console.print(
-        f"Wrote {len(frame)} weeks ({frame['date'].iloc[0]} to {frame['date'].iloc[-1]}, "
-        f"seed {seed}) to {out}"
-    )
+    fleet = simulate_fleet(seed=seed, weeks=weeks, start=start)
+    frame = weekly_dataset(fleet, weeks, start)
+    span = f"{frame['date'].iloc[0]} to {frame['date'].iloc[-1]}, seed {seed}"
+    if raw is not None:
+        utilisation, events = raw_logs(fleet)
+        atomic_write_text(raw / "utilization.csv", utilisation.to_csv(index=False))
+        atomic_write_text(raw / "events.csv", events.to_csv(index=False))
+        console.print(
+            f"Wrote the raw logs of {len(frame)} weeks ({span}) to {raw}: utilization.csv "
+            f"({len(utilisation):,} aircraft-days), events.csv ({len(events):,} items)",
+            highlight=False,
+        )
+    if out is not None:
+        atomic_write_text(out, frame.to_csv(index=False))
+        console.print(f"Wrote {len(frame)} weeks ({span}) to {out}", highlight=False)
 
 
 @friendly_errors
@@ -67,6 +92,7 @@ def train(
         bool, typer.Option("--force", help="Replace an existing version (never production).")
     ] = False,
     json_output: JsonOption = False,
+    dayfirst: DayfirstOption = None,
 ) -> None:
     """Train both variants and register them as a new version.
 
@@ -78,6 +104,7 @@ def train(
     from hhforecast.modeling.training import train_version
 
     settings = settings_from(config).with_training(epochs=epochs, seed=seed)
+    settings = settings.with_dataset(dayfirst=dayfirst)
     with training_progress(quiet=json_output) as on_epoch:
         result = train_version(settings, dataset, version, force=force, on_epoch=on_epoch)
     if json_output:
@@ -141,18 +168,39 @@ def retrain(
     reason: Annotated[str, typer.Option(help="Kept in the promotion history.")] = "",
     config: ConfigOption = None,
     epochs: Annotated[int | None, typer.Option(min=1, help="Maximum epochs.")] = None,
+    utilization: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--utilization",
+            help="Raw utilisation log(s) to build the dataset from (repeat, or a quoted glob).",
+        ),
+    ] = None,
+    events: Annotated[
+        list[Path] | None,
+        typer.Option("--events", help="Raw event log(s) to build the dataset from."),
+    ] = None,
+    out: Annotated[
+        Path,
+        typer.Option("--out", help="Where the built weekly CSV goes (with --utilization)."),
+    ] = Path("data/weekly.csv"),
+    dayfirst: DayfirstOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Train a new version and promote it only if it beats production on weeks neither saw.
 
     Production following "latest" is pinned first, so a new version never serves untested.
-    Exit 0: promoted; 1: trained and registered, production kept; 2: bad input.
+    With --utilization and --events the weekly dataset is first built from the raw logs (as
+    `dataset build` does) into --out. Exit 0: promoted; 1: trained and registered, production
+    kept; 2: bad input.
 
-    Example: hhforecast retrain --dataset exports/weekly.csv --reason "monthly retrain"
+    Example: hhforecast retrain --utilization 'exports/util-*.csv' --events 'exports/ev-*.csv'
+    --reason "monthly retrain"
     """
     from hhforecast.gate.retrain import retrain as retrain_version
 
-    settings = settings_from(config).with_training(epochs=epochs)
+    settings = settings_from(config).with_training(epochs=epochs).with_dataset(dayfirst=dayfirst)
+    if utilization or events:
+        dataset = _build_for_retrain(settings, dataset, utilization, events, out, json_output)
     with training_progress(quiet=json_output) as on_epoch:
         outcome = retrain_version(settings, dataset, version, reason, on_epoch=on_epoch)
     if json_output:
@@ -182,6 +230,33 @@ def retrain(
             )
     if not outcome.promoted:
         raise typer.Exit(EXIT_CHECK_FAILED)
+
+
+def _build_for_retrain(
+    settings: Settings,
+    dataset: Path | None,
+    utilization: list[Path] | None,
+    events: list[Path] | None,
+    out: Path,
+    quiet: bool,
+) -> Path:
+    """Build the weekly dataset from the raw logs into `out` (checked before anything moves)."""
+    from hhforecast.datasets.build import build_dataset, write_dataset
+    from hhforecast.errors import HHForecastError
+
+    if dataset is not None:
+        raise HHForecastError("pass either --dataset or --utilization/--events, not both")
+    if not utilization or not events:
+        raise HHForecastError("--utilization and --events go together: pass both")
+    built = build_dataset(utilization, events, settings.dataset)
+    write_dataset(built, out)
+    if not quiet:
+        weeks = built.manifest["weeks"]
+        console.print(
+            f"Built {weeks['kept']} weeks ({weeks['first']} to {weeks['last']}) into {out}.",
+            highlight=False,
+        )
+    return out
 
 
 def _summary(metadata: dict[str, Any]) -> Table:
@@ -235,6 +310,7 @@ def predict(
         str | None, typer.Option(help="Variant (default: mlops.serve_variant, 5features).")
     ] = None,
     config: ConfigOption = None,
+    dayfirst: DayfirstOption = None,
 ) -> None:
     """Score a CSV of weeks: the input plus HH_pred, HH_lower, HH_upper and out_of_range.
 
@@ -242,7 +318,8 @@ def predict(
     """
     from hhforecast.modeling.predict import predict_file
 
-    run = predict_file(settings_from(config), input_file, output, version, variant)
+    settings = settings_from(config).with_dataset(dayfirst=dayfirst)
+    run = predict_file(settings, input_file, output, version, variant)
     console.print(
         f"Wrote {run.rows} predictions to {run.output} (version {run.version}, {run.variant})."
     )

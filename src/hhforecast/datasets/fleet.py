@@ -17,12 +17,16 @@ from typing import TypeVar
 import numpy as np
 import pandas as pd
 
+from hhforecast.datasets.build import aggregate_weeks, weekly_csv_frame
+from hhforecast.datasets.grid import monday_of
+
 __all__ = [
     "FleetChange",
     "FleetProfile",
     "SimulatedFleet",
     "expected_weekly_hh",
     "mean_item_hh",
+    "raw_logs",
     "simulate_fleet",
     "simulate_weekly_dataset",
     "weekly_dataset",
@@ -85,14 +89,14 @@ def simulate_fleet(
 ) -> SimulatedFleet:
     """Simulate utilisation and unscheduled-event logs for `weeks` weeks from Monday `start`."""
     profile = profile or FleetProfile()
-    rng = np.random.default_rng(seed)
+    draws = _Draws(seed)
     first_week = pd.Timestamp(start).to_period("W-SUN").start_time
     last_day = first_week + pd.Timedelta(days=7 * weeks - 1)
     # Whole calendar months so that monthly utilisation of the first and last weeks is complete.
     days = pd.date_range(first_week.replace(day=1), last_day + pd.offsets.MonthEnd(0), freq="D")
     n_days, n_acft = len(days), profile.aircraft
 
-    in_service = _service_calendar(rng, days, n_acft, profile)
+    in_service = _service_calendar(draws, days, n_acft, profile)
 
     doy = days.dayofyear.to_numpy()
     # Brazilian holiday peaks (January, July) and a dip in the low seasons.
@@ -108,25 +112,29 @@ def simulate_fleet(
         hours_factor[after] *= change.hours_factor
         sector_factor[after] *= change.sector_factor
 
-    tail_hours = rng.normal(1.0, 0.05, n_acft)
-    tail_sector = rng.normal(1.0, 0.08, n_acft)
+    tail_hours = draws.tails.normal(1.0, 0.05, n_acft)
+    tail_sector = draws.tails.normal(1.0, 0.08, n_acft)
     daily_hours = (
         profile.daily_hours
         * season[:, None]
         * hours_factor[:, None]
         * tail_hours[None, :]
-        * rng.gamma(40.0, 1 / 40.0, (n_days, n_acft))
+        * draws.hours.gamma(40.0, 1 / 40.0, (n_days, n_acft))
     )
     daily_hours = np.clip(daily_hours, 1.5, 16.0) * in_service
     sector = profile.sector_hours * sector_factor[:, None] * tail_sector[None, :]
     cycles = np.where(
         in_service,
-        np.maximum(1, np.rint(daily_hours / sector * rng.gamma(30.0, 1 / 30.0, (n_days, n_acft)))),
+        np.maximum(
+            1, np.rint(daily_hours / sector * draws.sectors.gamma(30.0, 1 / 30.0, (n_days, n_acft)))
+        ),
         0,
     )
 
     tah0 = np.clip(
-        rng.normal(profile.initial_tah_mean, profile.initial_tah_spread, n_acft), 4_000, 80_000
+        draws.tails.normal(profile.initial_tah_mean, profile.initial_tah_spread, n_acft),
+        4_000,
+        80_000,
     )
     tah = tah0[None, :] + np.vstack([np.zeros(n_acft), np.cumsum(daily_hours, axis=0)[:-1]])
     tac = np.rint(tah0 / 1.7)[None, :] + np.vstack(
@@ -145,24 +153,52 @@ def simulate_fleet(
             "TAC": tac[day_idx, acft_idx].astype(int),
         }
     )
-    events = _unscheduled_events(rng, utilisation, profile)
+    events = _unscheduled_events(draws, utilisation, profile)
     return SimulatedFleet(utilisation=utilisation, events=events)
 
 
+class _Draws:
+    """One random stream per kind of draw, so that the same seed with more weeks extends the
+    same fleet: every stream is drawn day by day (or item by item) in order, and a longer
+    simulation only draws further along each stream."""
+
+    def __init__(self, seed: int) -> None:
+        streams = np.random.SeedSequence(seed).spawn(11)
+        self._check_lengths = streams[10]
+        (
+            self.tails,
+            self.checks,
+            self.aog,
+            self.hours,
+            self.sectors,
+            self.counts,
+            self.item_hh,
+            self.heavy,
+            self.ata,
+            self.category,
+        ) = (np.random.default_rng(s) for s in streams[:10])
+
+    def check_lengths(self, n_acft: int) -> list[np.random.Generator]:
+        """A stream per aircraft for the length of its successive C-checks."""
+        return [np.random.default_rng(s) for s in self._check_lengths.spawn(n_acft)]
+
+
 def _service_calendar(
-    rng: np.random.Generator, days: pd.DatetimeIndex, n_acft: int, profile: FleetProfile
+    draws: _Draws, days: pd.DatetimeIndex, n_acft: int, profile: FleetProfile
 ) -> np.ndarray:
     n_days = len(days)
     service = np.ones((n_days, n_acft), dtype=bool)
+    lengths = draws.check_lengths(n_acft)
     for a in range(n_acft):
         # A-checks: a night-and-day stop roughly every two months, staggered between tails.
-        for d in range(int(rng.integers(0, 60)), n_days, int(rng.integers(55, 66))):
-            service[d, a] = False
+        first, period = int(draws.checks.integers(0, 60)), int(draws.checks.integers(55, 66))
+        service[first:n_days:period, a] = False
         # C-checks: about three weeks on the ground every two years.
-        for d in range(int(rng.integers(0, 730)), n_days, int(rng.integers(700, 760))):
-            service[d : d + int(rng.integers(18, 26)), a] = False
+        first, period = int(draws.checks.integers(0, 730)), int(draws.checks.integers(700, 760))
+        for d in range(first, n_days, period):
+            service[d : d + int(lengths[a].integers(18, 26)), a] = False
     # AOG and other unplanned days out of service.
-    service &= rng.random((n_days, n_acft)) > 0.008
+    service &= draws.aog.random((n_days, n_acft)) > 0.008
     for change in profile.changes:
         if change.aircraft_removed:
             after = days >= pd.Timestamp(change.start)
@@ -194,21 +230,26 @@ def mean_item_hh(profile: FleetProfile) -> float:
 
 
 def _unscheduled_events(
-    rng: np.random.Generator, utilisation: pd.DataFrame, profile: FleetProfile
+    draws: _Draws, utilisation: pd.DataFrame, profile: FleetProfile
 ) -> pd.DataFrame:
-    counts = rng.poisson(_item_rate(utilisation, profile))
+    counts = draws.counts.poisson(_item_rate(utilisation, profile))
     rows = np.repeat(np.arange(len(utilisation)), counts)
     n_items = len(rows)
-    hh = rng.lognormal(profile.item_hh_log_mean, profile.item_hh_log_sigma, n_items)
+    hh = draws.item_hh.lognormal(profile.item_hh_log_mean, profile.item_hh_log_sigma, n_items)
     # Rare heavy items (structural findings, engine removals) make the right tail heavier.
-    heavy = rng.random(n_items) < HEAVY_SHARE
-    hh[heavy] *= rng.pareto(HEAVY_PARETO_SHAPE, heavy.sum()) * HEAVY_SCALE + HEAVY_FLOOR
+    # Each item draws its own pair, so that the k-th item's draws never depend on how many
+    # items follow it.
+    heavy_draws = draws.heavy.random((n_items, 2))
+    heavy = heavy_draws[:, 0] < HEAVY_SHARE
+    # Lomax (numpy's pareto) by inversion of its CDF: (1 - u)^(-1/a) - 1.
+    lomax = (1.0 - heavy_draws[heavy, 1]) ** (-1.0 / HEAVY_PARETO_SHAPE) - 1.0
+    hh[heavy] *= lomax * HEAVY_SCALE + HEAVY_FLOOR
     return pd.DataFrame(
         {
             "date": utilisation["date"].to_numpy()[rows],
             "registration": utilisation["registration"].to_numpy()[rows],
-            "ata": rng.choice(ATA_CHAPTERS, n_items),
-            "category": rng.choice(CATEGORIES, n_items, p=CATEGORY_SHARE),
+            "ata": draws.ata.choice(ATA_CHAPTERS, n_items),
+            "category": draws.category.choice(CATEGORIES, n_items, p=CATEGORY_SHARE),
             "HH": np.round(hh, 2),
         }
     )
@@ -216,7 +257,7 @@ def _unscheduled_events(
 
 def _monday(dates: pd.Series) -> pd.Series:
     """The Monday starting each date's week (the dataset's `date`)."""
-    return dates.dt.to_period("W-SUN").dt.start_time
+    return monday_of(dates)
 
 
 def _simulated_weeks(by_week: ByWeek, start: str, weeks: int) -> ByWeek:
@@ -225,37 +266,40 @@ def _simulated_weeks(by_week: ByWeek, start: str, weeks: int) -> ByWeek:
     return by_week.loc[first_week : first_week + pd.Timedelta(weeks=weeks - 1)]
 
 
+def raw_logs(fleet: SimulatedFleet) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The two logs as an airline exports them, under the default column names of
+    `dataset.utilization` and `dataset.events` (docs/data.md); ISO dates."""
+    util = fleet.utilisation
+    utilisation = pd.DataFrame(
+        {
+            "Dep. Date": util["date"].dt.strftime("%Y-%m-%d"),
+            "A/C": util["registration"],
+            "Hours": util["hours"],
+            "Cycles": util["cycles"],
+            "TAH": util["TAH"],
+            "TAC": util["TAC"],
+        }
+    )
+    ev = fleet.events
+    events = pd.DataFrame(
+        {
+            "date": ev["date"].dt.strftime("%Y-%m-%d"),
+            "A/C": ev["registration"],
+            "ATA": ev["ata"],
+            "category": ev["category"],
+            "HH": ev["HH"],
+        }
+    )
+    return utilisation, events
+
+
 def weekly_dataset(fleet: SimulatedFleet, weeks: int, start: str = SAMPLE_START) -> pd.DataFrame:
-    """Aggregate the raw logs to one row per week with the dataset's columns."""
-    util = fleet.utilisation.copy()
-    util["week"] = _monday(util["date"])
-    util["month"] = util["date"].dt.to_period("M")
-    monthly_hours = util.groupby("month")["hours"].sum()
-
-    weekly = util.groupby("week").agg(
-        acft=("registration", "size"),
-        sum_daily_hours=("hours", "sum"),
-        age_fleet=("TAH", "sum"),
-        Cycles=("cycles", "sum"),
-    )
-    weekly_months = pd.DatetimeIndex(weekly.index).to_period("M")
-    weekly["sum_uti_mensal"] = monthly_hours.reindex(weekly_months).to_numpy()
-
-    events = fleet.events[fleet.events["category"].isin(CATEGORIES[COUNTED])]
-    weekly["HH"] = (
-        events.groupby(_monday(events["date"]))["HH"].sum().reindex(weekly.index, fill_value=0.0)
-    )
-
-    weekly = _simulated_weeks(weekly, start, weeks)
-    out = weekly.reset_index().rename(columns={"week": "date"})
-    out["date"] = out["date"].dt.strftime("%Y-%m-%d")
-    out["sum_daily_hours"] = out["sum_daily_hours"].round(1)
-    out["age_fleet"] = out["age_fleet"].round(1)
-    out["sum_uti_mensal"] = out["sum_uti_mensal"].round(1)
-    out["HH"] = out["HH"].round(1)
-    out["Cycles"] = out["Cycles"].astype(int)
-    columns = ["date", "acft", "sum_daily_hours", "age_fleet", "Cycles", "sum_uti_mensal", "HH"]
-    return out[columns]
+    """Aggregate the raw logs to one row per week with the dataset's columns, by the same rules
+    as `hhforecast dataset build` (PILOT and CABIN items left out)."""
+    days = fleet.utilisation.rename(columns={"registration": "aircraft", "TAH": "tah"})
+    events = fleet.events.rename(columns={"registration": "aircraft", "HH": "hh"})
+    weekly, _ = aggregate_weeks(days, events, list(CATEGORIES[~COUNTED]))
+    return weekly_csv_frame(_simulated_weeks(weekly, start, weeks))
 
 
 def expected_weekly_hh(

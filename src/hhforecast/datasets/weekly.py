@@ -11,7 +11,9 @@ import numpy as np
 import pandas as pd
 
 from hhforecast._fs import file_sha256
-from hhforecast.config import Settings
+from hhforecast.config import DatasetConfig, Settings
+from hhforecast.datasets.grid import check_weekly_grid
+from hhforecast.datasets.reader import parse_dates, read_table
 from hhforecast.errors import DatasetError
 
 __all__ = [
@@ -101,19 +103,13 @@ def recorded_dataset(metadata: dict[str, Any], base_dir: Path) -> RecordedDatase
     return RecordedDataset(label, path, None)
 
 
-def read_csv(path: Path) -> pd.DataFrame:
-    """Read a CSV file or raise a DatasetError that says why it could not be read."""
-    if not path.exists():
-        raise DatasetError(path, "no such file", "Check the path or pass --dataset FILE.")
-    if path.is_dir():
-        raise DatasetError(path, "is a folder, not a CSV file")
-    try:
-        return pd.read_csv(path)
-    except pd.errors.EmptyDataError:
-        raise DatasetError(path, "the file is empty", DATASET_HINT) from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise DatasetError(path, f"not a readable CSV file ({first})", DATASET_HINT) from None
+def read_csv(
+    path: Path,
+    reading: DatasetConfig | None = None,
+    numeric: tuple[str, ...] | list[str] = (),
+) -> pd.DataFrame:
+    """Read a table through the one reader (CSV of any usual dialect, or .xlsx)."""
+    return read_table(path, reading, numeric=numeric)[0]
 
 
 def check_feature_frame(
@@ -167,37 +163,19 @@ def check_feature_frame(
     return out
 
 
-def check_dates(frame: pd.DataFrame, source: Path | str) -> pd.Series:
-    """Parse the date column; dates must be valid, unique and in increasing order."""
+def check_dates(
+    frame: pd.DataFrame, source: Path | str, reading: DatasetConfig | None = None
+) -> pd.Series:
+    """Parse the date column (ISO, or day-first when configured) and enforce the weekly grid."""
     if DATE_COLUMN not in frame.columns:
         present = ", ".join(map(str, frame.columns)) or "none"
         raise DatasetError(
             source, f"missing column(s) date (columns present: {present})", DATASET_HINT
         )
-    dates = pd.to_datetime(frame[DATE_COLUMN], errors="coerce", format="mixed")
-    bad = dates.isna()
-    if bad.any():
-        i = int(np.flatnonzero(bad.to_numpy())[0])
-        raise DatasetError(
-            source,
-            f"column 'date', line {i + 2}: {frame[DATE_COLUMN].iloc[i]!r} is not a date "
-            "(use YYYY-MM-DD)",
-        )
-    duplicated = dates.duplicated()
-    if duplicated.any():
-        i = int(np.flatnonzero(duplicated.to_numpy())[0])
-        raise DatasetError(
-            source, f"column 'date', line {i + 2}: week {dates.iloc[i]:%Y-%m-%d} appears twice"
-        )
-    steps = dates.diff().dt.days.to_numpy()[1:]
-    backwards = steps <= 0
-    if backwards.any():
-        i = int(np.flatnonzero(backwards)[0]) + 1
-        raise DatasetError(
-            source,
-            f"column 'date', line {i + 2}: {dates.iloc[i]:%Y-%m-%d} comes before the line "
-            "above it; weeks must be in increasing date order",
-        )
+    dates = frame[DATE_COLUMN]
+    if not pd.api.types.is_datetime64_any_dtype(dates):
+        dates = parse_dates(dates, source, DATE_COLUMN, (reading or DatasetConfig()).dayfirst)
+    check_weekly_grid(dates, source)
     return dates
 
 
@@ -207,17 +185,20 @@ def load_weekly_dataset(
     target: str | None,
     min_rows: int = 1,
     optional: tuple[str, ...] = (),
+    reading: DatasetConfig | None = None,
 ) -> WeeklyDataset:
     """Read and validate a weekly dataset (the bundled sample when `path` is None).
 
     `optional` columns are checked and kept when the file has them (realised HH in a file of
-    recent weeks, say)."""
+    recent weeks, say). `reading` says how the user's files are written (config `dataset:`).
+    """
     path = path if path is not None else sample_dataset_path()
-    raw = read_csv(path)
+    named = [*features, *([target] if target else []), *optional]
+    raw, _ = read_table(path, reading, numeric=named, dates=[DATE_COLUMN])
     present = [c for c in optional if c in raw.columns]
     wanted = list(dict.fromkeys([*features, *([target] if target else []), *present]))
     values = check_feature_frame(raw, path, wanted)
-    dates = check_dates(raw, path)
+    dates = check_dates(raw, path, reading)
     if len(raw) < min_rows:
         raise DatasetError(
             path,
@@ -235,4 +216,6 @@ def load_training_dataset(settings: Settings, dataset_path: Path | None = None) 
     if dataset_path is None and settings.paths.dataset:
         dataset_path = settings.resolve(settings.paths.dataset)
     features = list(dict.fromkeys(f for fs in cfg.variants.values() for f in fs))
-    return load_weekly_dataset(dataset_path, features, cfg.target, min_rows=cfg.min_rows)
+    return load_weekly_dataset(
+        dataset_path, features, cfg.target, min_rows=cfg.min_rows, reading=settings.dataset
+    )

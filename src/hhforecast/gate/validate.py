@@ -256,7 +256,7 @@ def validate_version(
                     "was trained on; its score there is optimistic"
                 )
     if len(evaluation.train) >= k + 1:
-        baselines = baseline_predictions(x, y, evaluation.train, test)
+        baselines = baseline_predictions(x, y, evaluation.train, test, frame["date"])
         for name, values in baselines.items():
             report.scores.append(Score(name, "baseline", regression_metrics(y[test], values, k)))
     else:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from hhforecast.config import Settings
+from hhforecast.config import DatasetConfig, Settings
 from hhforecast.datasets.weekly import DATE_COLUMN
 from hhforecast.errors import EXIT_BAD_INPUT, HHForecastError
 
@@ -53,11 +53,17 @@ class LabelledWeeks:
     """The file they came from."""
 
     @classmethod
-    def read(cls, path: Path, columns: list[str], target: str) -> LabelledWeeks:
-        """Read and check a CSV of labelled weeks."""
+    def read(
+        cls,
+        path: Path,
+        columns: list[str],
+        target: str,
+        reading: DatasetConfig | None = None,
+    ) -> LabelledWeeks:
+        """Read and check a CSV of labelled weeks (`reading`: how the user's files are written)."""
         from hhforecast.datasets.weekly import load_weekly_dataset
 
-        frame = load_weekly_dataset(path, columns, target).frame
+        frame = load_weekly_dataset(path, columns, target, reading=reading).frame
         return cls(frame, f"labelled weeks of {path}", str(path))
 
     def with_columns(self, columns: list[str], target: str) -> LabelledWeeks:
@@ -176,7 +182,7 @@ def training_dates(settings: Settings, metadata: dict[str, Any]) -> tuple[set[An
     split = metadata["split"]
     path, _ = _trusted_dataset(settings, metadata)
     if path is not None:
-        dates = load_weekly_dataset(path, [], None).frame[DATE_COLUMN]
+        dates = load_weekly_dataset(path, [], None, reading=settings.dataset).frame[DATE_COLUMN]
         train, _ = _split_rows(metadata, dates)
         return set(dates.iloc[train]), "exact weeks"
     periods = [split["fit"], split["validation"]]
@@ -208,20 +214,22 @@ def evaluation_frame(
                 f"--data FILE with labelled weeks (date, the features and {target}) to "
                 "evaluate on"
             )
-        own = load_weekly_dataset(own_path, columns, target)
+        own = load_weekly_dataset(own_path, columns, target, reading=settings.dataset)
         train, test = _split_rows(metadata, own.frame[DATE_COLUMN])
         frame = own.frame
         source, label = f"held-out test weeks of {version}", own_label
     else:
         given = (
-            LabelledWeeks.read(data, columns, target)
+            LabelledWeeks.read(data, columns, target, settings.dataset)
             if isinstance(data, Path)
             else data.with_columns(columns, target)
         )
         frame, source, label = given.frame, given.source, given.dataset
         train = np.array([], dtype=int)
         if own_path is not None and _has_split(metadata):
-            own_frame = load_weekly_dataset(own_path, columns, target).frame
+            own_frame = load_weekly_dataset(
+                own_path, columns, target, reading=settings.dataset
+            ).frame
             own_train, _ = _split_rows(metadata, own_frame[DATE_COLUMN])
             # The candidate's training weeks come first so the baselines can be fitted and the
             # naive forecasts have a week before; a week present in both is scored from --data.
@@ -327,7 +335,7 @@ def fair_weeks(
     if data is None:
         labelled = _held_out_weeks(settings, name, metadata, columns, target)
     elif isinstance(data, Path):
-        labelled = LabelledWeeks.read(data, columns, target)
+        labelled = LabelledWeeks.read(data, columns, target, settings.dataset)
     else:
         labelled = data.with_columns(columns, target)
     import pandas as pd
@@ -355,7 +363,7 @@ def _held_out_weeks(
             f"cannot find the held-out weeks of version {version}: {label}. Pass --data FILE "
             f"with labelled weeks (date, the features and {target}) to evaluate on"
         )
-    frame = load_weekly_dataset(path, columns, target).frame
+    frame = load_weekly_dataset(path, columns, target, reading=settings.dataset).frame
     _, test = _split_rows(metadata, frame[DATE_COLUMN])
     rows = frame.iloc[test].reset_index(drop=True)
     return LabelledWeeks(rows, f"held-out test weeks of {version}", label)

@@ -116,14 +116,27 @@ class BacktestResult:
         }
 
 
-def rolling_origins(rows: int, folds: int, horizon: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(training rows, test rows) of each fold; the last fold ends with the last week."""
-    if folds < 1 or horizon < 1 or rows - folds * horizon < MIN_TRAINING_WEEKS:
+def rolling_origins(dates: Any, folds: int, horizon: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(training rows, test rows) of each fold, by date: fold k scores the `horizon` weeks from
+    its origin and trains on every week before it; the last fold ends with the last week.
+
+    `dates` are the dataset's weeks in order (or a row count, for rows one week apart)."""
+    if isinstance(dates, int):
+        dates = np.datetime64("2000-01-03") + 7 * np.arange(dates).astype("timedelta64[D]")
+    stamps = np.asarray(dates, dtype="datetime64[D]")
+    rows = len(stamps)
+    if folds < 1 or horizon < 1:
         raise BacktestError(rows, folds, horizon)
+    end = stamps[-1] + np.timedelta64(7, "D") if rows else np.datetime64("2000-01-03")
     out = []
     for k in range(folds):
-        origin = rows - (folds - k) * horizon
-        out.append((np.arange(origin), np.arange(origin, origin + horizon)))
+        origin = end - np.timedelta64(7 * horizon * (folds - k), "D")
+        stop = origin + np.timedelta64(7 * horizon, "D")
+        train = np.flatnonzero(stamps < origin)
+        test = np.flatnonzero((stamps >= origin) & (stamps < stop))
+        if len(train) < MIN_TRAINING_WEEKS or len(test) == 0:
+            raise BacktestError(rows, folds, horizon)
+        out.append((train, test))
     return out
 
 
@@ -209,7 +222,7 @@ def run_backtest(
     initialisations for `original_epochs` (its own 10 unless a quick check asks for fewer); its
     scores are the mean of theirs.
     """
-    origins = rolling_origins(dataset.rows, folds, horizon)
+    origins = rolling_origins(dataset.frame["date"].to_numpy(), folds, horizon)
     models = [NETWORK, *([ORIGINAL_RECIPE] if original_inits else []), *BASELINES]
     y = dataset.frame[cfg.target].to_numpy(dtype=np.float64)
     dates = dataset.frame["date"]
@@ -237,7 +250,7 @@ def run_backtest(
                 predictions[ORIGINAL_RECIPE] = original_recipe_runs(
                     x, y, train, test, cfg.seed, original_inits, original_epochs
                 )
-            predictions.update(baseline_predictions(x, y, train, test))
+            predictions.update(baseline_predictions(x, y, train, test, dates.to_numpy()))
             halfwidth = fitted.interval_halfwidth(cfg.interval_coverage)
             lower, upper = interval_bounds(predictions[NETWORK], halfwidth, "relative")
             covered = (y[test] >= lower) & (y[test] <= upper)

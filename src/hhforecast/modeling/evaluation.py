@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -88,24 +89,39 @@ def split_weeks(
 
 
 def baseline_predictions(
-    x: np.ndarray, y: np.ndarray, train: np.ndarray, test: np.ndarray
+    x: np.ndarray,
+    y: np.ndarray,
+    train: np.ndarray,
+    test: np.ndarray,
+    dates: Any = None,
 ) -> dict[str, np.ndarray]:
     """Predictions for the test rows from the baselines fitted on the training rows.
 
     * linear_regression: ordinary least squares on the same features;
-    * naive_last_week: the realised HH of the week before (known when forecasting);
-    * seasonal_naive: the realised HH of the same week a year before (52 weeks), else the
-      week before when the history is shorter than a year.
+    * naive_last_week: the realised HH of the week dated 7 days before (known when
+      forecasting); when the data has no such week, the mean HH of the training weeks;
+    * seasonal_naive: the realised HH of the week dated 52 weeks before, else naive_last_week.
+
+    Weeks are found by `dates` (one per row), never by row offsets: rows next to each other
+    may be weeks apart. Without `dates` the rows are taken as consecutive weeks.
     """
     from sklearn.linear_model import LinearRegression
 
+    from hhforecast.datasets.grid import week_before
+
+    if dates is None:
+        dates = np.datetime64("2000-01-03") + 7 * np.arange(len(y)).astype("timedelta64[D]")
+    stamps = np.asarray(dates, dtype="datetime64[D]")
     linear = LinearRegression().fit(x[train], y[train])
-    previous = np.where(test > 0, test - 1, test)
-    last_year = np.where(test >= WEEKS_PER_YEAR, test - WEEKS_PER_YEAR, previous)
+    fallback = float(np.mean(y[train])) if len(train) else float(np.mean(y))
+    previous = week_before(stamps, test, 1)
+    last_week = np.where(previous >= 0, y[np.maximum(previous, 0)], fallback)
+    year_ago = week_before(stamps, test, WEEKS_PER_YEAR)
+    seasonal = np.where(year_ago >= 0, y[np.maximum(year_ago, 0)], last_week)
     return {
         "linear_regression": linear.predict(x[test]),
-        "naive_last_week": y[previous],
-        "seasonal_naive": y[last_year],
+        "naive_last_week": last_week,
+        "seasonal_naive": seasonal,
     }
 
 

@@ -83,7 +83,8 @@ def predict_file(
     variant: str | None = None,
 ) -> PredictionRun:
     """Score every week of a CSV and write it back with the prediction columns added."""
-    frame = read_csv(input_path)
+    features = [f for fs in settings.training.variants.values() for f in fs]
+    frame = read_csv(input_path, settings.dataset, numeric=features)
     model = load_model(settings, version, variant)
     scored = predict_frame(model, frame, str(input_path))
     atomic_write_text(output_path, scored.to_csv(index=False))

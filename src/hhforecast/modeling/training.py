@@ -70,6 +70,7 @@ def _fit_variant(
     name: str,
     x: np.ndarray,
     y: np.ndarray,
+    dates: np.ndarray,
     split: Split,
     settings: Settings,
     out_dir: Path,
@@ -85,7 +86,7 @@ def _fit_variant(
     test_pred = fitted.predict(x[split.test])
     halfwidth = fitted.interval_halfwidth(cfg.interval_coverage)
     lower, upper = interval_bounds(test_pred, halfwidth, "relative")
-    baselines = baseline_predictions(x, y, split.train, split.test)
+    baselines = baseline_predictions(x, y, split.train, split.test, dates)
 
     names = artifact_names(name)
     fitted.network.save(out_dir / names["model"])
@@ -153,6 +154,7 @@ def train_version(
                 name,
                 dataset.frame[features].to_numpy(dtype=np.float64),
                 y,
+                dataset.frame["date"].to_numpy(),
                 split,
                 settings,
                 staging,
@@ -208,6 +210,10 @@ def _metadata(
             "weeks": len(rows),
         }
 
+    from hhforecast.datasets.build import read_manifest
+
+    # A dataset built by `dataset build` carries its lineage: the raw files, what was dropped.
+    manifest = read_manifest(dataset.path)
     artifacts = {
         name: file_sha256(folder / name)
         for variant in variants
@@ -223,6 +229,7 @@ def _metadata(
             "sha256": dataset.sha256,
             "start": dates.min().strftime("%Y-%m-%d"),
             "end": dates.max().strftime("%Y-%m-%d"),
+            **({"manifest": manifest} if manifest is not None else {}),
         },
         "split": {
             "mode": cfg.split,

@@ -44,7 +44,7 @@ def render_history_png(settings: Settings, model: VariantModel) -> bytes:
 
     path = training_dataset_path(settings, model)
     target = str(model.metadata.get("target", settings.training.target))
-    dataset = load_weekly_dataset(path, model.features, target)
+    dataset = load_weekly_dataset(path, model.features, target, reading=settings.dataset)
     frame = dataset.frame
     fitted = model.predict(frame[model.features].to_numpy(dtype=np.float64))
     lower, upper = model.interval(fitted)

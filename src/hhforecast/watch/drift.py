@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from hhforecast.config import DriftConfig, Settings
+from hhforecast.config import DatasetConfig, DriftConfig, Settings
 from hhforecast.datasets.weekly import DATE_COLUMN, load_weekly_dataset
 from hhforecast.errors import DatasetError
 from hhforecast.registry.store import Registry
@@ -83,8 +83,10 @@ class DriftReport:
         }
 
 
-def _read_recent(path: Path, columns: list[str], target: str) -> pd.DataFrame:
-    return load_weekly_dataset(path, columns, None, optional=(target,)).frame
+def _read_recent(
+    path: Path, columns: list[str], target: str, reading: DatasetConfig
+) -> pd.DataFrame:
+    return load_weekly_dataset(path, columns, None, optional=(target,), reading=reading).frame
 
 
 def run_drift(settings: Settings, recent_path: Path, version: str | None = None) -> DriftReport:
@@ -102,7 +104,7 @@ def run_drift(settings: Settings, recent_path: Path, version: str | None = None)
             f for info in model.metadata.get("variants", {}).values() for f in info["features"]
         )
     ) or list(model.features)
-    recent = _read_recent(recent_path, columns, target)
+    recent = _read_recent(recent_path, columns, target, settings.dataset)
     reference = read_drift_reference(folder, [*columns, target], model.metadata)
     reference[PREDICTION_COLUMN] = predict_frame(model, reference)[PREDICTION_COLUMN].to_numpy()
     recent[PREDICTION_COLUMN] = predict_frame(model, recent, str(recent_path))[

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from hhforecast.config import Settings
+from hhforecast.config import DatasetConfig, Settings
 from hhforecast.datasets.weekly import DATE_COLUMN, load_weekly_dataset
 from hhforecast.registry.store import Registry
 from hhforecast.watch.prediction_log import PredictionLog, PredictionLogError, week_of
@@ -75,8 +75,8 @@ class MonitorResult:
         }
 
 
-def _read_actuals(path: Path, target: str) -> pd.DataFrame:
-    frame = load_weekly_dataset(path, [target], None).frame
+def _read_actuals(path: Path, target: str, reading: DatasetConfig) -> pd.DataFrame:
+    frame = load_weekly_dataset(path, [target], None, reading=reading).frame
     weeks = [week_of(d.date()) for d in frame[DATE_COLUMN]]
     return pd.DataFrame({"week": weeks, "actual": frame[target].to_numpy(float)})
 
@@ -110,7 +110,7 @@ def run_monitor(settings: Settings, actuals_path: Path, by: str = "week") -> Mon
         logged = log.frame()
     finally:
         log.close()
-    actuals = _read_actuals(actuals_path, settings.training.target)
+    actuals = _read_actuals(actuals_path, settings.training.target, settings.dataset)
     latest = logged.drop_duplicates(["version", "variant", "week"], keep="last")
     joined = latest.merge(actuals, on="week", how="inner").sort_values(["week", "version"])
     joined["period"] = joined["week"] if by == "week" else joined["week"].str[:7]

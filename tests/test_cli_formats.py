@@ -1,0 +1,70 @@
+"""Every reading path goes through the one reader: a Brazilian Excel file reads like the ISO one."""
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from hhforecast.datasets.weekly import sample_dataset_path
+
+from .conftest import Project
+
+
+def brazilian(frame: pd.DataFrame, path: Path) -> Path:
+    """`frame` as Excel saves it with Brazilian settings: `;`, decimal comma, dd/mm/yyyy, cp1252."""
+    out = frame.assign(date=pd.to_datetime(frame["date"]).dt.strftime("%d/%m/%Y"))
+    out = out.rename(columns={"acft": " acft "})  # a stray space in a header is trimmed
+    path.write_bytes(out.to_csv(index=False, sep=";", decimal=",").encode("cp1252"))
+    return path
+
+
+def dayfirst_config(project: Project) -> Path:
+    data = yaml.safe_load(project.config.read_text())
+    data["dataset"] = {"dayfirst": True}
+    path = project.root / "dayfirst.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_predict_reads_a_brazilian_file_like_the_iso_one(
+    trained_project: Project, tmp_path: Path, cli
+) -> None:
+    weeks = pd.read_csv(sample_dataset_path()).tail(6).drop(columns=["HH"])
+    iso = tmp_path / "weeks.csv"
+    weeks.to_csv(iso, index=False)
+    br = brazilian(weeks, tmp_path / "semanas.csv")
+    assert cli("predict", "--input", iso, "--output", "a.csv").exit_code == 0
+    result = cli("predict", "--input", br, "--output", "b.csv", "--dayfirst")
+    assert result.exit_code == 0, result.stderr
+    a, b = pd.read_csv(tmp_path / "a.csv"), pd.read_csv(tmp_path / "b.csv")
+    pd.testing.assert_series_equal(a["HH_pred"], b["HH_pred"])
+
+
+def test_drift_reads_a_brazilian_file_like_the_iso_one(
+    trained_project: Project, tmp_path: Path, cli
+) -> None:
+    recent = pd.read_csv(sample_dataset_path()).tail(20)
+    iso = tmp_path / "recent.csv"
+    recent.to_csv(iso, index=False)
+    br = brazilian(recent, tmp_path / "recentes.csv")
+    a = cli("drift", "--recent", iso, "--json")
+    # 2023-08-14 and later: days above 12 settle the order, no setting needed.
+    b = cli("drift", "--recent", br, "--json")
+    c = cli("drift", "--recent", br, "--json", "--config", dayfirst_config(trained_project))
+    assert a.exit_code == b.exit_code == c.exit_code
+    verdicts = [json.loads(r.stdout) for r in (a, b, c)]
+    for key in ("verdict", "drifted_features", "share_drifted"):
+        assert verdicts[0][key] == verdicts[1][key] == verdicts[2][key]
+
+
+def test_ambiguous_dates_in_recent_weeks_are_refused_with_the_fix(
+    trained_project: Project, tmp_path: Path, cli
+) -> None:
+    recent = pd.read_csv(sample_dataset_path()).iloc[-8:-4]  # Monday 2023-12-04 and before
+    recent = recent[pd.to_datetime(recent["date"]).dt.day <= 12]
+    path = brazilian(recent, tmp_path / "recentes.csv")
+    result = cli("drift", "--recent", path)
+    assert result.exit_code == 2
+    assert "could be day-first or month-first" in result.stderr
+    assert "set dataset.dayfirst: true in config.yaml (or pass --dayfirst)" in result.stderr
