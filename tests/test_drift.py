@@ -12,7 +12,7 @@ from hhforecast.config import DriftConfig
 from hhforecast.datasets.fleet import FleetChange, FleetProfile, simulate_weekly_dataset
 from hhforecast.errors import ArtifactError
 from hhforecast.modeling.evaluation import split_weeks
-from hhforecast.watch.reference import (
+from hhforecast.modeling.reference import (
     DRIFT_REFERENCE_FILE,
     read_drift_reference,
     write_drift_reference,

@@ -33,8 +33,8 @@ from hhforecast.modeling.evaluation import (
 )
 from hhforecast.modeling.inference import interval_bounds
 from hhforecast.modeling.network import fit_network
+from hhforecast.modeling.reference import write_drift_reference
 from hhforecast.registry.store import ModelVersion, Registry, registry_fields
-from hhforecast.watch.reference import write_drift_reference
 
 __all__ = ["EpochCallback", "TrainedVersion", "train_version"]
 

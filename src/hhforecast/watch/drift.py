@@ -17,8 +17,8 @@ import pandas as pd
 from hhforecast.config import DatasetConfig, DriftConfig, Settings
 from hhforecast.datasets.weekly import DATE_COLUMN, load_weekly_dataset
 from hhforecast.errors import DatasetError
+from hhforecast.modeling.reference import DRIFT_REFERENCE_FILE, read_drift_reference
 from hhforecast.registry.store import Registry
-from hhforecast.watch.reference import DRIFT_REFERENCE_FILE, read_drift_reference
 from hhforecast.watch.signals import PREDICTION_COLUMN
 from hhforecast.watch.statistics import (
     VERDICT_DRIFT,
