@@ -268,7 +268,7 @@ def test_promotions_during_a_training_lose_nothing(trained_project: Project) -> 
 PROMOTE_WHEN_TOLD = """
 import sys
 
-import hhforecast.gate.promotion  # everything the promotion imports, before it starts
+import hhforecast.gate.promote  # everything the promotion imports, before it starts
 from hhforecast.cli import app
 
 print("promoting", flush=True)
@@ -289,15 +289,17 @@ def test_a_promotion_killed_at_any_moment_leaves_the_old_or_the_new_state(
             [sys.executable, "-c", PROMOTE_WHEN_TOLD, target],
             cwd=trained_project.root,
             stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
             text=True,
         )
-        assert process.stdout is not None
-        assert process.stdout.readline() == "promoting\n"
+        assert process.stdout is not None and process.stderr is not None
+        if process.stdout.readline() != "promoting\n":
+            pytest.fail(f"the promotion did not start: {process.communicate()[1]}")
         time.sleep(delay)
         process.kill()
         process.wait()
         process.stdout.close()
+        process.stderr.close()
         old = rewrite_production_version(original, current) if current != "latest" else original
         assert trained_project.config.read_text() in {
             old,
