@@ -11,7 +11,7 @@ from hhforecast.datasets.fleet import simulate_weekly_dataset
 from hhforecast.modeling.training import train_version
 from hhforecast.registry.store import Registry
 
-from .conftest import Project
+from .conftest import Project, copy_project, write_config
 
 
 def exports(folder: Path) -> tuple[Path, Path]:
@@ -21,6 +21,21 @@ def exports(folder: Path) -> tuple[Path, Path]:
     weeks.iloc[:200].to_csv(old, index=False)
     weeks.to_csv(new, index=False)
     return old, new
+
+
+@pytest.fixture(scope="session")
+def _old_export_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("retrain")
+    project = Project(root=root, config=write_config(root))
+    old, _ = exports(root)
+    train_version(project.settings, old, "1.0.0")
+    return root
+
+
+@pytest.fixture
+def trained_on_old(tmp_path: Path, _old_export_template: Path) -> Project:
+    """A project whose production 1.0.0 learnt the old export (copied, trained once)."""
+    return copy_project(_old_export_template, tmp_path)
 
 
 def history(project: Project) -> list[tuple[str, str, str]]:
@@ -51,9 +66,11 @@ def test_latest_is_pinned_then_the_new_version_is_judged_on_fair_weeks(
 
 
 @pytest.mark.slow
-def test_a_version_trained_on_noise_is_registered_but_not_promoted(project: Project, cli) -> None:
-    old, new = exports(project.root)
-    train_version(project.settings, old, "1.0.0")
+def test_a_version_trained_on_noise_is_registered_but_not_promoted(
+    trained_on_old: Project, cli
+) -> None:
+    project = trained_on_old
+    new = project.root / "new.csv"
     # The new export's older weeks are scrambled: the candidate learns nothing real, while the
     # fair weeks at the end are the fleet's true ones.
     frame = pd.read_csv(new)
@@ -88,9 +105,9 @@ def test_an_export_older_than_production_cannot_be_judged(project: Project, cli)
     assert "at least 13 are needed" in outcome["why"]
 
 
-def test_bad_input_changes_nothing(project: Project, cli) -> None:
-    old, _ = exports(project.root)
-    train_version(project.settings, old, "1.0.0")
+def test_bad_input_changes_nothing(trained_on_old: Project, cli) -> None:
+    project = trained_on_old
+    old = project.root / "old.csv"
     broken = project.root / "broken.csv"
     pd.read_csv(old).drop(columns=["Cycles"]).to_csv(broken, index=False)
     config_before, registry_before = project.config.read_bytes(), project.registry_file.read_bytes()
