@@ -141,7 +141,8 @@ from hhforecast.registry.store import Registry
 def die(self, document):  # the power goes out right after the folder moved into place
     os.kill(os.getpid(), signal.SIGKILL)
 
-Registry._write = die
+assert hasattr(Registry, "write_document"), "the registry writes its file elsewhere now"
+Registry.write_document = die
 app(["train", "--version", "2.0.0", "--config", sys.argv[1]])
 """
 
