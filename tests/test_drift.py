@@ -97,8 +97,10 @@ def test_growing_fleet_age_is_trend_not_drift() -> None:
     assert abs(age.mean_shift_pct) < 1.5
 
 
-def test_a_low_season_window_is_season_not_drift() -> None:
-    reference, recent = fleet_windows(seed=5, recent_weeks=30)
+@pytest.mark.parametrize("seed", [1, 4, 12])
+def test_a_low_season_window_is_season_not_drift(seed: int) -> None:
+    # Fleets whose April-May weeks a naive test flags; the fleet itself has not changed.
+    reference, recent = fleet_windows(seed=seed, recent_weeks=30)
     spring = recent[recent["date"].dt.month.isin([4, 5])].reset_index(drop=True)
     assert len(spring) == 9
     # A naive test (Bonferroni over 5 features) sees the April-May dip in flight hours as drift
