@@ -2,12 +2,15 @@
 
 import json
 
+import pytest
+
 from hhforecast._fs import file_sha256
 from hhforecast.registry.store import Registry
 
 from .conftest import Project
 
 
+@pytest.mark.slow
 def test_raw_logs_to_trained_version_records_the_manifest(project: Project, cli) -> None:
     assert cli("sample", "--raw", "raw", "--weeks", "120").exit_code == 0
     built = cli(

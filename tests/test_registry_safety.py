@@ -28,6 +28,7 @@ def one_line(text: str) -> str:
 # -- train says when the new version serves --------------------------------------------------
 
 
+@pytest.mark.slow
 def test_train_says_the_new_version_serves_when_production_follows_latest(
     project: Project, cli
 ) -> None:
