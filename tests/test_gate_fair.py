@@ -203,10 +203,14 @@ def test_rollback_never_puts_rmses_of_different_weeks_side_by_side(fair: Project
     result = cli("rollback", "--config", fair.config)
     assert result.exit_code == 0, result.stderr
     text = " ".join(result.stdout.split())
-    assert "RMSE 5features of 1.0.0: 313.1 on its own test weeks (65 from 2022-10-03)" in text
-    assert "of 0.1.0-bad: 186.8 on its own test weeks (10 from 2019-08-05)" in text
+    # Each RMSE as training recorded it in registry.json, on its own test weeks.
+    registry = Registry(fair.settings)
+    good = f"{registry.get('1.0.0').metric('5features', 'RMSE'):,.1f}"
+    bad = f"{registry.get('0.1.0-bad').metric('5features', 'RMSE'):,.1f}"
+    assert f"RMSE 5features of 1.0.0: {good} on its own test weeks (65 from 2022-10-03)" in text
+    assert f"of 0.1.0-bad: {bad} on its own test weeks (10 from 2019-08-05)" in text
     assert "measured on different weeks and are not comparable" in text
-    assert "313.1 vs 186.8" not in text and "186.8 vs 313.1" not in text
+    assert f"{good} vs {bad}" not in text and f"{bad} vs {good}" not in text
 
 
 def test_compare_scores_both_on_their_common_fair_weeks(fair: Project, cli) -> None:
