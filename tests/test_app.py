@@ -265,6 +265,12 @@ def test_health_and_ready(trained_project: Project) -> None:
         "model_version": "1.1.0",
         "reload_failing": False,
         "last_failure": None,
+        "checks": {
+            "prediction_log": {
+                "status": "off",
+                "reason": "the service logs no prediction (monitoring.log_predictions: false)",
+            }
+        },
     }
 
 
@@ -504,6 +510,12 @@ def test_ready_is_503_when_the_served_model_stops_answering(trained_project: Pro
         "model_version": None,
         "reload_failing": False,
         "last_failure": None,
+        "checks": {
+            "prediction_log": {
+                "status": "off",
+                "reason": "the service logs no prediction (monitoring.log_predictions: false)",
+            }
+        },
     }
     refused = client.post("/api/predict", json=WEEK)
     assert refused.status_code == 422

@@ -271,14 +271,14 @@ def test_bulk_event_rows_equal_the_per_record_rows() -> None:
 def test_rows_are_written_several_per_statement_in_order(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import hhforecast.watch.prediction_log as monitoring
+    import hhforecast.watch.prediction_store as monitoring
 
     log = PredictionLog(tmp_path / "log.sqlite")
     rows = [record(None, float(i), logged_at=EARLY).row() for i in range(25)]
     monkeypatch.setattr(monitoring, "ROWS_PER_INSERT", 4)
     assert log.record_rows(rows[:10]) == 10
-    # An old SQLite that binds at most 17 variables a statement: two rows of eight each.
-    monkeypatch.setattr(monitoring, "_variable_limit", lambda connection: 17)
+    # An old SQLite that binds at most 21 variables a statement: two rows of ten each.
+    monkeypatch.setattr(monitoring, "_variable_limit", lambda connection: 21)
     assert log.record_rows(rows[10:]) == 15
     frame = log.frame()
     assert frame["hh_pred"].tolist() == [float(i) for i in range(25)]

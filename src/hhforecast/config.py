@@ -116,6 +116,8 @@ class MonitoringConfig(_Section):
     log_predictions: bool = True
     """Whether `serve` logs every answered prediction to `database` (for `monitor`)."""
     database: str = "models/predictions.sqlite"
+    queue_rows: int = Field(200_000, ge=1)
+    """Rows the service holds at most while the log cannot be written; more are dropped."""
     error_factor: float = Field(1.5, gt=0.0)
 
 

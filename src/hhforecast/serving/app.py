@@ -28,7 +28,7 @@ from hhforecast.serving.production import (
     load_served_model,
 )
 from hhforecast.serving.routers import health, metrics, model_info, predict, web
-from hhforecast.serving.state import PredictionEvent, ServingState
+from hhforecast.serving.state import PredictionEvent, PredictionSink, ServingState
 from hhforecast.serving.validation import InvalidRequest
 
 __all__ = ["APP_FACTORY", "app_from_environment", "create_app"]
@@ -45,6 +45,7 @@ def create_app(
     follow_production: bool = True,
     on_prediction: Callable[[PredictionEvent], None] | None = None,
     api_key: str | None = None,
+    prediction_log: PredictionSink | None = None,
 ) -> FastAPI:
     """Build the API around the production version (loaded now unless `served` is given).
 
@@ -52,8 +53,10 @@ def create_app(
     shutdown). `on_prediction` receives every answered prediction (a `PredictionEvent`) on the
     request path, so it must be quick (queue work, do not write synchronously). `api_key`
     defaults to the environment variable named by `serving.api_key_env`; when set, POST
-    /api/reload requires it in the X-API-Key header. Raises HHForecastError when nothing can be
-    served (for example, nothing trained yet).
+    /api/reload requires it in the X-API-Key header. `prediction_log` (a PredictionRecorder)
+    receives every answer when `on_prediction` is not given; its state is shown by /ready,
+    /api/info and /metrics, and the app closes it (writing what it holds) at shutdown.
+    Raises HHForecastError when nothing can be served (for example, nothing trained yet).
     """
     if served is None:
         served = load_served_model(settings)
@@ -71,6 +74,10 @@ def create_app(
     service_metrics.reload_failing.set_function(lambda: 1.0 if follower.failing else 0.0)
     if api_key is None:
         api_key = os.environ.get(settings.serving.api_key_env) or None
+    if prediction_log is not None:
+        on_prediction = on_prediction or prediction_log
+        prediction_log.observe(service_metrics.prediction_log_progress)
+        service_metrics.before_render = prediction_log.report
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -84,6 +91,10 @@ def create_app(
             yield
         finally:
             follower.stop()
+            # Here, not after uvicorn returns: on SIGTERM uvicorn re-raises the signal once the
+            # server stops, and the process ends before any later code or atexit hook runs.
+            if prediction_log is not None:
+                prediction_log.close()
 
     app = FastAPI(
         title="hhforecast",
@@ -92,7 +103,9 @@ def create_app(
         "See docs/serving.md.",
         lifespan=lifespan,
     )
-    app.state.serving = ServingState(settings, follower, service_metrics, api_key, on_prediction)
+    app.state.serving = ServingState(
+        settings, follower, service_metrics, api_key, on_prediction, prediction_log
+    )
     for router in (predict.router, model_info.router, health.router, metrics.router, web.router):
         app.include_router(router)
     # The same endpoint again as a plain Starlette route, matched first: FastAPI's dependency
@@ -100,6 +113,10 @@ def create_app(
     # stays for /docs (and would answer identically without this one).
     app.router.routes.insert(
         0, Route("/api/predict", predict.predict, methods=["POST"], include_in_schema=False)
+    )
+    app.router.routes.insert(
+        1,
+        Route("/web/predict", predict.predict_from_page, methods=["POST"], include_in_schema=False),
     )
     paths = frozenset(str(getattr(route, "path", "")) for route in app.routes)
     app.add_middleware(MetricsMiddleware, metrics=service_metrics, paths=paths)
@@ -145,7 +162,7 @@ def app_from_environment() -> FastAPI:
     recorder = (
         PredictionRecorder.from_settings(settings) if settings.monitoring.log_predictions else None
     )
-    app = create_app(settings, on_prediction=recorder)
+    app = create_app(settings, prediction_log=recorder)
     entry = app.state.serving.follower.current.entry
     log.info("Model loaded (version: %s) in worker %d", entry.path or entry.version, os.getpid())
     return app

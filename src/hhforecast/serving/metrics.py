@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -29,6 +30,9 @@ METRIC_NAMES = (
     "hhforecast_model_reloads_total",
     "hhforecast_model_reload_failures_total",
     "hhforecast_model_reload_failing",
+    "hhforecast_prediction_log_rows_written_total",
+    "hhforecast_prediction_log_rows_dropped_total",
+    "hhforecast_prediction_log_queue_depth",
 )
 
 # Latency buckets from 100 µs: the prediction path answers in well under a millisecond.
@@ -97,11 +101,29 @@ class ServiceMetrics:
             registry=self.registry,
             multiprocess_mode="livemax",
         )
+        self.log_written = Counter(
+            "hhforecast_prediction_log_rows_written",
+            "Forecasts written to the prediction log.",
+            registry=self.registry,
+        )
+        self.log_dropped = Counter(
+            "hhforecast_prediction_log_rows_dropped",
+            "Forecasts answered but not logged: the log's bounded queue was full.",
+            registry=self.registry,
+        )
+        self.log_queue = Gauge(
+            "hhforecast_prediction_log_queue_depth",
+            "Forecasts answered and waiting to be written to the prediction log.",
+            registry=self.registry,
+            multiprocess_mode="livesum",
+        )
         # labels() takes a lock and builds a key on every call; the request path reuses children.
         self._request_children: dict[tuple[str, str, int], Any] = {}
         self._latency_children: dict[str, Any] = {}
         self._prediction_children: dict[tuple[str, str], Any] = {}
         self._served: tuple[str, str] | None = None
+        self.before_render: Callable[[], None] | None = None
+        """Brings values kept elsewhere (the prediction log's counts) up to date for a scrape."""
 
     def observe_request(self, path: str, method: str, status: int, seconds: float) -> None:
         """Count one answered request and record its latency."""
@@ -123,6 +145,14 @@ class ServiceMetrics:
             counter = self._prediction_children[key] = self.predictions.labels(version, variant)
         counter.inc(rows)
 
+    def prediction_log_progress(self, written: int, dropped: int, queued: int) -> None:
+        """What the prediction log's writer did since its last report, and what waits."""
+        if written:
+            self.log_written.inc(written)
+        if dropped:
+            self.log_dropped.inc(dropped)
+        self.log_queue.set(queued)
+
     def serving(self, version: str, variant: str) -> None:
         """Mark `version` as the one being served."""
         if self._served is not None:
@@ -135,6 +165,8 @@ class ServiceMetrics:
 
     def render(self) -> bytes:
         """The Prometheus text of this app, or of every worker added up when there are several."""
+        if self.before_render is not None:
+            self.before_render()
         directory = os.environ.get(MULTIPROCESS_ENV)
         if not directory:
             return bytes(generate_latest(self.registry))

@@ -133,6 +133,13 @@ class ServedModel:
         return tuple(self.model.features)
 
     @cached_property
+    def last_trained_week(self) -> str | None:
+        """The last week of the version's dataset: forecast horizons are counted from it."""
+        dataset = self.model.metadata.get("dataset")
+        end = dataset.get("end") if isinstance(dataset, dict) else None
+        return str(end)[:10] if end else None
+
+    @cached_property
     def _bounds(self) -> list[tuple[str, float, float]]:
         model = self.model
         lows, highs = model.range_lows.tolist(), model.range_highs.tolist()

@@ -106,6 +106,8 @@ class ModelInfo(BaseModel):
     history: dict[str, Any]
     limits: dict[str, Any]
     reload: dict[str, Any]
+    prediction_log: dict[str, Any]
+    """ok / degraded (with the reason) / off; rows written, dropped and queued."""
 
 
 class ReadyStatus(BaseModel):
@@ -113,6 +115,8 @@ class ReadyStatus(BaseModel):
     model_version: str | None
     reload_failing: bool
     last_failure: dict[str, Any] | None
+    checks: dict[str, Any]
+    """Each check's status: prediction_log is ok, degraded (with the reason) or off."""
 
 
 class ReloadResponse(BaseModel):

@@ -141,7 +141,8 @@ def run_server(
             if settings.monitoring.log_predictions
             else None
         )
-        uvicorn.run(create_app(settings, served=served, on_prediction=recorder), **common)
+        # The app closes the recorder as it shuts down, writing what is still queued.
+        uvicorn.run(create_app(settings, served=served, prediction_log=recorder), **common)
         return
     if settings.source is not None:
         os.environ[CONFIG_ENV] = str(settings.source)

@@ -7,7 +7,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, NamedTuple
+from typing import Annotated, Any, NamedTuple, Protocol
 
 import numpy as np
 from fastapi import Depends, Request
@@ -17,7 +17,7 @@ from hhforecast.serving.metrics import ServiceMetrics
 from hhforecast.serving.production import ProductionFollower, ServedModel
 from hhforecast.serving.validation import InvalidRequest
 
-__all__ = ["PredictionEvent", "ServingState", "State", "require_api_key"]
+__all__ = ["PredictionEvent", "PredictionSink", "ServingState", "State", "require_api_key"]
 
 log = logging.getLogger("hhforecast.serving")
 
@@ -40,6 +40,24 @@ class PredictionEvent(NamedTuple):
     upper: np.ndarray
     weeks: list[str | None] | None = None
     """The week each row forecasts (the request's optional `date`), when the caller said."""
+    source: str = "api"
+    """Who asked: "api" (POST /api/predict) or "web" (the page)."""
+    last_trained_week: str | None = None
+    """The last week of the version's dataset, from which the horizon is counted."""
+
+
+class PredictionSink(Protocol):
+    """A prediction log the app feeds, reports on (/ready, /api/info, /metrics) and closes."""
+
+    def __call__(self, event: PredictionEvent) -> None: ...
+
+    def status(self) -> dict[str, Any]: ...
+
+    def observe(self, on_progress: Callable[[int, int, int], None]) -> None: ...
+
+    def report(self) -> None: ...
+
+    def close(self) -> None: ...
 
 
 @dataclass
@@ -51,6 +69,7 @@ class ServingState:
     metrics: ServiceMetrics
     api_key: str | None
     on_prediction: Callable[[PredictionEvent], None] | None = None
+    prediction_log: PredictionSink | None = None
 
     def record(
         self,
@@ -60,6 +79,7 @@ class ServingState:
         lower: np.ndarray,
         upper: np.ndarray,
         weeks: list[str | None] | None = None,
+        source: str = "api",
     ) -> None:
         """Count the predictions and pass them to the callback; a failing callback never
         fails the request that was already answered correctly."""
@@ -77,6 +97,8 @@ class ServingState:
             lower,
             upper,
             weeks,
+            source,
+            served.last_trained_week,
         )
         try:
             self.on_prediction(event)

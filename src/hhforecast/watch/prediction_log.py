@@ -1,37 +1,45 @@
-"""The prediction log: every served forecast, appended to an embedded SQLite database.
+"""The service's prediction log: answers queued on the request path, written by one thread.
 
-`PredictionLog` appends each prediction (time, version, variant, inputs, output and interval, and
-the week it is for) to a SQLite database in WAL mode: readers never block the service, each
-thread has its own connection, and a batch request is one transaction. `PredictionRecorder`
-queues answers from the request path and writes them from one background thread.
+`PredictionRecorder` is the service's `on_prediction` hook. The request path only counts the
+rows and appends the answer to a queue (well under a microsecond); a background thread turns
+whatever has accumulated into rows and writes them to the `PredictionLog` (prediction_store.py)
+in one transaction.
 
-The week a prediction is for is the request's ``date`` (any day of that week) when given, else
-the week of the time it was logged. Weeks start on Monday, like the dataset's ``date`` column.
+Nothing accepted is lost quietly. Rows the log cannot take yet (the file locked by another
+process, read-only, not a database, deleted) stay held and are written as soon as it can; the
+recorder meanwhile reports itself degraded with the reason (`status()`, shown by /ready,
+/api/info and /metrics). Held and queued rows together are bounded by `capacity`: an answer that
+would go past it is not logged, and counted as dropped. Closing writes what is held, waiting up
+to `shutdown_seconds` for the file; rows it still cannot write are kept in a side file
+(``<log>.unwritten.jsonl``) that the next recorder writes to the log first.
 """
 
 from __future__ import annotations
 
 import atexit
+import collections
 import functools
 import itertools
 import json
 import logging
-import queue
+import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
-import pandas as pd
 
 from hhforecast.config import Settings
-from hhforecast.datasets.weekly import DATE_COLUMN
-from hhforecast.errors import EXIT_BAD_INPUT, HHForecastError
+from hhforecast.watch.prediction_store import (
+    PredictionLog,
+    PredictionLogError,
+    PredictionRecord,
+    horizon_weeks,
+    week_of,
+)
 
 __all__ = [
     "PredictionLog",
@@ -45,215 +53,252 @@ __all__ = [
 
 logger = logging.getLogger("hhforecast.watch.prediction_log")
 
-BUSY_TIMEOUT_MS = 10_000
-PREPARE_ATTEMPTS = 20
 WRITE_INTERVAL_SECONDS = 0.02
 """How often the service's prediction log is written: answers are queued in between."""
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS predictions (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    logged_at TEXT NOT NULL,
-    week TEXT NOT NULL,
-    version TEXT NOT NULL,
-    variant TEXT NOT NULL,
-    inputs TEXT NOT NULL,
-    hh_pred REAL NOT NULL,
-    hh_lower REAL,
-    hh_upper REAL
-);
-CREATE INDEX IF NOT EXISTS predictions_week ON predictions (week);
-"""
+RETRY_SECONDS = 0.25
+"""How often a write is retried while the log cannot be written."""
+WRITER_BUSY_TIMEOUT_MS = 200
+"""The writer waits this long on a lock, then retries later: it never blocks closing for long."""
+QUEUE_ROWS = 200_000
+"""Rows held at most while the log cannot be written (about 100 MB at worst)."""
+SHUTDOWN_SECONDS = 10.0
+"""How long closing waits for a locked log before keeping the rows in the side file."""
+
+Progress = Callable[[int, int, int], None]
+"""Called by the writer with (rows written since the last call, rows dropped since, queued)."""
 
 
-class PredictionLogError(HHForecastError):
-    """The prediction log is missing or unreadable, or a monitor option is wrong."""
+class PredictionRecorder:
+    """The service's `on_prediction` hook: queues each answer, a background thread logs them."""
 
-    exit_code = EXIT_BAD_INPUT
-
-
-def week_of(day: date | datetime | str) -> str:
-    """The Monday (YYYY-MM-DD) of the week holding `day`."""
-    if isinstance(day, str):
-        try:
-            day = date.fromisoformat(day[:10])
-        except ValueError:
-            raise PredictionLogError(f"{day!r} is not a date (use YYYY-MM-DD)") from None
-    if isinstance(day, datetime):
-        day = day.date()
-    return (day - timedelta(days=day.weekday())).isoformat()
-
-
-@dataclass(frozen=True)
-class PredictionRecord:
-    """One served prediction, as logged."""
-
-    version: str
-    variant: str
-    inputs: Mapping[str, float]
-    hh_pred: float
-    hh_lower: float | None = None
-    hh_upper: float | None = None
-    week: str | None = None
-    logged_at: datetime = field(default_factory=lambda: datetime.now(UTC))
-
-    def row(self) -> tuple[Any, ...]:
-        return (
-            self.logged_at.isoformat(timespec="microseconds"),
-            week_of(self.week) if self.week else week_of(self.logged_at),
-            self.version,
-            self.variant,
-            json.dumps(dict(self.inputs), sort_keys=True),
-            float(self.hh_pred),
-            None if self.hh_lower is None else float(self.hh_lower),
-            None if self.hh_upper is None else float(self.hh_upper),
+    def __init__(
+        self,
+        log: PredictionLog,
+        interval: float = WRITE_INTERVAL_SECONDS,
+        capacity: int = QUEUE_ROWS,
+        shutdown_seconds: float = SHUTDOWN_SECONDS,
+    ) -> None:
+        self.log = log
+        log.busy_timeout_ms = min(log.busy_timeout_ms, WRITER_BUSY_TIMEOUT_MS)
+        self.interval = interval
+        self.capacity = capacity
+        self.shutdown_seconds = shutdown_seconds
+        self.spill_path = log.path.with_name(log.path.name + ".unwritten.jsonl")
+        # deque.append and popleft are atomic: the request path never waits for the writer.
+        self._incoming: collections.deque[Any] = collections.deque()
+        self._held: list[tuple[Any, ...]] = []  # writer thread only
+        self._lock = threading.Lock()  # the counters below
+        self._written_cond = threading.Condition()
+        self.accepted = 0
+        self.rows_written = 0
+        self.rows_dropped = 0
+        self._pending = 0  # accepted, not yet written
+        self.problem: str | None = None
+        self._reported = (0, 0)
+        self._report_lock = threading.Lock()
+        self._on_progress: Progress | None = None
+        self._wake = threading.Event()
+        self._started = threading.Event()  # set once kept rows of an earlier run are written
+        self._stopping = threading.Event()
+        self._closed = False
+        self._thread = threading.Thread(
+            target=self._run, name="hhforecast-prediction-log", daemon=True
         )
-
-
-_INSERT = (
-    "INSERT INTO predictions (logged_at, week, version, variant, inputs, hh_pred, hh_lower, "
-    "hh_upper) VALUES "
-)
-_ROW_PLACEHOLDERS = "(?,?,?,?,?,?,?,?)"
-ROWS_PER_INSERT = 1000
-"""Rows written by one INSERT statement (fewer where SQLite allows fewer bound variables)."""
-
-
-def _variable_limit(connection: sqlite3.Connection) -> int:
-    """How many `?` one statement may bind (999 on SQLite before 3.32, 32766 or more after)."""
-    return int(connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER))
-
-
-def _prepare_database(connection: sqlite3.Connection) -> None:
-    """Switch the file to WAL and create the table, retrying while another process does it."""
-    # Both need an exclusive lock, and SQLite does not always wait on its busy handler for
-    # them: several service workers starting at once can get "database is locked".
-    for attempt in range(PREPARE_ATTEMPTS):
-        try:
-            # WAL lets `hhforecast monitor` read while the service writes.
-            connection.execute("PRAGMA journal_mode = WAL")
-            connection.executescript(SCHEMA)
-            return
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or attempt == PREPARE_ATTEMPTS - 1:
-                raise
-            time.sleep(0.05 * (attempt + 1))
-
-
-class PredictionLog:
-    """Every prediction served, in one SQLite file; safe to share between request threads."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._local = threading.local()
-        self._write_lock = threading.Lock()
-        self._connections: list[sqlite3.Connection] = []
-        self._prepared = False
+        self._thread.start()
+        # Rows still queued when the process exits are written (or kept) before it ends.
+        atexit.register(self.close)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> PredictionLog:
-        """The log named by `monitoring.database`, resolved against the config file's folder."""
-        return cls(settings.resolve(settings.monitoring.database))
+    def from_settings(cls, settings: Settings) -> PredictionRecorder:
+        """A recorder writing to `monitoring.database`, holding at most `monitoring.queue_rows`."""
+        return cls(PredictionLog.from_settings(settings), capacity=settings.monitoring.queue_rows)
 
-    def _connection(self) -> sqlite3.Connection:
-        connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
-        if connection is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            # Each thread uses its own connection; close() may run from another thread.
-            connection = sqlite3.connect(
-                self.path, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False
-            )
-            connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            connection.execute("PRAGMA synchronous = NORMAL")
-            with self._write_lock:
-                if not self._prepared:
-                    _prepare_database(connection)
-                    self._prepared = True
-                self._connections.append(connection)
-            self._local.connection = connection
-        return connection
+    def observe(self, on_progress: Progress) -> None:
+        """Have the writer report its progress (the service's metrics)."""
+        self._on_progress = on_progress
 
-    def record(self, records: Iterable[PredictionRecord]) -> int:
-        """Append predictions in one transaction; return how many were written."""
-        return self.record_rows([r.row() for r in records])
+    def __call__(self, event: PredictionEventLike) -> None:
+        rows = len(event.predictions)
+        with self._lock:
+            if self._closed or self._pending + rows > self.capacity:
+                self.rows_dropped += rows
+                if self.problem is None:
+                    self.problem = "the queue is full"
+                return
+            self._pending += rows
+            self.accepted += rows
+        self._incoming.append(event)
 
-    def record_rows(self, rows: list[tuple[Any, ...]]) -> int:
-        """Append rows already in the table's column order (PredictionRecord.row())."""
-        if not rows:
-            return 0
-        connection = self._connection()
-        # Many rows per INSERT statement, not executemany: sqlite3 lets go of the GIL around
-        # every statement it steps, and a handoff per row made the writer thread fight the
-        # service's event loop (about 14 µs of server CPU per answer, measured with wrk).
-        per_statement = max(1, min(ROWS_PER_INSERT, _variable_limit(connection) // len(rows[0])))
-        with self._write_lock, connection:
-            for start in range(0, len(rows), per_statement):
-                chunk = rows[start : start + per_statement]
-                connection.execute(
-                    _INSERT + ",".join([_ROW_PLACEHOLDERS] * len(chunk)),
-                    [value for row in chunk for value in row],
-                )
-        return len(rows)
+    def status(self) -> dict[str, Any]:
+        """ok, or degraded with the reason; rows written, dropped and waiting."""
+        return {
+            "status": "degraded" if self.problem else "ok",
+            "reason": self.problem,
+            "path": str(self.log.path),
+            "rows_written": self.rows_written,
+            "rows_dropped": self.rows_dropped,
+            "queue_depth": self._pending,
+            "queue_capacity": self.capacity,
+            "reopened": self.log.reopened,
+        }
 
-    def record_frame(
-        self,
-        version: str,
-        variant: str,
-        features: list[str],
-        scored: pd.DataFrame,
-        logged_at: datetime | None = None,
-    ) -> int:
-        """Log the rows of a `predict_frame` result (an optional `date` column gives the week)."""
-        now = logged_at or datetime.now(UTC)
-        dates = scored[DATE_COLUMN] if DATE_COLUMN in scored.columns else None
-        records = []
-        for i, (_, row) in enumerate(scored.iterrows()):
-            day = dates.iloc[i] if dates is not None else None
-            week = str(day)[:10] if day is not None and not pd.isna(day) else None
-            records.append(
-                PredictionRecord(
-                    version=version,
-                    variant=variant,
-                    inputs={f: float(row[f]) for f in features},
-                    hh_pred=float(row["HH_pred"]),
-                    hh_lower=float(row["HH_lower"]) if "HH_lower" in row else None,
-                    hh_upper=float(row["HH_upper"]) if "HH_upper" in row else None,
-                    week=week,
-                    logged_at=now,
-                )
-            )
-        return self.record(records)
-
-    def frame(self) -> pd.DataFrame:
-        """Every logged prediction, oldest first."""
-        if not self.path.is_file():
-            raise PredictionLogError(
-                f"no prediction log at {self.path}: the service writes it once it has served a "
-                "prediction (monitoring.database in the config names the file)"
-            )
+    def _run(self) -> None:
         try:
-            return pd.read_sql_query(
-                "SELECT id, logged_at, week, version, variant, inputs, hh_pred, hh_lower, "
-                "hh_upper FROM predictions ORDER BY id",
-                self._connection(),
+            self._take_spilled()
+        finally:
+            self._started.set()
+        deadline: float | None = None
+        # The writer wakes on a timer, not on every answer: waking per request made the
+        # thread fight the event loop for the GIL and cost a third of the service's throughput.
+        while True:
+            self._wake.wait(self.interval if self.problem is None else RETRY_SECONDS)
+            self._wake.clear()
+            stopping = self._stopping.is_set()
+            if stopping and deadline is None:
+                deadline = time.monotonic() + self.shutdown_seconds
+            self._collect()
+            self._write_held()
+            self.report()
+            if stopping and (not self._held or time.monotonic() >= (deadline or 0.0)):
+                self._collect()
+                self._spill()
+                self.report()
+                return
+
+    def _collect(self) -> None:
+        events = []
+        while True:
+            try:
+                events.append(self._incoming.popleft())
+            except IndexError:
+                break
+        if not events:
+            return
+        try:
+            self._held.extend(events_rows(events))
+        except Exception:  # a malformed answer must not stop the log of the others
+            logger.exception("could not turn %d answer(s) into log rows", len(events))
+            self._held.extend(row for event in events for row in _rows_or_none(event))
+
+    def _write_held(self) -> None:
+        if not self._held:
+            return
+        try:
+            written = self.log.record_rows(self._held)
+        except (sqlite3.Error, OSError) as exc:
+            reason = f"cannot write {self.log.path} ({exc}); {len(self._held)} row(s) held"
+            if self.problem is None or self.problem.split(";")[0] != reason.split(";")[0]:
+                logger.error("prediction log: %s", reason)
+            self.problem = reason
+            return
+        self._held.clear()
+        with self._lock:
+            self._pending -= written
+            self.rows_written += written
+            if self.problem is not None:
+                logger.info("prediction log: writing again to %s", self.log.path)
+            self.problem = None
+        with self._written_cond:
+            self._written_cond.notify_all()
+
+    def report(self) -> None:
+        """Tell the progress callback what changed since its last call (any thread)."""
+        if self._on_progress is None:
+            return
+        with self._report_lock:
+            written, dropped = self.rows_written, self.rows_dropped
+            try:
+                self._on_progress(
+                    written - self._reported[0], dropped - self._reported[1], self._pending
+                )
+            except Exception:
+                logger.exception("prediction log: progress callback failed")
+            self._reported = (written, dropped)
+
+    def _spill(self) -> None:
+        """Keep rows the log could not take before closing in the side file."""
+        if not self._held:
+            return
+        lines = "".join(json.dumps(row) + "\n" for row in self._held)
+        try:
+            with open(self.spill_path, "a", encoding="utf-8") as out:
+                out.write(lines)
+                out.flush()
+                os.fsync(out.fileno())
+        except OSError as exc:
+            logger.error(
+                "prediction log: %d row(s) could not be written to %s nor kept in %s (%s)",
+                len(self._held),
+                self.log.path,
+                self.spill_path,
+                exc,
             )
-        except (sqlite3.DatabaseError, pd.errors.DatabaseError) as exc:
-            raise PredictionLogError(
-                f"{self.path} is not a readable prediction log ({exc})"
-            ) from None
+            with self._lock:
+                self.rows_dropped += len(self._held)
+                self._pending -= len(self._held)
+            self._held.clear()
+            return
+        logger.warning(
+            "prediction log: %d row(s) kept in %s; they are written to the log when it next starts",
+            len(self._held),
+            self.spill_path,
+        )
+        with self._lock:
+            self._pending -= len(self._held)
+        self._held.clear()
+
+    def _take_spilled(self) -> None:
+        """Write rows an earlier recorder kept in the side file, then remove it."""
+        try:
+            text = self.spill_path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            logger.error("prediction log: cannot read %s (%s)", self.spill_path, exc)
+            return
+        rows = [tuple(json.loads(line)) for line in text.splitlines() if line.strip()]
+        try:
+            self.log.record_rows(rows)
+        except (sqlite3.Error, OSError) as exc:
+            logger.error("prediction log: %s kept for later (%s)", self.spill_path, exc)
+            return
+        self.spill_path.unlink(missing_ok=True)
+        with self._lock:
+            self.rows_written += len(rows)
+        logger.info("prediction log: wrote %d kept row(s) from %s", len(rows), self.spill_path)
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until everything accepted so far is written; False if it was not in time."""
+        target = self.accepted
+        self._started.wait(timeout)
+        self._wake.set()
+        with self._written_cond:
+            return self._written_cond.wait_for(lambda: self.rows_written >= target, timeout)
 
     def close(self) -> None:
-        """Close every thread's connection (the service calls it on shutdown)."""
-        with self._write_lock:
-            for connection in self._connections:
-                connection.close()
-            self._connections.clear()
-        self._local = threading.local()
+        """Write what is queued (or keep it in the side file), stop the writer, close the file."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._stopping.set()
+        self._wake.set()
+        self._thread.join(timeout=self.shutdown_seconds + 30)
+        self.log.close()
+        atexit.unregister(self.close)
+
+
+def _rows_or_none(event: Any) -> list[tuple[Any, ...]]:
+    try:
+        return [record.row() for record in event_records(event)]
+    except Exception:
+        return []
 
 
 class PredictionEventLike(Protocol):
     """What the service hands to its `on_prediction` hook (serving.state.PredictionEvent)."""
 
-    # Read-only members: the service's event is a frozen dataclass.
+    # Read-only members: the service's event is an immutable named tuple.
     @property
     def at(self) -> float: ...
 
@@ -279,95 +324,12 @@ class PredictionEventLike(Protocol):
     def upper(self) -> np.ndarray: ...
 
 
-class PredictionRecorder:
-    """The service's `on_prediction` hook: queues each answer, a background thread logs batches.
-
-    The request path only appends to a queue (microseconds); the writer thread drains whatever
-    has accumulated and inserts it in one transaction, so a burst of requests is one write.
-    Events may carry ``weeks`` (one date per row) to name the weeks they forecast.
-    """
-
-    def __init__(self, log: PredictionLog, interval: float = WRITE_INTERVAL_SECONDS) -> None:
-        self.log = log
-        self.interval = interval
-        # Items: an event to log, an Event to set once written (flush), None to stop.
-        self._queue: queue.SimpleQueue[PredictionEventLike | threading.Event | None] = (
-            queue.SimpleQueue()
-        )
-        # Set by flush/close so the writer does not wait out its interval.
-        self._wake = threading.Event()
-        self._thread = threading.Thread(
-            target=self._run, name="hhforecast-prediction-log", daemon=True
-        )
-        self._closed = False
-        self._thread.start()
-        # Rows still queued when the service stops are written before the process exits.
-        atexit.register(self.close)
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> PredictionRecorder:
-        """A recorder writing to `monitoring.database`."""
-        return cls(PredictionLog.from_settings(settings))
-
-    def __call__(self, event: PredictionEventLike) -> None:
-        if not self._closed:
-            self._queue.put(event)
-
-    def _run(self) -> None:
-        # The writer wakes on a timer, not on every answer: waking per request made the
-        # thread fight the event loop for the GIL and cost a third of the service's throughput.
-        while True:
-            self._wake.wait(self.interval)
-            self._wake.clear()
-            batch: list[PredictionEventLike | threading.Event | None] = []
-            while True:
-                try:
-                    batch.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-            rows = events_rows(
-                [
-                    item
-                    for item in batch
-                    if item is not None and not isinstance(item, threading.Event)
-                ]
-            )
-            if rows:
-                try:
-                    self.log.record_rows(rows)
-                except Exception:
-                    logger.exception(
-                        "could not log %d prediction(s) to %s", len(rows), self.log.path
-                    )
-            for item in batch:
-                if isinstance(item, threading.Event):
-                    item.set()
-            if any(item is None for item in batch):
-                return
-
-    def flush(self, timeout: float = 10.0) -> None:
-        """Wait until everything queued so far is written (tests and shutdown)."""
-        done = threading.Event()
-        self._queue.put(done)
-        self._wake.set()
-        done.wait(timeout)
-
-    def close(self) -> None:
-        """Write what is queued, stop the writer thread and close the database."""
-        if self._closed:
-            return
-        self._closed = True
-        self._queue.put(None)
-        self._wake.set()
-        self._thread.join(timeout=30)
-        self.log.close()
-        atexit.unregister(self.close)
-
-
 def event_records(event: PredictionEventLike) -> list[PredictionRecord]:
     """One PredictionRecord per row of a served answer."""
     logged_at = datetime.fromtimestamp(event.at, UTC)
     weeks = getattr(event, "weeks", None)
+    source = getattr(event, "source", None) or "api"
+    last_week = getattr(event, "last_trained_week", None)
     return [
         PredictionRecord(
             version=event.version,
@@ -378,6 +340,8 @@ def event_records(event: PredictionEventLike) -> list[PredictionRecord]:
             hh_upper=upper,
             week=str(weeks[i])[:10] if weeks is not None and weeks[i] is not None else None,
             logged_at=logged_at,
+            source=source,
+            last_trained_week=last_week,
         )
         for i, (values, hh, lower, upper) in enumerate(
             zip(
@@ -405,6 +369,14 @@ def _week_of_day(day_number: int) -> str:
     return week_of(date(1970, 1, 1) + timedelta(days=day_number))
 
 
+@functools.lru_cache(maxsize=64)
+def _horizon(week: str, last_week: str | None) -> int | None:
+    return horizon_weeks(week, last_week)
+
+
+RunKey = tuple[str, str, tuple[str, ...], str, str | None]
+
+
 def events_rows(events: Sequence[PredictionEventLike]) -> list[tuple[Any, ...]]:
     """The log rows of many served answers, in order, built a run of answers at a time.
 
@@ -417,7 +389,7 @@ def events_rows(events: Sequence[PredictionEventLike]) -> list[tuple[Any, ...]]:
             rows.extend(record.row() for event in same for record in event_records(event))
             continue
         run = list(same)
-        version, variant, features = key
+        version, variant, features, source, last_week = key
         counts = [len(event.predictions) for event in run]
         at = np.repeat(np.array([event.at for event in run], dtype=np.float64), counts)
         template, order = _inputs_template(features)
@@ -434,14 +406,22 @@ def events_rows(events: Sequence[PredictionEventLike]) -> list[tuple[Any, ...]]:
                 np.concatenate([event.predictions for event in run]).tolist(),
                 np.concatenate([event.lower for event in run]).tolist(),
                 np.concatenate([event.upper for event in run]).tolist(),
+                itertools.repeat(source),
+                [_horizon(week, last_week) for week in weeks],
                 strict=False,
             )
         )
     return rows
 
 
-def _run_key(event: PredictionEventLike) -> tuple[str, str, tuple[str, ...]] | None:
+def _run_key(event: PredictionEventLike) -> RunKey | None:
     """Answers with the same key are stacked together; dated answers (None) are not."""
     if getattr(event, "weeks", None) is not None:
         return None
-    return (event.version, event.variant, tuple(event.features))
+    return (
+        event.version,
+        event.variant,
+        tuple(event.features),
+        getattr(event, "source", None) or "api",
+        getattr(event, "last_trained_week", None),
+    )

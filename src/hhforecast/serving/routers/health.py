@@ -9,9 +9,19 @@ from fastapi.responses import JSONResponse
 
 from hhforecast.serving.production import check_answers
 from hhforecast.serving.schemas import ReadyStatus
-from hhforecast.serving.state import State
+from hhforecast.serving.state import ServingState, State
 
 router = APIRouter(tags=["health"])
+
+
+def prediction_log_check(state: ServingState) -> dict[str, Any]:
+    """ok or degraded (with the reason) when logging, off when the log is switched off."""
+    if state.prediction_log is None:
+        return {
+            "status": "off",
+            "reason": "the service logs no prediction (monitoring.log_predictions: false)",
+        }
+    return state.prediction_log.status()
 
 
 @router.get("/health", summary="The process is alive")
@@ -43,5 +53,7 @@ async def ready(state: State) -> Any:
         "model_version": served.entry.version if answers else None,
         "reload_failing": follower.failing,
         "last_failure": failure,
+        # A log that cannot be written degrades monitoring, not forecasts: still ready.
+        "checks": {"prediction_log": prediction_log_check(state)},
     }
     return JSONResponse(body, status_code=200 if answers else 503)

@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from hhforecast._json import loads
+from hhforecast.serving.routers.health import prediction_log_check
 from hhforecast.serving.schemas import ErrorBody, ModelInfo, ReloadResponse
 from hhforecast.serving.state import ServingState, State, require_api_key
 from hhforecast.serving.validation import InvalidRequest
@@ -78,6 +79,7 @@ def model_info(state: ServingState) -> dict[str, Any]:
             "max_body_bytes": limits.max_body_bytes,
         },
         "reload": state.follower.status(),
+        "prediction_log": prediction_log_check(state),
     }
 
 

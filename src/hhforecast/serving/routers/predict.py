@@ -158,8 +158,18 @@ async def predict(request: Request) -> Response:
     """Forecast the man-hours of each week sent.
 
     The body is read and checked by hand, and the answer is serialised once, to keep the
-    per-request cost at a few tens of microseconds beyond FastAPI's own.
+    per-request cost at a few tens of microseconds beyond FastAPI's own. An optional `date`
+    (any day of the week forecast) is kept in the prediction log for `hhforecast monitor`.
     """
+    return await _predict(request, "api")
+
+
+async def predict_from_page(request: Request) -> Response:
+    """POST /web/predict: /api/predict for the web page, logged with source "web"."""
+    return await _predict(request, "web")
+
+
+async def _predict(request: Request, source: str) -> Response:
     state: ServingState = request.app.state.serving
     limits = state.settings.serving
     body = await read_body(request, limits.max_body_bytes)
@@ -170,7 +180,7 @@ async def predict(request: Request) -> Response:
         )
     else:
         content, parsed, prediction = _respond(served, body, limits.max_batch_rows)
-    state.record(served, parsed.x, *prediction, weeks=parsed.weeks)
+    state.record(served, parsed.x, *prediction, weeks=parsed.weeks, source=source)
     return Response(content, media_type="application/json")
 
 

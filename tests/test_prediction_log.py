@@ -1,0 +1,167 @@
+"""The service's prediction log keeps what it accepted: deleted, replaced, locked, corrupt files."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from hhforecast.serving.state import PredictionEvent
+from hhforecast.watch.prediction_log import PredictionLog, PredictionRecorder
+
+FEATURES = ("acft", "sum_daily_hours", "Cycles", "sum_uti_mensal", "age_fleet")
+AT = datetime(2026, 11, 25, 12, 0, tzinfo=UTC).timestamp()  # a Wednesday
+
+
+def answer(hh: float, rows: int = 1, **extra: object) -> PredictionEvent:
+    x = np.tile(np.array([[249.0, 2539.5, 1591.0, 11261.3, 8037205.9]]), (rows, 1))
+    predictions = np.full(rows, hh)
+    return PredictionEvent(
+        AT,
+        "1.0.0",
+        "5features",
+        FEATURES,
+        x,
+        predictions,
+        predictions - 100,
+        predictions + 100,
+        **extra,  # type: ignore[arg-type]
+    )
+
+
+def logged(path: Path) -> list[float]:
+    with sqlite3.connect(path) as connection:
+        return [r[0] for r in connection.execute("SELECT hh_pred FROM predictions ORDER BY id")]
+
+
+def test_rows_are_dated_sourced_and_counted_in_weeks_ahead(tmp_path: Path) -> None:
+    recorder = PredictionRecorder(PredictionLog(tmp_path / "log.sqlite"))
+    recorder(answer(1.0, source="web", last_trained_week="2026-11-02"))
+    recorder(answer(2.0, weeks=["2026-12-16"], last_trained_week="2026-11-02"))
+    recorder(answer(3.0))
+    assert recorder.flush()
+    frame = recorder.log.frame()
+    recorder.close()
+    assert frame["week"].tolist() == ["2026-11-23", "2026-12-14", "2026-11-23"]
+    assert frame["source"].tolist() == ["web", "api", "api"]
+    # 2026-11-02 + 3 weeks is 2026-11-23; + 6 weeks is 2026-12-14; no dataset end: unknown.
+    assert frame["horizon"].tolist()[:2] == [3, 6]
+    assert frame["horizon"].isna().tolist() == [False, False, True]
+
+
+def test_a_deleted_log_is_recreated_and_keeps_the_rows_that_follow(tmp_path: Path) -> None:
+    path = tmp_path / "log.sqlite"
+    recorder = PredictionRecorder(PredictionLog(path))
+    recorder(answer(1.0, rows=5))
+    assert recorder.flush()
+    for name in ("log.sqlite", "log.sqlite-wal", "log.sqlite-shm"):
+        (tmp_path / name).unlink(missing_ok=True)
+    for i in range(100):
+        recorder(answer(float(i)))
+    assert recorder.flush()
+    assert logged(path) == [float(i) for i in range(100)]
+    assert recorder.status()["reopened"] == 1
+    assert recorder.status()["status"] == "ok"
+    recorder.close()
+
+
+def test_a_replaced_log_receives_the_rows_that_follow(tmp_path: Path) -> None:
+    path = tmp_path / "log.sqlite"
+    recorder = PredictionRecorder(PredictionLog(path))
+    recorder(answer(1.0))
+    assert recorder.flush()
+    # A backup restored over the log: another file (another inode) at the same path.
+    other = tmp_path / "restored.sqlite"
+    with sqlite3.connect(other) as connection:
+        connection.execute(
+            "CREATE TABLE predictions (id INTEGER PRIMARY KEY, logged_at TEXT, "
+            "week TEXT, version TEXT, variant TEXT, inputs TEXT, hh_pred REAL, "
+            "hh_lower REAL, hh_upper REAL)"
+        )
+    other.replace(path)
+    recorder(answer(2.0))
+    recorder(answer(3.0))
+    assert recorder.flush()
+    assert logged(path) == [2.0, 3.0]  # the old table gained the new columns
+    assert recorder.log.frame()["source"].tolist() == ["api", "api"]
+    recorder.close()
+
+
+def test_a_corrupt_log_degrades_holds_rows_and_drops_only_past_capacity(tmp_path: Path) -> None:
+    path = tmp_path / "log.sqlite"
+    path.write_bytes(b"this is not a database " * 100)
+    progress: list[tuple[int, int, int]] = []
+    recorder = PredictionRecorder(PredictionLog(path), capacity=10)
+    recorder.observe(lambda *counts: progress.append(counts))
+    for i in range(12):
+        recorder(answer(float(i)))
+    assert not recorder.flush(timeout=0.5)
+    status = recorder.status()
+    assert status["status"] == "degraded"
+    assert "file is not a database" in status["reason"]
+    assert "10 row(s) held" in status["reason"]
+    assert (status["rows_written"], status["rows_dropped"], status["queue_depth"]) == (0, 2, 10)
+    assert sum(p[1] for p in progress) == 2 and progress[-1][2] == 10
+
+    path.unlink()  # the operator removes the bad file: the held rows go to a new log
+    assert recorder.flush()
+    assert logged(path) == [float(i) for i in range(10)]
+    status = recorder.status()
+    assert (status["status"], status["rows_written"], status["queue_depth"]) == ("ok", 10, 0)
+    assert sum(p[0] for p in progress) == 10
+    recorder.close()
+
+
+LOCKER = """
+import sqlite3, sys, time
+connection = sqlite3.connect(sys.argv[1], isolation_level=None)
+connection.execute("BEGIN EXCLUSIVE")
+print("locked", flush=True)
+sys.stdin.readline()
+connection.execute("COMMIT")
+"""
+
+
+def lock_in_another_process(path: Path) -> subprocess.Popen[str]:
+    """A process holding an exclusive lock on `path` until a line is sent to its stdin."""
+    locker = subprocess.Popen(
+        [sys.executable, "-c", LOCKER, str(path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert locker.stdout is not None and locker.stdout.readline().strip() == "locked"
+    return locker
+
+
+def release(locker: subprocess.Popen[str]) -> None:
+    assert locker.stdin is not None
+    locker.stdin.write("\n")
+    locker.stdin.flush()
+    assert locker.wait(10) == 0
+
+
+def test_closing_while_locked_keeps_the_rows_for_the_next_recorder(tmp_path: Path) -> None:
+    path = tmp_path / "log.sqlite"
+    recorder = PredictionRecorder(PredictionLog(path), shutdown_seconds=0.5)
+    recorder(answer(1.0))
+    assert recorder.flush()
+    locker = lock_in_another_process(path)
+    try:
+        for i in range(50):
+            recorder(answer(float(i)))
+        recorder.close()
+    finally:
+        release(locker)
+    spill = tmp_path / "log.sqlite.unwritten.jsonl"
+    assert len(spill.read_text().splitlines()) == 50
+    assert recorder.status()["rows_dropped"] == 0
+    again = PredictionRecorder(PredictionLog(path))
+    assert again.flush()
+    again.close()
+    assert logged(path) == [1.0] + [float(i) for i in range(50)]
+    assert not spill.exists()
