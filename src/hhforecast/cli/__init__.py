@@ -7,7 +7,14 @@ from __future__ import annotations
 
 import typer
 
-from hhforecast.cli import backtest_command, gate_commands, modeling, serve_command, watch_commands
+from hhforecast.cli import (
+    backtest_command,
+    forecast_command,
+    gate_commands,
+    modeling,
+    serve_command,
+    watch_commands,
+)
 from hhforecast.cli.dataset_commands import dataset_app
 from hhforecast.cli.registry_commands import registry_app
 
@@ -25,6 +32,7 @@ app.add_typer(dataset_app, name="dataset")
 app.command()(modeling.train)
 app.command()(modeling.retrain)
 app.command()(modeling.predict)
+app.command()(forecast_command.forecast)
 app.add_typer(registry_app, name="registry")
 app.command()(gate_commands.validate)
 app.command()(gate_commands.promote)

@@ -23,12 +23,15 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from hhforecast.config import Settings
 from hhforecast.errors import EXIT_BAD_INPUT, HHForecastError
+
+if TYPE_CHECKING:
+    from hhforecast.modeling.forecast import PlanForecast
 
 __all__ = [
     "SOURCES",
@@ -313,6 +316,27 @@ class PredictionLog:
                 )
             )
         return self.record(records)
+
+    def record_forecast(
+        self, forecast: PlanForecast, source: str, logged_at: datetime | None = None
+    ) -> int:
+        """Log every week of a plan's forecast, in one transaction."""
+        now = logged_at or datetime.now(UTC)
+        return self.record(
+            PredictionRecord(
+                version=forecast.version,
+                variant=forecast.variant,
+                inputs=week["inputs"],
+                hh_pred=week["HH"],
+                hh_lower=week["HH_lower"],
+                hh_upper=week["HH_upper"],
+                week=week["week"],
+                logged_at=now,
+                source=source,
+                last_trained_week=forecast.last_trained_week,
+            )
+            for week in forecast.rows()
+        )
 
     def frame(self) -> pd.DataFrame:
         """Every logged forecast, oldest first (a log from before `source` reads as api)."""

@@ -1,0 +1,118 @@
+"""`hhforecast forecast`: HH for the planned weeks, logged for `hhforecast monitor`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich import box
+from rich.table import Table
+
+from hhforecast.cli._common import (
+    ConfigOption,
+    JsonOption,
+    console,
+    err_console,
+    fmt,
+    friendly_errors,
+    print_json,
+    settings_from,
+)
+
+
+@friendly_errors
+def forecast(
+    plan: Annotated[
+        Path,
+        typer.Option(
+            "--plan",
+            help="CSV of planned weeks: date (any day of the week) and the variant's features.",
+            dir_okay=False,
+        ),
+    ],
+    output: Annotated[
+        Path | None, typer.Option("--output", help="Also write the forecasts to this CSV.")
+    ] = None,
+    no_log: Annotated[
+        bool, typer.Option("--no-log", help="Do not record the forecasts in the prediction log.")
+    ] = False,
+    version: Annotated[str | None, typer.Option(help="Version (default: production).")] = None,
+    variant: Annotated[
+        str | None, typer.Option(help="Variant (default: mlops.serve_variant, 5features).")
+    ] = None,
+    config: ConfigOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Forecast HH for each planned week, with its interval and how many weeks ahead it is.
+
+    Every forecast is recorded in the prediction log (monitoring.database) for `hhforecast
+    monitor`, unless --no-log.
+
+    Example: hhforecast forecast --plan plan.csv --output forecast.csv
+    """
+    from hhforecast._fs import atomic_write_text
+    from hhforecast.modeling.forecast import forecast_plan
+    from hhforecast.watch.prediction_log import PredictionLog
+
+    settings = settings_from(config)
+    result = forecast_plan(settings, plan, version, variant)
+    if output is not None:
+        atomic_write_text(output, result.to_csv())
+    log = PredictionLog.from_settings(settings)
+    logged, problem = 0, None
+    if not no_log:
+        import sqlite3
+
+        try:
+            logged = log.record_forecast(result, source="cli")
+        except (sqlite3.Error, OSError) as exc:
+            problem = f"cannot write {log.path} ({exc})"
+        finally:
+            log.close()
+    if json_output:
+        print_json(
+            {
+                **result.to_json(),
+                "logged": logged == len(result.frame),
+                "log": {"path": str(log.path), "rows": logged, "problem": problem},
+                "output": str(output) if output else None,
+            }
+        )
+    else:
+        console.print(_table(result))
+        if output is not None:
+            console.print(f"Wrote {len(result.frame)} forecasts to {output}.", highlight=False)
+        if logged:
+            console.print(f"Logged {logged} forecasts to {log.path}.", highlight=False)
+    if problem is not None:
+        err_console.print(
+            f"[yellow]Warning:[/] the forecasts were NOT logged: {problem}. "
+            "Run the command again once the log can be written.",
+            highlight=False,
+        )
+    elif no_log and not json_output:
+        console.print("Not logged (--no-log).")
+
+
+def _table(result: Any) -> Table:
+    table = Table(
+        title=f"HH forecast, version {result.version} ({result.variant}), "
+        f"{result.coverage:.0%} interval",
+        caption=f"ahead: weeks after the version's last week ({result.last_trained_week or '?'})",
+        box=box.SIMPLE_HEAD,
+    )
+    table.add_column("week", no_wrap=True)
+    table.add_column("HH", justify="right", no_wrap=True)
+    table.add_column(f"{result.coverage:.0%} interval", justify="right", no_wrap=True)
+    table.add_column("ahead", justify="right", no_wrap=True)
+    table.add_column("outside training range", max_width=28)
+    for week in result.rows():
+        table.add_row(
+            week["week"],
+            fmt(week["HH"], 0),
+            f"{fmt(week['HH_lower'], 0)} - {fmt(week['HH_upper'], 0)}",
+            "-" if week["horizon"] is None else str(week["horizon"]),
+            ", ".join(week["out_of_range"]) or "-",
+        )
+    return table
