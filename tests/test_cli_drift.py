@@ -274,7 +274,7 @@ def test_the_running_service_logs_what_monitor_reports(trained_project: Project,
     )
     assert result.exit_code == 0, result.stderr
     data = json.loads(result.stdout)
-    assert data["weeks_matched"] == 1
+    assert data["forecasts_matched"] == 4  # every forecast of the week, each matched once
     (period,) = data["periods"]
     assert period["period"] == this_week[:7]
     assert period["mae"] == pytest.approx(40.0, abs=1e-3)

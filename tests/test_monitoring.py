@@ -11,7 +11,6 @@ import pandas as pd
 import pytest
 
 from hhforecast.config import load_settings
-from hhforecast.registry.store import Registry
 from hhforecast.watch.monitor import run_monitor
 from hhforecast.watch.prediction_log import (
     PredictionLog,
@@ -34,7 +33,7 @@ WEEKS = {
     "2024-01-22": (400.0, 400.0),
     "2024-01-29": (500.0, 480.0),
     "2024-02-05": (600.0, 700.0),
-    "2024-02-12": (700.0, 600.0),
+    "2024-02-12": (700.0, 800.0),
 }
 
 
@@ -114,20 +113,22 @@ def test_scored_rows_are_logged_with_their_date(tmp_path: Path) -> None:
     log.close()
 
 
-def _monitored_project(trained_project: Project, limit: float) -> tuple[Project, float]:
-    """Log the WEEKS predictions for 1.0.0 and set error_factor so that its limit is `limit`."""
-    rmse = Registry(trained_project.settings).get("1.0.0").metric("5features", "RMSE")
-    assert rmse is not None
-    write_config(trained_project.root, monitoring={"error_factor": limit / rmse})
-    settings = load_settings(trained_project.config)
+def _monitored_project(trained_project: Project) -> Project:
+    """Log the WEEKS forecasts of 1.0.0 (horizons 1 to 7) and their realised HH."""
+    settings = trained_project.settings
     log = PredictionLog.from_settings(settings)
     # An earlier forecast of the first week is superseded by the later one.
-    log.record([record("2024-01-01", 999.0, logged_at=EARLY)])
-    log.record([record(week, predicted, logged_at=LATE) for week, (predicted, _) in WEEKS.items()])
+    log.record([record("2024-01-01", 999.0, logged_at=EARLY, source="cli")])
     log.record(
         [
-            record("2024-01-01", 150.0, version="1.1.0", logged_at=LATE),
-            record("2024-03-04", 800.0, logged_at=LATE),  # not realised yet: ignored
+            record(week, predicted, logged_at=LATE, last_trained_week="2023-12-25")
+            for week, (predicted, _) in WEEKS.items()
+        ]
+    )
+    log.record(
+        [
+            record("2024-01-01", 150.0, version="1.1.0", logged_at=LATE, source="web"),
+            record("2024-03-04", 800.0, logged_at=LATE),  # not realised yet: pending
         ]
     )
     log.close()
@@ -135,20 +136,23 @@ def _monitored_project(trained_project: Project, limit: float) -> tuple[Project,
     pd.DataFrame({"date": list(WEEKS), "HH": [realised for _, realised in WEEKS.values()]}).to_csv(
         actuals, index=False
     )
-    return trained_project, rmse
+    return trained_project
 
 
-def test_error_per_week_and_month_matches_hand_sums(trained_project: Project) -> None:
-    project, _ = _monitored_project(trained_project, limit=50.0)
+def test_error_per_week_month_and_horizon_matches_hand_sums(trained_project: Project) -> None:
+    project = _monitored_project(trained_project)
     weekly = run_monitor(project.settings, project.root / "actuals.csv", "week")
+    # Every logged forecast of a realised week is matched once, the superseded one included.
+    assert len(weekly.matched) == 9 and weekly.matched["id"].is_unique
+    assert (weekly.logged, weekly.pending) == (10, 1)
+    assert sorted(weekly.matched["source"]) == ["api"] * 7 + ["cli", "web"]
     rows = {(p.period, p.version): p for p in weekly.periods}
     assert len(rows) == 8
     assert rows[("2024-01-01", "1.0.0")].mae == pytest.approx(10.0)  # 100 vs 110, not 999
     assert rows[("2024-01-01", "1.1.0")].mae == pytest.approx(40.0)
-    assert rows[("2024-01-01", "1.1.0")].limit is not None
     assert rows[("2024-02-05", "1.0.0")].rmse == pytest.approx(100.0)
+    assert rows[("2024-02-05", "1.0.0")].bias == pytest.approx(-100.0)
     assert rows[("2024-02-05", "1.0.0")].mape == pytest.approx(100 * 100 / 700)
-    assert [p.period for p in weekly.periods if p.flagged] == ["2024-02-05", "2024-02-12"]
 
     monthly = run_monitor(project.settings, project.root / "actuals.csv", "month")
     by_month = {(p.period, p.version): p for p in monthly.periods}
@@ -159,18 +163,61 @@ def test_error_per_week_and_month_matches_hand_sums(trained_project: Project) ->
     assert january.mape == pytest.approx(
         100 * (10 / 110 + 10 / 190 + 30 / 330 + 0 / 400 + 20 / 480) / 5
     )
-    assert january.limit == pytest.approx(50.0)
     assert january.in_interval == 1.0  # every January error is within the ±50 interval
-    assert not january.flagged
     february = by_month[("2024-02", "1.0.0")]
     assert (february.weeks, february.mae, february.rmse) == (2, 100.0, 100.0)
     assert february.in_interval == 0.0
-    assert february.flagged
-    assert monthly.verdict == "above limit"
-    assert monthly.message == (
-        "1 of 3 periods have an RMSE above "
-        f"{monthly.error_factor:g} x the version's test RMSE: 2024-02 (1.0.0)"
-    )
+
+    bands = {(p.period, p.version): p for p in weekly.horizons}
+    assert (bands[("1", "1.0.0")].weeks, bands[("1", "1.0.0")].mae) == (1, 10.0)
+    # The superseded forecast counts per horizon (it had none recorded): 999 vs 110.
+    assert bands[("unknown", "1.0.0")].mae == pytest.approx(889.0)
+    assert bands[("3-4", "1.0.0")].mae == pytest.approx((30 + 0) / 2)
+    assert bands[("5-8", "1.0.0")].weeks == 3
+    assert bands[("unknown", "1.1.0")].weeks == 1
+
+
+def test_the_alert_follows_the_forecasts_own_intervals(trained_project: Project) -> None:
+    project = _monitored_project(trained_project)
+    write_config(project.root, monitoring={"alert_baseline_weeks": 0})
+    project = Project(project.root, project.config)
+    # ±50 is an 80% interval: sigma = 50 / 1.2816 = 39 HH. Two February weeks 100 HH above
+    # their forecasts give z = 2.56 each; the CUSUM (slack 0.5) reaches 4.13 > 4 in the second.
+    weekly = run_monitor(project.settings, project.root / "actuals.csv", "week")
+    assert weekly.alerts.to_dict("records") == [
+        {"version": "1.0.0", "variant": "5features", "week": "2024-02-12", "direction": "high",
+         "cusum": 4.13}
+    ]  # fmt: skip
+    assert [p.period for p in weekly.periods if p.flagged] == ["2024-02-12"]
+    monthly = run_monitor(project.settings, project.root / "actuals.csv", "month")
+    assert [p.period for p in monthly.periods if p.flagged] == ["2024-02"]
+    assert monthly.verdict == "alert"
+    assert "2024-02-12 (1.0.0, high)" in monthly.message
+    write_config(project.root, monitoring={"alert_threshold": 4.2, "alert_baseline_weeks": 0})
+    assert run_monitor(load_settings(project.config), project.root / "actuals.csv").verdict == "ok"
+
+
+def test_the_first_weeks_of_a_version_give_its_usual_bias(trained_project: Project) -> None:
+    project = _monitored_project(trained_project)
+    # January's z-scores (0.256, -0.256, 0.769, 0, -0.513) average 0.051: February's two
+    # z = 2.563 count 2.512 each, and the CUSUM reaches 2 x (2.512 - 0.5) = 4.02.
+    write_config(project.root, monitoring={"alert_baseline_weeks": 5})
+    result = run_monitor(load_settings(project.config), project.root / "actuals.csv")
+    assert result.alerts[["week", "cusum"]].to_dict("records") == [
+        {"week": "2024-02-12", "cusum": 4.02}
+    ]
+    # Seven realised weeks are not enough to know the usual bias of 1.0.0: no alert yet.
+    write_config(project.root, monitoring={"alert_baseline_weeks": 7})
+    assert run_monitor(load_settings(project.config), project.root / "actuals.csv").verdict == "ok"
+
+
+def test_cusum_alarms_and_restarts() -> None:
+    from hhforecast.watch.monitor import cusum_alarms
+
+    z = np.array([1.0, 1.0, 1.0, 1.0, 1.0, np.nan, -3.0, -3.0, 0.0])
+    # high: 0.5, 1.0, 1.5, 2.0, 2.5 (no alarm at 4); low: 2.5, 5.0 -> alarm at index 7
+    assert cusum_alarms(z, 0.5, 4.0) == [(7, "low", 5.0)]
+    assert cusum_alarms(z, 0.5, 2.2) == [(4, "high", 2.5), (6, "low", 2.5), (7, "low", 2.5)]
 
 
 def test_no_prediction_log_is_bad_input(project: Project) -> None:
@@ -178,10 +225,8 @@ def test_no_prediction_log_is_bad_input(project: Project) -> None:
     actuals.write_text("date,HH\n2024-01-01,100\n")
     with pytest.raises(PredictionLogError) as caught:
         run_monitor(project.settings, actuals)
-    path = project.root / "models" / "predictions.sqlite"
-    assert str(caught.value) == (
-        f"no prediction log at {path}: the service writes it once it has served a prediction "
-        "(monitoring.database in the config names the file)"
+    assert str(caught.value).startswith(
+        f"no prediction log at {project.root / 'models' / 'predictions.sqlite'}: "
     )
     assert caught.value.exit_code == 2
 

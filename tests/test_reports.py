@@ -1,5 +1,6 @@
 """HTML reports: values from files and datasets are text on the page, never markup."""
 
+import dataclasses
 from pathlib import Path
 
 import pandas as pd
@@ -51,27 +52,46 @@ def test_a_hostile_log_path_and_period_are_escaped_in_the_monitor_report() -> No
         mae=12.5,
         rmse=1234.5,
         mape=float("nan"),
+        bias=-3.0,
         in_interval=0.75,
-        limit=None,
         flagged=True,
+    )
+    matched = pd.DataFrame(
+        {
+            "week": ["2024-01-01"],
+            "version": ["1.0.0"],
+            "source": ["cli <b>"],
+            "hh_pred": [1000.0],
+            "hh_lower": [900.0],
+            "hh_upper": [1100.0],
+            "actual": [1050.0],
+        }
     )
     result = MonitorResult(
         by="month",
         database=Path("/srv/logs <&>/predictions.sqlite"),
         periods=[period],
-        joined=pd.DataFrame(columns=["week", "version", "hh_pred", "actual"]),
-        error_factor=1.5,
-        message="1 of 1 periods <above> & beyond",
+        horizons=[dataclasses.replace(period, period="1", flagged=False)],
+        matched=matched,
+        alerts=pd.DataFrame(
+            [("1.0.0", "5features", "2024-01-22", "high", 4.5)],
+            columns=["version", "variant", "week", "direction", "cusum"],
+        ),
+        logged=2,
+        pending=1,
+        threshold=4.0,
+        message="1 alert <above> & beyond",
     )
 
     html = monitor_html(result)
 
-    assert "<i>" not in html and "<&>" not in html and "<above>" not in html
-    assert "Predictions from /srv/logs &lt;&amp;&gt;/predictions.sqlite;" in html
-    assert '<p class="drift">1 of 1 periods &lt;above&gt; &amp; beyond.</p>' in html
-    assert "1.5 x the version's RMSE" in html
+    assert "<i>" not in html and "<&>" not in html and "<above>" not in html and "<b>" not in html
+    assert "Forecasts from /srv/logs &lt;&amp;&gt;/predictions.sqlite." in html
+    assert '<p class="drift">1 alert &lt;above&gt; &amp; beyond.</p>' in html
+    assert "1 of 2 logged forecasts matched\n(cli &lt;b&gt;: 1 (1.0.0));" in html
     assert (
         "<tr><td>2024-01 &lt;i&gt;</td><td>1.0.0</td><td>5features</td><td>4</td>\n"
-        "<td>12.5</td><td>1,234.5</td><td>-</td>\n<td>75</td><td>-</td>\n"
-        '<td><span class="drift">above limit</span></td></tr>'
+        "<td>12.5</td><td>1,234.5</td><td>-3.0</td>\n<td>-</td><td>75</td>\n"
+        '<td><span class="drift">alert</span></td></tr>'
     ) in html
+    assert 'alt="forecast vs realised" src="data:image/png;base64,' in html

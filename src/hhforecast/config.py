@@ -118,7 +118,14 @@ class MonitoringConfig(_Section):
     database: str = "models/predictions.sqlite"
     queue_rows: int = Field(200_000, ge=1)
     """Rows the service holds at most while the log cannot be written; more are dropped."""
-    error_factor: float = Field(1.5, gt=0.0)
+    alert_baseline_weeks: int = Field(13, ge=0)
+    """A version's first realised weeks, whose mean error is its usual bias; no alert in them."""
+    alert_slack: float = Field(0.5, ge=0.0)
+    """CUSUM slack, in standard deviations implied by the forecasts' intervals."""
+    alert_threshold: float = Field(4.0, gt=0.0)
+    """CUSUM threshold: `monitor` alerts in the week the sum passes it (docs/drift.md)."""
+    error_factor: float | None = Field(None, gt=0.0)
+    """No longer used (the alert rule replaced it); accepted so older config files still load."""
 
 
 class UtilizationColumns(_Section):

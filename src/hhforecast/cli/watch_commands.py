@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich import box
 from rich.table import Table
 
 from hhforecast.cli._common import (
@@ -136,9 +137,10 @@ def monitor(
     config: ConfigOption = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Join logged predictions with realised HH: error per period and version.
+    """Match every logged forecast to its realised week: errors per period and horizon, alerts.
 
-    Exit 0: every period within monitoring.error_factor x test RMSE; 1: one above; 2: bad input.
+    Exit 0: no alert; 1: the errors went beyond what the forecasts' intervals allow (an alert,
+    see docs/drift.md); 2: bad input.
 
     Example: hhforecast monitor --actuals data/realised.csv --by month
     """
@@ -154,37 +156,53 @@ def monitor(
         raise typer.Exit(EXIT_CHECK_FAILED)
 
 
-def _print_monitor(result: Any) -> None:
-    table = Table(title=f"Predicted vs realised HH per {result.by} (from {result.database})")
-    for column in (
-        "period",
-        "version",
-        "variant",
-        "weeks",
-        "MAE",
-        "RMSE",
-        "MAPE %",
-        "in int. %",
-        "limit RMSE",
-        "flag",
-    ):
-        left = column in ("period", "version", "variant")
-        # Dates must stay whole even on a narrow terminal; numbers can wrap.
-        table.add_column(column, justify="left" if left else "right", no_wrap=column == "period")
-    for row in result.periods:
-        table.add_row(
+def _error_table(title: str, first: str, rows: Any, flags: bool) -> Table:
+    table = Table(title=title, box=box.SIMPLE_HEAD)
+    columns = [first, "version", "n", "MAE", "RMSE", "bias", "in int."]
+    for column in [*columns, *(["alert"] if flags else [])]:
+        left = column in (first, "version")
+        table.add_column(column, justify="left" if left else "right", no_wrap=column == first)
+    for row in rows:
+        cells = [
             row.period,
             row.version,
-            row.variant,
             str(row.weeks),
-            fmt(row.mae),
-            fmt(row.rmse),
-            fmt(row.mape),
-            fmt(100 * row.in_interval, 0),
-            fmt(row.limit),
-            "[bold red]above limit[/]" if row.flagged else "ok",
-        )
+            fmt(row.mae, 0),
+            fmt(row.rmse, 0),
+            fmt(row.bias, 0),
+            f"{fmt(100 * row.in_interval, 0)}%",
+        ]
+        if flags:
+            cells.append("[bold red]ALERT[/]" if row.flagged else "ok")
+        table.add_row(*cells)
+    return table
+
+
+def _print_monitor(result: Any) -> None:
     if result.periods:
-        console.print(table)
+        console.print(
+            _error_table(
+                f"Forecast vs realised HH per {result.by} (latest forecast of each week)",
+                result.by,
+                result.periods,
+                flags=True,
+            )
+        )
+        console.print(
+            _error_table(
+                "Per horizon (weeks ahead of the version's data; every forecast)",
+                "ahead",
+                result.horizons,
+                flags=False,
+            )
+        )
+        sources = ", ".join(
+            f"{s['source']} {s['forecasts']} ({s['version']})" for s in result.sources()
+        )
+        console.print(
+            f"Forecasts matched: {len(result.matched)} of {result.logged} logged ({sources}); "
+            f"{result.pending} not realised yet. Log: {result.database}",
+            highlight=False,
+        )
     colour = "bold red" if result.flagged else "bold green"
     console.print(f"[{colour}]{result.message}[/]", highlight=False)

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from hhforecast.config import Settings
+from hhforecast.config import DatasetConfig, Settings
 from hhforecast.datasets.weekly import DATE_COLUMN, load_weekly_dataset
 from hhforecast.modeling.inference import VariantModel
 from hhforecast.modeling.predict import load_model
@@ -50,18 +50,26 @@ def last_trained_week(model: VariantModel) -> str | None:
     return monday_of(date.fromisoformat(str(end)[:10])).isoformat()
 
 
-def read_plan(path: Path, features: list[str]) -> pd.DataFrame:
-    """The plan's weeks: ``date`` (as read) and the features, checked like any weekly file."""
+def read_plan(
+    path: Path, features: list[str], reading: DatasetConfig | None = None
+) -> pd.DataFrame:
+    """The plan's weeks: ``date`` (a Monday) and the features, checked like any weekly file
+    (`reading`: how the user's files are written, config `dataset:`)."""
     # The one place plan and actuals files are read: the shared weekly reader.
-    return load_weekly_dataset(path, features, None).frame
+    return load_weekly_dataset(path, features, None, reading=reading).frame
 
 
-def read_plan_bytes(content: bytes, features: list[str], name: str = "plan.csv") -> pd.DataFrame:
+def read_plan_bytes(
+    content: bytes,
+    features: list[str],
+    name: str = "plan.csv",
+    reading: DatasetConfig | None = None,
+) -> pd.DataFrame:
     """`read_plan` for an uploaded file (the web page), read through the same reader."""
     with tempfile.TemporaryDirectory(prefix="hhforecast-plan-") as folder:
-        path = Path(folder) / Path(name).name
+        path = Path(folder) / (Path(name).name or "plan.csv")
         path.write_bytes(content)
-        return read_plan(path, features)
+        return read_plan(path, features, reading)
 
 
 @dataclass(frozen=True)
@@ -151,4 +159,4 @@ def forecast_plan(
 ) -> PlanForecast:
     """Forecast every week of a plan file with a version (default: production)."""
     model = load_model(settings, version, variant)
-    return forecast_weeks(model, read_plan(plan_path, model.features))
+    return forecast_weeks(model, read_plan(plan_path, model.features, settings.dataset))

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import base64
 import io
-from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -19,20 +18,7 @@ from hhforecast.datasets.weekly import DATE_COLUMN
 from hhforecast.watch.signals import PREDICTION_COLUMN
 from hhforecast.watch.statistics import SignalDrift
 
-__all__ = ["PeriodRmse", "monitor_chart", "predicted_vs_realised", "signal_histogram"]
-
-
-class PeriodRmse(Protocol):
-    """What the monitor chart reads of one period's error."""
-
-    @property
-    def period(self) -> str: ...
-    @property
-    def version(self) -> str: ...
-    @property
-    def rmse(self) -> float: ...
-    @property
-    def limit(self) -> float | None: ...
+__all__ = ["monitor_chart", "predicted_vs_realised", "signal_histogram"]
 
 
 def _figure(width: float, height: float) -> Any:
@@ -81,26 +67,23 @@ def predicted_vs_realised(recent: pd.DataFrame, target: str, version: str, varia
     return _data_uri(figure)
 
 
-def monitor_chart(joined: pd.DataFrame, periods: Sequence[PeriodRmse], by: str) -> str:
-    """Realised and logged predicted HH per week, and each version's RMSE per period."""
-    figure = _figure(8.0, 5.6)
-    top, bottom = figure.subplots(2, 1, sharex=False)
-    realised = joined.drop_duplicates("week")
-    top.plot(pd.to_datetime(realised["week"]), realised["actual"], "k-s", label="realised")
-    for version, group in joined.groupby("version"):
-        top.plot(
-            pd.to_datetime(group["week"]), group["hh_pred"], "o--", label=f"predicted ({version})"
+def monitor_chart(matched: pd.DataFrame) -> str:
+    """Realised HH per week, and every matched forecast with its interval, by version and source."""
+    figure = _figure(8.0, 3.6)
+    axes = figure.add_subplot()
+    realised = matched.drop_duplicates("week").sort_values("week")
+    axes.plot(pd.to_datetime(realised["week"]), realised["actual"], "k-s", label="realised")
+    for (version, source), group in matched.groupby(["version", "source"]):
+        axes.errorbar(
+            pd.to_datetime(group["week"]),
+            group["hh_pred"],
+            yerr=[group["hh_pred"] - group["hh_lower"], group["hh_upper"] - group["hh_pred"]],
+            fmt="o",
+            capsize=2,
+            alpha=0.7,
+            label=f"forecast {version} ({source})",
         )
-    top.set_ylabel("HH per week")
-    top.legend(fontsize=8)
-    for version in sorted(set(joined["version"])):
-        chosen = [p for p in periods if p.version == version]
-        names = [p.period for p in chosen]
-        bottom.plot(names, [p.rmse for p in chosen], "o-", label=f"RMSE ({version})")
-        limits = [p.limit for p in chosen]
-        if all(v is not None for v in limits):
-            bottom.plot(names, limits, ":", label=f"limit ({version})")
-    bottom.set_ylabel(f"RMSE per {by}")
-    bottom.tick_params(axis="x", labelrotation=45, labelsize=7)
-    bottom.legend(fontsize=8)
+    axes.set_ylabel("HH per week")
+    axes.legend(fontsize=8)
+    figure.autofmt_xdate()
     return _data_uri(figure)

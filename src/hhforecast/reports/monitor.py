@@ -1,13 +1,12 @@
-"""The monitor report: the error table per period and version, and predicted vs realised HH."""
+"""The monitor report: errors per period and horizon, alerts, and every matched forecast."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 import pandas as pd
 
-from hhforecast.reports.charts import PeriodRmse, monitor_chart
+from hhforecast.reports.charts import monitor_chart
 from hhforecast.reports.pages import render_page
 
 __all__ = ["MonitorOutcome", "monitor_report"]
@@ -23,12 +22,13 @@ class MonitorOutcome(Protocol):
     @property
     def by(self) -> str: ...
     @property
-    def joined(self) -> pd.DataFrame: ...
+    def matched(self) -> pd.DataFrame: ...
     @property
-    def periods(self) -> Sequence[PeriodRmse]: ...
+    def flagged(self) -> bool: ...
+    def sources(self) -> list[dict[str, Any]]: ...
 
 
 def monitor_report(result: MonitorOutcome) -> str:
-    """A self-contained HTML page: the error table and predicted vs realised HH over time."""
-    chart = monitor_chart(result.joined, result.periods, result.by) if len(result.joined) else None
+    """A self-contained HTML page: the error tables and the forecasts against realised HH."""
+    chart = monitor_chart(result.matched) if len(result.matched) else None
     return render_page("monitor.html.j2", result=result, chart=chart)

@@ -1,32 +1,58 @@
-"""Predicted vs realised HH: the logged forecasts matched to realised weeks, error per period.
+"""Forecast vs realised HH: every logged forecast matched to its realised week, errors per week,
+month and horizon, interval coverage, and an alert calibrated on the model's own intervals.
 
-When a week was predicted several times by the same version and variant, the latest prediction
-counts: it is the one the planners saw last.
+Every forecast in the log (from the API, the web page or `hhforecast forecast`) whose target
+week is in the actuals is matched to it, once. Errors per horizon use every forecast; errors per
+week or month, and the alert, use for each week the latest forecast of each version and variant,
+the one planners saw last.
+
+The alert rule (docs/drift.md): each week's error is divided by the standard deviation the
+forecast's own interval implies (an 80% interval spans ±1.28 of them), giving a z-score. A
+version's first `monitoring.alert_baseline_weeks` realised weeks give its usual bias (a healthy
+model forecasting beyond its data is rarely unbiased: measured on simulated fleets, the mean
+z-score of a version ranged from -0.5 to +0.7); from then on a two-sided CUSUM of the z-scores
+net of that bias (slack `monitoring.alert_slack`) raises an alert in the week it passes
+`monitoring.alert_threshold`, and starts again from zero. A month is flagged when one of its
+weeks raised an alert.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from hhforecast.config import DatasetConfig, Settings
-from hhforecast.datasets.weekly import DATE_COLUMN, load_weekly_dataset
+from hhforecast.datasets.weekly import DATE_COLUMN
+from hhforecast.modeling.forecast import read_plan
 from hhforecast.registry.store import Registry
-from hhforecast.watch.prediction_log import PredictionLog, PredictionLogError, week_of
+from hhforecast.watch.prediction_store import PredictionLog, PredictionLogError, week_of
 
 PERIODS = ("week", "month")
+HORIZON_BANDS = ((None, None, "unknown"), (None, 0, "≤ 0"), (1, 1, "1"), (2, 2, "2"),
+                 (3, 4, "3-4"), (5, 8, "5-8"), (9, 13, "9-13"), (14, 26, "14-26"),
+                 (27, None, "> 26"))  # fmt: skip
+"""Horizon bands in weeks ahead: (first, last, label); None is open."""
 
-__all__ = ["MonitorResult", "PeriodError", "monitor_html", "run_monitor"]
+__all__ = [
+    "MonitorResult",
+    "PeriodError",
+    "alert_weeks",
+    "cusum_alarms",
+    "monitor_html",
+    "run_monitor",
+    "z_scores",
+]
 
 
 @dataclass(frozen=True)
 class PeriodError:
-    """The error of one version's predictions over one week or month."""
+    """The error of one version's forecasts over a week, a month or a horizon band."""
 
     period: str
     version: str
@@ -35,136 +61,250 @@ class PeriodError:
     mae: float
     rmse: float
     mape: float
+    bias: float
+    """Mean of forecast − realised: negative when the model forecasts too little."""
     in_interval: float
-    """Share of the weeks whose realised HH fell inside the logged interval."""
-    limit: float | None
-    flagged: bool
+    """Share of the weeks whose realised HH fell inside the forecast's interval."""
+    flagged: bool = False
 
 
 @dataclass(frozen=True)
 class MonitorResult:
-    """Errors per period and version, which periods are above their limit, and the joined weeks."""
+    """Every matched forecast, errors per period and horizon, alerts, and the verdict."""
 
     by: str
     database: Path
     periods: list[PeriodError]
-    joined: pd.DataFrame
-    error_factor: float
+    horizons: list[PeriodError]
+    matched: pd.DataFrame
+    """One row per matched forecast (id, week, source, version, horizon, forecast, actual...)."""
+    alerts: pd.DataFrame
+    """The weeks whose CUSUM passed the threshold: version, variant, week, direction, cusum."""
+    logged: int
+    pending: int
+    """Logged forecasts whose week is not in the actuals (not realised yet, or missing)."""
+    threshold: float
     message: str
 
     @property
     def flagged(self) -> bool:
-        return any(p.flagged for p in self.periods)
+        return bool(len(self.alerts))
 
     @property
     def verdict(self) -> str:
-        if not self.periods:
+        if not len(self.matched):
             return "insufficient"
-        return "above limit" if self.flagged else "ok"
+        return "alert" if self.flagged else "ok"
+
+    def sources(self) -> list[dict[str, Any]]:
+        """How many matched forecasts each source and version made."""
+        counts = self.matched.groupby(["source", "version"]).size().reset_index(name="n")
+        return [
+            {"source": str(r.source), "version": str(r.version), "forecasts": int(str(r.n))}
+            for r in counts.itertuples()
+        ]
 
     def to_json(self) -> dict[str, Any]:
         """Everything a machine needs, JSON-ready."""
+        matched = self.matched.astype(object).where(self.matched.notna(), None)
         return {
             "verdict": self.verdict,
             "message": self.message,
             "by": self.by,
             "database": str(self.database),
-            "error_factor": self.error_factor,
-            "weeks_matched": len(self.joined),
-            "periods": [p.__dict__ for p in self.periods],
+            "forecasts_logged": self.logged,
+            "forecasts_matched": len(self.matched),
+            "forecasts_pending": self.pending,
+            "alert_threshold": self.threshold,
+            "periods": [asdict(p) for p in self.periods],
+            "horizons": [asdict(p) for p in self.horizons],
+            "sources": self.sources(),
+            "alerts": self.alerts.to_dict("records"),
+            "forecasts": matched.to_dict("records"),
         }
 
 
-def _read_actuals(path: Path, target: str, reading: DatasetConfig) -> pd.DataFrame:
-    frame = load_weekly_dataset(path, [target], None, reading=reading).frame
+def read_actuals(path: Path, target: str, reading: DatasetConfig | None = None) -> pd.DataFrame:
+    """Realised HH per week (its Monday), read like any weekly file."""
+    frame = read_plan(path, [target], reading)
     weeks = [week_of(d.date()) for d in frame[DATE_COLUMN]]
-    return pd.DataFrame({"week": weeks, "actual": frame[target].to_numpy(float)})
+    actuals = pd.DataFrame({"week": weeks, "actual": frame[target].to_numpy(float)})
+    twice = actuals["week"].duplicated()
+    if twice.any():
+        raise PredictionLogError(
+            f"{path}: two rows fall in the week of {actuals['week'][twice].iloc[0]}; give one "
+            "row per week"
+        )
+    return actuals
 
 
-def _errors(actual: np.ndarray, predicted: np.ndarray) -> tuple[float, float, float]:
-    error = predicted - actual
+def z_scores(frame: pd.DataFrame, coverage: float) -> np.ndarray:
+    """(realised − forecast) over the standard deviation the forecast's interval implies."""
+    z_edge = NormalDist().inv_cdf(0.5 + coverage / 2)
+    sigma = (frame["hh_upper"].to_numpy(float) - frame["hh_lower"].to_numpy(float)) / (2 * z_edge)
+    error = frame["actual"].to_numpy(float) - frame["hh_pred"].to_numpy(float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(sigma > 0, error / sigma, np.nan)
+
+
+def cusum_alarms(z: np.ndarray, slack: float, threshold: float) -> list[tuple[int, str, float]]:
+    """Two-sided CUSUM over weekly z-scores: (index, "high" or "low", sum) of each alarm.
+
+    Both sums restart from zero after an alarm, so a lasting shift alarms again later.
+    """
+    high = low = 0.0
+    alarms = []
+    for i, value in enumerate(z.tolist()):
+        if not math.isfinite(value):
+            continue
+        high = max(0.0, high + value - slack)
+        low = max(0.0, low - value - slack)
+        if high > threshold or low > threshold:
+            alarms.append((i, "high" if high > threshold else "low", max(high, low)))
+            high = low = 0.0
+    return alarms
+
+
+def alert_weeks(
+    z: np.ndarray, slack: float, threshold: float, baseline: int
+) -> list[tuple[int, str, float]]:
+    """The alarms of one version's weekly z-scores (oldest first), net of its baseline bias."""
+    if baseline:
+        known = z[:baseline][np.isfinite(z[:baseline])]
+        if len(z) <= baseline or not len(known):
+            return []
+        alarms = cusum_alarms(z[baseline:] - float(np.mean(known)), slack, threshold)
+        return [(i + baseline, direction, total) for i, direction, total in alarms]
+    return cusum_alarms(z, slack, threshold)
+
+
+def _errors(group: pd.DataFrame) -> dict[str, Any]:
+    actual = group["actual"].to_numpy(float)
+    error = group["hh_pred"].to_numpy(float) - actual
     positive = actual > 0
     mape = (
         float(100 * np.mean(np.abs(error[positive]) / actual[positive]))
         if positive.any()
         else math.nan
     )
-    return float(np.mean(np.abs(error))), float(np.sqrt(np.mean(error**2))), mape
-
-
-def _in_interval(group: pd.DataFrame) -> float:
     bounds = group[["hh_lower", "hh_upper"]].to_numpy(float)
     known = np.isfinite(bounds).all(axis=1)
-    if not known.any():
-        return math.nan
-    actual = group["actual"].to_numpy(float)[known]
-    return float(np.mean((bounds[known, 0] <= actual) & (actual <= bounds[known, 1])))
+    inside = (
+        float(np.mean((bounds[known, 0] <= actual[known]) & (actual[known] <= bounds[known, 1])))
+        if known.any()
+        else math.nan
+    )
+    return {
+        "mae": float(np.mean(np.abs(error))),
+        "rmse": float(np.sqrt(np.mean(error**2))),
+        "mape": mape,
+        "bias": float(np.mean(error)),
+        "in_interval": inside,
+    }
+
+
+def _band(horizon: Any) -> str:
+    if horizon is None or pd.isna(horizon):
+        return "unknown"
+    for first, last, label in HORIZON_BANDS[1:]:
+        if (first is None or horizon >= first) and (last is None or horizon <= last):
+            return label
+    return "unknown"
+
+
+def _coverage(settings: Settings, registry: Registry, version: str, variant: str) -> float:
+    """The coverage the version's intervals were built for (its metadata, else the config)."""
+    from hhforecast.modeling.artifacts import read_metadata
+
+    try:
+        metadata = read_metadata(registry.version_dir(version))
+        return float(metadata["variants"][variant]["interval"]["coverage"])
+    except Exception:  # a version removed since, or an older metadata layout
+        return settings.training.interval_coverage
 
 
 def run_monitor(settings: Settings, actuals_path: Path, by: str = "week") -> MonitorResult:
-    """Join logged predictions with realised weekly HH; error per period and version."""
+    """Match every logged forecast to its realised week; errors, coverage and alerts."""
     if by not in PERIODS:
         raise PredictionLogError(f"--by {by!r} is not a period; use week or month")
-    log = PredictionLog.from_settings(settings)
-    try:
-        logged = log.frame()
-    finally:
-        log.close()
-    actuals = _read_actuals(actuals_path, settings.training.target, settings.dataset)
-    latest = logged.drop_duplicates(["version", "variant", "week"], keep="last")
-    joined = latest.merge(actuals, on="week", how="inner").sort_values(["week", "version"])
-    joined["period"] = joined["week"] if by == "week" else joined["week"].str[:7]
+    logged = PredictionLog.from_settings(settings).frame()
+    actuals = read_actuals(actuals_path, settings.training.target, settings.dataset)
+    matched = logged.merge(actuals, on="week", how="inner", validate="many_to_one")
+    matched = matched.sort_values(["week", "id"]).reset_index(drop=True)
+    matched["error"] = matched["hh_pred"] - matched["actual"]
+    matched["inside"] = (matched["hh_lower"] <= matched["actual"]) & (
+        matched["actual"] <= matched["hh_upper"]
+    )
+    # For each week, the latest forecast of each version: the one planners saw last.
+    latest = matched.sort_values("id").drop_duplicates(["version", "variant", "week"], keep="last")
+    latest = latest.sort_values("week").reset_index(drop=True)
+    monitoring, registry = settings.monitoring, Registry(settings)
+    alerts = []
+    for (version, variant), series in latest.groupby(["version", "variant"], sort=True):
+        z = z_scores(series, _coverage(settings, registry, str(version), str(variant)))
+        rule = (monitoring.alert_slack, monitoring.alert_threshold, monitoring.alert_baseline_weeks)
+        for i, direction, total in alert_weeks(z, *rule):
+            week = str(series["week"].iloc[i])
+            alerts.append((str(version), str(variant), week, direction, round(total, 2)))
+    alert_frame = pd.DataFrame(alerts, columns=["version", "variant", "week", "direction", "cusum"])
+    alerted = {(v, var, w if by == "week" else w[:7]) for v, var, w, _, _ in alerts}
 
-    registry_rmse = {
-        (entry.version, variant): metrics["RMSE"]
-        for entry in Registry(settings).versions()
-        for variant, metrics in entry.metrics.items()
-        if "RMSE" in metrics
-    }
-    factor = settings.monitoring.error_factor
-    periods = []
-    for (period, version, variant), group in joined.groupby(
-        ["period", "version", "variant"], sort=True
-    ):
-        mae, rmse, mape = _errors(group["actual"].to_numpy(float), group["hh_pred"].to_numpy(float))
-        test_rmse = registry_rmse.get((str(version), str(variant)))
-        limit = factor * test_rmse if test_rmse is not None else None
-        periods.append(
-            PeriodError(
-                period=str(period),
-                version=str(version),
-                variant=str(variant),
-                weeks=len(group),
-                mae=mae,
-                rmse=rmse,
-                mape=mape,
-                in_interval=_in_interval(group),
-                limit=limit,
-                flagged=limit is not None and rmse > limit,
-            )
+    latest["period"] = latest["week"] if by == "week" else latest["week"].str[:7]
+    periods = [
+        PeriodError(
+            str(p),
+            str(v),
+            str(var),
+            len(g),
+            **_errors(g),
+            flagged=(str(v), str(var), str(p)) in alerted,
         )
-    flagged = [p for p in periods if p.flagged]
-    if not periods:
+        for (p, v, var), g in latest.groupby(["period", "version", "variant"], sort=True)
+    ]
+    matched["band"] = [_band(h) for h in matched["horizon"]]
+    order = {label: i for i, (_, _, label) in enumerate(HORIZON_BANDS)}
+    horizons = sorted(
+        (
+            PeriodError(str(b), str(v), str(var), len(g), **_errors(g))
+            for (b, v, var), g in matched.groupby(["band", "version", "variant"], sort=True)
+        ),
+        key=lambda p: (p.version, p.variant, order[p.period]),
+    )
+    matched = matched.drop(columns=["band"])
+    pending = len(logged) - len(matched)
+    if not len(matched):
         message = (
-            f"insufficient data: no logged prediction is for a week of {actuals_path.name} "
-            f"({len(logged)} predictions logged, {len(actuals)} realised weeks)"
+            f"insufficient data: no logged forecast is for a week of {actuals_path.name} "
+            f"({len(logged)} forecasts logged, {len(actuals)} realised weeks)"
         )
-    elif flagged:
-        names = ", ".join(f"{p.period} ({p.version})" for p in flagged)
+    elif alerts:
+        weeks = ", ".join(f"{w} ({v}, {d})" for v, _, w, d, _ in alerts)
         message = (
-            f"{len(flagged)} of {len(periods)} periods have an RMSE above {factor:g} x the "
-            f"version's test RMSE: {names}"
+            f"{len(alerts)} alert(s): errors beyond what the forecasts' own intervals allow, "
+            f"first passing the threshold in {weeks}"
         )
     else:
         message = (
-            f"every period is within {factor:g} x its version's test RMSE "
-            f"({len(joined)} predicted weeks matched)"
+            f"no alert: {len(matched)} forecasts matched to {matched['week'].nunique()} realised "
+            f"weeks, errors within what the forecasts' intervals allow"
         )
-    return MonitorResult(by, log.path, periods, joined.reset_index(drop=True), factor, message)
+    return MonitorResult(
+        by=by,
+        database=PredictionLog.from_settings(settings).path,
+        periods=periods,
+        horizons=horizons,
+        matched=matched,
+        alerts=alert_frame,
+        logged=len(logged),
+        pending=pending,
+        threshold=monitoring.alert_threshold,
+        message=message,
+    )
 
 
 def monitor_html(result: MonitorResult) -> str:
-    """A self-contained HTML page: the error table and predicted vs realised HH over time."""
+    """A self-contained HTML page: errors per period and horizon, alerts, and every matched
+    forecast against the realised HH."""
     from hhforecast.reports.monitor import monitor_report
 
     return monitor_report(result)
