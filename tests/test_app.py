@@ -567,3 +567,33 @@ def test_the_prediction_log_can_be_switched_off(
     logged.state.serving.on_prediction.close()
     write_config(trained_project.root, monitoring={"log_predictions": False})
     assert app_from_environment().state.serving.on_prediction is None
+
+
+def test_the_page_plan_endpoint_forecasts_and_refuses_bad_plans(trained_project: Project) -> None:
+    events: list[PredictionEvent] = []
+    client = client_for(trained_project, on_prediction=events.append)
+    header = "date," + ",".join(FEATURES)
+    values = ",".join(str(v) for v in WEEK.values())
+    plan = f"{header}\n2024-01-03,{values}\n2024-01-10,{values}\n"
+    answer = client.post("/web/plan", content=plan, headers={"X-Filename": "plan%20A.csv"})
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    one = client.post("/api/predict", json=WEEK).json()
+    assert [w["week"] for w in body["weeks"]] == ["2024-01-01", "2024-01-08"]
+    assert [w["horizon"] for w in body["weeks"]] == [1, 2]
+    assert body["weeks"][0]["HH"] == one["HH"] and body["weeks"][0]["HH_upper"] == one["HH_upper"]
+    assert events[0].source == "web" and events[0].weeks == ["2024-01-01", "2024-01-08"]
+    assert events[1].source == "api"
+
+    empty = client.post("/web/plan", content=b"")
+    assert empty.status_code == 400 and empty.json()["error"]["message"] == "the plan file is empty"
+    missing = client.post(
+        "/web/plan", content="date,acft\n2024-01-01,250\n", headers={"X-Filename": "plan%20A.csv"}
+    )
+    assert missing.status_code == 400
+    assert missing.json()["error"]["message"].startswith("plan A.csv: missing column(s)")
+    write_config(trained_project.root, serving={"max_batch_rows": 1})
+    small = client_for(Project(trained_project.root, trained_project.config))
+    too_many = small.post("/web/plan", content=plan)
+    assert too_many.status_code == 413
+    assert len(events) == 2  # refused plans are never logged

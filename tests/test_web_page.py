@@ -8,7 +8,9 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -45,9 +47,9 @@ def live_url(trained_project: Project) -> Iterator[str]:
 
 
 @contextmanager
-def serve_in_thread(trained_project: Project) -> Iterator[str]:
+def serve_in_thread(trained_project: Project, **app_options: Any) -> Iterator[str]:
     port = free_port()
-    app = create_app(trained_project.settings)
+    app = create_app(trained_project.settings, **app_options)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -117,7 +119,10 @@ def test_the_page_predicts_what_the_api_predicts(live_url: str, browser: object)
     assert browser.find_element(By.ID, "result-hh").text == f"{expected['HH']:,.1f}"
     interval = browser.find_element(By.ID, "result-interval").text
     assert interval == f"interval {expected['HH_lower']:,.1f} – {expected['HH_upper']:,.1f} HH"
-    assert browser.find_element(By.ID, "result-version").text == "model version 1.1.0 (5features)"
+    monday = date.today() + timedelta(days=(7 - date.today().weekday()) or 7)  # the default week
+    assert browser.find_element(By.ID, "result-version").text == (
+        f"model version 1.1.0 (5features), for the week of {monday.isoformat()}"
+    )
 
     field = browser.find_element(By.ID, "acft")
     field.clear()

@@ -1,14 +1,24 @@
-"""GET / (the forecast page) and GET /api/history.png (realised vs fitted HH)."""
+"""GET / (the forecast page), POST /web/plan (the page's plan upload) and GET /api/history.png
+(realised vs fitted HH). The page's single-week forecasts go to POST /web/predict (predict.py)."""
 
 from __future__ import annotations
 
 from functools import cache
 from importlib import resources
+from typing import Any
+from urllib.parse import unquote
 
-from fastapi import APIRouter, Response
+import numpy as np
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse
+from starlette.concurrency import run_in_threadpool
 
+from hhforecast.errors import DatasetError
+from hhforecast.serving.production import ServedModel
+from hhforecast.serving.routers.predict import read_body
+from hhforecast.serving.schemas import ErrorBody
 from hhforecast.serving.state import State
+from hhforecast.serving.validation import InvalidRequest
 
 router = APIRouter(tags=["web page"])
 
@@ -25,6 +35,53 @@ def page_html() -> str:
 def index() -> HTMLResponse:
     """Five inputs, a Predict button, the forecast with its interval, and the history picture."""
     return HTMLResponse(page_html())
+
+
+@router.post(
+    "/web/plan",
+    summary="Forecast every week of an uploaded plan (CSV body), logged with source web",
+    responses={
+        400: {"model": ErrorBody, "description": "The plan cannot be read"},
+        413: {"model": ErrorBody, "description": "Plan too large"},
+    },
+)
+async def plan_forecast(request: Request, state: State) -> Any:
+    """The body is a plan file (date and the served variant's features, one row per week)."""
+    limits = state.settings.serving
+    body = await read_body(request, limits.max_body_bytes)
+    served = state.follower.current
+    name = unquote(request.headers.get("x-filename", "plan.csv"))
+    result = await run_in_threadpool(_forecast_plan, served, body, name, limits.max_batch_rows)
+    frame = result.frame
+    state.record(
+        served,
+        frame[result.features].to_numpy(dtype=np.float64),
+        frame["HH_pred"].to_numpy(dtype=np.float64),
+        frame["HH_lower"].to_numpy(dtype=np.float64),
+        frame["HH_upper"].to_numpy(dtype=np.float64),
+        weeks=frame["week"].tolist(),
+        source="web",
+    )
+    return result.to_json()
+
+
+def _forecast_plan(served: ServedModel, body: bytes, name: str, max_rows: int) -> Any:
+    from hhforecast.modeling.forecast import forecast_weeks, read_plan_bytes
+
+    if not body:
+        raise InvalidRequest("body", "plan", "the plan file is empty", 400)
+    try:
+        plan = read_plan_bytes(body, served.model.features)
+    except DatasetError as exc:  # named by the uploaded file, not the temporary copy
+        raise InvalidRequest("body", "plan", f"{name}: {exc.problem}", 400) from None
+    if len(plan) > max_rows:
+        raise InvalidRequest(
+            "body",
+            "max_batch_rows",
+            f"the plan has {len(plan)} weeks; at most {max_rows} (serving.max_batch_rows)",
+            413,
+        )
+    return forecast_weeks(served.model, plan)
 
 
 @router.get(
