@@ -118,9 +118,10 @@ def run_wrk(url: str, duration: int, connections: int, pid: int) -> dict[str, fl
     }
 
 
-def start(command: list[str], url: str, log: Path) -> subprocess.Popen[bytes]:
+def start(command: list[str], url: str, log: Path, cwd: Path = ROOT) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if k != "HHFORECAST_CONFIG"}
     with log.open("wb") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=cwd, env=env)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -167,6 +168,25 @@ def time_batch(url: str, repeats: int) -> list[float]:
             if i:  # the first one warms up
                 times.append(elapsed)
     return times
+
+
+def log_rows(project: Path) -> int:
+    """Rows in the copied project's prediction log after the bench (every answer is one)."""
+    import sqlite3
+
+    from hhforecast.config import load_settings
+
+    config = project / "config.yaml"
+    database = (
+        load_settings(config).monitoring.database
+        if config.exists()
+        else "models/predictions.sqlite"
+    )
+    path = project / database
+    if not path.exists():
+        return 0
+    with sqlite3.connect(path) as connection:
+        return int(connection.execute("SELECT count(*) FROM predictions").fetchone()[0])
 
 
 def machine() -> dict[str, str]:
@@ -316,28 +336,39 @@ def render(
     return "\n".join(lines)
 
 
-def bench_config(settings: Settings, version: str, folder: Path, log_predictions: bool) -> Path:
-    """The user's settings with absolute paths, pinned to `version`, and a prediction log of
-    the benchmark's own: tens of thousands of benchmark answers must not reach the real log."""
-    data = {
-        "paths": {**settings.paths.model_dump(), "models_dir": str(settings.models_dir)},
-        "training": settings.training.model_dump(),
-        "mlops": {
-            **settings.mlops.model_dump(),
-            "production_version": version,
-            "registry_file": str(settings.registry_file),
-        },
-        "serving": settings.serving.model_dump(),
-        "monitoring": {
-            **settings.monitoring.model_dump(),
-            "log_predictions": log_predictions,
-            "database": str(folder / "bench-predictions.sqlite"),
-        },
-        "drift": settings.drift.model_dump(),
-    }
-    path = folder / "config.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
+def user_project(settings: Settings, log_predictions: bool) -> Path:
+    """A copy of the user's project (config.yaml as written, the models folder with the
+    registry, the versions and the prediction log as they are) in a temporary folder.
+
+    `hhforecast serve` is then started there exactly as a user starts it, so the benchmark
+    measures what the user runs (production pointer, follower, metrics, the log and its size)
+    while its tens of thousands of answers stay out of the real prediction log.
+    """
+    # In the project folder, so that the log is on the same disk as the user's own.
+    folder = Path(tempfile.mkdtemp(prefix=".hhforecast-bench-", dir=settings.base_dir))
+    base = settings.base_dir
+    if settings.source is not None:
+        text = settings.source.read_text(encoding="utf-8")
+        data = yaml.safe_load(text) or {}
+        if not log_predictions:
+            data.setdefault("monitoring", {})["log_predictions"] = False
+            text = yaml.safe_dump(data, sort_keys=False)
+        (folder / "config.yaml").write_text(text, encoding="utf-8")
+    elif not log_predictions:
+        (folder / "config.yaml").write_text("monitoring:\n  log_predictions: false\n")
+    for path in (settings.models_dir, settings.registry_file.parent):
+        try:
+            relative = path.resolve().relative_to(base.resolve())
+        except ValueError:
+            sys.exit(f"{path} is outside the project folder {base}: cannot copy it for the bench")
+        if path.is_dir() and not (folder / relative).exists():
+            shutil.copytree(path, folder / relative)
+    dataset = settings.paths.dataset
+    if dataset and not Path(dataset).is_absolute() and (base / dataset).exists():
+        # The served version's history picture reads its dataset at start-up.
+        (folder / dataset).parent.mkdir(parents=True, exist_ok=True)
+        (folder / dataset).symlink_to((base / dataset).resolve())
+    return folder
 
 
 def main() -> None:
@@ -365,24 +396,19 @@ def main() -> None:
     nolog_port = free_port()
     nolog_url = f"http://127.0.0.1:{nolog_port}"
     servers = {}
+    # The console script, in a copy of the project, with no option but the port: as a user does.
+    command = shutil.which("hhforecast", path=str(Path(sys.executable).parent)) or "hhforecast"
+    projects = {}
     for target, port, url, log_on in (
         ("api", api_port, api_url, True),
         ("api_nolog", nolog_port, nolog_url, False),
     ):
-        config = bench_config(settings, entry.version, Path(tempfile.mkdtemp()), log_on)
+        projects[target] = user_project(settings, log_on)
         servers[target] = start(
-            [
-                sys.executable,
-                "-m",
-                "hhforecast",
-                "serve",
-                "--port",
-                str(port),
-                "--config",
-                str(config),
-            ],
+            [command, "serve", "--port", str(port)],
             url,
             logs / f"hhforecast-bench-{target}.log",
+            cwd=projects[target],
         )
     api = servers["api"]
     bare = start(
@@ -418,7 +444,11 @@ def main() -> None:
     finally:
         for server in (*servers.values(), bare):
             stop(server)
+        logged = log_rows(projects["api"])
+        for folder in projects.values():
+            shutil.rmtree(folder, ignore_errors=True)
     load_after = " ".join(f"{v:.2f}" for v in os.getloadavg())
+    print(f"prediction log rows written by the logged server: {logged:,}", flush=True)
     text = render(runs, batch_ms, info, load_after, args, entry.version)
     args.output.write_text(text.rstrip("\n") + "\n" + _other_sections(args.output))
     print(f"Wrote {args.output}")
