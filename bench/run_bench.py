@@ -259,8 +259,11 @@ def render(
         "(other work on the machine competes with the servers; compare the two targets within "
         "a round, not across machines)",
         f"- Served version: {served_version}",
-        "- Servers: one uvicorn worker each, no access log, started one after the other and "
-        "measured alternately; wrk runs on the same machine",
+        "- Servers: `hhforecast serve --port P` started as a user starts it (the console "
+        "script, no other option) in a copy of the project (its config.yaml as written, "
+        "registry, versions and prediction log), once as is and once with "
+        "`monitoring.log_predictions: false`; the bare endpoint under uvicorn; one worker "
+        "each, no access log, measured alternately; wrk runs on the same machine",
         f"- Load: `wrk -t1 -c{args.connections} -d{args.duration}s --latency -s bench/predict.lua "
         "URL` (POST of one week's five features), "
         f"{args.rounds} rounds after a warm-up",
@@ -322,12 +325,12 @@ def render(
         "- Bodies over 50 kB (about 450 weeks) are parsed and answered in a worker thread, so "
         "single-week requests keep flowing meanwhile.",
         "- Every answer is logged for `hhforecast monitor` (the default): the request path only "
-        "queues it; every 20 ms a writer thread turns what accumulated into rows (consecutive "
-        "answers of one model stacked, their times formatted by NumPy in one call) and inserts "
-        "them with multi-row INSERT statements in one SQLite transaction (sqlite3 lets go of "
-        "the GIL once per statement, not once per row). That thread's work, about 15 µs of CPU "
-        "per answer, is the gap between the two /api/predict rows: with the writer held back, "
-        "the request path alone measured the same as with the log off. "
+        "counts its rows against the bounded queue under a lock and appends it to a deque; "
+        "every 20 ms a writer thread checks that the log file is still the one it opened (one "
+        "`stat`), turns what accumulated into rows (consecutive answers of one model stacked, "
+        "their times formatted by NumPy in one call) and inserts them with multi-row INSERT "
+        "statements in one SQLite transaction (sqlite3 lets go of the GIL once per statement, "
+        "not once per row). That thread's work is the gap between the two /api/predict rows. "
         "`monitoring.log_predictions: false` removes it.",
         "- `gc.freeze()` at start-up takes the objects TensorFlow leaves behind out of the "
         "collector's reach, so a full collection does not stall requests for 100 ms.",
