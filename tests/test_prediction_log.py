@@ -165,3 +165,15 @@ def test_closing_while_locked_keeps_the_rows_for_the_next_recorder(tmp_path: Pat
     again.close()
     assert logged(path) == [1.0] + [float(i) for i in range(50)]
     assert not spill.exists()
+
+
+def test_an_answer_that_cannot_become_a_row_is_counted_not_left_waiting(tmp_path: Path) -> None:
+    recorder = PredictionRecorder(PredictionLog(tmp_path / "log.sqlite"))
+    broken = answer(2.0)._replace(x=np.array([249.0]))  # one value, not a row of five
+    for event in (answer(1.0), broken, answer(3.0)):
+        recorder(event)
+    assert recorder.flush()
+    status = recorder.status()
+    assert (status["rows_written"], status["rows_dropped"], status["queue_depth"]) == (2, 1, 0)
+    assert logged(tmp_path / "log.sqlite") == [1.0, 3.0]
+    recorder.close()

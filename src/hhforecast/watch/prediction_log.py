@@ -93,6 +93,7 @@ class PredictionRecorder:
         self.rows_written = 0
         self.rows_dropped = 0
         self._pending = 0  # accepted, not yet written
+        self._settled = 0  # accepted and then written, kept in the side file, or lost
         self.problem: str | None = None
         self._reported = (0, 0)
         self._report_lock = threading.Lock()
@@ -178,7 +179,12 @@ class PredictionRecorder:
             self._held.extend(events_rows(events))
         except Exception:  # a malformed answer must not stop the log of the others
             logger.exception("could not turn %d answer(s) into log rows", len(events))
-            self._held.extend(row for event in events for row in _rows_or_none(event))
+            for event in events:
+                rows = _rows_or_none(event)
+                self._held.extend(rows)
+                lost = len(event.predictions) - len(rows)
+                if lost:  # counted, so that the queue depth and flush() stay true
+                    self._settle(lost, dropped=True)
 
     def _write_held(self) -> None:
         if not self._held:
@@ -192,12 +198,20 @@ class PredictionRecorder:
             self.problem = reason
             return
         self._held.clear()
+        if self.problem is not None:
+            logger.info("prediction log: writing again to %s", self.log.path)
+        self.problem = None
+        self._settle(written, written=True)
+
+    def _settle(self, rows: int, written: bool = False, dropped: bool = False) -> None:
+        """Rows that left the queue: written, kept in the side file, or lost (counted)."""
         with self._lock:
-            self._pending -= written
-            self.rows_written += written
-            if self.problem is not None:
-                logger.info("prediction log: writing again to %s", self.log.path)
-            self.problem = None
+            self._pending -= rows
+            self._settled += rows
+            if written:
+                self.rows_written += rows
+            if dropped:
+                self.rows_dropped += rows
         with self._written_cond:
             self._written_cond.notify_all()
 
@@ -233,9 +247,7 @@ class PredictionRecorder:
                 self.spill_path,
                 exc,
             )
-            with self._lock:
-                self.rows_dropped += len(self._held)
-                self._pending -= len(self._held)
+            self._settle(len(self._held), dropped=True)
             self._held.clear()
             return
         logger.warning(
@@ -243,8 +255,7 @@ class PredictionRecorder:
             len(self._held),
             self.spill_path,
         )
-        with self._lock:
-            self._pending -= len(self._held)
+        self._settle(len(self._held))
         self._held.clear()
 
     def _take_spilled(self) -> None:
@@ -268,12 +279,13 @@ class PredictionRecorder:
         logger.info("prediction log: wrote %d kept row(s) from %s", len(rows), self.spill_path)
 
     def flush(self, timeout: float = 10.0) -> bool:
-        """Wait until everything accepted so far is written; False if it was not in time."""
+        """Wait until everything accepted so far has left the queue (written, or counted as
+        dropped); False if it had not in time."""
         target = self.accepted
         self._started.wait(timeout)
         self._wake.set()
         with self._written_cond:
-            return self._written_cond.wait_for(lambda: self.rows_written >= target, timeout)
+            return self._written_cond.wait_for(lambda: self._settled >= target, timeout)
 
     def close(self) -> None:
         """Write what is queued (or keep it in the side file), stop the writer, close the file."""
