@@ -177,3 +177,22 @@ def test_an_answer_that_cannot_become_a_row_is_counted_not_left_waiting(tmp_path
     assert (status["rows_written"], status["rows_dropped"], status["queue_depth"]) == (2, 1, 0)
     assert logged(tmp_path / "log.sqlite") == [1.0, 3.0]
     recorder.close()
+
+
+def test_a_log_written_before_source_and_horizon_reads_as_api(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite"
+    with sqlite3.connect(path) as connection:
+        connection.execute(
+            "CREATE TABLE predictions (id INTEGER PRIMARY KEY AUTOINCREMENT, logged_at TEXT, "
+            "week TEXT, version TEXT, variant TEXT, inputs TEXT, hh_pred REAL, hh_lower REAL, "
+            "hh_upper REAL)"
+        )
+        connection.execute(
+            "INSERT INTO predictions (logged_at, week, version, variant, inputs, hh_pred) "
+            "VALUES ('2024-01-01T00:00:00+00:00', '2024-01-01', '1.0.0', '5features', '{}', 5.0)"
+        )
+    frame = PredictionLog(path).frame()
+    assert frame["source"].tolist() == ["api"] and frame["horizon"].isna().all()
+    with sqlite3.connect(path) as connection:  # reading changed nothing in the file
+        columns = [row[1] for row in connection.execute("PRAGMA table_info(predictions)")]
+    assert "source" not in columns
