@@ -46,8 +46,7 @@ def forecast(
 ) -> None:
     """Forecast HH for each planned week, with its interval and how many weeks ahead it is.
 
-    Every forecast is recorded in the prediction log (monitoring.database) for `hhforecast
-    monitor`, unless --no-log.
+    Each forecast is logged (monitoring.database) for `hhforecast monitor`, unless --no-log.
 
     Example: hhforecast forecast --plan plan.csv --output forecast.csv
     """
