@@ -574,7 +574,7 @@ def test_the_page_plan_endpoint_forecasts_and_refuses_bad_plans(trained_project:
     client = client_for(trained_project, on_prediction=events.append)
     header = "date," + ",".join(FEATURES)
     values = ",".join(str(v) for v in WEEK.values())
-    plan = f"{header}\n2024-01-03,{values}\n2024-01-10,{values}\n"
+    plan = f"{header}\n2024-01-01,{values}\n2024-01-08,{values}\n"
     answer = client.post("/web/plan", content=plan, headers={"X-Filename": "plan%20A.csv"})
     assert answer.status_code == 200, answer.text
     body = answer.json()
@@ -585,6 +585,8 @@ def test_the_page_plan_endpoint_forecasts_and_refuses_bad_plans(trained_project:
     assert events[0].source == "web" and events[0].weeks == ["2024-01-01", "2024-01-08"]
     assert events[1].source == "api"
 
+    dotted = client.post("/web/plan", content=plan, headers={"X-Filename": "..%2F..%2F.."})
+    assert dotted.status_code == 200  # a name is never a path
     empty = client.post("/web/plan", content=b"")
     assert empty.status_code == 400 and empty.json()["error"]["message"] == "the plan file is empty"
     missing = client.post(
@@ -596,4 +598,4 @@ def test_the_page_plan_endpoint_forecasts_and_refuses_bad_plans(trained_project:
     small = client_for(Project(trained_project.root, trained_project.config))
     too_many = small.post("/web/plan", content=plan)
     assert too_many.status_code == 413
-    assert len(events) == 2  # refused plans are never logged
+    assert len(events) == 3  # refused plans are never logged

@@ -18,12 +18,12 @@ FEATURES = ["acft", "sum_daily_hours", "Cycles", "sum_uti_mensal", "age_fleet"]
 
 @pytest.fixture
 def plan(trained_project: Project) -> Path:
-    """Eight weeks after the sample's last week (2023-12-25), dated on Wednesdays."""
+    """Eight weeks after the sample's last week (2023-12-25), dated by their Mondays."""
     from hhforecast.datasets.weekly import sample_dataset_path
 
     sample = pd.read_csv(sample_dataset_path())
     weeks = sample.tail(8)[FEATURES].copy()
-    weeks.insert(0, "date", pd.date_range("2024-01-03", periods=8, freq="7D").strftime("%Y-%m-%d"))
+    weeks.insert(0, "date", pd.date_range("2024-01-01", periods=8, freq="7D").strftime("%Y-%m-%d"))
     path = trained_project.root / "plan.csv"
     weeks.to_csv(path, index=False)
     return path

@@ -33,9 +33,8 @@ def test_forecasts_from_cli_api_and_page_are_each_matched_once(trained_project: 
     fleet = simulate_weekly_dataset(seed=23, weeks=8, start="2024-01-01")
     assert fleet["date"].tolist()[0] == "2024-01-01"
     plan = fleet[["date", *FEATURES]].copy()
-    plan["date"] = pd.to_datetime(plan["date"]) + pd.Timedelta(days=2)  # Wednesdays
     plan_file = trained_project.root / "plan.csv"
-    plan.assign(date=plan["date"].dt.strftime("%Y-%m-%d")).to_csv(plan_file, index=False)
+    plan.to_csv(plan_file, index=False)
     realised = trained_project.root / "realised.csv"
     fleet[["date", "HH"]].to_csv(realised, index=False)
 

@@ -27,7 +27,7 @@ def forecast(
         Path,
         typer.Option(
             "--plan",
-            help="CSV of planned weeks: date (any day of the week) and the variant's features.",
+            help="CSV of planned weeks: date (each week's Monday) and the variant's features.",
             dir_okay=False,
         ),
     ],

@@ -1,6 +1,6 @@
 """Forecasts for planned weeks: a plan of utilisation dated by week in, HH with its interval out.
 
-A plan file has a ``date`` per week (any day of it; the week is named by its Monday) and the
+A plan file has a ``date`` per week (its Monday, one row per week, as every weekly file) and the
 variant's features, as planners expect to fly them. Each forecast carries its horizon: how many
 weeks after the last week of the version's dataset the forecast week is (1 = the week right
 after). Forecasts far ahead, or with features outside the training range, deserve less trust.
@@ -59,6 +59,13 @@ def read_plan(
     return load_weekly_dataset(path, features, None, reading=reading).frame
 
 
+def _upload_suffix(name: str) -> str:
+    """The extension of an uploaded file's name (the reader goes by it); never a path."""
+    suffix = Path(name).suffix.lower()
+    plain = suffix.isascii() and 2 <= len(suffix) <= 6 and suffix[1:].isalnum()
+    return suffix if plain else ".csv"
+
+
 def read_plan_bytes(
     content: bytes,
     features: list[str],
@@ -67,7 +74,7 @@ def read_plan_bytes(
 ) -> pd.DataFrame:
     """`read_plan` for an uploaded file (the web page), read through the same reader."""
     with tempfile.TemporaryDirectory(prefix="hhforecast-plan-") as folder:
-        path = Path(folder) / (Path(name).name or "plan.csv")
+        path = Path(folder) / ("plan" + _upload_suffix(name))
         path.write_bytes(content)
         return read_plan(path, features, reading)
 

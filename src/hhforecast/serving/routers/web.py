@@ -13,6 +13,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from hhforecast.config import DatasetConfig
 from hhforecast.errors import DatasetError
 from hhforecast.serving.production import ServedModel
 from hhforecast.serving.routers.predict import read_body
@@ -51,7 +52,9 @@ async def plan_forecast(request: Request, state: State) -> Any:
     body = await read_body(request, limits.max_body_bytes)
     served = state.follower.current
     name = unquote(request.headers.get("x-filename", "plan.csv"))
-    result = await run_in_threadpool(_forecast_plan, served, body, name, limits.max_batch_rows)
+    result = await run_in_threadpool(
+        _forecast_plan, served, body, name, limits.max_batch_rows, state.settings.dataset
+    )
     frame = result.frame
     state.record(
         served,
@@ -65,13 +68,15 @@ async def plan_forecast(request: Request, state: State) -> Any:
     return result.to_json()
 
 
-def _forecast_plan(served: ServedModel, body: bytes, name: str, max_rows: int) -> Any:
+def _forecast_plan(
+    served: ServedModel, body: bytes, name: str, max_rows: int, reading: DatasetConfig
+) -> Any:
     from hhforecast.modeling.forecast import forecast_weeks, read_plan_bytes
 
     if not body:
         raise InvalidRequest("body", "plan", "the plan file is empty", 400)
     try:
-        plan = read_plan_bytes(body, served.model.features)
+        plan = read_plan_bytes(body, served.model.features, name, reading)
     except DatasetError as exc:  # named by the uploaded file, not the temporary copy
         raise InvalidRequest("body", "plan", f"{name}: {exc.problem}", 400) from None
     if len(plan) > max_rows:
