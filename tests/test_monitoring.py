@@ -208,7 +208,11 @@ def test_the_first_weeks_of_a_version_give_its_usual_bias(trained_project: Proje
     ]
     # Seven realised weeks are not enough to know the usual bias of 1.0.0: no alert yet.
     write_config(project.root, monitoring={"alert_baseline_weeks": 7})
-    assert run_monitor(load_settings(project.config), project.root / "actuals.csv").verdict == "ok"
+    young = run_monitor(load_settings(project.config), project.root / "actuals.csv")
+    assert young.verdict == "ok"
+    assert young.message.endswith(
+        "(not judged yet: 1.0.0, 1.1.0, whose first 7 realised weeks give their usual bias)"
+    )
 
 
 def test_cusum_alarms_and_restarts() -> None:

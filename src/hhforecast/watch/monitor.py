@@ -288,6 +288,15 @@ def run_monitor(settings: Settings, actuals_path: Path, by: str = "week") -> Mon
             f"no alert: {len(matched)} forecasts matched to {matched['week'].nunique()} realised "
             f"weeks, errors within what the forecasts' intervals allow"
         )
+        baseline = monitoring.alert_baseline_weeks
+        young = sorted(
+            str(v) for v, n in latest.groupby("version")["week"].nunique().items() if n <= baseline
+        )
+        if young:
+            message += (
+                f" (not judged yet: {', '.join(young)}, whose first {baseline} realised weeks "
+                "give their usual bias)"
+            )
     return MonitorResult(
         by=by,
         database=PredictionLog.from_settings(settings).path,
