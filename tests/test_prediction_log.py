@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import subprocess
 import sys
@@ -11,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from hhforecast.serving.state import PredictionEvent
-from hhforecast.watch.prediction_log import PredictionLog, PredictionRecorder
+from hhforecast.watch.prediction_log import PredictionLog, PredictionRecord, PredictionRecorder
 
 FEATURES = ("acft", "sum_daily_hours", "Cycles", "sum_uti_mensal", "age_fleet")
 AT = datetime(2026, 11, 25, 12, 0, tzinfo=UTC).timestamp()  # a Wednesday
@@ -164,7 +165,7 @@ def test_closing_while_locked_keeps_the_rows_for_the_next_recorder(tmp_path: Pat
     assert again.flush()
     again.close()
     assert logged(path) == [1.0] + [float(i) for i in range(50)]
-    assert not spill.exists()
+    assert sorted(p.name for p in tmp_path.iterdir() if "unwritten" in p.name) == []
 
 
 def test_an_answer_that_cannot_become_a_row_is_counted_not_left_waiting(tmp_path: Path) -> None:
@@ -196,3 +197,18 @@ def test_a_log_written_before_source_and_horizon_reads_as_api(tmp_path: Path) ->
     with sqlite3.connect(path) as connection:  # reading changed nothing in the file
         columns = [row[1] for row in connection.execute("PRAGMA table_info(predictions)")]
     assert "source" not in columns
+
+
+def test_kept_rows_are_written_once_when_several_workers_start(tmp_path: Path) -> None:
+    path = tmp_path / "log.sqlite"
+    # The side file holds log rows in the table's column order, one JSON list a line.
+    kept = PredictionRecord("1.0.0", "5features", {"acft": 1.0}, 7.0, week="2024-01-01").row()
+    (tmp_path / "log.sqlite.unwritten.jsonl").write_text(
+        "".join(json.dumps(list(kept)) + "\n" for _ in range(3))
+    )
+    workers = [PredictionRecorder(PredictionLog(path)) for _ in range(4)]
+    for worker in workers:
+        assert worker.flush()
+        worker.close()
+    assert logged(path) == [7.0, 7.0, 7.0]
+    assert sum(w.rows_written for w in workers) == 3

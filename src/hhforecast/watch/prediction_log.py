@@ -259,9 +259,16 @@ class PredictionRecorder:
         self._held.clear()
 
     def _take_spilled(self) -> None:
-        """Write rows an earlier recorder kept in the side file, then remove it."""
+        """Write rows an earlier recorder kept in the side file, then remove it.
+
+        The file is first renamed to a name of this process's own: when several service
+        workers start together, one of them takes it and the others find nothing, so no row
+        is written twice.
+        """
+        claimed = self.spill_path.with_name(f"{self.spill_path.name}.{os.getpid()}")
         try:
-            text = self.spill_path.read_text(encoding="utf-8")
+            os.rename(self.spill_path, claimed)
+            text = claimed.read_text(encoding="utf-8")
         except FileNotFoundError:
             return
         except OSError as exc:
@@ -272,8 +279,11 @@ class PredictionRecorder:
             self.log.record_rows(rows)
         except (sqlite3.Error, OSError) as exc:
             logger.error("prediction log: %s kept for later (%s)", self.spill_path, exc)
+            with open(self.spill_path, "a", encoding="utf-8") as back:
+                back.write(text)
+            claimed.unlink(missing_ok=True)
             return
-        self.spill_path.unlink(missing_ok=True)
+        claimed.unlink(missing_ok=True)
         with self._lock:
             self.rows_written += len(rows)
         logger.info("prediction log: wrote %d kept row(s) from %s", len(rows), self.spill_path)
