@@ -12,6 +12,7 @@ under the same wrk load, alternating, so that background load hits both alike.
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
 import platform
@@ -409,6 +410,7 @@ def user_project(settings: Settings, log_predictions: bool) -> Path:
     """
     # In the project folder, so that the log is on the same disk as the user's own.
     folder = Path(tempfile.mkdtemp(prefix=".hhforecast-bench-", dir=settings.base_dir))
+    atexit.register(shutil.rmtree, folder, True)  # removed however the bench ends
     base = settings.base_dir
     if settings.source is not None:
         text = settings.source.read_text(encoding="utf-8")
