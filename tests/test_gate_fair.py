@@ -100,7 +100,14 @@ def test_newer_weeks_passed_with_data_are_the_only_ones_judged(fair: Project) ->
 
 def test_the_known_better_version_is_promoted_with_its_evidence(fair: Project, cli) -> None:
     promote(fair.settings, "broken")  # no gate: the broken version serves
-    result = cli("promote", "1.0.0", "--require-better-rmse", "--json", "--config", fair.config)
+    # The two versions' datasets disagree on HH, so the gate asks for weeks one trusts.
+    recent = fair.root / "data" / "recent.csv"
+    unsure = cli("promote", "1.0.0", "--require-better-rmse", "--config", fair.config)
+    assert unsure.exit_code == 2 and "pass --data FILE" in " ".join(unsure.stderr.split())
+    result = cli(
+        "promote", "1.0.0", "--require-better-rmse", "--data", recent, "--json",
+        "--config", fair.config,
+    )  # fmt: skip
     assert result.exit_code == 0, result.stderr
     outcome = json.loads(result.stdout)
     validation = outcome["validation"]
@@ -134,14 +141,15 @@ def test_require_significant_demands_a_test_at_the_configured_level(fair: Projec
     # No real difference reaches a level this small, even a threefold error.
     set_mlops(fair, significance_level=1e-300)
     before = fair.config.read_bytes()
-    refused = cli("promote", "1.0.0", "--require-significant", "--config", fair.config)
+    recent = ("--data", fair.root / "data" / "recent.csv")
+    refused = cli("promote", "1.0.0", "--require-significant", *recent, "--config", fair.config)
     assert refused.exit_code == 1
     message = " ".join(refused.stderr.split())
     assert "is lower, but not significantly so: Diebold–Mariano" in message
     assert "above the level 1e-300" in message
     assert fair.config.read_bytes() == before
     set_mlops(fair, significance_level=0.05)
-    accepted = cli("promote", "1.0.0", "--require-significant", "--config", fair.config)
+    accepted = cli("promote", "1.0.0", "--require-significant", *recent, "--config", fair.config)
     assert accepted.exit_code == 0, accepted.stderr
     assert "Diebold–Mariano" in " ".join(accepted.stdout.split())
 
@@ -256,3 +264,16 @@ def test_compare_refuses_weeks_one_of_them_learnt_from(fair: Project, cli) -> No
     )
     same = cli("registry", "compare", "1.0.0", "1.0.0", "--config", fair.config)
     assert same.exit_code == 2
+
+
+def test_a_candidate_is_not_judged_by_its_own_wrong_labels(fair: Project, cli) -> None:
+    # "broken" learnt HH x 3; its own test weeks carry those labels, by which it would win.
+    promote(fair.settings, "1.0.0")
+    before = fair.config.read_bytes(), fair.registry_file.read_bytes()
+    result = cli("promote", "broken", "--require-better-rmse", "--config", fair.config)
+    assert result.exit_code == 2
+    assert (
+        "give different HH for 65 of the 65 fair weeks both hold, so the candidate cannot be "
+        "judged on its own labels; pass --data FILE" in " ".join(result.stderr.split())
+    )
+    assert (fair.config.read_bytes(), fair.registry_file.read_bytes()) == before

@@ -226,7 +226,12 @@ def test_remove_takes_the_folder_and_the_entry_and_records_it(
     assert not (trained_project.models / "1.0.0").exists()
     assert [v.version for v in Registry(trained_project.settings).versions()] == ["1.1.0"]
     (record,) = Registry(trained_project.settings).history()
-    assert (record["action"], record["to"], record["reason"]) == ("remove", "1.0.0", "trial")
+    assert (record["action"], record["from"], record["to"], record["reason"]) == (
+        "remove",
+        "1.0.0",
+        "1.0.0",
+        "trial",
+    )
     assert outcome["history"] == record
     assert not [p for p in trained_project.models.iterdir() if p.name.startswith(".staging")]
     history = cli("registry", "history", "--config", config)

@@ -19,7 +19,13 @@ from hhforecast.errors import EXIT_CHECK_FAILED, HHForecastError
 from hhforecast.gate.integrity import require_integrity
 from hhforecast.gate.significance import Significance, diebold_mariano
 from hhforecast.gate.validate import forecast, load_version
-from hhforecast.gate.weeks import EvaluationDataError, EvaluationWeeks, FairWeeks, fair_weeks
+from hhforecast.gate.weeks import (
+    EvaluationDataError,
+    EvaluationWeeks,
+    FairWeeks,
+    disagreeing_weeks,
+    fair_weeks,
+)
 from hhforecast.modeling.artifacts import read_metadata
 from hhforecast.registry.store import Registry
 
@@ -135,11 +141,13 @@ def _common_weeks(
     options = []
     for own, other in (pairs, pairs[::-1]):
         try:
-            options.append(fair_weeks(settings, own, other, columns, target, None))
+            weeks = fair_weeks(settings, own, other, columns, target, None, check_labels=False)
+            options.append(weeks)
         except EvaluationDataError:
             continue  # that version's test weeks cannot be re-read; the other's may
     if not options:
-        return fair_weeks(settings, pairs[1], pairs[0], columns, target, None)  # raises, says why
+        # Raises, saying why neither version's test weeks can be read.
+        return fair_weeks(settings, pairs[1], pairs[0], columns, target, None, check_labels=False)
     if len(options) == 2:
         _check_labels_agree(options[0], options[1], target)
     return max(options, key=lambda weeks: weeks.count)
@@ -147,12 +155,10 @@ def _common_weeks(
 
 def _check_labels_agree(first: FairWeeks, second: FairWeeks, target: str) -> None:
     """Two datasets that give the same week different realised HH cannot both be the truth."""
-    a, b = first.weeks.frame, second.weeks.frame
-    both = a[["date", target]].merge(b[["date", target]], on="date", suffixes=("_a", "_b"))
-    differ = ~np.isclose(both[f"{target}_a"], both[f"{target}_b"], rtol=1e-9, atol=1e-9)
-    if differ.any():
+    differ, shared = disagreeing_weeks(first.weeks.frame, second.weeks.frame, target)
+    if differ:
         raise EvaluationDataError(
             f"the datasets of the two versions ({first.weeks.dataset} and "
-            f"{second.weeks.dataset}) give different {target} for {int(differ.sum())} of the "
-            f"{len(both)} weeks they share; pass --data FILE with the weeks you trust"
+            f"{second.weeks.dataset}) give different {target} for {differ} of the "
+            f"{shared} weeks they share; pass --data FILE with the weeks you trust"
         )

@@ -31,7 +31,7 @@ from hhforecast.gate.promote import (
     ValidationFailedError,
     promote,
 )
-from hhforecast.gate.weeks import LabelledWeeks
+from hhforecast.gate.weeks import EvaluationDataError, LabelledWeeks
 from hhforecast.modeling.training import EpochCallback, train_version
 from hhforecast.registry.store import Registry
 
@@ -95,6 +95,10 @@ def retrain(
     except NotEnoughFairWeeksError as few:
         return RetrainOutcome(
             candidate, False, before, before, f"{few} Production stays.", few.count, pinned=pinned
+        )
+    except EvaluationDataError as unsure:
+        return RetrainOutcome(
+            candidate, False, before, before, f"{unsure}. Production stays.", 0, pinned=pinned
         )
     except (PromotionRefusedError, ValidationFailedError) as refused:
         weeks = refused.report.weeks

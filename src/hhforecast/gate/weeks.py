@@ -28,6 +28,7 @@ __all__ = [
     "FairWeeks",
     "LabelledWeeks",
     "Overlap",
+    "disagreeing_weeks",
     "evaluation_frame",
     "fair_weeks",
     "overlap",
@@ -314,12 +315,16 @@ def fair_weeks(
     columns: list[str],
     target: str,
     data: Path | LabelledWeeks | None,
+    *,
+    check_labels: bool = True,
 ) -> FairWeeks:
     """The weeks to judge `candidate` against `production` on, each given as (version, metadata).
 
     The labelled weeks are `data` (a file or weeks in memory) or, by default, the candidate's
     held-out test weeks re-read from its dataset; only those after both versions' last training
-    week are kept.
+    week are kept. Unless they come from a file the user names, their labels must agree with
+    production's dataset wherever both hold a week: a candidate trained on a wrong export is
+    not judged by that export's own labels.
     """
     ends: dict[str, str] = {}
     for version, metadata in (candidate, production):
@@ -342,6 +347,8 @@ def fair_weeks(
 
     frame = labelled.frame
     kept = frame[frame[DATE_COLUMN] > pd.Timestamp(after)].reset_index(drop=True)
+    if check_labels and not isinstance(data, Path):
+        _check_against_production(settings, labelled.dataset, production, kept, target)
     source = f"{labelled.source} after {after}: the fair weeks, which neither version trained on"
     return FairWeeks(
         LabelledWeeks(kept, source, labelled.dataset),
@@ -350,6 +357,38 @@ def fair_weeks(
         after,
         dict(ends),
     )
+
+
+def disagreeing_weeks(first: Any, second: Any, target: str) -> tuple[int, int]:
+    """(weeks whose `target` differs, weeks both frames hold), matched by date."""
+    both = first[[DATE_COLUMN, target]].merge(
+        second[[DATE_COLUMN, target]], on=DATE_COLUMN, suffixes=("_a", "_b")
+    )
+    differ = ~np.isclose(both[f"{target}_a"], both[f"{target}_b"], rtol=1e-9, atol=1e-6)
+    return int(differ.sum()), len(both)
+
+
+def _check_against_production(
+    settings: Settings,
+    label: str,
+    production: tuple[str, dict[str, Any]],
+    weeks: Any,
+    target: str,
+) -> None:
+    from hhforecast.datasets.weekly import load_weekly_dataset
+
+    name, metadata = production
+    path, theirs = _trusted_dataset(settings, metadata)
+    if path is None or weeks.empty:
+        return  # nothing to hold them against
+    differ, shared = disagreeing_weeks(weeks, load_weekly_dataset(path, [], target).frame, target)
+    if differ:
+        raise EvaluationDataError(
+            f"the candidate's dataset {label} and production {name}'s dataset {theirs} give "
+            f"different {target} for {differ} of the {shared} fair weeks both hold, so the "
+            "candidate cannot be judged on its own labels; pass --data FILE with labelled weeks "
+            "you trust"
+        )
 
 
 def _held_out_weeks(

@@ -63,9 +63,10 @@ def remove_version(settings: Settings, version: str, reason: str = "") -> Remova
         if folder is not None and folder.exists():
             aside = registry.models_dir / f"{STAGING_PREFIX}old-{uuid.uuid4().hex[:12]}"
             os.replace(folder, aside)
+        # `from` and `to` both name the removed version: a removal moves no pointer.
         record = new_record(
             "remove",
-            (current, setting),
+            (version, setting),
             version,
             settings.mlops.serve_variant,
             reason,
