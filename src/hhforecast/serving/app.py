@@ -45,6 +45,7 @@ def create_app(
     follow_production: bool = True,
     on_prediction: Callable[[PredictionEvent], None] | None = None,
     api_key: str | None = None,
+    make_follower: Callable[..., ProductionFollower] = ProductionFollower,
 ) -> FastAPI:
     """Build the API around the production version (loaded now unless `served` is given).
 
@@ -52,8 +53,9 @@ def create_app(
     shutdown). `on_prediction` receives every answered prediction (a `PredictionEvent`) on the
     request path, so it must be quick (queue work, do not write synchronously). `api_key`
     defaults to the environment variable named by `serving.api_key_env`; when set, POST
-    /api/reload requires it in the X-API-Key header. Raises HHForecastError when nothing can be
-    served (for example, nothing trained yet).
+    /api/reload requires it in the X-API-Key header. `make_follower` builds the follower
+    (called like `ProductionFollower`) for production resolved elsewhere than config.yaml.
+    Raises HHForecastError when nothing can be served (for example, nothing trained yet).
     """
     if served is None:
         served = load_served_model(settings)
@@ -66,7 +68,7 @@ def create_app(
     def on_failure(_: ReloadFailure) -> None:
         service_metrics.reload_failures.inc()
 
-    follower = ProductionFollower(settings, served, on_swap=on_swap, on_failure=on_failure)
+    follower = make_follower(settings, served, on_swap=on_swap, on_failure=on_failure)
     service_metrics.serving(served.entry.version, served.model.variant)
     service_metrics.reload_failing.set_function(lambda: 1.0 if follower.failing else 0.0)
     if api_key is None:
