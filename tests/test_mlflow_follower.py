@@ -67,6 +67,9 @@ def test_replicas_without_models_follow_a_promote_from_elsewhere_and_refuse_bad_
             assert not (r.root / "models" / "1.0.0").exists()
             info = httpx.get(f"{server.url}/api/info").json()
             assert "from MLflow" in server.output()
+            # A replica reads the verified weights without TensorFlow (MLflow's client only).
+            maps = Path(f"/proc/{server.process.pid}/maps").read_text()
+            assert "libtensorflow" not in maps
             assert json.dumps(info).count(names["5features"]) >= 1
 
         promoted = cli("promote", "1.1.0", "--reason", "from elsewhere", "--config", admin)

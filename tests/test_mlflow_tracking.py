@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -115,6 +117,18 @@ def test_promote_moves_the_alias_and_the_pyfunc_answers_like_hhforecast_predict(
     for column in ("HH_pred", "HH_lower", "HH_upper"):
         assert (theirs[column] - ours[column]).abs().max() <= 1e-6
 
+    # Loading and running the pyfunc needs MLflow and NumPy, not TensorFlow.
+    code = (
+        "import sys, mlflow, pandas as pd; "
+        f"mlflow.set_tracking_uri({mlflow_server.url!r}); "
+        f"m = mlflow.pyfunc.load_model('models:/{names['5features']}@production'); "
+        f"m.predict(pd.read_csv({str(SAMPLE)!r}).head(3)); "
+        "print(sorted(n for n in ('tensorflow', 'keras') if n in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+
 
 def test_a_promote_during_an_outage_stays_local_and_sync_brings_mlflow_in_line(
     trained_project: Project, mlflow_server, cli
@@ -182,8 +196,6 @@ def test_mlflow_models_serve_answers_what_hhforecast_predict_writes(
 ) -> None:
     import os
     import signal
-    import subprocess
-    import sys
     import time
 
     import httpx
