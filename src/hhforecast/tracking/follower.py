@@ -227,6 +227,15 @@ class AliasFollower(ProductionFollower):
     def _watched_files(self) -> list[Path]:
         return []
 
+    def _stamp(self, settings: Settings, entry: ModelVersion) -> str:
+        # What was loaded or failed to load: the model version the alias named, with the
+        # SHA-256s registered for it (a fixed registry is a change, so it is tried again).
+        target = self._target
+        if target is None:
+            return entry.version
+        files = json.dumps(target.files, sort_keys=True)
+        return f"{target.model}|v{target.model_version}|{entry.version}|{files}"
+
     def poll_once(self) -> Any:
         """Ask MLflow where the alias points (every poll: there is no file to watch)."""
         return self.check()
