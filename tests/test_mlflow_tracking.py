@@ -74,6 +74,12 @@ def test_train_logs_a_run_with_the_registry_metrics_and_registers_both_variants(
     assert "version/model_metadata.json" in logged
     for name in names.values():
         assert len(by_version(mlflow_server.url, name, "1.0.0")) == 1
+        # production follows "latest" here: the new version serves, and so the alias moved.
+        production = client(mlflow_server.url).get_model_version_by_alias(name, "production")
+        assert production.tags["hhforecast.version"] == "1.0.0"
+        assert client(mlflow_server.url).get_registered_model(name).tags["production.action"] == (
+            "train"
+        )
 
     shown = cli("registry", "show", "1.0.0", "--config", project.config, "--json")
     assert json.loads(shown.stdout)["mlflow_run_id"] == run_id
