@@ -259,8 +259,8 @@ def render(
         "the same way calls `predict()` per request and answers far fewer. The "
         "`--follow-mlflow` replica imports MLflow's client and asks the tracking store where "
         "the alias points every `serving.reload_poll_seconds` (here a SQLite store, queried "
-        "inside the replica's own process), which costs it memory, start-up time and some "
-        "throughput. RSS is the sum over each server's process tree; "
+        "inside the replica's own process), which costs it memory and start-up time. RSS is "
+        "the sum over each server's process tree; "
         + (
             "TensorFlow was imported by: " + ", ".join(t.label for t in targets if t.tensorflow)
             if any(t.tensorflow for t in targets)
