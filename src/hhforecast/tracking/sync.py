@@ -120,11 +120,25 @@ def _existing_run(
     return str(recorded)
 
 
+@dataclass(frozen=True)
+class AliasMoveReason:
+    """What the `production` tags of a move say: which command, why, when and who."""
+
+    action: str
+    reason: str
+    at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+    user: str = field(default_factory=current_user)
+
+    @classmethod
+    def of(cls, record: PromotionRecord) -> AliasMoveReason:
+        return cls(record.action, record.reason, record.at, record.user)
+
+
 def _move_aliases(
     conn: MlflowConnection,
     registry: Registry,
     entry: ModelVersion,
-    record: PromotionRecord | None,
+    why: AliasMoveReason,
     outcome: MirrorOutcome,
 ) -> None:
     metadata, backfilled = _ensure_mirrored(conn, registry, entry)
@@ -143,10 +157,10 @@ def _move_aliases(
                 conn,
                 variant,
                 model_version,
-                action=record.action if record else "sync",
-                reason=record.reason if record else "mlflow sync: local production",
-                at=record.at if record else datetime.now(UTC).isoformat(timespec="seconds"),
-                user=record.user if record else current_user(),
+                action=why.action,
+                reason=why.reason,
+                at=why.at,
+                user=why.user,
             )
         )
 
@@ -159,7 +173,8 @@ def mirror_promotion(settings: Settings, record: PromotionRecord) -> MirrorOutco
     try:
         conn = connect(settings)
         registry = Registry(settings)
-        _move_aliases(conn, registry, registry.get(record.to_version), record, outcome)
+        entry = registry.get(record.to_version)
+        _move_aliases(conn, registry, entry, AliasMoveReason.of(record), outcome)
     except HHForecastError as exc:
         outcome.problem = str(exc)
     except Exception as exc:  # MLflow is bookkeeping: never undo a local promotion over it
@@ -176,21 +191,8 @@ def mirror_serving(settings: Settings, run: RunOutcome, version: str) -> None:
         conn = connect(settings)
         registry = Registry(settings)
         outcome = MirrorOutcome(tracking=True)
-        record = PromotionRecord(
-            at=datetime.now(UTC).isoformat(timespec="seconds"),
-            action="train",
-            from_version=None,
-            to_version=version,
-            from_setting="latest",
-            variant=settings.mlops.serve_variant,
-            rmse_from=None,
-            rmse_to=None,
-            rmse_basis="",
-            gate="none",
-            reason='trained while production follows "latest"',
-            user=current_user(),
-        )
-        _move_aliases(conn, registry, registry.get(version), record, outcome)
+        why = AliasMoveReason("train", 'trained while production follows "latest"')
+        _move_aliases(conn, registry, registry.get(version), why, outcome)
         run.aliases = [m.to_dict() for m in outcome.moves]
     except HHForecastError as exc:
         run.problem = str(exc)
@@ -245,8 +247,13 @@ def sync(settings: Settings) -> SyncReport:
             (r for r in reversed(registry.promotions()) if r.to_version == production.version),
             None,
         )
+        why = (
+            AliasMoveReason.of(last)
+            if last is not None
+            else AliasMoveReason("sync", "mlflow sync: local production")
+        )
         outcome = MirrorOutcome(tracking=True)
-        _move_aliases(conn, registry, production, last, outcome)
+        _move_aliases(conn, registry, production, why, outcome)
         report.moves = outcome.moves
         (report.backfilled if outcome.backfilled else report.already).append(production.version)
     return report
