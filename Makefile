@@ -9,7 +9,7 @@ PORT   ?= 8000
 # Test workers: one per core, at most 4 (each worker trains the shared test versions once).
 PYTEST_ARGS ?= -n auto --maxprocesses 4 --durations=10
 
-.PHONY: install install-dev run train test pytest lint format bench footprint bench-dataset clean quality
+.PHONY: install install-dev run train test pytest lint format bench footprint bench-dataset bench-mlflow clean quality
 
 # pip prints a line per package it collects, downloads (with a progress bar) and installs:
 # TensorFlow alone is a download of several hundred MB, so silence would look like a hang.
@@ -26,8 +26,8 @@ $(RUN_STAMP): pyproject.toml | $(BIN)/python
 	@echo "==> installed"
 
 $(DEV_STAMP): $(RUN_STAMP)
-	@echo "==> installing the test tools (pytest, pytest-xdist, ruff, mypy, selenium)"
-	$(BIN)/python -m pip install --progress-bar on -e '.[dev]'
+	@echo "==> installing the test tools (pytest, pytest-xdist, ruff, mypy, selenium) and MLflow"
+	$(BIN)/python -m pip install --progress-bar on -e '.[dev,mlflow]'
 	@touch $@
 
 install: $(RUN_STAMP) ## create the venv and install hhforecast with what running it needs
@@ -67,6 +67,9 @@ footprint: install-dev train ## one serve worker's RSS and time to ready (goal: 
 
 bench-dataset: install ## dataset build on ~900,000 flight rows + 150,000 events vs pandas.read_csv -> docs/benchmarks.md
 	$(BIN)/python bench/dataset_build.py --repeats 5 --write docs/benchmarks.md
+bench-mlflow: train install-dev ## wrk: hhforecast serve vs serve --follow-mlflow vs mlflow models serve -> docs/benchmarks.md
+	@command -v wrk >/dev/null || { echo "wrk is not installed: apt-get install -y wrk"; exit 2; }
+	$(BIN)/python bench/mlflow_bench.py
 
 quality: install ## backtest the model on the sample and simulated fleets; rewrite the tables in docs/model-quality.md
 	$(BIN)/python bench/model_quality.py --write docs/model-quality.md

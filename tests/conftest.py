@@ -66,6 +66,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture(autouse=True)
 def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(CONFIG_ENV, raising=False)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)  # never a user's own server
     monkeypatch.chdir(tmp_path)
 
 
@@ -164,3 +165,15 @@ def rerecord(folder: Path, *names: str, registry: bool = True) -> None:
             if entry["version"] == folder.name:
                 entry["metadata_sha256"] = hashlib.sha256(meta_path.read_bytes()).hexdigest()
         registry_path.write_text(json.dumps(data, indent=2))
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory):
+    """A real `mlflow server` (SQLite, local artifacts, free loopback port) for the session."""
+    pytest.importorskip("mlflow", reason="MLflow is not installed: pip install '.[mlflow]'")
+    from .mlflow_server import MlflowServer
+
+    server = MlflowServer(tmp_path_factory.mktemp("mlflow-server"))
+    server.start()
+    yield server
+    server.stop()

@@ -85,8 +85,9 @@ LAYERS = [
         "hhforecast.registry.history",
     ],
     ["hhforecast.modeling"],
+    ["hhforecast.tracking"],  # the MLflow mirror; tracking.follower sits with serving
     ["hhforecast.gate", "hhforecast.registry.check", "hhforecast.watch"],
-    ["hhforecast.reports", "hhforecast.serving"],
+    ["hhforecast.reports", "hhforecast.serving", "hhforecast.tracking.follower"],
     ["hhforecast.cli", "hhforecast.__main__"],
 ]
 """The layers of docs/architecture.md, bottom up: a module imports from its layer or below."""
@@ -121,6 +122,7 @@ def test_every_module_has_a_layer_and_imports_only_from_its_layer_or_below():
 
 def test_the_layer_of_a_module_is_its_longest_listed_prefix():
     assert _layer("hhforecast.registry.store") == 2
-    assert _layer("hhforecast.registry.check") == 4
-    assert (_layer("hhforecast.modeling.reference"), _layer("hhforecast.watch.drift")) == (3, 4)
+    assert _layer("hhforecast.registry.check") == 5
+    assert (_layer("hhforecast.modeling.reference"), _layer("hhforecast.watch.drift")) == (3, 5)
+    assert (_layer("hhforecast.tracking.sync"), _layer("hhforecast.tracking.follower")) == (4, 6)
     assert _layer("hhforecast.elsewhere") == -1

@@ -19,9 +19,11 @@ from hhforecast.errors import ConfigError
 
 __all__ = [
     "CONFIG_ENV",
+    "MLFLOW_URI_ENV",
     "DatasetConfig",
     "DriftConfig",
     "EventColumns",
+    "MlflowConfig",
     "MlopsConfig",
     "MonitoringConfig",
     "PathsConfig",
@@ -34,6 +36,7 @@ __all__ = [
 ]
 
 CONFIG_ENV = "HHFORECAST_CONFIG"
+MLFLOW_URI_ENV = "MLFLOW_TRACKING_URI"
 
 FOUR_FEATURES = ["acft", "sum_daily_hours", "Cycles", "sum_uti_mensal"]
 FIVE_FEATURES = [*FOUR_FEATURES, "age_fleet"]
@@ -160,6 +163,29 @@ class DatasetConfig(_Section):
     """Event categories left out of HH (compared ignoring case and spaces)."""
 
 
+class MlflowConfig(_Section):
+    tracking_uri: str | None = None
+    """null: off (unless $MLFLOW_TRACKING_URI is set); sqlite:///file.db, a folder, or http(s)://."""
+    experiment: str = Field("hhforecast", min_length=1)
+    registered_models: dict[str, str] = Field(
+        default_factory=lambda: {
+            "5features": "hhforecast-5features",
+            "4features": "hhforecast-4features",
+        }
+    )
+    """Registered model name per variant; a variant not listed is `hhforecast-<variant>`."""
+    cache_dir: str = "mlflow-cache"
+    """Where `serve --follow-mlflow` keeps the versions it downloaded."""
+    timeout_seconds: float = Field(10.0, gt=0.0, le=600.0)
+    """Per HTTP request to a tracking server; an unreachable server fails after this."""
+    retries: int = Field(1, ge=0, le=10)
+    """Retries of a failed HTTP request before MLflow counts as unreachable."""
+
+    def model_name(self, variant: str) -> str:
+        """The registered model that mirrors `variant`."""
+        return self.registered_models.get(variant, f"hhforecast-{variant}")
+
+
 class _ConfigFile(_Section):
     paths: PathsConfig = Field(default_factory=PathsConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
@@ -168,6 +194,7 @@ class _ConfigFile(_Section):
     drift: DriftConfig = Field(default_factory=DriftConfig)
     monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
     dataset: DatasetConfig = Field(default_factory=DatasetConfig)
+    mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
 
 
 @dataclass(frozen=True)
@@ -183,6 +210,7 @@ class Settings:
     drift: DriftConfig
     monitoring: MonitoringConfig
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    mlflow: MlflowConfig = field(default_factory=MlflowConfig)
 
     def resolve(self, value: str | Path) -> Path:
         """A path from the config, made absolute against the config file's folder."""
@@ -201,6 +229,22 @@ class Settings:
     def config_file(self) -> Path:
         """Where `promote` writes production_version (created on first promotion if absent)."""
         return self.source if self.source is not None else self.base_dir / "config.yaml"
+
+    @property
+    def mlflow_tracking_uri(self) -> str | None:
+        """Where MLflow tracking goes, or None when it is off.
+
+        $MLFLOW_TRACKING_URI wins over the file, as it does for every MLflow tool. A relative
+        SQLite file or folder is resolved against the config file's folder, like every path here.
+        """
+        uri = os.environ.get(MLFLOW_URI_ENV) or self.mlflow.tracking_uri
+        if not uri:
+            return None
+        if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+            return "sqlite:///" + self.resolve(uri.removeprefix("sqlite:///")).as_posix()
+        if "://" not in uri and not uri.startswith(("file:", "databricks")):
+            return self.resolve(uri).as_uri()
+        return uri
 
     def reloaded(self) -> Settings:
         """The same configuration read again (another command may have moved production)."""
@@ -226,6 +270,7 @@ class Settings:
             self.drift,
             self.monitoring,
             self.dataset,
+            self.mlflow,
         )
 
     def with_dataset(self, **changes: Any) -> Settings:
@@ -298,6 +343,7 @@ def load_settings(explicit: Path | None = None, cwd: Path | None = None) -> Sett
         drift=parsed.drift,
         monitoring=parsed.monitoring,
         dataset=parsed.dataset,
+        mlflow=parsed.mlflow,
     )
 
 

@@ -16,6 +16,7 @@ from hhforecast.cli import (
     watch_commands,
 )
 from hhforecast.cli.dataset_commands import dataset_app
+from hhforecast.cli.mlflow_commands import mlflow_app
 from hhforecast.cli.registry_commands import registry_app
 
 __all__ = ["app", "main"]
@@ -41,6 +42,7 @@ app.command()(watch_commands.drift)
 app.command()(watch_commands.monitor)
 app.command()(serve_command.serve)
 app.command()(backtest_command.backtest)
+app.add_typer(mlflow_app, name="mlflow")
 
 
 def main() -> None:

@@ -59,6 +59,7 @@ def backtest(
     Example: hhforecast backtest --folds 4 --horizon 13
     """
     from hhforecast.modeling.backtest import ORIGINAL_INITS, backtest_dataset
+    from hhforecast.tracking.runs import log_backtest
 
     settings = settings_from(config).with_training(epochs=epochs)
 
@@ -68,8 +69,12 @@ def backtest(
 
     inits = (original_inits or ORIGINAL_INITS) if original else 0
     result = backtest_dataset(settings, dataset, folds, horizon, inits, on_fold)
+    tracked = log_backtest(settings, result)
+    if tracked.warning():
+        err_console.print(f"[yellow]Warning:[/] {tracked.warning()}", highlight=False)
     if json_output:
-        print_json(result.to_dict())
+        extra = {"mlflow_tracking": tracked.to_dict()} if tracked.tracking else {}
+        print_json({**result.to_dict(), **extra})
         return
     for variant in result.overall:
         console.print(backtest_table(result, variant))
@@ -84,6 +89,8 @@ def backtest(
         f"Network {result.interval_target:.0%} intervals covered: {coverage} "
         f"of the {result.folds * result.horizon} backtest weeks."
     )
+    if tracked.run_id and not tracked.problem:
+        console.print(f"MLflow run {tracked.run_id} at {tracked.tracking_uri}.", highlight=False)
 
 
 def backtest_table(result: BacktestResult, variant: str) -> Table:

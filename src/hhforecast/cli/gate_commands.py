@@ -201,6 +201,7 @@ def promote(
         return
     assert result.record is not None
     _render_move(result.record, settings.config_file, Registry(settings))
+    _report_mlflow(result)
 
 
 @friendly_errors
@@ -220,10 +221,12 @@ def rollback(
         return
     assert result.record is not None
     _render_move(result.record, settings.config_file, Registry(settings))
+    _report_mlflow(result)
 
 
 def _print_move(result: PromotionResult, config_file: Path) -> None:
     assert result.record is not None
+    _warn_mlflow(result)
     print_json(
         {
             "promoted": True,
@@ -231,8 +234,28 @@ def _print_move(result: PromotionResult, config_file: Path) -> None:
             **result.record.to_entry(),
             "config_file": str(config_file),
             "validation": result.report.to_dict() if result.report else None,
+            **({"mlflow": result.mlflow.to_dict()} if result.mlflow else {}),
         }
     )
+
+
+def _warn_mlflow(result: PromotionResult) -> None:
+    warning = result.mlflow.warning() if result.mlflow else None
+    if warning:
+        err_console.print(f"[yellow]Warning:[/] {warning}", highlight=False)
+
+
+def _report_mlflow(result: PromotionResult) -> None:
+    """The `production` aliases moved in MLflow, or why they could not be (tracking on)."""
+    if result.mlflow is None:
+        return
+    for move in result.mlflow.moves:
+        console.print(
+            f"MLflow: {move.model}@production -> v{move.model_version} "
+            f"(version {move.version}; was {move.previous_version or 'unset'}).",
+            highlight=False,
+        )
+    _warn_mlflow(result)
 
 
 def _render_move(record: PromotionRecord, config_file: Path, registry: Registry) -> None:

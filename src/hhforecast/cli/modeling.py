@@ -102,11 +102,27 @@ def train(
     Example: hhforecast train --version 1.0.0
     """
     from hhforecast.modeling.training import train_version
+    from hhforecast.tracking.runs import training_run
+    from hhforecast.tracking.sync import mirror_serving
 
     settings = settings_from(config).with_training(epochs=epochs, seed=seed)
     settings = settings.with_dataset(dayfirst=dayfirst)
-    with training_progress(quiet=json_output) as on_epoch:
-        result = train_version(settings, dataset, version, force=force, on_epoch=on_epoch)
+    with training_run(settings, "train") as run:
+        with training_progress(quiet=json_output) as on_epoch:
+            result = train_version(
+                settings,
+                dataset,
+                version,
+                force=force,
+                on_epoch=on_epoch,
+                extra_metadata=run.metadata,
+            )
+        run.record(result)
+    if result.serving:  # production follows "latest": MLflow's alias follows the new version
+        mirror_serving(settings, run.outcome, result.entry.version)
+    tracked = run.outcome
+    if tracked.warning():
+        err_console.print(f"[yellow]Warning:[/] {tracked.warning()}", highlight=False)
     if json_output:
         print_json(
             {
@@ -114,6 +130,7 @@ def train(
                 "path": str(result.path),
                 "serving": result.serving,
                 **{k: v for k, v in result.metadata.items() if k != "version"},
+                **({"mlflow_tracking": tracked.to_dict()} if tracked.tracking else {}),
             }
         )
         return
@@ -129,6 +146,14 @@ def train(
             '"latest", so the newest version is production from the moment it is registered '
             "(a running `hhforecast serve` switches to it), with no comparison. To review new "
             "versions before they serve, pin production: hhforecast promote VERSION.",
+            highlight=False,
+        )
+    if tracked.run_id and not tracked.problem:
+        console.print(
+            f"MLflow run {tracked.run_id} at {tracked.tracking_uri}; registered "
+            + ", ".join(f"{name} v{n}" for name, n in tracked.registered.items())
+            + (f"; production alias moved to {result.entry.version}" if tracked.aliases else "")
+            + ".",
             highlight=False,
         )
 
@@ -203,6 +228,12 @@ def retrain(
         dataset = _build_for_retrain(settings, dataset, utilization, events, out, json_output)
     with training_progress(quiet=json_output) as on_epoch:
         outcome = retrain_version(settings, dataset, version, reason, on_epoch=on_epoch)
+    for problem in outcome.mlflow_warnings():
+        err_console.print(
+            f"[yellow]Warning:[/] {problem}. Nothing local was affected; run `hhforecast mlflow "
+            "sync` later.",
+            highlight=False,
+        )
     if json_output:
         print_json(outcome.to_dict())
     else:

@@ -14,6 +14,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hhforecast.config import Settings
 from hhforecast.errors import (
@@ -28,6 +29,9 @@ from hhforecast.gate.weeks import FairWeeks, LabelledWeeks, fair_weeks
 from hhforecast.modeling.artifacts import read_metadata
 from hhforecast.registry.history import PromotionRecord
 from hhforecast.registry.store import ModelVersion, ProductionMovedError, Registry
+
+if TYPE_CHECKING:
+    from hhforecast.tracking.sync import MirrorOutcome
 
 __all__ = [
     "NotEnoughFairWeeksError",
@@ -115,6 +119,8 @@ class PromotionResult:
     record: PromotionRecord | None
     version: str
     report: ValidationReport | None = None
+    mlflow: MirrorOutcome | None = None
+    """With MLflow tracking on: the `production` aliases moved, or why they could not be."""
 
 
 def _significant(report: ValidationReport, level: float) -> bool:
@@ -194,7 +200,7 @@ def promote(
 
     if not (require_better_rmse or require_significant):
         record = registry.move_production(version, variant=variant, reason=reason, verify=verify)
-        return PromotionResult(record, version)
+        return _mirrored(settings, PromotionResult(record, version))
     for attempt in range(1, PROMOTE_ATTEMPTS + 1):
         current = _with_current_pointer(settings)
         if current.mlops.production_version == version:
@@ -225,7 +231,7 @@ def promote(
             if attempt == PROMOTE_ATTEMPTS:
                 raise
             continue
-        return PromotionResult(record, version, report)
+        return _mirrored(settings, PromotionResult(record, version, report))
     raise AssertionError("unreachable")  # the loop returns or raises
 
 
@@ -239,4 +245,16 @@ def rollback(settings: Settings, reason: str = "") -> PromotionResult:
         reason=f"rollback: {reason}" if reason else "rollback",
         verify=verify,
     )
-    return PromotionResult(record, record.to_version)
+    return _mirrored(settings, PromotionResult(record, record.to_version))
+
+
+def _mirrored(settings: Settings, result: PromotionResult) -> PromotionResult:
+    """The local move is done; with tracking on, move MLflow's `production` alias too (a
+    failure there is reported in the result, never undoes the local move)."""
+    from hhforecast.tracking.client import tracking_enabled
+
+    if result.record is None or not tracking_enabled(settings):
+        return result
+    from hhforecast.tracking.sync import mirror_promotion
+
+    return replace(result, mlflow=mirror_promotion(settings, result.record))

@@ -28,12 +28,14 @@ from hhforecast.datasets.weekly import DATE_COLUMN, dataset_label, load_training
 from hhforecast.gate.promote import (
     NotEnoughFairWeeksError,
     PromotionRefusedError,
+    PromotionResult,
     ValidationFailedError,
     promote,
 )
 from hhforecast.gate.weeks import EvaluationDataError, LabelledWeeks
 from hhforecast.modeling.training import EpochCallback, train_version
 from hhforecast.registry.store import Registry
+from hhforecast.tracking.runs import training_run
 
 __all__ = ["RetrainOutcome", "retrain"]
 
@@ -54,9 +56,21 @@ class RetrainOutcome:
     production_rmse: float | None = None
     pinned: bool = False
     """Whether production was pinned from "latest" to its version before training."""
+    mlflow: dict[str, Any] | None = None
+    """With tracking on: the training's run, and the promotion's alias moves."""
 
     def to_dict(self) -> dict[str, Any]:
-        return dict(vars(self))
+        data = dict(vars(self))
+        if data["mlflow"] is None:  # tracking off: the output is as it was without MLflow
+            del data["mlflow"]
+        return data
+
+    def mlflow_warnings(self) -> list[str]:
+        """What tracking could not do (training and promotion happened regardless)."""
+        if self.mlflow is None:
+            return []
+        found = [self.mlflow.get("run", {}), self.mlflow.get("promotion") or {}]
+        return [str(part["problem"]) for part in found if part.get("problem")]
 
 
 def retrain(
@@ -78,7 +92,17 @@ def retrain(
         settings = settings.reloaded()
     previous = Registry(settings).production_version()
     # The rows checked above are the ones trained on and judged on: the file is read once.
-    trained = train_version(settings, dataset_path, version, on_epoch=on_epoch, dataset=dataset)
+    with training_run(settings, "retrain") as run:
+        trained = train_version(
+            settings,
+            dataset_path,
+            version,
+            on_epoch=on_epoch,
+            dataset=dataset,
+            extra_metadata=run.metadata,
+        )
+        run.record(trained)
+    tracked = {"run": run.outcome.to_dict()} if run.outcome.tracking else None
     candidate = trained.entry.version
     before = previous.version if previous else None
     test = trained.metadata["split"]["test"]
@@ -94,7 +118,14 @@ def retrain(
         )
     except NotEnoughFairWeeksError as few:
         return RetrainOutcome(
-            candidate, False, before, before, f"{few} Production stays.", few.count, pinned=pinned
+            candidate,
+            False,
+            before,
+            before,
+            f"{few} Production stays.",
+            few.count,
+            pinned=pinned,
+            mlflow=tracked,
         )
     except EvaluationDataError as unsure:
         return RetrainOutcome(
@@ -112,6 +143,7 @@ def retrain(
             refused.report.candidate_rmse,
             refused.report.production_rmse,
             pinned,
+            tracked,
         )
     scores = promoted.report
     count = scores.weeks.weeks if scores and scores.weeks else 0
@@ -126,4 +158,9 @@ def retrain(
         scores.candidate_rmse if scores else None,
         scores.production_rmse if scores else None,
         pinned,
+        None if tracked is None else {**tracked, "promotion": _mirror(promoted)},
     )
+
+
+def _mirror(promoted: PromotionResult) -> dict[str, Any] | None:
+    return promoted.mlflow.to_dict() if promoted.mlflow is not None else None

@@ -87,6 +87,8 @@ class BacktestResult:
     predictions: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
     """Per variant and model, the forecast of every scored week; for the original recipe an
     array of one row per initialisation."""
+    dataset_sha256: str = ""
+    """SHA-256 of the weekly dataset backtested (recorded by tracking)."""
 
     def to_dict(self) -> dict[str, Any]:
         """Everything as plain JSON-ready data."""
@@ -300,7 +302,7 @@ def backtest_dataset(
 
     cfg = settings.training
     dataset = load_training_dataset(settings, dataset_path)
-    return run_backtest(
+    result = run_backtest(
         dataset,
         cfg,
         folds if folds is not None else (cfg.backtest_folds or DEFAULT_FOLDS),
@@ -309,3 +311,5 @@ def backtest_dataset(
         on_fold=on_fold,
         original_epochs=original_epochs,
     )
+    result.dataset_sha256 = dataset.sha256
+    return result

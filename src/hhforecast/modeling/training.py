@@ -130,12 +130,14 @@ def train_version(
     force: bool = False,
     on_epoch: EpochCallback | None = None,
     dataset: WeeklyDataset | None = None,
+    extra_metadata: dict[str, Any] | None = None,
 ) -> TrainedVersion:
     """Train every variant on a weekly dataset and publish the result as one registry version.
 
     `dataset`, when the caller has already loaded and checked it (from `dataset_path`), is used
-    as it is instead of reading the file again. Nothing is written to the models folder or the
-    registry unless every step succeeds.
+    as it is instead of reading the file again. `extra_metadata` is added to
+    model_metadata.json (the MLflow run the training is tracked in). Nothing is written to the
+    models folder or the registry unless every step succeeds.
     """
     registry = Registry(settings)
     registry.check_can_publish(version, force)
@@ -168,6 +170,7 @@ def train_version(
             metadata["backtest"] = _backtest_summary(dataset, settings)
         # Kept with the model, so that `drift` compares against the weeks it learnt from.
         metadata["artifacts"].update(write_drift_reference(staging, dataset.frame, split))
+        metadata.update(extra_metadata or {})
         entry_fields = registry_fields(metadata)
 
         def write_metadata(name: str) -> None:

@@ -214,4 +214,6 @@ def registry_fields(metadata: dict[str, Any]) -> dict[str, Any]:
         name: {b: {"RMSE": m["RMSE"], "MAE": m["MAE"]} for b, m in info["baselines"].items()}
         for name, info in metadata["variants"].items()
     }
+    if isinstance(metadata.get("mlflow"), dict) and metadata["mlflow"].get("run_id"):
+        fields["mlflow_run_id"] = metadata["mlflow"]["run_id"]
     return fields

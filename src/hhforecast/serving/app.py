@@ -46,6 +46,7 @@ def create_app(
     on_prediction: Callable[[PredictionEvent], None] | None = None,
     api_key: str | None = None,
     prediction_log: PredictionSink | None = None,
+    make_follower: Callable[..., ProductionFollower] = ProductionFollower,
 ) -> FastAPI:
     """Build the API around the production version (loaded now unless `served` is given).
 
@@ -56,6 +57,8 @@ def create_app(
     /api/reload requires it in the X-API-Key header. `prediction_log` (a PredictionRecorder)
     receives every answer when `on_prediction` is not given; its state is shown by /ready,
     /api/info and /metrics, and the app closes it (writing what it holds) at shutdown.
+    `make_follower` builds the follower (called like `ProductionFollower`) for production
+    resolved elsewhere than config.yaml.
     Raises HHForecastError when nothing can be served (for example, nothing trained yet).
     """
     if served is None:
@@ -69,7 +72,7 @@ def create_app(
     def on_failure(_: ReloadFailure) -> None:
         service_metrics.reload_failures.inc()
 
-    follower = ProductionFollower(settings, served, on_swap=on_swap, on_failure=on_failure)
+    follower = make_follower(settings, served, on_swap=on_swap, on_failure=on_failure)
     service_metrics.serving(served.entry.version, served.model.variant)
     service_metrics.reload_failing.set_function(lambda: 1.0 if follower.failing else 0.0)
     if api_key is None:

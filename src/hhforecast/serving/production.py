@@ -261,6 +261,13 @@ class ProductionFollower:
         """The model to answer with; read once per request."""
         return self._served
 
+    def production(self) -> tuple[Settings, ModelVersion]:
+        """The settings read again and the production version they name (config.yaml and
+        registry.json here; another source of production overrides this)."""
+        settings = self.settings.reloaded()
+        self.production_setting = settings.mlops.production_version
+        return settings, Registry(settings).require_production_version()
+
     def _watched_files(self) -> list[Path]:
         return [self.settings.config_file, self.settings.registry_file]
 
@@ -282,9 +289,7 @@ class ProductionFollower:
             self._fingerprint = _fingerprint(self._watched_files())
             wanted: str | None = None
             try:
-                settings = self.settings.reloaded()
-                self.production_setting = settings.mlops.production_version
-                entry = Registry(settings).require_production_version()
+                settings, entry = self.production()
                 wanted = entry.version
                 identity = (entry.version, entry.trained_at, settings.mlops.serve_variant)
                 stamp = self._stamp(settings, entry)

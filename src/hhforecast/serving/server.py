@@ -10,11 +10,15 @@ import socket
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hhforecast.config import CONFIG_ENV, Settings
 from hhforecast.errors import HHForecastError
 from hhforecast.registry.store import ModelVersion, Registry
+
+if TYPE_CHECKING:
+    from hhforecast.serving.production import ProductionFollower as Follower
+    from hhforecast.serving.production import ServedModel
 
 __all__ = ["ServerPlan", "plan_server", "run_server"]
 
@@ -115,10 +119,14 @@ def run_server(
     settings: Settings,
     plan: ServerPlan,
     on_loaded: Callable[[str], None] = lambda _: None,
+    served: ServedModel | None = None,
+    make_follower: Callable[..., Follower] | None = None,
 ) -> None:
     """Serve until interrupted. One worker: load here, call `on_loaded`, run the app object.
     Several: each worker process builds its own app from $HHFORECAST_CONFIG (uvicorn needs an
-    import string to start workers) and logs its own "Model loaded" line."""
+    import string to start workers) and logs its own "Model loaded" line. `served` and
+    `make_follower` (one worker only) serve a model loaded by the caller and follow production
+    wherever the caller's follower finds it."""
     import uvicorn
 
     common: dict[str, Any] = {
@@ -130,10 +138,11 @@ def run_server(
     }
     if plan.workers == 1:
         from hhforecast.serving.app import create_app
-        from hhforecast.serving.production import load_served_model
+        from hhforecast.serving.production import ProductionFollower, load_served_model
         from hhforecast.watch.prediction_log import PredictionRecorder
 
-        served = load_served_model(settings, plan.entry)
+        if served is None:
+            served = load_served_model(settings, plan.entry)
         on_loaded(served.entry.path or f"models/{served.entry.version}")
         # Every answered prediction is logged for `hhforecast monitor` (docs/drift.md).
         recorder = (
@@ -142,7 +151,13 @@ def run_server(
             else None
         )
         # The app closes the recorder as it shuts down, writing what is still queued.
-        uvicorn.run(create_app(settings, served=served, prediction_log=recorder), **common)
+        app = create_app(
+            settings,
+            served=served,
+            prediction_log=recorder,
+            make_follower=make_follower or ProductionFollower,
+        )
+        uvicorn.run(app, **common)
         return
     if settings.source is not None:
         os.environ[CONFIG_ENV] = str(settings.source)

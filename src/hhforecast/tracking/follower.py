@@ -1,0 +1,274 @@
+"""`serve --follow-mlflow`: production is whatever MLflow's `production` alias points at.
+
+A replica needs no local models: it resolves the alias of the served variant's registered model,
+downloads that model version's files into a local cache, checks every file against the SHA-256s
+registered with it (tag `hhforecast.files_sha256`: same set of files, same bytes), and only then
+loads it. It polls the alias; when the alias moves it fetches and checks the new version in the
+follower's thread and swaps, with the guarantees of the local follower: a version that fails to
+download, verify or load is reported in /ready and /api/info and the old one keeps serving.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from hhforecast.config import Settings
+from hhforecast.errors import ArtifactError, HHForecastError
+from hhforecast.modeling.artifacts import METADATA_FILE, read_metadata
+from hhforecast.registry.store import ModelVersion, registry_fields
+from hhforecast.serving.production import (
+    HistoryPicture,
+    ProductionFollower,
+    ServedModel,
+    check_answers,
+)
+from hhforecast.serving.server import ServerPlan, check_address_free
+from hhforecast.tracking.client import (
+    PRODUCTION_ALIAS,
+    VERSION_TAG,
+    MlflowConnection,
+    connect,
+)
+from hhforecast.tracking.mirror import (
+    FILES_TAG,
+    TRAINED_AT_TAG,
+    folder_hashes,
+    production_model_version,
+)
+from hhforecast.tracking.runs import public_uri
+
+if TYPE_CHECKING:
+    from mlflow.entities.model_registry import ModelVersion as MlflowModelVersion
+
+__all__ = ["AliasFollower", "AliasSource", "NoProductionAliasError", "plan_following"]
+
+
+class NoProductionAliasError(HHForecastError):
+    """The registered model has no `production` alias yet."""
+
+    def __init__(self, model: str, uri: str) -> None:
+        super().__init__(
+            f"registered model {model!r} at {uri} has no {PRODUCTION_ALIAS!r} alias (or does "
+            "not exist): promote a version from a machine that tracks to this server, or run "
+            "`hhforecast mlflow sync` there"
+        )
+
+
+@dataclass(frozen=True)
+class AliasTarget:
+    """What the alias points at: enough to tell whether it moved, and to fetch it."""
+
+    model: str
+    model_version: str
+    version: str
+    trained_at: str
+    files: dict[str, str]
+
+    @property
+    def entry(self) -> ModelVersion:
+        """A registry entry for the served model, before its files are fetched."""
+        return ModelVersion(self.version, self.trained_at, "", "")
+
+
+class AliasSource:
+    """Resolves the `production` alias of one variant and fetches its files, checked."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.variant = settings.mlops.serve_variant
+        self.model = settings.mlflow.model_name(self.variant)
+        self.cache = settings.resolve(settings.mlflow.cache_dir)
+        self._conn: MlflowConnection | None = None
+
+    @property
+    def conn(self) -> MlflowConnection:
+        if self._conn is None:
+            self._conn = connect(self.settings)
+        return self._conn
+
+    def resolve(self) -> AliasTarget:
+        """The model version `production` points at now (raises if MLflow cannot say)."""
+        conn = self.conn
+        found: MlflowModelVersion | None = conn.call(
+            "read the production alias", production_model_version, conn, self.variant
+        )
+        if found is None:
+            raise NoProductionAliasError(self.model, public_uri(conn.uri))
+        try:
+            files = json.loads(found.tags[FILES_TAG])
+            version = found.tags[VERSION_TAG]
+        except (KeyError, json.JSONDecodeError):
+            raise ArtifactError(
+                f"{self.model} v{found.version} carries no valid {FILES_TAG} tag; it was not "
+                "registered by hhforecast and cannot be verified, so it is not served"
+            ) from None
+        return AliasTarget(
+            self.model,
+            str(found.version),
+            version,
+            found.tags.get(TRAINED_AT_TAG, ""),
+            {str(k): str(v) for k, v in files.items()},
+        )
+
+    def fetch(self, target: AliasTarget) -> Path:
+        """The version folder in the local cache, every file checked against the registry."""
+        folder = self.cache / target.model / f"v{target.model_version}-{target.version}"
+        if folder.is_dir() and folder_hashes(folder) == target.files:
+            return folder
+        self.cache.mkdir(parents=True, exist_ok=True)
+        download = self.cache / f".download-{uuid.uuid4().hex[:12]}"
+        try:
+            self._download(target, download)
+            version_dir = _version_folder(download, target)
+            problem = _difference(folder_hashes(version_dir), target.files)
+            if problem:
+                raise ArtifactError(
+                    f"{target.model} v{target.model_version} (version {target.version}) "
+                    f"downloaded from MLflow does not match its registered SHA-256s: {problem}; "
+                    "it is not served"
+                )
+            folder.parent.mkdir(parents=True, exist_ok=True)
+            if folder.exists():  # a damaged earlier copy
+                shutil.rmtree(folder)
+            version_dir.replace(folder)
+        finally:
+            shutil.rmtree(download, ignore_errors=True)
+        return folder
+
+    def _download(self, target: AliasTarget, into: Path) -> None:
+        import mlflow.artifacts
+
+        into.mkdir(parents=True)
+        self.conn.call(
+            "download the model",
+            mlflow.artifacts.download_artifacts,
+            artifact_uri=f"models:/{target.model}/{target.model_version}",
+            dst_path=str(into),
+            tracking_uri=self.conn.uri,
+        )
+
+    def load(self, settings: Settings, target: AliasTarget) -> ServedModel:
+        """Fetch, verify and load the target as a served model (checked on reference rows)."""
+        from hhforecast.modeling.artifacts import load_variant
+
+        folder = self.fetch(target)
+        # The metadata is checked against the SHA-256 registered in MLflow, and every
+        # artifact against the metadata, before anything is parsed (as for a local version).
+        model = load_variant(folder, self.variant, target.version, target.files[METADATA_FILE])
+        metadata = read_metadata(folder, target.files[METADATA_FILE])
+        entry = ModelVersion.from_entry(
+            {"version": target.version, "path": str(folder), **registry_fields(metadata)},
+            "the MLflow model version",
+        )
+        served = ServedModel(model, entry, _now(), HistoryPicture(settings, model))
+        check_answers(served)
+        return served
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _version_folder(download: Path, target: AliasTarget) -> Path:
+    """The version folder inside a downloaded pyfunc model (under artifacts/)."""
+    found = [p.parent for p in download.rglob(METADATA_FILE)]
+    if len(found) != 1:
+        raise ArtifactError(
+            f"{target.model} v{target.model_version} holds {len(found)} version folders, "
+            "expected one; it is not served"
+        )
+    return found[0]
+
+
+def _difference(actual: dict[str, str], expected: dict[str, str]) -> str | None:
+    missing = sorted(set(expected) - set(actual))
+    extra = sorted(set(actual) - set(expected))
+    changed = sorted(n for n in set(actual) & set(expected) if actual[n] != expected[n])
+    parts = []
+    if missing:
+        parts.append(f"missing {', '.join(missing)}")
+    if extra:
+        parts.append(f"unexpected {', '.join(extra)}")
+    if changed:
+        parts.append(f"different bytes in {', '.join(changed)}")
+    return "; ".join(parts) or None
+
+
+class AliasFollower(ProductionFollower):
+    """The production follower, with production read from MLflow's alias instead of files."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        served: ServedModel,
+        *,
+        source: AliasSource | None = None,
+        target: AliasTarget | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self.source = source or AliasSource(settings)
+        self._target = target
+        super().__init__(settings, served, loader=self._load_target, **kwargs)
+
+    def production(self) -> tuple[Settings, ModelVersion]:
+        self._target = self.source.resolve()
+        return self.settings, self._target.entry
+
+    def _load_target(self, settings: Settings, entry: ModelVersion) -> ServedModel:
+        assert self._target is not None and self._target.version == entry.version
+        return self.source.load(settings, self._target)
+
+    def _watched_files(self) -> list[Path]:
+        return []
+
+    def _stamp(self, settings: Settings, entry: ModelVersion) -> str:
+        # What was loaded or failed to load: the model version the alias named, with the
+        # SHA-256s registered for it (a fixed registry is a change, so it is tried again).
+        target = self._target
+        if target is None:
+            return entry.version
+        files = json.dumps(target.files, sort_keys=True)
+        return f"{target.model}|v{target.model_version}|{entry.version}|{files}"
+
+    def poll_once(self) -> Any:
+        """Ask MLflow where the alias points (every poll: there is no file to watch)."""
+        return self.check()
+
+    def status(self) -> dict[str, Any]:
+        data = super().status()
+        target = self._target
+        data["mlflow"] = {
+            "tracking_uri": public_uri(self.settings.mlflow_tracking_uri or ""),
+            "model": self.source.model,
+            "alias": PRODUCTION_ALIAS,
+            "model_version": target.model_version if target else None,
+            "version": target.version if target else None,
+            "cache": str(self.source.cache),
+        }
+        return data
+
+
+def plan_following(
+    settings: Settings,
+    host: str | None = None,
+    port: int | None = None,
+    access_log: bool = False,
+) -> tuple[ServerPlan, ServedModel, Any]:
+    """Resolve the alias, fetch and load its version; the plan, the model and the follower."""
+    plan_host, plan_port = host or settings.serving.host, port or settings.serving.port
+    check_address_free(plan_host, plan_port)
+    source = AliasSource(settings)
+    target = source.resolve()
+    served = source.load(settings, target)
+
+    def make_follower(settings: Settings, served: ServedModel, **kwargs: Any) -> AliasFollower:
+        return AliasFollower(settings, served, source=source, target=target, **kwargs)
+
+    plan = ServerPlan(plan_host, plan_port, 1, access_log, served.entry)
+    return plan, served, make_follower
