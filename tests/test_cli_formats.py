@@ -68,3 +68,41 @@ def test_ambiguous_dates_in_recent_weeks_are_refused_with_the_fix(
     assert result.exit_code == 2
     assert "could be day-first or month-first" in result.stderr
     assert "set dataset.dayfirst: true in config.yaml (or pass --dayfirst)" in result.stderr
+
+
+def test_monitor_pairs_day_first_actuals_with_their_own_weeks(
+    trained_project: Project, tmp_path: Path, cli
+) -> None:
+    from datetime import UTC, datetime
+
+    from hhforecast.modeling.predict import load_model, predict_frame
+    from hhforecast.watch.prediction_log import PredictionLog
+
+    settings = trained_project.settings
+    model = load_model(settings)
+    weeks = pd.read_csv(sample_dataset_path()).iloc[-8:]  # 2023-11-06 to 2023-12-25
+    log = PredictionLog.from_settings(settings)
+    log.record_frame(
+        model.version,
+        model.variant,
+        model.features,
+        predict_frame(model, weeks),
+        logged_at=datetime(2024, 1, 1, tzinfo=UTC),
+    )
+    log.close()
+    iso = tmp_path / "realised.csv"
+    weeks[["date", "HH"]].to_csv(iso, index=False)
+    br = brazilian(weeks[["date", "HH"]], tmp_path / "realizado.csv")
+    a = cli("monitor", "--actuals", iso, "--json")
+    b = cli("monitor", "--actuals", br, "--json")  # 13/11/2023 and later settle the order
+    assert a.exit_code == b.exit_code == 0, b.stderr
+    assert json.loads(a.stdout)["periods"] == json.loads(b.stdout)["periods"]
+    assert json.loads(b.stdout)["forecasts_matched"] == 8
+
+    # Read month-first, 11/12/2023 would be 12 Nov: such a file is refused, never paired.
+    us = tmp_path / "us.csv"
+    dates = pd.to_datetime(weeks["date"]).dt.strftime("%m/%d/%Y")
+    weeks[["HH"]].assign(date=dates.to_numpy()).to_csv(us, index=False)
+    refused = cli("monitor", "--actuals", us)
+    assert refused.exit_code == 2
+    assert "are month-first, which hhforecast never reads" in refused.stderr
