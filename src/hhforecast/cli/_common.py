@@ -5,12 +5,15 @@ from __future__ import annotations
 import functools
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, ParamSpec, TypeVar
+from typing import Annotated, Any, Literal, ParamSpec, TypeVar
 
 import typer
-from rich.console import Console
+from rich.console import Console, RenderableType
+from rich.table import Table
+from rich.text import Text
 
 from hhforecast.config import Settings, load_settings
 from hhforecast.errors import EXIT_BAD_INPUT, HHForecastError
@@ -108,3 +111,91 @@ def fmt(value: float | None, digits: int = 1) -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "-"
     return f"{value:,.{digits}f}"
+
+
+@dataclass(frozen=True)
+class Column:
+    """A table column. Versions, dates and numbers never wrap; only `wrap` text folds.
+
+    `drop` ranks the columns left out when the terminal is too narrow: 0 is always shown,
+    1 goes first, then 2, and so on.
+    """
+
+    header: str
+    justify: Literal["left", "right"] = "left"
+    wrap: bool = False
+    drop: int = 0
+    style: str | None = None
+    min_width: int | None = None
+
+
+@dataclass(frozen=True)
+class Row:
+    """One table row: a cell per column (same order), an optional style and section end."""
+
+    cells: Sequence[RenderableType]
+    style: str | None = None
+    end_section: bool = False
+
+
+def fitted_table(
+    columns: Sequence[Column],
+    rows: Sequence[Row],
+    *,
+    caption: str | None = None,
+    **table_options: Any,
+) -> Table:
+    """The table with the fewest columns left out that fits the terminal without cutting a cell.
+
+    Columns are left out by their `drop` rank; the caption says which, and that --json has all.
+    """
+    ranks = sorted({c.drop for c in columns if c.drop})
+    for level in [0, *ranks]:
+        shown = [i for i, c in enumerate(columns) if not c.drop or c.drop > level]
+        table = _table(columns, rows, shown, caption, table_options)
+        unbounded = console.options.update_width(10_000)
+        if console.measure(table, options=unbounded).minimum <= console.width:
+            break
+    return table
+
+
+def _table(
+    columns: Sequence[Column],
+    rows: Sequence[Row],
+    shown: list[int],
+    caption: str | None,
+    table_options: dict[str, Any],
+) -> Table:
+    hidden = [columns[i].header for i in range(len(columns)) if i not in shown]
+    if hidden:
+        note = f"Not shown at this width: {', '.join(hidden)} (see --json)."
+        caption = f"{caption.rstrip('.')}. {note}" if caption else note
+    table = Table(caption=caption, **table_options)
+    for i in shown:
+        c = columns[i]
+        # Rich measures any text by its longest word; a cell that must not wrap needs it all.
+        whole = (
+            None if c.wrap else max(_cell_width(x) for x in [c.header, *(r.cells[i] for r in rows)])
+        )
+        table.add_column(
+            c.header,
+            justify=c.justify,
+            no_wrap=not c.wrap,
+            overflow="fold",
+            style=c.style,
+            min_width=whole or c.min_width,
+        )
+    for row in rows:
+        table.add_row(*(row.cells[i] for i in shown), style=row.style, end_section=row.end_section)
+    return table
+
+
+def _cell_width(cell: RenderableType) -> int:
+    if isinstance(cell, str):
+        return Text.from_markup(cell).cell_len
+    return console.measure(cell).maximum
+
+
+def print_table(table: Table) -> None:
+    """Print a table whose title and caption wrap to the terminal (other output does not)."""
+    console.print(table, soft_wrap=False)

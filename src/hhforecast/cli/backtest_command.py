@@ -16,6 +16,7 @@ from hhforecast.cli._common import (
     fmt,
     friendly_errors,
     print_json,
+    print_table,
     settings_from,
 )
 
@@ -77,7 +78,7 @@ def backtest(
         print_json({**result.to_dict(), **extra})
         return
     for variant in result.overall:
-        console.print(backtest_table(result, variant))
+        print_table(backtest_table(result, variant))
     for variant, rmses in result.original_rmse_by_init.items():
         console.print(
             f"{variant} original_recipe: mean of {len(rmses)} initialisations, pooled RMSE "

@@ -10,13 +10,17 @@ from rich import box
 from rich.table import Table
 
 from hhforecast.cli._common import (
+    Column,
     ConfigOption,
     JsonOption,
+    Row,
     console,
     err_console,
+    fitted_table,
     fmt,
     friendly_errors,
     print_json,
+    print_table,
     settings_from,
 )
 from hhforecast.errors import EXIT_CHECK_FAILED, VersionNotFoundError
@@ -76,7 +80,7 @@ def _render_report(report: ValidationReport) -> None:
             style = None if check.ok else "red"
             short = [(h or "-")[:12] for h in (check.expected, check.actual)]
             table.add_row(check.name, check.status, *short, style=style)
-        console.print(table)
+        print_table(table)
     elif report.artifacts:
         console.print(f"Artifacts: {len(report.artifacts)} files match their recorded SHA-256.")
     if report.weeks is not None:
@@ -98,7 +102,7 @@ def _render_report(report: ValidationReport) -> None:
                 fmt(m["MAPE"]),
                 style=style,
             )
-        console.print(table)
+        print_table(table)
     for warning in report.warnings:
         err_console.print(f"[yellow]Warning:[/] {warning}", highlight=False)
     if not report.passed:
@@ -311,25 +315,39 @@ def registry_history(config: ConfigOption = None, json_output: JsonOption = Fals
     if not records:
         console.print(f"No promotion recorded in {registry.path} yet.")
         return
-    table = Table(
-        title=f"Promotion history in {registry.path}", box=box.SIMPLE_HEAD, pad_edge=False
-    )
-    for column in ("when (UTC)", "action", "production", "RMSE", "user"):
-        table.add_column(column, no_wrap=True)
-    table.add_column("reason", overflow="fold", min_width=12)
-    for r in records:
-        removed = r.action == "remove"  # `to` names the removed version; production stayed
-        table.add_row(
-            r.at[:16].replace("T", " "),
-            r.action + ("*" if r.gate == "require-better-rmse" else ""),
-            f"✕ {r.to_version}" if removed else f"{r.from_version or '-'}→{r.to_version}",
-            "" if removed else f"{fmt(r.rmse_from)}→{fmt(r.rmse_to)}",
-            r.user,
-            r.reason,
+    columns = [
+        Column("when (UTC)"),
+        Column("action"),
+        Column("production"),
+        Column("RMSE", justify="right"),
+        Column("user", drop=1),
+        Column("reason", wrap=True, min_width=12),
+    ]
+    rows = [
+        Row(
+            [
+                r.at[:16].replace("T", " "),
+                r.action + ("*" if r.gate == "require-better-rmse" else ""),
+                # `to` of a removal names the removed version; production stayed.
+                f"✕ {r.to_version}"
+                if r.action == "remove"
+                else f"{r.from_version or '-'}→{r.to_version}",
+                "" if r.action == "remove" else f"{fmt(r.rmse_from)}→{fmt(r.rmse_to)}",
+                r.user,
+                r.reason,
+            ]
         )
-    console.print(table)
-    console.print(
-        "* promoted through --require-better-rmse: both RMSEs on the same evaluation weeks. "
-        "Otherwise each version's RMSE on its own held-out weeks (see --json).",
-        style="dim",
+        for r in records
+    ]
+    table = fitted_table(
+        columns,
+        rows,
+        title=f"Promotion history in {registry.path}",
+        caption="* promoted through --require-better-rmse: both RMSEs on the same evaluation "
+        "weeks. Otherwise each version's RMSE on its own held-out weeks (see --json).",
+        caption_style="dim",
+        caption_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
     )
+    print_table(table)

@@ -21,6 +21,7 @@ from hhforecast.cli._common import (
     fmt,
     friendly_errors,
     print_json,
+    print_table,
     settings_from,
 )
 from hhforecast.config import Settings
@@ -134,7 +135,7 @@ def train(
             }
         )
         return
-    console.print(_summary(result.metadata))
+    print_table(_summary(result.metadata))
     console.print(
         f"Registered version [bold]{result.entry.version}[/] in {result.path}"
         f" (test weeks {result.metadata['split']['test']['start']} to "

@@ -9,13 +9,17 @@ import typer
 from rich.table import Table
 
 from hhforecast.cli._common import (
+    Column,
     ConfigOption,
     JsonOption,
+    Row,
     console,
     err_console,
+    fitted_table,
     fmt,
     friendly_errors,
     print_json,
+    print_table,
     settings_from,
 )
 from hhforecast.cli.gate_commands import registry_history
@@ -60,22 +64,21 @@ def list_versions(config: ConfigOption = None, json_output: JsonOption = False) 
         return
     variants = sorted({name for v in versions for name in v.metrics}, reverse=True)
     windows = {v.test_window() for v in versions}
-    caption = "RMSE/MAE in HH on each version's own held-out test weeks; ● = production."
+    caption = "● = production; RMSE/MAE in HH on each version's own held-out test weeks."
     if len(windows) > 1:
         caption += (
             " Versions tested on different weeks are not comparable by these numbers: "
             "hhforecast registry compare A B scores two on the same weeks."
         )
-    table = Table(title=f"Versions in {registry.path}", caption=caption)
-    longest = max(len(v.version) for v in versions) + 2  # room for the production mark
-    table.add_column("version", style="bold", no_wrap=True, min_width=longest)
-    table.add_column("trained", no_wrap=True, min_width=10)
-    table.add_column("dataset", min_width=10, overflow="ellipsis", no_wrap=True)
-    table.add_column("test weeks", no_wrap=True, min_width=max(map(len, windows)))
+    # Left out first on a narrow terminal: dataset, the 4features MAE, trained, the 5features
+    # MAE, the test weeks. Version names and numbers are never cut.
+    columns = [Column("version", style="bold"), Column("trained", drop=3)]
+    columns += [Column("dataset", drop=1), Column("test weeks", drop=5)]
     for variant in variants:
         short = variant.replace("features", "f")
-        table.add_column(f"RMSE {short}", justify="right", no_wrap=True, min_width=7)
-        table.add_column(f"MAE {short}", justify="right", no_wrap=True, min_width=6)
+        columns.append(Column(f"RMSE {short}", justify="right"))
+        columns.append(Column(f"MAE {short}", justify="right", drop=4 if "5" in short else 2))
+    rows = []
     for entry in versions:
         name = f"[green]● {entry.version}[/]" if entry.version == production else entry.version
         cells = [
@@ -86,8 +89,15 @@ def list_versions(config: ConfigOption = None, json_output: JsonOption = False) 
         ]
         for variant in variants:
             cells += [fmt(entry.metric(variant, "RMSE")), fmt(entry.metric(variant, "MAE"))]
-        table.add_row(*cells)
-    console.print(table)
+        rows.append(Row(cells))
+    print_table(
+        fitted_table(
+            columns,
+            rows,
+            title=f"Versions in {registry.path}",
+            caption=caption,
+        )
+    )
 
 
 def _short_time(trained_at: str) -> str:
@@ -120,8 +130,8 @@ def show_version(
         print_json(data)
         return
     table = Table(title=f"Version {entry.version}", show_header=False)
-    table.add_column("key", style="bold")
-    table.add_column("value")
+    table.add_column("key", style="bold", no_wrap=True)
+    table.add_column("value", overflow="fold")
     for key in ("version", "trained_at", "dataset", "folder", "production"):
         table.add_row(key, str(data[key]))
     for variant, metrics in sorted(entry.metrics.items(), reverse=True):
@@ -132,7 +142,7 @@ def show_version(
     for key, value in entry.extra.items():
         if key not in ("baselines",):
             table.add_row(key, str(value))
-    console.print(table)
+    print_table(table)
 
 
 registry_app.command("history")(registry_history)
@@ -179,12 +189,13 @@ def check(
         else:
             table = Table(title=f"{report.registry}: {len(report.findings)} finding(s)")
             for column in ("problem", "version", "folder", "detail", "--fix"):
-                table.add_column(column, overflow="fold")
+                # A version name is never cut; the rest folds onto more lines.
+                table.add_column(column, overflow="fold", no_wrap=column == "version")
             for f in report.findings:
                 table.add_row(
                     f.kind, f.version or "-", Path(f.path).name, f.detail, f.fix or "by hand"
                 )
-            console.print(table)
+            print_table(table)
     if not report.clean:
         raise typer.Exit(EXIT_CHECK_FAILED)
 

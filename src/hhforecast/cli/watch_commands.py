@@ -10,13 +10,17 @@ from rich import box
 from rich.table import Table
 
 from hhforecast.cli._common import (
+    Column,
     ConfigOption,
     JsonOption,
+    Row,
     console,
     err_console,
+    fitted_table,
     fmt,
     friendly_errors,
     print_json,
+    print_table,
     settings_from,
 )
 from hhforecast.errors import EXIT_CHECK_FAILED
@@ -74,33 +78,35 @@ def _pvalue(value: float) -> str:
 
 
 def _print_drift(result: Any) -> None:
-    data = result.to_json()
+    for renderable in drift_tables(result.to_json()):
+        if isinstance(renderable, Table):
+            print_table(renderable)
+        else:
+            console.print(renderable, highlight=False)
+
+
+def drift_tables(data: dict[str, Any]) -> list[Table | str]:
+    """The signal table, the model-error table and the verdict line of a drift report's JSON."""
     recent, reference = data["recent"], data["reference"]
-    table = Table(
-        title=f"{recent['weeks']} recent weeks ({recent['start']} to {recent['end']}) vs "
-        f"version {result.version}'s {reference['weeks']} training weeks, net of season and trend",
-        caption="shift: recent mean vs expected (rates per aircraft-day, see docs/drift.md); "
-        "detectable: shift (stds) caught half the time; n eff.: effective recent weeks",
-    )
-    for column in (
-        "signal",
-        "shift %",
-        "shift stds",
-        "KS p",
-        "mean p",
-        "detectable",
-        "n eff.",
-        "verdict",
-    ):
-        # Names, p-values and verdicts stay whole on a narrow terminal.
-        table.add_column(
-            column,
-            justify="left" if column == "signal" else "right",
-            no_wrap=column in ("signal", "KS p", "mean p", "verdict"),
-        )
+    columns = [
+        Column("signal"),
+        Column("shift %", justify="right"),
+        Column("stds", justify="right"),
+        Column("KS p", justify="right"),
+        Column("mean p", justify="right"),
+        Column("detect.", justify="right", drop=1),
+        Column("n eff.", justify="right", drop=2),
+        Column("verdict"),
+    ]
+    rows = []
     for s in data["signals"]:
         vote = s["role"] == "feature"
-        table.add_row(
+        verdict = (
+            ("[bold red]drift[/]" if vote else "[red]moved[/]")
+            if s["drifted"]
+            else ("[green]ok[/]" if vote else "[dim]ok[/]")
+        )
+        cells = [
             s["name"],
             fmt(s["mean_shift_pct"]),
             fmt(s["mean_shift_std"], 2),
@@ -108,23 +114,35 @@ def _print_drift(result: Any) -> None:
             _pvalue(s["mean_pvalue"]),
             fmt(s["detectable_shift_std"], 2),
             f"{s['n_effective_recent']:.0f}",
-            ("[bold red]drift[/]" if vote else "[red]moved[/]")
-            if s["drifted"]
-            else ("[green]ok[/]" if vote else "[dim]ok[/]"),
-            style=None if vote else "dim",
+            verdict,
+        ]
+        rows.append(Row(cells, style=None if vote else "dim"))
+    out: list[Table | str] = []
+    if rows:
+        out.append(
+            fitted_table(
+                columns,
+                rows,
+                title=f"{recent['weeks']} recent weeks ({recent['start']} to {recent['end']}) "
+                f"vs version {data['version']}'s {reference['weeks']} training weeks, net of "
+                "season and trend",
+                caption="shift: recent mean vs expected (rates per aircraft-day, see "
+                "docs/drift.md), in % and in stds; detect.: shift (stds) caught half the "
+                "time; n eff.: effective recent weeks",
+                caption_justify="left",
+            )
         )
-    if data["signals"]:
-        console.print(table)
-    if result.performance:
-        perf = Table(title=f"Model error ({result.variant})")
+    if data.get("performance"):
+        perf = Table(title=f"Model error ({data['variant']})")
         for column in ("weeks", "MAE", "RMSE", "MAPE %"):
             perf.add_column(column, justify="left" if column == "weeks" else "right")
-        for name, metrics in result.performance.items():
+        for name, metrics in data["performance"].items():
             label = "recent" if name == "recent" else "training-time test weeks"
             perf.add_row(label, *(fmt(metrics.get(k)) for k in ("MAE", "RMSE", "MAPE")))
-        console.print(perf)
-    colour = {"drift": "bold red", "no drift": "bold green"}.get(result.verdict, "bold yellow")
-    console.print(f"Verdict: [{colour}]{result.verdict}[/] - {data['message']}", highlight=False)
+        out.append(perf)
+    colour = {"drift": "bold red", "no drift": "bold green"}.get(data["verdict"], "bold yellow")
+    out.append(f"Verdict: [{colour}]{data['verdict']}[/] - {data['message']}")
+    return out
 
 
 @friendly_errors
@@ -156,46 +174,11 @@ def monitor(
         raise typer.Exit(EXIT_CHECK_FAILED)
 
 
-def _error_table(title: str, first: str, rows: Any, flags: bool) -> Table:
-    table = Table(title=title, box=box.SIMPLE_HEAD)
-    columns = [first, "version", "n", "MAE", "RMSE", "bias", "in int."]
-    for column in [*columns, *(["alert"] if flags else [])]:
-        left = column in (first, "version")
-        table.add_column(column, justify="left" if left else "right", no_wrap=column == first)
-    for row in rows:
-        cells = [
-            row.period,
-            row.version,
-            str(row.weeks),
-            fmt(row.mae, 0),
-            fmt(row.rmse, 0),
-            fmt(row.bias, 0),
-            f"{fmt(100 * row.in_interval, 0)}%",
-        ]
-        if flags:
-            cells.append("[bold red]ALERT[/]" if row.flagged else "ok")
-        table.add_row(*cells)
-    return table
-
-
 def _print_monitor(result: Any) -> None:
-    if result.periods:
-        console.print(
-            _error_table(
-                f"Forecast vs realised HH per {result.by} (latest forecast of each week)",
-                result.by,
-                result.periods,
-                flags=True,
-            )
-        )
-        console.print(
-            _error_table(
-                "Per horizon (weeks ahead of the version's data; every forecast)",
-                "ahead",
-                result.horizons,
-                flags=False,
-            )
-        )
+    data = result.to_json()
+    if data["periods"]:
+        for table in monitor_tables(data):
+            print_table(table)
         sources = ", ".join(
             f"{s['source']} {s['forecasts']} ({s['version']})" for s in result.sources()
         )
@@ -206,3 +189,51 @@ def _print_monitor(result: Any) -> None:
         )
     colour = "bold red" if result.flagged else "bold green"
     console.print(f"[{colour}]{result.message}[/]", highlight=False)
+
+
+def monitor_tables(data: dict[str, Any]) -> list[Table]:
+    """Forecast vs realised HH per period, then per horizon, from a monitor report's JSON."""
+    return [
+        _error_table(
+            f"Forecast vs realised HH per {data['by']} (latest forecast of each week)",
+            data["by"],
+            data["periods"],
+            flags=True,
+        ),
+        _error_table(
+            "Per horizon (weeks ahead of the version's data; every forecast)",
+            "ahead",
+            data["horizons"],
+            flags=False,
+        ),
+    ]
+
+
+def _error_table(title: str, first: str, rows: list[dict[str, Any]], flags: bool) -> Table:
+    # Left out first on a narrow terminal: bias, then MAE, then the interval share.
+    columns = [
+        Column(first),
+        Column("version"),
+        Column("n", justify="right"),
+        Column("MAE", justify="right", drop=2),
+        Column("RMSE", justify="right"),
+        Column("bias", justify="right", drop=1),
+        Column("in int.", justify="right", drop=3),
+    ]
+    if flags:
+        columns.append(Column("alert"))
+    table_rows = []
+    for row in rows:
+        cells = [
+            row["period"],
+            row["version"],
+            str(row["weeks"]),
+            fmt(row["mae"], 0),
+            fmt(row["rmse"], 0),
+            fmt(row["bias"], 0),
+            f"{fmt(100 * row['in_interval'], 0)}%",
+        ]
+        if flags:
+            cells.append("[bold red]ALERT[/]" if row["flagged"] else "ok")
+        table_rows.append(Row(cells))
+    return fitted_table(columns, table_rows, title=title, box=box.SIMPLE_HEAD)
