@@ -15,6 +15,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
 from starlette.routing import Route
 
 from hhforecast import __version__
@@ -34,6 +35,7 @@ from hhforecast.serving.validation import InvalidRequest
 __all__ = ["APP_FACTORY", "app_from_environment", "create_app"]
 
 APP_FACTORY = "hhforecast.serving.app:app_from_environment"
+DOCS_ASSETS = "/docs-assets"
 
 log = logging.getLogger("hhforecast.serving")
 
@@ -99,12 +101,17 @@ def create_app(
             if prediction_log is not None:
                 prediction_log.close()
 
-    app = FastAPI(
+    # /docs and /redoc load Swagger UI and ReDoc from files shipped in a package, not a CDN:
+    # they work on a network without internet (see docs/serving.md).
+    app = FastAPIOffline(
         title="hhforecast",
         version=__version__,
         description="Forecast weekly unscheduled maintenance man-hours (HH) of an airline fleet. "
         "See docs/serving.md.",
         lifespan=lifespan,
+        static_url=DOCS_ASSETS,
+        # Swagger UI would otherwise fetch a validity badge from an outside host.
+        swagger_ui_parameters={"validatorUrl": None},
     )
     app.state.serving = ServingState(
         settings, follower, service_metrics, api_key, on_prediction, prediction_log
