@@ -215,6 +215,13 @@ def load_training_dataset(settings: Settings, dataset_path: Path | None = None) 
     cfg = settings.training
     if dataset_path is None and settings.paths.dataset:
         dataset_path = settings.resolve(settings.paths.dataset)
+        if not dataset_path.exists():
+            raise DatasetError(
+                dataset_path,
+                "no such file",
+                f"It is paths.dataset in {settings.config_file}: fix it there, or pass "
+                "--dataset FILE.",
+            )
     features = list(dict.fromkeys(f for fs in cfg.variants.values() for f in fs))
     return load_weekly_dataset(
         dataset_path, features, cfg.target, min_rows=cfg.min_rows, reading=settings.dataset
