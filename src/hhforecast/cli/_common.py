@@ -196,6 +196,15 @@ def _cell_width(cell: RenderableType) -> int:
     return console.measure(cell).maximum
 
 
+def print_findings(findings: Sequence[Any]) -> None:
+    """Notes on stdout and warnings on stderr, one line each (see modeling/findings.py)."""
+    for finding in findings:
+        if finding.is_warning:
+            err_console.print(f"[yellow]Warning:[/] {finding.message}", highlight=False)
+        else:
+            console.print(f"Note: {finding.message}", highlight=False)
+
+
 def print_table(table: Table) -> None:
     """Print a table whose title and caption wrap to the terminal (other output does not)."""
     console.print(table, soft_wrap=False)

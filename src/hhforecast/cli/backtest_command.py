@@ -15,6 +15,7 @@ from hhforecast.cli._common import (
     err_console,
     fmt,
     friendly_errors,
+    print_findings,
     print_json,
     print_table,
     settings_from,
@@ -60,6 +61,7 @@ def backtest(
     Example: hhforecast backtest --folds 4 --horizon 13
     """
     from hhforecast.modeling.backtest import ORIGINAL_INITS, backtest_dataset
+    from hhforecast.modeling.findings import backtest_findings
     from hhforecast.tracking.runs import log_backtest
 
     settings = settings_from(config).with_training(epochs=epochs)
@@ -73,9 +75,10 @@ def backtest(
     tracked = log_backtest(settings, result)
     if tracked.warning():
         err_console.print(f"[yellow]Warning:[/] {tracked.warning()}", highlight=False)
+    findings = backtest_findings(result)
     if json_output:
         extra = {"mlflow_tracking": tracked.to_dict()} if tracked.tracking else {}
-        print_json({**result.to_dict(), **extra})
+        print_json({**result.to_dict(), **extra, "findings": [f.to_dict() for f in findings]})
         return
     for variant in result.overall:
         print_table(backtest_table(result, variant))
@@ -90,6 +93,7 @@ def backtest(
         f"Network {result.interval_target:.0%} intervals covered: {coverage} "
         f"of the {result.folds * result.horizon} backtest weeks."
     )
+    print_findings(findings)
     if tracked.run_id and not tracked.problem:
         console.print(f"MLflow run {tracked.run_id} at {tracked.tracking_uri}.", highlight=False)
 

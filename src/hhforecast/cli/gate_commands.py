@@ -19,6 +19,7 @@ from hhforecast.cli._common import (
     fitted_table,
     fmt,
     friendly_errors,
+    print_findings,
     print_json,
     print_table,
     settings_from,
@@ -28,8 +29,10 @@ from hhforecast.registry.history import PromotionRecord
 from hhforecast.registry.store import Registry
 
 if TYPE_CHECKING:
+    from hhforecast.config import Settings
     from hhforecast.gate.promote import PromotionResult
     from hhforecast.gate.validate import ValidationReport
+    from hhforecast.modeling.findings import Finding
 
 DataOption = Annotated[
     Path | None,
@@ -61,13 +64,41 @@ def validate(
     """
     from hhforecast.gate.validate import validate_version
 
-    report = validate_version(settings_from(config), version, variant, data)
+    settings = settings_from(config)
+    report = validate_version(settings, version, variant, data)
+    findings = _findings(settings, report)
     if json_output:
-        print_json(report.to_dict())
+        print_json({**report.to_dict(), "findings": [f.to_dict() for f in findings]})
     else:
         _render_report(report)
+        print_findings(findings)
     if not report.passed:
         raise typer.Exit(EXIT_CHECK_FAILED)
+
+
+def _findings(settings: Settings, report: ValidationReport) -> list[Finding]:
+    """The candidate's scores against the naive baselines on the weeks validated, and whether
+    its deep correction was kept (from its model_metadata.json, when it has one)."""
+    from hhforecast.errors import HHForecastError
+    from hhforecast.modeling.artifacts import read_metadata
+    from hhforecast.modeling.findings import linear_finding, score_findings
+
+    found: list[Finding] = []
+    registry = Registry(settings)
+    try:
+        training = read_metadata(registry.version_dir(registry.get(report.version)))
+        kept = training["variants"][report.variant]["training"]["deep_correction_kept"]
+    except (HHForecastError, KeyError, TypeError):
+        kept = None
+    if kept is not None:
+        note = linear_finding(report.variant, int(bool(kept)), 1)
+        found += [note] if note else []
+    candidate = next((s for s in report.scores if s.role == "candidate"), None)
+    if candidate is not None and report.weeks is not None:
+        baselines = {s.name: s.metrics for s in report.scores if s.role == "baseline"}
+        weeks = f"these {report.weeks.weeks} weeks"
+        found += score_findings(report.variant, report.version, candidate.metrics, baselines, weeks)
+    return found
 
 
 def _render_report(report: ValidationReport) -> None:

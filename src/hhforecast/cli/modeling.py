@@ -20,6 +20,7 @@ from hhforecast.cli._common import (
     err_console,
     fmt,
     friendly_errors,
+    print_findings,
     print_json,
     print_table,
     settings_from,
@@ -124,6 +125,9 @@ def train(
     tracked = run.outcome
     if tracked.warning():
         err_console.print(f"[yellow]Warning:[/] {tracked.warning()}", highlight=False)
+    from hhforecast.modeling.findings import training_findings
+
+    findings = training_findings(result.metadata)
     if json_output:
         print_json(
             {
@@ -132,10 +136,19 @@ def train(
                 "serving": result.serving,
                 **{k: v for k, v in result.metadata.items() if k != "version"},
                 **({"mlflow_tracking": tracked.to_dict()} if tracked.tracking else {}),
+                "findings": [f.to_dict() for f in findings],
             }
         )
         return
     print_table(_summary(result.metadata))
+    for name, info in result.metadata["variants"].items():
+        interval = info["interval"]
+        console.print(
+            f"{name}: {interval['coverage']:.0%} interval ±{_halfwidth_text(interval)}, "
+            f"covered {interval['observed_coverage_test']:.0%} of the test weeks.",
+            highlight=False,
+        )
+    print_findings(findings)
     console.print(
         f"Registered version [bold]{result.entry.version}[/] in {result.path}"
         f" (test weeks {result.metadata['split']['test']['start']} to "
@@ -294,12 +307,13 @@ def _build_for_retrain(
 def _summary(metadata: dict[str, Any]) -> Table:
     table = Table(title="Held-out test weeks: network vs baselines (lower RMSE is better)")
     for column in ("variant", "model", "MAE", "RMSE", "R²", "MAPE %"):
-        table.add_column(column, justify="left" if column in ("variant", "model") else "right")
+        table.add_column(
+            column, justify="left" if column in ("variant", "model") else "right", no_wrap=True
+        )
     for name, info in metadata["variants"].items():
         rows = [("network", info["metrics"]), *list(info["baselines"].items())]
         best = min(m["RMSE"] for _, m in rows)
-        for label, m in rows:
-            style = "bold green" if m["RMSE"] == best else None
+        for i, (label, m) in enumerate(rows):
             table.add_row(
                 name,
                 label,
@@ -307,18 +321,9 @@ def _summary(metadata: dict[str, Any]) -> Table:
                 fmt(m["RMSE"]),
                 fmt(m["R2"], 3),
                 fmt(m["MAPE"]),
-                style=style,
+                style="bold green" if m["RMSE"] == best else None,
+                end_section=i == len(rows) - 1,
             )
-        interval = info["interval"]
-        table.add_row(
-            name,
-            f"{interval['coverage']:.0%} interval ±{_halfwidth_text(interval)}",
-            "",
-            "",
-            "",
-            f"covered {interval['observed_coverage_test']:.0%}",
-            end_section=True,
-        )
     return table
 
 

@@ -1,0 +1,130 @@
+"""train, validate and backtest say what the fit learnt: a dropped deep correction, a network
+worse than a naive forecast or than the mean (R² < 0), intervals far below their level."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from hhforecast.modeling.backtest import BacktestResult
+from hhforecast.modeling.findings import backtest_findings, coverage_finding, training_findings
+
+from .conftest import Project
+
+BASELINES = {
+    "linear_regression": {"RMSE": 413.5, "R2": -0.581},
+    "naive_last_week": {"RMSE": 474.8, "R2": -1.085},
+    "seasonal_naive": {"RMSE": 462.2, "R2": -0.975},
+}
+
+
+def variant(kept: bool, rmse: float, r2: float, covered: float) -> dict:
+    return {
+        "metrics": {"RMSE": rmse, "R2": r2},
+        "baselines": BASELINES,
+        "training": {"deep_correction_kept": kept},
+        "interval": {"coverage": 0.8, "observed_coverage_test": covered},
+    }
+
+
+def test_training_findings_say_what_the_fit_learnt() -> None:
+    metadata = {
+        "split": {"test": {"weeks": 65}},
+        "variants": {
+            "4features": variant(False, 413.5, -0.581, 41 / 65),
+            "5features": variant(True, 480.0, 0.093, 49 / 65),
+        },
+    }
+    found = [(f.variant, f.kind, f.is_warning) for f in training_findings(metadata)]
+    assert found == [
+        ("4features", "linear", False),
+        ("4features", "negative_r2", True),
+        ("4features", "low_coverage", True),
+        ("5features", "worse_than_naive", True),
+    ]
+    messages = {f.kind: f.message for f in training_findings(metadata)}
+    assert messages["linear"] == (
+        "4features: deep correction not kept (no clear gain on the validation weeks), so the "
+        "network is the least-squares linear fit and scores as linear_regression."
+    )
+    assert messages["negative_r2"] == (
+        "4features: network R² -0.581 on the test weeks: worse than forecasting their mean HH "
+        "every week."
+    )
+    assert messages["low_coverage"] == (
+        "4features: the 80% interval covered 41 of 65 test weeks (63%, p = 0.0012): far below "
+        "80%, too narrow for these weeks."
+    )
+    assert messages["worse_than_naive"] == (
+        "5features: network RMSE 480.0 on the test weeks is worse than seasonal_naive's 462.2 "
+        "(repeating past HH)."
+    )
+
+
+def test_coverage_is_judged_against_chance_not_a_fixed_gap() -> None:
+    # 44 of 65 (68%) is what an 80% interval does about 1 time in 75; 43 of 65 rarer than 1%.
+    assert coverage_finding("5features", 44 / 65, 0.8, 65, "test weeks") is None
+    assert coverage_finding("5features", 43 / 65, 0.8, 65, "test weeks") is not None
+    # On 13 weeks, 8 covered (62%) is within chance.
+    assert coverage_finding("5features", 8 / 13, 0.8, 13, "backtest weeks") is None
+
+
+def test_backtest_findings_count_the_folds_that_kept_the_correction() -> None:
+    scores = {
+        "network": {"RMSE": 294.0, "R2": 0.1},
+        "linear_regression": {"RMSE": 294.0, "R2": 0.1},
+        "naive_last_week": {"RMSE": 255.9, "R2": 0.3},
+    }
+    result = BacktestResult(
+        folds=2,
+        horizon=13,
+        models=list(scores),
+        fold_scores=[
+            {"deep_correction_kept": {"4features": False, "5features": True}},
+            {"deep_correction_kept": {"4features": False, "5features": False}},
+        ],
+        overall={"4features": scores, "5features": {"network": {"RMSE": 200.0, "R2": 0.4}}},
+        coverage={"4features": 0.96, "5features": 0.5},
+        actual=np.zeros(26),
+    )
+    found = {(f.variant, f.kind): f.message for f in backtest_findings(result)}
+    assert set(found) == {
+        ("4features", "linear"),
+        ("4features", "worse_than_naive"),
+        ("5features", "linear"),
+        ("5features", "low_coverage"),
+    }
+    assert found[("4features", "linear")].startswith(
+        "4features: deep correction kept in none of the 2 folds"
+    )
+    assert found[("5features", "linear")].startswith(
+        "5features: deep correction kept in 1 of 2 folds; in the others"
+    )
+
+
+def test_train_prints_the_findings_of_its_metadata(project: Project, cli) -> None:
+    result = cli("train", "--version", "1.0.0", "--config", project.config)
+    assert result.exit_code == 0, result.stderr
+    metadata = json.loads((project.models / "1.0.0" / "model_metadata.json").read_text())
+    expected = training_findings(metadata)
+    assert any(f.kind == "linear" for f in expected) or all(
+        v["training"]["deep_correction_kept"] for v in metadata["variants"].values()
+    )
+    out, err = " ".join(result.stdout.split()), " ".join(result.stderr.split())
+    for finding in expected:
+        text = " ".join(finding.message.split())
+        assert text in (err if finding.is_warning else out), text
+    for name in metadata["variants"]:
+        assert f"{name}: 80% interval ±" in out
+
+
+def test_validate_and_its_json_carry_the_findings(trained_project: Project, cli) -> None:
+    shown = cli("validate", "1.0.0", "--variant", "4features", "--json")
+    data = json.loads(shown.stdout)
+    metadata = json.loads((trained_project.models / "1.0.0" / "model_metadata.json").read_text())
+    kept = metadata["variants"]["4features"]["training"]["deep_correction_kept"]
+    kinds = [f["kind"] for f in data["findings"]]
+    assert ("linear" in kinds) == (not kept)
+    candidate = next(s for s in data["scores"] if s["role"] == "candidate")
+    assert ("negative_r2" in kinds) == (candidate["metrics"]["R2"] < 0)
