@@ -15,6 +15,7 @@ from hhforecast.cli import (
     serve_command,
     watch_commands,
 )
+from hhforecast.cli._common import OneLineErrorsGroup
 from hhforecast.cli.dataset_commands import dataset_app
 from hhforecast.cli.mlflow_commands import mlflow_app
 from hhforecast.cli.registry_commands import registry_app
@@ -27,6 +28,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    cls=OneLineErrorsGroup,
+    # Markdown joins a docstring's wrapped lines into paragraphs (rich mode keeps every break).
+    rich_markup_mode="markdown",
 )
 app.command()(modeling.sample)
 app.add_typer(dataset_app, name="dataset")

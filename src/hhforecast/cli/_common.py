@@ -5,15 +5,18 @@ from __future__ import annotations
 import functools
 import json
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console, RenderableType
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
+from typer.core import TyperGroup
 
 from hhforecast.config import Settings, load_settings
 from hhforecast.errors import EXIT_BAD_INPUT, HHForecastError
@@ -77,6 +80,42 @@ def friendly_errors(command: Callable[P, R]) -> Callable[P, R]:
             raise typer.Exit(EXIT_BAD_INPUT) from None
 
     return wrapper
+
+
+# typer raises click's exceptions (its own copy of click in recent releases): find the class
+# through a public name rather than a private module.
+_CLICK_EXCEPTION: type[Exception] = next(
+    c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException"
+)
+
+
+@contextmanager
+def _one_line_usage_errors() -> Iterator[None]:
+    try:
+        yield
+    except _CLICK_EXCEPTION as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":  # `hhforecast` alone: show the help
+            raise
+        message = " ".join(exc.format_message().split())  # type: ignore[attr-defined]
+        ctx = getattr(exc, "ctx", None)
+        hint = f" See '{ctx.command_path} --help'." if ctx is not None else ""
+        if not message.endswith((".", "?", "!")):
+            message += "."
+        err_console.print(f"[bold red]Error:[/] {escape(message)}{hint}", highlight=False)
+        raise typer.Exit(getattr(exc, "exit_code", 2)) from None
+
+
+class OneLineErrorsGroup(TyperGroup):
+    """The root command: a usage error (unknown option, missing or bad value) is one line,
+    `Error: ...` on stderr with exit 2, like every other error."""
+
+    def make_context(self, *args: Any, **kwargs: Any) -> Any:
+        with _one_line_usage_errors():
+            return super().make_context(*args, **kwargs)
+
+    def invoke(self, ctx: Any) -> Any:
+        with _one_line_usage_errors():
+            return super().invoke(ctx)
 
 
 def os_error_message(exc: OSError) -> str:

@@ -47,6 +47,7 @@ def sample(
     start: Annotated[str, typer.Option(help="First week (a date; its Monday is used).")] = (
         "2019-01-07"
     ),
+    json_output: JsonOption = False,
 ) -> None:
     """Simulate a fleet day by day and write its weekly dataset and/or its raw logs.
 
@@ -73,14 +74,29 @@ def sample(
         utilisation, events = raw_logs(fleet)
         atomic_write_text(raw / "utilization.csv", utilisation.to_csv(index=False))
         atomic_write_text(raw / "events.csv", events.to_csv(index=False))
+    if out is not None:
+        atomic_write_text(out, frame.to_csv(index=False))
+    if json_output:
+        print_json(
+            {
+                "path": str(out.resolve()) if out is not None else None,
+                "raw": str(raw.resolve()) if raw is not None else None,
+                "weeks": len(frame),
+                "start": str(frame["date"].iloc[0]),
+                "end": str(frame["date"].iloc[-1]),
+                "seed": seed,
+            }
+        )
+        return
+    if raw is not None:
         console.print(
-            f"Wrote the raw logs of {len(frame)} weeks ({span}) to {raw}: utilization.csv "
-            f"({len(utilisation):,} aircraft-days), events.csv ({len(events):,} items)",
+            f"Wrote the raw logs of {len(frame)} weeks ({span}) to {raw.resolve()}: "
+            f"utilization.csv ({len(utilisation):,} aircraft-days), events.csv "
+            f"({len(events):,} items)",
             highlight=False,
         )
     if out is not None:
-        atomic_write_text(out, frame.to_csv(index=False))
-        console.print(f"Wrote {len(frame)} weeks ({span}) to {out}", highlight=False)
+        console.print(f"Wrote {len(frame)} weeks ({span}) to {out.resolve()}", highlight=False)
 
 
 @friendly_errors
@@ -348,6 +364,7 @@ def predict(
     ] = None,
     config: ConfigOption = None,
     dayfirst: DayfirstOption = None,
+    json_output: JsonOption = False,
 ) -> None:
     """Score a CSV of weeks: the input plus HH_pred, HH_lower, HH_upper and out_of_range.
 
@@ -357,11 +374,24 @@ def predict(
 
     settings = settings_from(config).with_dataset(dayfirst=dayfirst)
     run = predict_file(settings, input_file, output, version, variant)
-    console.print(
-        f"Wrote {run.rows} predictions to {run.output} (version {run.version}, {run.variant})."
-    )
     if run.rows_out_of_range:
         err_console.print(
             f"[yellow]Warning:[/] {run.rows_out_of_range} row(s) have features outside the "
             "range seen in training (see the out_of_range column); treat them with care."
         )
+    if json_output:
+        print_json(
+            {
+                "path": str(run.output.resolve()),
+                "rows": run.rows,
+                "version": run.version,
+                "variant": run.variant,
+                "rows_out_of_range": run.rows_out_of_range,
+            }
+        )
+        return
+    console.print(
+        f"Wrote {run.rows} predictions to {run.output.resolve()} (version {run.version}, "
+        f"{run.variant}).",
+        highlight=False,
+    )

@@ -133,16 +133,35 @@ def show_version(
     table.add_column("key", style="bold", no_wrap=True)
     table.add_column("value", overflow="fold")
     for key in ("version", "trained_at", "dataset", "folder", "production"):
-        table.add_row(key, str(data[key]))
+        table.add_row(key, readable(data[key]))
     for variant, metrics in sorted(entry.metrics.items(), reverse=True):
-        table.add_row(
-            f"metrics {variant}",
-            "  ".join(f"{k} {fmt(v, 3 if k.startswith('R2') else 1)}" for k, v in metrics.items()),
-        )
+        # Errors in HH on one line, R² on the next: each stays whole at 80 columns.
+        for i, r2 in enumerate((False, True)):
+            shown = {k: v for k, v in metrics.items() if k.startswith("R2") == r2}
+            table.add_row(
+                "" if i else f"metrics {variant}",
+                ", ".join(
+                    f"{k.replace('R2', 'R²')} {fmt(v, 3 if r2 else 1)}" for k, v in shown.items()
+                ),
+            )
     for key, value in entry.extra.items():
         if key not in ("baselines",):
-            table.add_row(key, str(value))
+            table.add_row(key, readable(value))
     print_table(table)
+
+
+def readable(value: object) -> str:
+    """A registry value for people: a period as 'start to end (n weeks)', no Python syntax."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, dict):
+        if {"start", "end"} <= value.keys():
+            weeks = f" ({value['weeks']} weeks)" if "weeks" in value else ""
+            return f"{value['start']} to {value['end']}{weeks}"
+        return ", ".join(f"{k} {readable(v)}" for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return ", ".join(readable(v) for v in value)
+    return "-" if value is None else str(value)
 
 
 registry_app.command("history")(registry_history)

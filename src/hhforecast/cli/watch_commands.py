@@ -37,8 +37,11 @@ def _write_report(path: Path | None, html: Any, json_output: bool) -> None:
     from hhforecast._fs import atomic_write_text
 
     atomic_write_text(path, html())
-    # With --json, stdout holds only the JSON document.
-    (err_console if json_output else console).print(f"Report written to {path}")
+    # With --json, stdout holds only the JSON document. The full path, so that a cron job's
+    # mail or a colleague's terminal leads straight to the file.
+    (err_console if json_output else console).print(
+        f"Report written to {path.resolve()}", highlight=False, soft_wrap=True
+    )
 
 
 @friendly_errors
