@@ -137,6 +137,16 @@ def ranked_project(tmp_path: Path, _ranked_template: Path) -> Project:
 
 
 @pytest.fixture
+def columns80(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A terminal 80 columns wide, as rich reads it from $COLUMNS."""
+    from hhforecast.cli._common import console, err_console
+
+    monkeypatch.setenv("COLUMNS", "80")
+    for c in (console, err_console):
+        monkeypatch.setattr(c, "_width", None)
+
+
+@pytest.fixture
 def cli() -> Callable[..., object]:
     """Run the CLI in-process; returns click's Result (exit_code, stdout, stderr)."""
     runner = CliRunner()

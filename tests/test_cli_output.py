@@ -10,18 +10,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from hhforecast.cli._common import console, err_console
 from hhforecast.datasets.weekly import sample_dataset_path
 from hhforecast.watch.monitor import PredictionLog, PredictionRecord
 
 from .conftest import Project
-
-
-@pytest.fixture
-def columns80(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("COLUMNS", "80")
-    for c in (console, err_console):
-        monkeypatch.setattr(c, "_width", None)
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from hhforecast.cli._common import console, err_console, print_table
+from hhforecast.cli._common import console, print_table
 from hhforecast.cli.watch_commands import drift_tables, monitor_tables
 
 REGISTRY = {
@@ -48,14 +48,6 @@ REGISTRY = {
         }
     ],
 }
-
-
-@pytest.fixture
-def columns80(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A terminal 80 columns wide, as rich reads it from $COLUMNS."""
-    monkeypatch.setenv("COLUMNS", "80")
-    for c in (console, err_console):
-        monkeypatch.setattr(c, "_width", None)
 
 
 @pytest.fixture

@@ -103,9 +103,11 @@ def test_backtest_findings_count_the_folds_that_kept_the_correction() -> None:
     )
 
 
-def test_train_prints_the_findings_of_its_metadata(project: Project, cli) -> None:
+def test_train_prints_the_findings_of_its_metadata(project: Project, cli, columns80) -> None:
     result = cli("train", "--version", "1.0.0", "--config", project.config)
     assert result.exit_code == 0, result.stderr
+    table = [line for line in result.stdout.splitlines() if line[:1] in "┏┃┡│├└"]
+    assert table and all(len(line) <= 80 for line in table), table
     metadata = json.loads((project.models / "1.0.0" / "model_metadata.json").read_text())
     expected = training_findings(metadata)
     assert any(f.kind == "linear" for f in expected) or all(
@@ -119,7 +121,9 @@ def test_train_prints_the_findings_of_its_metadata(project: Project, cli) -> Non
         assert f"{name}: 80% interval ±" in out
 
 
-def test_validate_and_its_json_carry_the_findings(trained_project: Project, cli) -> None:
+def test_validate_and_its_json_carry_the_findings(trained_project: Project, cli, columns80) -> None:
+    text = cli("validate", "1.0.0").stdout
+    assert all(len(line) <= 80 for line in text.splitlines() if line[:1] in "┏┃┡│└"), text
     shown = cli("validate", "1.0.0", "--variant", "4features", "--json")
     data = json.loads(shown.stdout)
     metadata = json.loads((trained_project.models / "1.0.0" / "model_metadata.json").read_text())

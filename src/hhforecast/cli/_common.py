@@ -35,7 +35,7 @@ ConfigOption = Annotated[
         dir_okay=False,
     ),
 ]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of text.")]
 DatasetOption = Annotated[
     Path | None,
     typer.Option(
