@@ -155,3 +155,23 @@ def test_the_page_says_when_the_history_is_unavailable(
             "(data/fleet.csv) is not available"
         )
         assert browser.find_elements(By.ID, "history-image") == []
+
+
+def test_docs_page_renders_from_the_api_alone(live_url: str, browser: object) -> None:
+    """Swagger UI draws the API's operations, and every file the browser loaded for it came
+    from the API itself (a hangar network has no internet)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.remote.webdriver import WebDriver
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    assert isinstance(browser, WebDriver)
+    wait = WebDriverWait(browser, 30)
+    for page, drawn in (("/docs", ".opblock-post"),):
+        browser.get(live_url + page)
+        wait.until(lambda d, css=drawn: d.find_elements(By.CSS_SELECTOR, css))
+        loaded = browser.execute_script(
+            "return performance.getEntriesByType('resource').map(e => e.name)"
+        )
+        assert loaded, page
+        outside = [url for url in loaded if not url.startswith(live_url + "/")]
+        assert outside == [], (page, outside)

@@ -101,8 +101,9 @@ def create_app(
             if prediction_log is not None:
                 prediction_log.close()
 
-    # /docs and /redoc load Swagger UI and ReDoc from files shipped in a package, not a CDN:
-    # they work on a network without internet (see docs/serving.md).
+    # /docs loads Swagger UI from files shipped in a package, not a CDN: it works on a network
+    # without internet. No /redoc: ReDoc always fetches its vendor's logo from outside
+    # (see docs/serving.md).
     app = FastAPIOffline(
         title="hhforecast",
         version=__version__,
@@ -110,6 +111,7 @@ def create_app(
         "See docs/serving.md.",
         lifespan=lifespan,
         static_url=DOCS_ASSETS,
+        redoc_url=None,
         # Swagger UI would otherwise fetch a validity badge from an outside host.
         swagger_ui_parameters={"validatorUrl": None},
     )
