@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hhforecast.watch.monitor import PredictionLog, PredictionRecord
+from hhforecast.watch.prediction_log import PredictionLog, PredictionRecord
 
 from .conftest import Project, write_config
 

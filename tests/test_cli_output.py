@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from hhforecast.datasets.weekly import sample_dataset_path
-from hhforecast.watch.monitor import PredictionLog, PredictionRecord
+from hhforecast.watch.prediction_log import PredictionLog, PredictionRecord
 
 from .conftest import Project
 
