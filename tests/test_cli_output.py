@@ -110,3 +110,24 @@ def test_reports_are_named_by_their_full_path(
     assert monitor.exit_code in (0, 1), monitor.stderr
     assert f"Report written to {tmp_path / 'monitor.html'}" in monitor.stderr
     assert json.loads(monitor.stdout)["weeks_matched"] == 1
+
+
+def test_dataset_build_names_its_files_by_full_path(tmp_path: Path, cli) -> None:
+    assert cli("sample", "--raw", "raw", "--weeks", "10").exit_code == 0
+    result = cli(
+        "dataset",
+        "build",
+        "--utilization",
+        "raw/utilization.csv",
+        "--events",
+        "raw/events.csv",
+        "--out",
+        "data/weekly.csv",
+        "--report",
+        "data/quality.html",
+    )
+    assert result.exit_code == 0, result.stderr
+    text = " ".join(result.stdout.split())
+    assert f"to {tmp_path / 'data' / 'weekly.csv'};" in text
+    assert f"Report written to {tmp_path / 'data' / 'quality.html'}" in text
+    assert (tmp_path / "data" / "quality.html").is_file()

@@ -264,7 +264,7 @@ def test_report_is_self_contained_and_escapes_what_the_files_say(
         "--json",
     )
     assert result.exit_code == 0, result.stderr
-    assert json.loads(result.stdout)["report"] == "r.html"
+    assert json.loads(result.stdout)["report"] == str(tmp_path / "r.html")
     html = (tmp_path / "r.html").read_text()
     assert "<script" not in html and "&lt;SCRIPT&gt;X&lt;/SCRIPT&gt;" in html
     assert "a&amp;b" in html

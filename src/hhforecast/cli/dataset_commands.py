@@ -85,14 +85,14 @@ def build(
 
 
 def _str(path: Path | None) -> str | None:
-    return str(path) if path is not None else None
+    return str(path.resolve()) if path is not None else None
 
 
 def _print_summary(m: dict[str, Any], out: Path, manifest: Path, report: Path | None) -> None:
     weeks, util, ev = m["weeks"], m["utilization"], m["events"]
     console.print(
-        f"Wrote {weeks['kept']} weeks ({weeks['first']} to {weeks['last']}) to {out}; "
-        f"manifest {manifest}.",
+        f"Wrote {weeks['kept']} weeks ({weeks['first']} to {weeks['last']}) to "
+        f"{out.resolve()}; manifest {manifest.resolve()}.",
         highlight=False,
     )
     console.print(
@@ -130,4 +130,4 @@ def _print_summary(m: dict[str, Any], out: Path, manifest: Path, report: Path | 
                 highlight=False,
             )
     if report is not None:
-        console.print(f"Report: {report}", highlight=False)
+        console.print(f"Report written to {report.resolve()}", highlight=False)
