@@ -22,6 +22,7 @@ REGISTRY = {
             "dataset": "sample:sample_weekly.csv",
             "metrics_5features": {"MAE": 219.7, "RMSE": 313.1, "R2": 0.093},
             "metrics_4features": {"MAE": 1301.9, "RMSE": 1413.5, "R2": -0.581},
+            "test_period": {"start": "2022-10-03", "end": "2023-12-25", "weeks": 65},
         },
         {
             "version": "20261128-2",
@@ -30,6 +31,7 @@ REGISTRY = {
             "dataset": "data/weekly.csv",
             "metrics_5features": {"MAE": 200.0, "RMSE": 290.4, "R2": 0.2},
             "metrics_4features": {"MAE": 300.0, "RMSE": 410.0, "R2": -0.5},
+            "test_period": {"start": "2023-07-03", "end": "2024-12-23", "weeks": 78},
         },
     ],
     "history": [
@@ -78,14 +80,16 @@ def test_registry_list_fits_80_columns(registry_project: Path, cli, columns80) -
     assert result.exit_code == 0
     assert_fits(result.stdout)
     assert from_table(result.stdout) == [
-        "┏━━━━━━━━━━━━┳━━━━━━━━━━━━┳━━━━━━━━━┳━━━━━━━━┳━━━━━━━━━┳━━━━━━━━━┓",
-        "┃ version    ┃ trained    ┃ RMSE 5f ┃ MAE 5f ┃ RMSE 4f ┃  MAE 4f ┃",
-        "┡━━━━━━━━━━━━╇━━━━━━━━━━━━╇━━━━━━━━━╇━━━━━━━━╇━━━━━━━━━╇━━━━━━━━━┩",
-        "│ ● 20261128 │ 2026-11-28 │   313.1 │  219.7 │ 1,413.5 │ 1,301.9 │",
-        "│ 20261128-2 │ 2026-11-28 │   290.4 │  200.0 │   410.0 │   300.0 │",
-        "└────────────┴────────────┴─────────┴────────┴─────────┴─────────┘",
-        "  ● = production; RMSE/MAE in HH on each version's held-out test",
-        "      weeks. Not shown at this width: dataset (see --json).",
+        "┏━━━━━━━━━━━━┳━━━━━━━━━━━━┳━━━━━━━━━━━━━━━━━━━━┳━━━━━━━━━┳━━━━━━━━┳━━━━━━━━━┓",
+        "┃ version    ┃ trained    ┃ test weeks         ┃ RMSE 5f ┃ MAE 5f ┃ RMSE 4f ┃",
+        "┡━━━━━━━━━━━━╇━━━━━━━━━━━━╇━━━━━━━━━━━━━━━━━━━━╇━━━━━━━━━╇━━━━━━━━╇━━━━━━━━━┩",
+        "│ ● 20261128 │ 2026-11-28 │ 65 from 2022-10-03 │   313.1 │  219.7 │ 1,413.5 │",
+        "│ 20261128-2 │ 2026-11-28 │ 78 from 2023-07-03 │   290.4 │  200.0 │   410.0 │",
+        "└────────────┴────────────┴────────────────────┴─────────┴────────┴─────────┘",
+        "  ● = production; RMSE/MAE in HH on each version's own held-out test weeks.",
+        "   Versions tested on different weeks are not comparable by these numbers:",
+        " hhforecast registry compare A B scores two on the same weeks. Not shown at",
+        "                  this width: dataset, MAE 4f (see --json).",
     ]
 
 
@@ -218,8 +222,8 @@ def test_drift_table_fits_80_columns(columns80) -> None:
     text = rendered(table)
     assert_fits(text)
     assert lines(text) == [
-        "   30 recent weeks (2024-01-01 to 2024-07-22) vs version 20261128-2's 195",
-        "                   training weeks, net of season and trend",
+        "30 recent weeks (2024-01-01 to 2024-07-22) vs version 20261128-2's 195 training",
+        "weeks, net of season and trend",
         "┏━━━━━━━━━━━━━━━━━┳━━━━━━━━━┳━━━━━━━━┳━━━━━━━━━┳━━━━━━━━━┳━━━━━━━━┳━━━━━━━━━┓",
         "┃ signal          ┃ shift % ┃   stds ┃    KS p ┃  mean p ┃ n eff. ┃ verdict ┃",
         "┡━━━━━━━━━━━━━━━━━╇━━━━━━━━━╇━━━━━━━━╇━━━━━━━━━╇━━━━━━━━━╇━━━━━━━━╇━━━━━━━━━┩",

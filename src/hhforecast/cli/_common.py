@@ -246,4 +246,9 @@ def print_findings(findings: Sequence[Any]) -> None:
 
 def print_table(table: Table) -> None:
     """Print a table whose title and caption wrap to the terminal (other output does not)."""
+    title = table.title
+    if isinstance(title, str) and len(title) > console.measure(table).maximum:
+        # A title longer than a narrow table reads better across the terminal than in a column.
+        table.title = None
+        console.print(title, style="table.title", soft_wrap=False, highlight=False)
     console.print(table, soft_wrap=False)

@@ -265,7 +265,7 @@ def compare(
         table.add_row(
             version, fmt(m["MAE"]), fmt(m["RMSE"]), fmt(m["R2"], 3), fmt(m["MAPE"]), style=style
         )
-    console.print(table)
+    print_table(table)
     verdict = f"{result.better} has the lower RMSE" if result.better else "Equal RMSE"
     console.print(
         f"{verdict} on these weeks; {result.significance.describe()} "
