@@ -27,7 +27,7 @@ from .conftest import FAST_TRAINING
 
 ROOT = Path(__file__).resolve().parents[1]
 ACTIVATE = ". .venv/bin/activate"
-VERDICTS = ("validate", "promote", "retrain", "drift", "registry check")
+VERDICTS = ("validate", "promote", "retrain", "drift", "monitor", "registry check")
 """Commands whose exit code 1 is a "no" (refused, kept, drift found), as the README says."""
 
 

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal, ParamSpec, TypeVar
 import typer
 from rich.console import Console, RenderableType
 from rich.markup import escape
+from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
 from typer.core import TyperGroup
@@ -247,8 +248,12 @@ def print_findings(findings: Sequence[Any]) -> None:
 def print_table(table: Table) -> None:
     """Print a table whose title and caption wrap to the terminal (other output does not)."""
     title = table.title
-    if isinstance(title, str) and len(title) > console.measure(table).maximum:
-        # A title longer than a narrow table reads better across the terminal than in a column.
+    if isinstance(title, str):
         table.title = None
-        console.print(title, style="table.title", soft_wrap=False, highlight=False)
+        drawn = console.render_lines(table, console.options, pad=False)
+        if len(title) > max((Segment.get_line_length(line) for line in drawn), default=0):
+            # A title longer than a narrow table reads better across the terminal.
+            console.print(title, style="table.title", soft_wrap=False, highlight=False)
+        else:
+            table.title = title
     console.print(table, soft_wrap=False)
