@@ -103,13 +103,15 @@ def test_reports_are_named_by_their_full_path(
 
     log = PredictionLog.from_settings(trained_project.settings)
     week = str(recent["date"].iloc[-1])
-    log.record([PredictionRecord("1.0.0", "5features", {"acft": 250.0}, 1000.0, week=week)])
+    log.record(
+        [PredictionRecord("1.0.0", "5features", {"acft": 250.0}, 1000.0, 900.0, 1100.0, week=week)]
+    )
     log.close()
     recent[["date", "HH"]].to_csv(tmp_path / "actuals.csv", index=False)
     monitor = cli("monitor", "--actuals", "actuals.csv", "--report", "monitor.html", "--json")
     assert monitor.exit_code in (0, 1), monitor.stderr
     assert f"Report written to {tmp_path / 'monitor.html'}" in monitor.stderr
-    assert json.loads(monitor.stdout)["weeks_matched"] == 1
+    assert json.loads(monitor.stdout)["forecasts_matched"] == 1
 
 
 def test_dataset_build_names_its_files_by_full_path(tmp_path: Path, cli) -> None:
