@@ -50,6 +50,13 @@ def record(week: str | None, hh: float, version: str = "1.0.0", **kwargs) -> Pre
     )
 
 
+def bare_record(week: str, hh: float) -> PredictionRecord:
+    """A forecast logged without interval bounds (an older or hand-made log)."""
+    return PredictionRecord(
+        version="1.0.0", variant="5features", inputs=INPUTS, hh_pred=hh, week=week, logged_at=LATE
+    )
+
+
 def test_the_week_is_the_monday_of_the_given_day_else_of_the_logging_time(
     tmp_path: Path,
 ) -> None:
@@ -175,6 +182,21 @@ def test_error_per_week_month_and_horizon_matches_hand_sums(trained_project: Pro
     assert bands[("3-4", "1.0.0")].mae == pytest.approx((30 + 0) / 2)
     assert bands[("5-8", "1.0.0")].weeks == 3
     assert bands[("unknown", "1.1.0")].weeks == 1
+
+
+def test_a_forecast_logged_without_its_interval_counts_in_errors_not_in_coverage(
+    trained_project: Project,
+) -> None:
+    settings = trained_project.settings
+    log = PredictionLog.from_settings(settings)
+    log.record([bare_record("2024-01-01", 100.0)])
+    log.close()
+    actuals = trained_project.root / "actuals.csv"
+    pd.DataFrame({"date": ["2024-01-01"], "HH": [110.0]}).to_csv(actuals, index=False)
+    result = run_monitor(settings, actuals, "week")
+    (period,) = result.periods
+    assert period.mae == pytest.approx(10.0)
+    assert math.isnan(period.in_interval)
 
 
 def test_the_alert_follows_the_forecasts_own_intervals(trained_project: Project) -> None:

@@ -232,9 +232,12 @@ def run_monitor(settings: Settings, actuals_path: Path, by: str = "week") -> Mon
     matched = logged.merge(actuals, on="week", how="inner", validate="many_to_one")
     matched = matched.sort_values(["week", "id"]).reset_index(drop=True)
     matched["error"] = matched["hh_pred"] - matched["actual"]
-    matched["inside"] = (matched["hh_lower"] <= matched["actual"]) & (
-        matched["actual"] <= matched["hh_upper"]
-    )
+    # A forecast logged without its interval (an older or hand-made log) has no bounds: NaN,
+    # so it counts in the errors but not in the coverage.
+    bounds = matched[["hh_lower", "hh_upper"]].astype(float)
+    matched[["hh_lower", "hh_upper"]] = bounds
+    inside = (bounds["hh_lower"] <= matched["actual"]) & (matched["actual"] <= bounds["hh_upper"])
+    matched["inside"] = inside.where(bounds.notna().all(axis=1))
     # For each week, the latest forecast of each version: the one planners saw last.
     latest = matched.sort_values("id").drop_duplicates(["version", "variant", "week"], keep="last")
     latest = latest.sort_values("week").reset_index(drop=True)
