@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from hhforecast.config import Settings
 from hhforecast.errors import ArtifactError, HHForecastError
@@ -41,6 +42,7 @@ from hhforecast.tracking.mirror import (
     folder_hashes,
     production_model_version,
 )
+from hhforecast.tracking.rest import ARTIFACTS_SCHEME, RestRegistry, is_http
 from hhforecast.tracking.runs import public_uri
 
 if TYPE_CHECKING:
@@ -85,6 +87,7 @@ class AliasSource:
         self.model = settings.mlflow.model_name(self.variant)
         self.cache = settings.resolve(settings.mlflow.cache_dir)
         self._conn: MlflowConnection | None = None
+        self.rest = RestRegistry(self.uri, settings.mlflow.timeout_seconds)
 
     @property
     def conn(self) -> MlflowConnection:
@@ -92,29 +95,41 @@ class AliasSource:
             self._conn = connect(self.settings)
         return self._conn
 
+    @property
+    def uri(self) -> str:
+        return self.settings.mlflow_tracking_uri or ""
+
     def resolve(self) -> AliasTarget:
         """The model version `production` points at now (raises if MLflow cannot say)."""
-        conn = self.conn
-        found: MlflowModelVersion | None = conn.call(
-            "read the production alias", production_model_version, conn, self.variant
-        )
+        found = self._alias_version()
         if found is None:
-            raise NoProductionAliasError(self.model, public_uri(conn.uri))
+            raise NoProductionAliasError(self.model, public_uri(self.uri))
+        number, tags = found
         try:
-            files = json.loads(found.tags[FILES_TAG])
-            version = found.tags[VERSION_TAG]
+            files = json.loads(tags[FILES_TAG])
+            version = tags[VERSION_TAG]
         except (KeyError, json.JSONDecodeError):
             raise ArtifactError(
-                f"{self.model} v{found.version} carries no valid {FILES_TAG} tag; it was not "
+                f"{self.model} v{number} carries no valid {FILES_TAG} tag; it was not "
                 "registered by hhforecast and cannot be verified, so it is not served"
             ) from None
         return AliasTarget(
             self.model,
-            str(found.version),
+            number,
             version,
-            found.tags.get(TRAINED_AT_TAG, ""),
+            tags.get(TRAINED_AT_TAG, ""),
             {str(k): str(v) for k, v in files.items()},
         )
+
+    def _alias_version(self) -> tuple[str, dict[str, str]] | None:
+        # Over HTTP the replica speaks REST itself: the MLflow client would cost ~100 MB.
+        if is_http(self.uri):
+            return self.rest.alias_version(self.model, PRODUCTION_ALIAS)
+        conn = self.conn
+        found: MlflowModelVersion | None = conn.call(
+            "read the production alias", production_model_version, conn, self.variant
+        )
+        return None if found is None else (str(found.version), dict(found.tags))
 
     def fetch(self, target: AliasTarget) -> Path:
         """The version folder in the local cache, every file checked against the registry."""
@@ -142,6 +157,13 @@ class AliasSource:
         return folder
 
     def _download(self, target: AliasTarget, into: Path) -> None:
+        if is_http(self.uri):
+            where = self.rest.download_uri(target.model, target.model_version)
+            if urlsplit(where).scheme == ARTIFACTS_SCHEME:
+                self.rest.download(where, into)
+                return
+        # Not served through the tracking server (a local store, or object storage the
+        # server does not proxy): MLflow's client knows every artifact store.
         import mlflow.artifacts
 
         into.mkdir(parents=True)

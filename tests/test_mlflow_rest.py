@@ -1,0 +1,112 @@
+"""A `serve --follow-mlflow` replica over HTTP reads the alias and downloads the model through
+the tracking server's REST API: the MLflow client (about 100 MB) is never imported, not at start
+and not when it swaps to a newly promoted version."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from .conftest import Project
+from .test_mlflow_follower import answered_version, replica, wait_for
+from .test_mlflow_tracking import track
+from .test_serve_e2e import START_TIMEOUT, Server, free_port, stop_server
+
+pytestmark = [pytest.mark.mlflow, pytest.mark.slow]
+
+# The real `hhforecast serve` in this process; a thread reports, once /ready names the awaited
+# version, whether anything imported mlflow and the process's resident memory.
+REPLICA = """
+import json, sys, threading, time, urllib.request
+port, awaited = sys.argv[1], sys.argv[2]
+
+def report():
+    while True:
+        time.sleep(0.2)
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=2) as r:
+                body = json.load(r)
+        except OSError:
+            continue
+        if body.get("model_version") == awaited:
+            rss = next(l for l in open("/proc/self/status") if l.startswith("VmRSS:"))
+            loaded = sorted(m for m in sys.modules if m == "mlflow" or m.startswith("mlflow."))
+            print("REPORT " + json.dumps({"mlflow": loaded, "rss_kb": int(rss.split()[1])}),
+                  flush=True)
+            return
+
+threading.Thread(target=report, daemon=True).start()
+from hhforecast.cli import main
+sys.argv = ["hhforecast", *sys.argv[3:]]
+main()
+"""
+
+
+def start_replica(config: Path, awaited: str) -> Server:
+    port = free_port()
+    log = config.parent / f"serve-{port}.log"
+    command = [sys.executable, "-c", REPLICA, str(port), awaited]
+    serve = ["serve", "--follow-mlflow", "--port", str(port), "--config", str(config)]
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [*command, *serve],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            cwd=config.parent,
+        )
+    server = Server(process, f"http://127.0.0.1:{port}", log)
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"the replica exited with {process.returncode}:\n{server.output()}")
+        try:
+            if httpx.get(f"{server.url}/ready", timeout=1.0).status_code == 200:
+                return server
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    stop_server(server)
+    pytest.fail(f"the replica did not become ready:\n{server.output()}")
+
+
+def reported(server: Server, timeout: float = 30.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for line in server.output().splitlines():
+            if line.startswith("REPORT "):
+                return json.loads(line.removeprefix("REPORT "))
+        time.sleep(0.2)
+    pytest.fail(f"the replica never reported:\n{server.output()}")
+
+
+def test_a_replica_following_over_http_swaps_without_importing_mlflow(
+    trained_project: Project, mlflow_server, cli, tmp_path: Path
+) -> None:
+    names = track(trained_project, mlflow_server.url)
+    experiment = yaml.safe_load(trained_project.config.read_text())["mlflow"]["experiment"]
+    admin = trained_project.config
+    assert cli("promote", "1.0.0", "--config", admin).exit_code == 0
+    follower = replica(tmp_path / "replica", mlflow_server.url, names, experiment)
+    server = start_replica(follower.config, awaited="1.1.0")
+    try:
+        assert answered_version(server) == "1.0.0"
+        assert (follower.root / "mlflow-cache" / names["5features"]).is_dir()
+        promoted = cli("promote", "1.1.0", "--reason", "swap", "--config", admin)
+        assert promoted.exit_code == 0, promoted.output
+        wait_for(server, lambda body: body["model_version"] == "1.1.0")
+        assert answered_version(server) == "1.1.0"
+        report = reported(server)
+        assert report["mlflow"] == [], report
+        assert report["rss_kb"] < 250 * 1024, report
+    finally:
+        stop_server(server)
