@@ -4,9 +4,10 @@ Usage (from the repository root, with the mlflow extra installed and a version t
 
     .venv/bin/python bench/mlflow_bench.py [--config config.yaml] [--duration 8] [--rounds 3]
 
-The production version is copied into a throw-away project with its own MLflow store (SQLite,
-local artifacts), registered there by `hhforecast mlflow sync`, and served three ways, one
-uvicorn worker each, measured alternately under the same wrk load with the same week:
+The production version is copied into a throw-away project tracking to its own `mlflow server`
+(SQLite, artifacts served by the server, over HTTP on a loopback port), registered there by
+`hhforecast mlflow sync`, and served three ways, one uvicorn worker each, measured alternately
+under the same wrk load with the same week:
 
 - `hhforecast serve` (the local registry);
 - `hhforecast serve --follow-mlflow` (the same version, fetched through the `production` alias);
@@ -163,8 +164,8 @@ def answer_hh(target: Target) -> float:
     return float(data["HH"])
 
 
-def bench_project(config: Path | None, folder: Path) -> tuple[Path, str, str]:
-    """A project holding only the production version, tracked to its own SQLite store."""
+def bench_project(config: Path | None, folder: Path, uri: str) -> tuple[Path, str, str]:
+    """A project holding only the production version, tracked to the bench's MLflow server."""
     from hhforecast.config import load_settings
     from hhforecast.modeling.artifacts import read_metadata
     from hhforecast.registry.store import Registry, registry_fields
@@ -178,7 +179,7 @@ def bench_project(config: Path | None, folder: Path) -> tuple[Path, str, str]:
         "mlops": {**settings.mlops.model_dump(), "production_version": entry.version},
         "serving": settings.serving.model_dump(),
         "monitoring": {**settings.monitoring.model_dump(), "database": "bench-predictions.db"},
-        "mlflow": {"tracking_uri": "sqlite:///mlflow.db", "experiment": "bench"},
+        "mlflow": {"tracking_uri": uri, "experiment": "bench"},
     }
     data["mlops"].pop("registry_file")
     path = folder / "config.yaml"
@@ -216,8 +217,9 @@ def render(
         f"- Date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; {info['nproc']} cores, "
         f"`{info['cpu']}`; MLflow {mlflow.__version__}",
         f"- Load average before / after: {info['load']} / {load_after}",
-        f"- Version {version}, registered in a throw-away SQLite store by `hhforecast mlflow "
-        "sync`; every server answers the same week (hhforecast: the five features as JSON; "
+        f"- Version {version}, registered by `hhforecast mlflow sync` in a throw-away `mlflow "
+        "server` (SQLite, artifacts served by the server, loopback HTTP); every server "
+        "answers the same week (hhforecast: the five features as JSON; "
         'MLflow: `{"dataframe_records": [week]}` to `/invocations`)',
         "- Same answer everywhere: "
         + ", ".join(f"{t.label} HH = {hh[t.name]:.3f}" for t in targets),
@@ -257,10 +259,10 @@ def render(
         "predict` for files); `hhforecast serve` parses one week by hand and runs the NumPy "
         "forward pass on one row. The pyfunc already runs that NumPy pass: a Keras model served "
         "the same way calls `predict()` per request and answers far fewer. The "
-        "`--follow-mlflow` replica imports MLflow's client and asks the tracking store where "
-        "the alias points every `serving.reload_poll_seconds` (here a SQLite store, queried "
-        "inside the replica's own process), which costs it memory and start-up time. RSS is "
-        "the sum over each server's process tree; "
+        "`--follow-mlflow` replica asks the tracking server where the alias points every "
+        "`serving.reload_poll_seconds` and downloads through its REST API with the standard "
+        "library, without importing MLflow's client (about 100 MB). RSS is the sum over each "
+        "server's process tree (the tracking server not counted); "
         + (
             "TensorFlow was imported by: " + ", ".join(t.label for t in targets if t.tensorflow)
             if any(t.tensorflow for t in targets)
@@ -313,21 +315,73 @@ def main() -> None:
 
     info = machine()
     folder = Path(tempfile.mkdtemp(prefix="hhforecast-mlflow-bench-"))
-    config, version, model = bench_project(args.config, folder)
     bin_dir = Path(sys.executable).parent
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     env["PYTHONUNBUFFERED"] = "1"
     # mlflow models serve starts `uvicorn` by name: the venv's bin must be on the PATH.
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    hhforecast = [str(bin_dir / "hhforecast")]
-    subprocess.run([*hhforecast, "mlflow", "sync", "--config", str(config)], check=True, env=env)
+    tracking = start_tracking_server(bin_dir, folder, env)
+    uri = f"http://127.0.0.1:{tracking.port}"
+    try:
+        config, version, model = bench_project(args.config, folder, uri)
+        hhforecast = [str(bin_dir / "hhforecast")]
+        sync = [*hhforecast, "mlflow", "sync", "--config", str(config)]
+        subprocess.run(sync, check=True, env=env)
+        run_targets(args, info, folder, bin_dir, env, hhforecast, config, version, model, uri)
+    finally:
+        stop_group(tracking.process)
+    shutil.rmtree(folder, ignore_errors=True)
+    print(f"Wrote the MLflow section of {args.output}")
 
+
+@dataclass
+class TrackingServer:
+    process: subprocess.Popen[bytes]
+    port: int
+
+
+def start_tracking_server(bin_dir: Path, folder: Path, env: dict[str, str]) -> TrackingServer:
+    """`mlflow server` on SQLite with its own artifact store, as a shared deployment runs it."""
+    port = free_port()
+    command = [
+        str(bin_dir / "mlflow"), "server", "--backend-store-uri",
+        f"sqlite:///{folder / 'mlflow.db'}", "--artifacts-destination",
+        (folder / "mlartifacts").as_uri(), "--host", "127.0.0.1", "--port", str(port),
+        "--workers", "1",
+    ]  # fmt: skip
+    with (folder / "tracking.log").open("wb") as out:
+        process = subprocess.Popen(
+            command, stdout=out, stderr=subprocess.STDOUT, cwd=folder, env=env,
+            start_new_session=True,
+        )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1.0).status_code == 200:
+                return TrackingServer(process, port)
+        except httpx.TransportError:
+            pass
+        time.sleep(0.3)
+    stop_group(process)
+    sys.exit(f"mlflow server did not start:\n{(folder / 'tracking.log').read_text()[-3000:]}")
+
+
+def run_targets(
+    args: argparse.Namespace,
+    info: dict[str, str],
+    folder: Path,
+    bin_dir: Path,
+    env: dict[str, str],
+    hhforecast: list[str],
+    config: Path,
+    version: str,
+    model: str,
+    uri: str,
+) -> None:
     replica = folder / "replica"
     replica.mkdir()
     replica_config = replica / "config.yaml"
-    replica_data = yaml.safe_load(config.read_text())
-    replica_data["mlflow"]["tracking_uri"] = f"sqlite:///{folder / 'mlflow.db'}"
-    replica_config.write_text(yaml.safe_dump(replica_data, sort_keys=False))
+    replica_config.write_text(config.read_text())
 
     ports = [free_port() for _ in range(3)]
     targets = [
@@ -351,7 +405,7 @@ def main() -> None:
             "--workers", "1",
         ],
     }  # fmt: skip
-    mlflow_env = {**env, "MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'mlflow.db'}"}
+    mlflow_env = {**env, "MLFLOW_TRACKING_URI": uri}
     runs: list[dict] = []
     try:
         for t in targets:  # one at a time, so that start-up times do not compete
@@ -382,8 +436,6 @@ def main() -> None:
                 stop_group(t.process)
     load_after = " ".join(f"{v:.2f}" for v in os.getloadavg())
     write_section(args.output, render(targets, runs, args, version, hh, info, load_after))
-    shutil.rmtree(folder, ignore_errors=True)
-    print(f"Wrote the MLflow section of {args.output}")
 
 
 def stop_group(process: subprocess.Popen[bytes]) -> None:

@@ -1,6 +1,6 @@
 """A `serve --follow-mlflow` replica over HTTP reads the alias and downloads the model through
 the tracking server's REST API: the MLflow client (about 100 MB) is never imported, not at start
-and not when it swaps to a newly promoted version."""
+and not when it swaps to a newly promoted version. Over a local store it falls back to the client."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import httpx
 import pytest
 import yaml
 
-from .conftest import Project
+from .conftest import Project, write_config
 from .test_mlflow_follower import answered_version, replica, wait_for
 from .test_mlflow_tracking import track
 from .test_serve_e2e import START_TIMEOUT, Server, free_port, stop_server
@@ -108,5 +108,27 @@ def test_a_replica_following_over_http_swaps_without_importing_mlflow(
         report = reported(server)
         assert report["mlflow"] == [], report
         assert report["rss_kb"] < 250 * 1024, report
+    finally:
+        stop_server(server)
+
+
+def test_a_replica_following_a_local_store_falls_back_to_the_mlflow_client(
+    trained_project: Project, cli, tmp_path: Path
+) -> None:
+    pytest.importorskip("mlflow", reason="MLflow is not installed: pip install '.[mlflow]'")
+    uri = f"sqlite:///{tmp_path / 'shared' / 'mlflow.db'}"
+    (tmp_path / "shared").mkdir()
+    names = {"5features": "hh5-local", "4features": "hh4-local"}
+    write_config(
+        trained_project.root,
+        mlflow={"tracking_uri": uri, "experiment": "local", "registered_models": names},
+    )
+    assert cli("promote", "1.0.0", "--config", trained_project.config).exit_code == 0
+    follower = replica(tmp_path / "replica", uri, names, "local")
+    server = start_replica(follower.config, awaited="1.0.0")
+    try:
+        assert answered_version(server) == "1.0.0"
+        # The same report that finds no MLflow over HTTP finds it here, where it is needed.
+        assert "mlflow" in reported(server)["mlflow"]
     finally:
         stop_server(server)
