@@ -1,6 +1,7 @@
 """A `serve --follow-mlflow` replica over HTTP reads the alias and downloads the model through
 the tracking server's REST API: the MLflow client (about 100 MB) is never imported, not at start
-and not when it swaps to a newly promoted version. Over a local store it falls back to the client."""
+and not when it swaps to a newly promoted version. Over a local store it falls back to the
+client."""
 
 from __future__ import annotations
 
