@@ -54,9 +54,12 @@ class RestRegistry:
         )
         if body is None:
             return None
-        found = body["model_version"]
-        tags = {str(t["key"]): str(t.get("value", "")) for t in found.get("tags", [])}
-        return str(found["version"]), tags
+        try:
+            found = body["model_version"]
+            tags = {str(t["key"]): str(t.get("value", "")) for t in found.get("tags", [])}
+            return str(found["version"]), tags
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise MlflowUnreachableError(self.uri, f"read the {alias} alias", exc) from None
 
     def download_uri(self, model: str, version: str) -> str:
         """Where a model version's files are stored (a `runs:/` source resolved to its run's)."""
@@ -65,7 +68,7 @@ class RestRegistry:
         body = self._json(path, "locate the model's files")
         if body is None:
             raise MlflowUnreachableError(self.uri, "locate the model's files", "no such version")
-        where = str(body["artifact_uri"])
+        where = str(_field(body, self.uri, "locate the model's files", "artifact_uri"))
         if urlsplit(where).scheme != "runs":
             return where
         # runs:/<run_id>/<path>: the path inside that run's artifact root.
@@ -74,7 +77,7 @@ class RestRegistry:
         run = self._json(f"/api/2.0/mlflow/runs/get?{urlencode({'run_id': run_id})}", what)
         if run is None:
             raise MlflowUnreachableError(self.uri, what, f"no run {run_id!r}")
-        root = str(run["run"]["info"]["artifact_uri"]).rstrip("/")
+        root = str(_field(run, self.uri, what, "run", "info", "artifact_uri")).rstrip("/")
         return f"{root}/{inside}" if inside else root
 
     def download(self, artifact_uri: str, into: Path) -> None:
@@ -123,6 +126,16 @@ class RestRegistry:
             ) from None
         except (URLError, OSError) as exc:
             raise MlflowUnreachableError(self.uri, what, exc) from None
+
+
+def _field(body: Any, uri: str, what: str, *keys: str) -> Any:
+    """A nested field of an answer; a missing one means an answer this client does not know."""
+    try:
+        for key in keys:
+            body = body[key]
+    except (KeyError, TypeError, IndexError):
+        raise MlflowUnreachableError(uri, what, f"no {'.'.join(keys)} in its answer") from None
+    return body
 
 
 class _Missing(Exception):
