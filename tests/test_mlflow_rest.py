@@ -12,14 +12,13 @@ import sys
 import time
 from pathlib import Path
 
-import httpx
 import pytest
 import yaml
 
 from .conftest import Project, write_config
 from .test_mlflow_follower import answered_version, replica, wait_for
 from .test_mlflow_tracking import track
-from .test_serve_e2e import START_TIMEOUT, Server, free_port, stop_server
+from .test_serve_e2e import Server, free_port, stop_server, wait_until_ready
 
 pytestmark = [pytest.mark.mlflow, pytest.mark.slow]
 
@@ -65,19 +64,7 @@ def start_replica(config: Path, awaited: str) -> Server:
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
             cwd=config.parent,
         )
-    server = Server(process, f"http://127.0.0.1:{port}", log)
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"the replica exited with {process.returncode}:\n{server.output()}")
-        try:
-            if httpx.get(f"{server.url}/ready", timeout=1.0).status_code == 200:
-                return server
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    stop_server(server)
-    pytest.fail(f"the replica did not become ready:\n{server.output()}")
+    return wait_until_ready(Server(process, f"http://127.0.0.1:{port}", log), "the replica")
 
 
 def reported(server: Server, timeout: float = 30.0) -> dict:

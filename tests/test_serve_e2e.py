@@ -58,11 +58,15 @@ def start_server(project: Project, *extra: str, env: dict[str, str] | None = Non
             env=env,
             cwd=project.root,
         )
-    server = Server(process, f"http://127.0.0.1:{port}", log)
+    return wait_until_ready(Server(process, f"http://127.0.0.1:{port}", log), "the server")
+
+
+def wait_until_ready(server: Server, what: str) -> Server:
+    """`server` once /ready answers 200; the test fails with its output if it exits or stalls."""
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"the server exited with {process.returncode}:\n{server.output()}")
+        if server.process.poll() is not None:
+            pytest.fail(f"{what} exited with {server.process.returncode}:\n{server.output()}")
         try:
             if httpx.get(f"{server.url}/ready", timeout=1.0).status_code == 200:
                 return server
@@ -70,7 +74,7 @@ def start_server(project: Project, *extra: str, env: dict[str, str] | None = Non
             pass
         time.sleep(0.2)
     stop_server(server)
-    pytest.fail(f"the server did not become ready in {START_TIMEOUT:.0f} s:\n{server.output()}")
+    pytest.fail(f"{what} did not become ready in {START_TIMEOUT:.0f} s:\n{server.output()}")
 
 
 def stop_server(server: Server) -> None:

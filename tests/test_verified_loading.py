@@ -123,6 +123,36 @@ def test_a_scaler_from_another_version_is_refused_by_name(
     assert "Traceback" not in result.stderr and not (tmp_path / "o.csv").exists()
 
 
+def test_a_file_swapped_after_its_hash_matched_is_not_what_gets_parsed(
+    trained_project: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import numpy as np
+
+    import hhforecast.modeling.artifacts as artifacts
+
+    folder = trained_project.models / "1.0.0"
+    before = load_variant(folder, "5features")
+    marker = tmp_path / "ran"
+    hash_bytes = artifacts.bytes_sha256
+    swapped: list[str] = []
+
+    def hash_then_swap(data: bytes) -> str:
+        digest = hash_bytes(data)
+        # Right after the check, every scaler and network on disk is replaced by a pickle bomb.
+        for name in ("scaler_X_5features.joblib", "model_hh_semanal_5features.keras"):
+            if not (folder / name).read_bytes().startswith(b"\x80"):
+                plant(folder, marker, name)
+                swapped.append(name)
+        return digest
+
+    monkeypatch.setattr(artifacts, "bytes_sha256", hash_then_swap)
+    after = load_variant(folder, "5features")
+    assert swapped, "the files were not swapped: the test did not run its attack"
+    rows = before.reference_rows()
+    np.testing.assert_allclose(after.predict(rows), before.predict(rows), rtol=0, atol=1e-9)
+    assert not marker.exists()
+
+
 def test_metadata_rewritten_with_the_files_is_refused_by_the_registry_entry(
     trained_project: Project,
 ) -> None:
