@@ -91,6 +91,26 @@ def test_a_fleet_change_moves_the_features() -> None:
     pd.testing.assert_frame_equal(moved.loc[~after, utilisation], base.loc[~after, utilisation])
 
 
+def test_an_items_change_moves_hh_from_its_date_and_nothing_else() -> None:
+    start = "2021-01-04"
+    profile = FleetProfile(changes=(FleetChange(start=start, items_factor=1.15),))
+    base, moved = (
+        simulate_fleet(seed=5, weeks=156),
+        simulate_fleet(seed=5, weeks=156, profile=profile),
+    )
+    pd.testing.assert_frame_equal(moved.utilisation, base.utilisation)
+    base_weeks, moved_weeks = weekly_dataset(base, weeks=156), weekly_dataset(moved, weeks=156)
+    after = pd.to_datetime(base_weeks["date"]) >= pd.Timestamp(start)
+    # The weeks before the change are the same rows, HH included; after it, HH is drawn again
+    # from 15% more items per aircraft-day, and the expectation moves by exactly that.
+    pd.testing.assert_frame_equal(moved_weeks.loc[~after], base_weeks.loc[~after])
+    expected = expected_weekly_hh(base, weeks=156)
+    moved_expected = expected_weekly_hh(moved, weeks=156, profile=profile)
+    np.testing.assert_allclose(moved_expected[after.to_numpy()], 1.15 * expected[after.to_numpy()])
+    ratio = moved_weeks.loc[after, "HH"].sum() / base_weeks.loc[after, "HH"].sum()
+    assert 1.08 < ratio < 1.22, ratio
+
+
 def test_expected_hh_is_what_the_weeks_bring_on_average() -> None:
     # Realised HH = expected HH + item noise: over many weeks and fleets the noise averages out,
     # and the expectation follows the weeks (it grows with age, dips with the fleet's days).

@@ -56,6 +56,9 @@ class FleetChange:
     aircraft_removed: int = 0
     hours_factor: float = 1.0
     sector_factor: float = 1.0
+    items_factor: float = 1.0
+    """Multiplies the unscheduled items each aircraft-day brings (a change of wear, of the
+    reliability programme or of how findings are written up): HH move, utilisation does not."""
 
 
 @dataclass(frozen=True)
@@ -211,9 +214,15 @@ def _item_rate(utilisation: pd.DataFrame, profile: FleetProfile) -> np.ndarray:
     hours = utilisation["hours"].to_numpy()
     cycles = utilisation["cycles"].to_numpy()
     tah = utilisation["TAH"].to_numpy()
+    items_factor = np.ones(len(utilisation))
+    for change in profile.changes:
+        items_factor[(utilisation["date"] >= pd.Timestamp(change.start)).to_numpy()] *= (
+            change.items_factor
+        )
     # Wear grows with hours and cycles; ageing accelerates it, and very long days add findings.
     return np.asarray(
         profile.items_per_day
+        * items_factor
         * (hours / 9.6) ** 0.5
         * (cycles / 5.8) ** 0.45
         * (tah / 40_000.0) ** 0.8
