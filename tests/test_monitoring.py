@@ -203,38 +203,71 @@ def test_the_alert_follows_the_forecasts_own_intervals(trained_project: Project)
     project = _monitored_project(trained_project)
     write_config(project.root, monitoring={"alert_baseline_weeks": 0})
     project = Project(project.root, project.config)
-    # ±50 is an 80% interval: sigma = 50 / 1.2816 = 39 HH. Two February weeks 100 HH above
-    # their forecasts give z = 2.56 each; the CUSUM (slack 0.5) reaches 4.13 > 4 in the second.
+    # ±50 is an 80% interval: sigma = 50 / 1.2816 = 39 HH. With no earlier week to judge by
+    # (the 26 guard weeks leave no reference), the interval alone sets centre 0 and spread 1.
+    # Two February weeks 100 HH above their forecasts give z = 2.563 each; the CUSUM (slack
+    # 0.75) reaches 2 x (2.563 - 0.75) = 3.63 > 3.5 in the second.
     weekly = run_monitor(project.settings, project.root / "actuals.csv", "week")
     assert weekly.alerts.to_dict("records") == [
         {"version": "1.0.0", "variant": "5features", "week": "2024-02-12", "direction": "high",
-         "cusum": 4.13}
+         "cusum": 3.63}
     ]  # fmt: skip
     assert [p.period for p in weekly.periods if p.flagged] == ["2024-02-12"]
     monthly = run_monitor(project.settings, project.root / "actuals.csv", "month")
     assert [p.period for p in monthly.periods if p.flagged] == ["2024-02"]
     assert monthly.verdict == "alert"
     assert "2024-02-12 (1.0.0, high)" in monthly.message
-    write_config(project.root, monitoring={"alert_threshold": 4.2, "alert_baseline_weeks": 0})
+    write_config(project.root, monitoring={"alert_threshold": 3.7, "alert_baseline_weeks": 0})
     assert run_monitor(load_settings(project.config), project.root / "actuals.csv").verdict == "ok"
 
 
-def test_the_first_weeks_of_a_version_give_its_usual_bias(trained_project: Project) -> None:
+def test_each_week_is_judged_against_the_versions_earlier_weeks(trained_project: Project) -> None:
     project = _monitored_project(trained_project)
-    # January's z-scores (0.256, -0.256, 0.769, 0, -0.513) average 0.051: February's two
-    # z = 2.563 count 2.512 each, and the CUSUM reaches 2 x (2.512 - 0.5) = 4.02.
+    # January's z-scores (0.256, -0.256, 0.769, 0, -0.513) are 1.0.0's reference: median 0,
+    # MAD-spread 1.4826 x 0.256 = 0.380, shrunk toward the interval's 1 with 13 weeks' weight:
+    # sqrt((5 x 0.380^2 + 13) / 18) = 0.873. February's z = 2.563 count 2.935 each, and the
+    # CUSUM reaches 2 x (2.935 - 0.75) = 4.37.
     write_config(project.root, monitoring={"alert_baseline_weeks": 5})
     result = run_monitor(load_settings(project.config), project.root / "actuals.csv")
     assert result.alerts[["week", "cusum"]].to_dict("records") == [
-        {"week": "2024-02-12", "cusum": 4.02}
+        {"week": "2024-02-12", "cusum": 4.37}
     ]
-    # Seven realised weeks are not enough to know the usual bias of 1.0.0: no alert yet.
+    # Trusting the interval's spread alone (a heavy prior): 2 x (2.563 - 0.75) = 3.63.
+    write_config(
+        project.root, monitoring={"alert_baseline_weeks": 5, "alert_prior_weeks": 1_000_000}
+    )
+    result = run_monitor(load_settings(project.config), project.root / "actuals.csv")
+    assert result.alerts["cusum"].tolist() == [3.63]
+    # Seven realised weeks are not enough to know how 1.0.0 usually errs: no alert yet.
     write_config(project.root, monitoring={"alert_baseline_weeks": 7})
     young = run_monitor(load_settings(project.config), project.root / "actuals.csv")
     assert young.verdict == "ok"
     assert young.message.endswith(
-        "(not judged yet: 1.0.0, 1.1.0, whose first 7 realised weeks give their usual bias)"
+        "(not judged yet: 1.0.0, 1.1.0, whose first 7 realised weeks give their usual error)"
     )
+
+
+def test_the_reference_leaves_out_the_guard_weeks_and_one_heavy_week_is_clipped() -> None:
+    from hhforecast.config import MonitoringConfig
+    from hhforecast.watch.monitor import alert_weeks, standardised_errors
+
+    rule = MonitoringConfig(alert_baseline_weeks=4, alert_guard_weeks=3, alert_prior_weeks=0)
+    z = np.array([1.0, -1.0, 1.0, -1.0, 1.0, -1.0, 1.0, 3.0, 3.0, 3.0, 3.0])
+    u = standardised_errors(z, rule)
+    # Weeks 4 to 6 are judged against the first four (median 0, MAD 1: spread 1.4826); week 9
+    # against weeks 0-5, week 10 against weeks 0-6: the guard keeps 7-9 out, so a lasting
+    # change is still compared with the weeks before it.
+    np.testing.assert_allclose(u[4:7], np.array([1.0, -1.0, 1.0]) / 1.4826)
+    np.testing.assert_allclose(u[9], 3.0 / 1.4826)
+    # Week 10's reference (weeks 0-6) has median 1 and no spread (MAD 0): the interval's is used.
+    assert u[10] == pytest.approx(2.0)
+    assert [i for i, _, _ in alert_weeks(z, rule)] == [9]
+    # Without the guard, the change joins the reference at once and is never flagged.
+    assert alert_weeks(z, rule.model_copy(update={"alert_guard_weeks": 0})) == []
+    # One heavy week counts at most alert_clip: it alone does not pass the threshold.
+    heavy = np.array([1.0, -1.0, 1.0, -1.0, 40.0, 0.0, 0.0])
+    assert standardised_errors(heavy, rule)[4] == 3.0
+    assert alert_weeks(heavy, rule) == []
 
 
 def test_cusum_alarms_and_restarts() -> None:
