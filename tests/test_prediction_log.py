@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from hhforecast.serving.state import PredictionEvent
 from hhforecast.watch.prediction_log import PredictionLog, PredictionRecord, PredictionRecorder
@@ -34,13 +35,22 @@ def answer(hh: float, rows: int = 1, **extra: object) -> PredictionEvent:
     )
 
 
+@pytest.fixture(params=[True, False], ids=["own thread", "driven by the owner"])
+def background(request: pytest.FixtureRequest) -> bool:
+    """Whether the recorder writes from a thread of its own or from its owner's cycle() calls
+    (the service's event loop; here flush() and close() drive it)."""
+    return bool(request.param)
+
+
 def logged(path: Path) -> list[float]:
     with sqlite3.connect(path) as connection:
         return [r[0] for r in connection.execute("SELECT hh_pred FROM predictions ORDER BY id")]
 
 
-def test_rows_are_dated_sourced_and_counted_in_weeks_ahead(tmp_path: Path) -> None:
-    recorder = PredictionRecorder(PredictionLog(tmp_path / "log.sqlite"))
+def test_rows_are_dated_sourced_and_counted_in_weeks_ahead(
+    tmp_path: Path, background: bool
+) -> None:
+    recorder = PredictionRecorder(PredictionLog(tmp_path / "log.sqlite"), background=background)
     recorder(answer(1.0, source="web", last_trained_week="2026-11-02"))
     recorder(answer(2.0, weeks=["2026-12-16"], last_trained_week="2026-11-02"))
     recorder(answer(3.0))
@@ -54,9 +64,11 @@ def test_rows_are_dated_sourced_and_counted_in_weeks_ahead(tmp_path: Path) -> No
     assert frame["horizon"].isna().tolist() == [False, False, True]
 
 
-def test_a_deleted_log_is_recreated_and_keeps_the_rows_that_follow(tmp_path: Path) -> None:
+def test_a_deleted_log_is_recreated_and_keeps_the_rows_that_follow(
+    tmp_path: Path, background: bool
+) -> None:
     path = tmp_path / "log.sqlite"
-    recorder = PredictionRecorder(PredictionLog(path))
+    recorder = PredictionRecorder(PredictionLog(path), background=background)
     recorder(answer(1.0, rows=5))
     assert recorder.flush()
     for name in ("log.sqlite", "log.sqlite-wal", "log.sqlite-shm"):
@@ -70,9 +82,9 @@ def test_a_deleted_log_is_recreated_and_keeps_the_rows_that_follow(tmp_path: Pat
     recorder.close()
 
 
-def test_a_replaced_log_receives_the_rows_that_follow(tmp_path: Path) -> None:
+def test_a_replaced_log_receives_the_rows_that_follow(tmp_path: Path, background: bool) -> None:
     path = tmp_path / "log.sqlite"
-    recorder = PredictionRecorder(PredictionLog(path))
+    recorder = PredictionRecorder(PredictionLog(path), background=background)
     recorder(answer(1.0))
     assert recorder.flush()
     # A backup restored over the log: another file (another inode) at the same path.
@@ -92,11 +104,13 @@ def test_a_replaced_log_receives_the_rows_that_follow(tmp_path: Path) -> None:
     recorder.close()
 
 
-def test_a_corrupt_log_degrades_holds_rows_and_drops_only_past_capacity(tmp_path: Path) -> None:
+def test_a_corrupt_log_degrades_holds_rows_and_drops_only_past_capacity(
+    tmp_path: Path, background: bool
+) -> None:
     path = tmp_path / "log.sqlite"
     path.write_bytes(b"this is not a database " * 100)
     progress: list[tuple[int, int, int]] = []
-    recorder = PredictionRecorder(PredictionLog(path), capacity=10)
+    recorder = PredictionRecorder(PredictionLog(path), capacity=10, background=background)
     recorder.observe(lambda *counts: progress.append(counts))
     for i in range(12):
         recorder(answer(float(i)))
@@ -146,9 +160,11 @@ def release(locker: subprocess.Popen[str]) -> None:
     assert locker.wait(10) == 0
 
 
-def test_closing_while_locked_keeps_the_rows_for_the_next_recorder(tmp_path: Path) -> None:
+def test_closing_while_locked_keeps_the_rows_for_the_next_recorder(
+    tmp_path: Path, background: bool
+) -> None:
     path = tmp_path / "log.sqlite"
-    recorder = PredictionRecorder(PredictionLog(path), shutdown_seconds=0.5)
+    recorder = PredictionRecorder(PredictionLog(path), shutdown_seconds=0.5, background=background)
     recorder(answer(1.0))
     assert recorder.flush()
     locker = lock_in_another_process(path)
@@ -161,7 +177,7 @@ def test_closing_while_locked_keeps_the_rows_for_the_next_recorder(tmp_path: Pat
     spill = tmp_path / "log.sqlite.unwritten.jsonl"
     assert len(spill.read_text().splitlines()) == 50
     assert recorder.status()["rows_dropped"] == 0
-    again = PredictionRecorder(PredictionLog(path))
+    again = PredictionRecorder(PredictionLog(path), background=background)
     assert again.flush()
     again.close()
     assert logged(path) == [1.0] + [float(i) for i in range(50)]
@@ -212,3 +228,61 @@ def test_kept_rows_are_written_once_when_several_workers_start(tmp_path: Path) -
         worker.close()
     assert logged(path) == [7.0, 7.0, 7.0]
     assert sum(w.rows_written for w in workers) == 3
+
+
+def test_the_service_loop_keeps_writing_after_a_failed_cycle(tmp_path: Path) -> None:
+    import asyncio
+
+    from hhforecast.serving.app import _write_prediction_log
+
+    path = tmp_path / "log.sqlite"
+    recorder = PredictionRecorder(PredictionLog(path), interval=0.01, background=False)
+    real_cycle, calls = recorder.cycle, []
+
+    def cycle() -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("a bug in one cycle")
+        real_cycle()
+
+    recorder.cycle = cycle  # type: ignore[method-assign]
+
+    async def serve_a_while() -> None:
+        writer = asyncio.create_task(_write_prediction_log(recorder))
+        recorder(answer(1.0))
+        await asyncio.sleep(0.2)
+        recorder(answer(2.0))
+        await asyncio.sleep(0.2)
+        writer.cancel()
+
+    asyncio.run(serve_a_while())
+    # Written by the loop, before any flush or close: the failed first cycle did not stop it.
+    assert len(calls) > 2 and logged(path) == [1.0, 2.0]
+    recorder.close()
+
+
+def test_a_big_answer_is_written_over_several_cycles_in_order(tmp_path: Path) -> None:
+    from hhforecast.watch.prediction_log import CYCLE_ROWS
+
+    path = tmp_path / "log.sqlite"
+    recorder = PredictionRecorder(PredictionLog(path), background=False)
+    rows = 2 * CYCLE_ROWS + 500
+    big = answer(
+        0.0, rows=rows, weeks=["2026-12-07"] * CYCLE_ROWS + ["2027-01-04"] * (rows - CYCLE_ROWS)
+    )
+    big = big._replace(predictions=np.arange(rows, dtype=float))
+    recorder(answer(-1.0))
+    recorder(big)
+    recorder(answer(-2.0))
+    written = []
+    for _ in range(4):
+        recorder.cycle()
+        written.append(recorder.status()["rows_written"])
+        assert recorder.next_delay() == (0.0 if written[-1] < rows + 2 else recorder.interval)
+    # At most CYCLE_ROWS rows a cycle: the event loop answers requests between them.
+    assert written == [CYCLE_ROWS, 2 * CYCLE_ROWS, rows + 2, rows + 2]
+    assert logged(path) == [-1.0, *range(rows), -2.0]
+    weeks = recorder.log.frame()["week"].tolist()
+    assert weeks[1 : CYCLE_ROWS + 1] == ["2026-12-07"] * CYCLE_ROWS
+    assert weeks[CYCLE_ROWS + 1 : -1] == ["2027-01-04"] * (rows - CYCLE_ROWS)
+    recorder.close()

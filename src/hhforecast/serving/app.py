@@ -5,6 +5,8 @@ The app is built before any socket exists, so tests use the very object `hhforec
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gc
 import logging
 import os
@@ -92,10 +94,17 @@ def create_app(
         gc.freeze()
         if follow_production:
             follower.start()
+        writer = None
+        if prediction_log is not None and not prediction_log.background:
+            writer = asyncio.create_task(_write_prediction_log(prediction_log))
         try:
             yield
         finally:
             follower.stop()
+            if writer is not None:
+                writer.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await writer
             # Here, not after uvicorn returns: on SIGTERM uvicorn re-raises the signal once the
             # server stops, and the process ends before any later code or atexit hook runs.
             if prediction_log is not None:
@@ -165,6 +174,21 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     return app.openapi_schema
 
 
+async def _write_prediction_log(recorder: PredictionSink) -> None:
+    """Write the prediction log from the event loop, every `next_delay()` seconds.
+
+    On the loop, not in a thread of its own: building the rows costs a few microseconds per
+    answer either way, but a second thread has to take the GIL from the loop and give it back
+    at every cycle: hundreds of context switches a second at full load (docs/benchmarks.md).
+    """
+    while True:
+        await asyncio.sleep(recorder.next_delay())
+        try:
+            recorder.cycle()
+        except Exception:  # the log must never stop the service; the rows stay queued
+            log.exception("prediction log: write cycle failed")
+
+
 def app_from_environment() -> FastAPI:
     """The app for `uvicorn --factory` worker processes: settings from $HHFORECAST_CONFIG."""
     from hhforecast.watch.prediction_log import PredictionRecorder
@@ -172,7 +196,9 @@ def app_from_environment() -> FastAPI:
     settings = load_settings()
     # Each worker logs its answers for `hhforecast monitor`; SQLite serialises the writers.
     recorder = (
-        PredictionRecorder.from_settings(settings) if settings.monitoring.log_predictions else None
+        PredictionRecorder.from_settings(settings, background=False)
+        if settings.monitoring.log_predictions
+        else None
     )
     app = create_app(settings, prediction_log=recorder)
     entry = app.state.serving.follower.current.entry

@@ -146,7 +146,7 @@ def run_server(
         on_loaded(served.entry.path or f"models/{served.entry.version}")
         # Every answered prediction is logged for `hhforecast monitor` (docs/drift.md).
         recorder = (
-            PredictionRecorder.from_settings(settings)
+            PredictionRecorder.from_settings(settings, background=False)
             if settings.monitoring.log_predictions
             else None
         )

@@ -59,6 +59,16 @@ class PredictionSink(Protocol):
 
     def close(self) -> None: ...
 
+    @property
+    def background(self) -> bool:
+        """True when the sink writes from a thread of its own; else the app's event loop calls
+        `cycle()` every `next_delay()` seconds."""
+        ...
+
+    def next_delay(self) -> float: ...
+
+    def cycle(self) -> None: ...
+
 
 @dataclass
 class ServingState:

@@ -1,9 +1,10 @@
-"""The service's prediction log: answers queued on the request path, written by one thread.
+"""The service's prediction log: answers queued on the request path, written in cycles.
 
 `PredictionRecorder` is the service's `on_prediction` hook. The request path only counts the
-rows and appends the answer to a queue (well under a microsecond); a background thread turns
-whatever has accumulated into rows and writes them to the `PredictionLog` (prediction_store.py)
-in one transaction.
+rows and appends the answer to a queue (well under a microsecond); every `interval` a write
+cycle turns whatever has accumulated into rows and writes them to the `PredictionLog`
+(prediction_store.py) in one transaction. The service runs the cycles on its event loop
+(`background=False`, serving/app.py); elsewhere a thread of the recorder's own does.
 
 Nothing accepted is lost quietly. Rows the log cannot take yet (the file locked by another
 process, read-only, not a database, deleted) stay held and are written as soon as it can; the
@@ -18,26 +19,27 @@ from __future__ import annotations
 
 import atexit
 import collections
-import functools
-import itertools
 import json
 import logging
 import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Sequence
-from datetime import UTC, date, datetime, timedelta
-from typing import Any, Protocol
-
-import numpy as np
+from collections.abc import Callable
+from typing import Any
 
 from hhforecast.config import Settings
+from hhforecast.watch.prediction_rows import (
+    PredictionEventLike,
+    event_records,
+    events_rows,
+    rows_or_none,
+    split_answer,
+)
 from hhforecast.watch.prediction_store import (
     PredictionLog,
     PredictionLogError,
     PredictionRecord,
-    horizon_weeks,
     week_of,
 )
 
@@ -53,14 +55,19 @@ __all__ = [
 
 logger = logging.getLogger("hhforecast.watch.prediction_log")
 
-WRITE_INTERVAL_SECONDS = 0.02
+WRITE_INTERVAL_SECONDS = 0.1
 """How often the service's prediction log is written: answers are queued in between."""
 RETRY_SECONDS = 0.25
 """How often a write is retried while the log cannot be written."""
 WRITER_BUSY_TIMEOUT_MS = 200
 """The writer waits this long on a lock, then retries later: it never blocks closing for long."""
+LOOP_BUSY_TIMEOUT_MS = 5
+"""The same wait when the service's event loop writes: a lock must not stall the answers."""
 QUEUE_ROWS = 200_000
 """Rows held at most while the log cannot be written (about 100 MB at worst)."""
+CYCLE_ROWS = 2_000
+"""Rows one write cycle takes at most (about 10 ms of work): a 10,000-row batch is written over
+five cycles, and the event loop answers requests in between."""
 SHUTDOWN_SECONDS = 10.0
 """How long closing waits for a locked log before keeping the rows in the side file."""
 
@@ -77,9 +84,12 @@ class PredictionRecorder:
         interval: float = WRITE_INTERVAL_SECONDS,
         capacity: int = QUEUE_ROWS,
         shutdown_seconds: float = SHUTDOWN_SECONDS,
+        background: bool = True,
     ) -> None:
         self.log = log
-        log.busy_timeout_ms = min(log.busy_timeout_ms, WRITER_BUSY_TIMEOUT_MS)
+        log.busy_timeout_ms = min(
+            log.busy_timeout_ms, WRITER_BUSY_TIMEOUT_MS if background else LOOP_BUSY_TIMEOUT_MS
+        )
         self.interval = interval
         self.capacity = capacity
         self.shutdown_seconds = shutdown_seconds
@@ -102,17 +112,32 @@ class PredictionRecorder:
         self._started = threading.Event()  # set once kept rows of an earlier run are written
         self._stopping = threading.Event()
         self._closed = False
-        self._thread = threading.Thread(
-            target=self._run, name="hhforecast-prediction-log", daemon=True
-        )
-        self._thread.start()
+        self._behind = False  # the last cycle left answers for the next one
+        self._cycle_lock = threading.Lock()  # one write cycle at a time (loop, flush, close)
+        self._thread: threading.Thread | None = None
+        if background:
+            self._thread = threading.Thread(
+                target=self._run, name="hhforecast-prediction-log", daemon=True
+            )
+            self._thread.start()
+        else:
+            self._begin()
         # Rows still queued when the process exits are written (or kept) before it ends.
         atexit.register(self.close)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> PredictionRecorder:
+    def from_settings(cls, settings: Settings, background: bool = True) -> PredictionRecorder:
         """A recorder writing to `monitoring.database`, holding at most `monitoring.queue_rows`."""
-        return cls(PredictionLog.from_settings(settings), capacity=settings.monitoring.queue_rows)
+        return cls(
+            PredictionLog.from_settings(settings),
+            capacity=settings.monitoring.queue_rows,
+            background=background,
+        )
+
+    @property
+    def background(self) -> bool:
+        """True when a thread of its own writes; else the owner calls `cycle()`."""
+        return self._thread is not None
 
     def observe(self, on_progress: Progress) -> None:
         """Have the writer report its progress (the service's metrics)."""
@@ -143,61 +168,106 @@ class PredictionRecorder:
             "reopened": self.log.reopened,
         }
 
-    def _run(self) -> None:
+    def _begin(self) -> None:
         try:
             self._take_spilled()
         finally:
             self._started.set()
-        deadline: float | None = None
+
+    def _run(self) -> None:
+        self._begin()
         # The writer wakes on a timer, not on every answer: waking per request made the
         # thread fight the event loop for the GIL and cost a third of the service's throughput.
-        while True:
-            self._wake.wait(self.interval if self.problem is None else RETRY_SECONDS)
+        while not self._stopping.is_set():
+            self._wake.wait(self.next_delay())
             self._wake.clear()
-            stopping = self._stopping.is_set()
-            if stopping and deadline is None:
-                deadline = time.monotonic() + self.shutdown_seconds
-            self._collect()
-            self._write_held()
-            self.report()
-            if stopping and (not self._held or time.monotonic() >= (deadline or 0.0)):
-                self._collect()
-                self._spill()
-                self.report()
-                return
+            self.cycle()
+        self._finish()
 
-    def _collect(self) -> None:
-        events = []
-        while True:
+    def next_delay(self) -> float:
+        """Seconds until the next write cycle: the retry delay while the log cannot be
+        written, none while answers wait beyond what one cycle takes, else the interval."""
+        if self.problem is not None:
+            return RETRY_SECONDS
+        return 0.0 if self._behind else self.interval
+
+    def cycle(self) -> None:
+        """Write what has been queued since the last cycle (held on if the log cannot take it),
+        at most `CYCLE_ROWS` rows: a burst is written over several cycles, in between which
+        the event loop answers requests.
+
+        The background thread calls it every `interval`; without one (`background=False`) the
+        owner does, from its event loop: the rows are then built on the thread that answers,
+        with no second thread to hand the GIL to and back.
+        """
+        with self._cycle_lock:
+            full = self._collect(CYCLE_ROWS)
+            self._write_held(CYCLE_ROWS)
+            self._behind = full or bool(self._held)
+        self.report()
+
+    def _finish(self) -> None:
+        """Write what is held, waiting up to `shutdown_seconds` for the file; keep the rest in
+        the side file."""
+        deadline = time.monotonic() + self.shutdown_seconds
+        while self._held or self._incoming:
+            self.cycle()
+            if time.monotonic() >= deadline:
+                break
+            if self.problem is not None:
+                time.sleep(RETRY_SECONDS)
+        with self._cycle_lock:
+            self._collect(None)
+            self._spill()
+        self.report()
+
+    def _collect(self, limit: int | None) -> bool:
+        """Turn queued answers into held rows: at most `limit` rows (None: all of them); a
+        larger answer is split and its other rows wait at the head of the queue. True when
+        it stopped at the limit."""
+        events: list[Any] = []
+        rows = 0
+        while limit is None or rows < limit:
             try:
-                events.append(self._incoming.popleft())
+                event = self._incoming.popleft()
             except IndexError:
                 break
+            n = len(event.predictions)
+            if limit is not None and rows + n > limit:
+                parts = split_answer(event, limit - rows)
+                if parts is not None:
+                    event, rest = parts
+                    self._incoming.appendleft(rest)
+                    n = limit - rows
+            events.append(event)
+            rows += n
         if not events:
-            return
+            return False
         try:
             self._held.extend(events_rows(events))
         except Exception:  # a malformed answer must not stop the log of the others
             logger.exception("could not turn %d answer(s) into log rows", len(events))
             for event in events:
-                rows = _rows_or_none(event)
-                self._held.extend(rows)
-                lost = len(event.predictions) - len(rows)
+                built = rows_or_none(event)
+                self._held.extend(built)
+                lost = len(event.predictions) - len(built)
                 if lost:  # counted, so that the queue depth and flush() stay true
                     self._settle(lost, dropped=True)
+        return limit is not None and rows >= limit
 
-    def _write_held(self) -> None:
+    def _write_held(self, limit: int) -> None:
         if not self._held:
             return
+        batch = self._held[:limit]
         try:
-            written = self.log.record_rows(self._held)
+            written = self.log.record_rows(batch)
         except (sqlite3.Error, OSError) as exc:
             reason = f"cannot write {self.log.path} ({exc}); {len(self._held)} row(s) held"
             if self.problem is None or self.problem.split(";")[0] != reason.split(";")[0]:
                 logger.error("prediction log: %s", reason)
             self.problem = reason
             return
-        self._held.clear()
+        del self._held[: len(batch)]
         if self.problem is not None:
             logger.info("prediction log: writing again to %s", self.log.path)
         self.problem = None
@@ -293,6 +363,16 @@ class PredictionRecorder:
         dropped); False if it had not in time."""
         target = self.accepted
         self._started.wait(timeout)
+        if self._thread is None:
+            deadline = time.monotonic() + timeout
+            while True:
+                self.cycle()
+                if self._settled >= target:
+                    return True
+                if time.monotonic() >= deadline:
+                    return False
+                if self.problem is not None:
+                    time.sleep(min(RETRY_SECONDS, max(0.0, deadline - time.monotonic())))
         self._wake.set()
         with self._written_cond:
             return self._written_cond.wait_for(lambda: self._settled >= target, timeout)
@@ -305,145 +385,9 @@ class PredictionRecorder:
             self._closed = True
         self._stopping.set()
         self._wake.set()
-        self._thread.join(timeout=self.shutdown_seconds + 30)
+        if self._thread is not None:
+            self._thread.join(timeout=self.shutdown_seconds + 30)
+        else:
+            self._finish()
         self.log.close()
         atexit.unregister(self.close)
-
-
-def _rows_or_none(event: Any) -> list[tuple[Any, ...]]:
-    try:
-        return [record.row() for record in event_records(event)]
-    except Exception:
-        return []
-
-
-class PredictionEventLike(Protocol):
-    """What the service hands to its `on_prediction` hook (serving.state.PredictionEvent)."""
-
-    # Read-only members: the service's event is an immutable named tuple.
-    @property
-    def at(self) -> float: ...
-
-    @property
-    def version(self) -> str: ...
-
-    @property
-    def variant(self) -> str: ...
-
-    @property
-    def features(self) -> Sequence[str]: ...
-
-    @property
-    def x(self) -> np.ndarray: ...
-
-    @property
-    def predictions(self) -> np.ndarray: ...
-
-    @property
-    def lower(self) -> np.ndarray: ...
-
-    @property
-    def upper(self) -> np.ndarray: ...
-
-
-def event_records(event: PredictionEventLike) -> list[PredictionRecord]:
-    """One PredictionRecord per row of a served answer."""
-    logged_at = datetime.fromtimestamp(event.at, UTC)
-    weeks = getattr(event, "weeks", None)
-    source = getattr(event, "source", None) or "api"
-    last_week = getattr(event, "last_trained_week", None)
-    return [
-        PredictionRecord(
-            version=event.version,
-            variant=event.variant,
-            inputs=dict(zip(event.features, values, strict=True)),
-            hh_pred=hh,
-            hh_lower=lower,
-            hh_upper=upper,
-            week=str(weeks[i])[:10] if weeks is not None and weeks[i] is not None else None,
-            logged_at=logged_at,
-            source=source,
-            last_trained_week=last_week,
-        )
-        for i, (values, hh, lower, upper) in enumerate(
-            zip(
-                event.x.tolist(),
-                event.predictions.tolist(),
-                event.lower.tolist(),
-                event.upper.tolist(),
-                strict=True,
-            )
-        )
-    ]
-
-
-@functools.lru_cache(maxsize=16)
-def _inputs_template(features: tuple[str, ...]) -> tuple[str, tuple[int, ...]]:
-    """A %-format giving json.dumps(inputs, sort_keys=True), and the value order it takes."""
-    names = sorted(features)
-    # repr() of a finite float is its JSON text, so this matches json.dumps byte for byte.
-    template = "{" + ", ".join(f"{json.dumps(name)}: %r" for name in names) + "}"
-    return template, tuple(features.index(name) for name in names)
-
-
-@functools.lru_cache(maxsize=64)
-def _week_of_day(day_number: int) -> str:
-    return week_of(date(1970, 1, 1) + timedelta(days=day_number))
-
-
-@functools.lru_cache(maxsize=64)
-def _horizon(week: str, last_week: str | None) -> int | None:
-    return horizon_weeks(week, last_week)
-
-
-RunKey = tuple[str, str, tuple[str, ...], str, str | None]
-
-
-def events_rows(events: Sequence[PredictionEventLike]) -> list[tuple[Any, ...]]:
-    """The log rows of many served answers, in order, built a run of answers at a time.
-
-    Consecutive undated answers of one model are stacked and their times formatted by NumPy in
-    one call: the writer thread's work per row is most of what the log costs the service.
-    """
-    rows: list[tuple[Any, ...]] = []
-    for key, same in itertools.groupby(events, key=_run_key):
-        if key is None:  # answers that name their weeks: row by row
-            rows.extend(record.row() for event in same for record in event_records(event))
-            continue
-        run = list(same)
-        version, variant, features, source, last_week = key
-        counts = [len(event.predictions) for event in run]
-        at = np.repeat(np.array([event.at for event in run], dtype=np.float64), counts)
-        template, order = _inputs_template(features)
-        x = np.concatenate([event.x for event in run])[:, order]
-        stamps = np.datetime_as_string(np.round(at * 1e6).astype("datetime64[us]"), unit="us")
-        weeks = [_week_of_day(day) for day in (at // 86_400).astype(np.int64).tolist()]
-        rows.extend(
-            zip(
-                [stamp + "+00:00" for stamp in stamps.tolist()],
-                weeks,
-                itertools.repeat(version),
-                itertools.repeat(variant),
-                [template % tuple(values) for values in x.tolist()],
-                np.concatenate([event.predictions for event in run]).tolist(),
-                np.concatenate([event.lower for event in run]).tolist(),
-                np.concatenate([event.upper for event in run]).tolist(),
-                itertools.repeat(source),
-                [_horizon(week, last_week) for week in weeks],
-                strict=False,
-            )
-        )
-    return rows
-
-
-def _run_key(event: PredictionEventLike) -> RunKey | None:
-    """Answers with the same key are stacked together; dated answers (None) are not."""
-    if getattr(event, "weeks", None) is not None:
-        return None
-    return (
-        event.version,
-        event.variant,
-        tuple(event.features),
-        getattr(event, "source", None) or "api",
-        getattr(event, "last_trained_week", None),
-    )
