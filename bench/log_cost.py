@@ -8,8 +8,8 @@ Set-ups (all one worker, no access log):
 - user: `hhforecast serve --port P` in a copy of the project, as a user starts it;
 - user, log off: the same with monitoring.log_predictions: false;
 - user, big log: the same with a prediction log already holding --log-rows rows;
-- old bench: `python -m hhforecast serve --config C`, production pinned, fresh log in the temp
-  folder (how `make bench` started the service before).
+- user, log thread: the same app with the log written by a thread of its own instead of the
+  service's event loop;
 
 Prints per set-up the median requests/s, the ratio to bare, and the server CPU per request
 (user + system time of the server process over the requests it answered), which background
@@ -26,10 +26,20 @@ import statistics
 import sys
 from pathlib import Path
 
-import yaml
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import run_bench as bench
+
+OWN_THREAD = """
+import sys, uvicorn
+from hhforecast.config import load_settings
+from hhforecast.serving.app import create_app
+from hhforecast.watch.prediction_log import PredictionRecorder
+settings = load_settings(None)
+app = create_app(settings, prediction_log=PredictionRecorder.from_settings(settings))
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[-1]), access_log=False, log_level="warning")
+"""
+"""The same service with the log written by a thread of the recorder's own (the design before
+the event loop wrote it)."""
 
 
 def fill_log(project: Path, rows: int) -> None:
@@ -65,7 +75,7 @@ def main() -> None:
     from hhforecast.registry.store import Registry
 
     settings = load_settings(args.config)
-    entry = Registry(settings).require_production_version()
+    Registry(settings).require_production_version()  # exit early when nothing is served
     command = shutil.which("hhforecast", path=str(Path(sys.executable).parent)) or "hhforecast"
     setups: dict[str, tuple[list[str], Path]] = {}
     folders = []
@@ -75,23 +85,11 @@ def main() -> None:
         if name == "user, big log":
             fill_log(folder, args.log_rows)
         setups[name] = ([command, "serve"], folder)
-    old = Path(bench.tempfile.mkdtemp())
-    folders.append(old)
-    data = {
-        "paths": {**settings.paths.model_dump(), "models_dir": str(settings.models_dir)},
-        "mlops": {
-            **settings.mlops.model_dump(),
-            "production_version": entry.version,
-            "registry_file": str(settings.registry_file),
-        },
-        "training": settings.training.model_dump(),
-        "monitoring": {**settings.monitoring.model_dump(), "database": str(old / "log.sqlite")},
-    }
-    (old / "config.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
-    setups["old bench"] = (
-        [sys.executable, "-m", "hhforecast", "serve", "--config", str(old / "config.yaml")],
-        bench.ROOT,
-    )
+    folder = bench.user_project(settings, True)
+    folders.append(folder)
+    setups["user, log thread"] = ([sys.executable, "-c", OWN_THREAD], folder)
+    scratch = Path(bench.tempfile.mkdtemp())
+    folders.append(scratch)
     servers = {}
     urls = {}
     try:
@@ -101,13 +99,13 @@ def main() -> None:
             [sys.executable, "-m", "uvicorn", "bare_app:app", "--app-dir", str(bench.BENCH),
              "--port", str(port), "--no-access-log", "--log-level", "warning"],
             urls["bare"],
-            old / "bare.log",
+            scratch / "bare.log",
         )  # fmt: skip
         for name, (base, cwd) in setups.items():
             port = bench.free_port()
             urls[name] = f"http://127.0.0.1:{port}"
             servers[name] = bench.start(
-                [*base, "--port", str(port)], urls[name], old / f"{port}.log", cwd=cwd
+                [*base, "--port", str(port)], urls[name], scratch / f"{port}.log", cwd=cwd
             )
         results: dict[str, list[dict[str, float]]] = {name: [] for name in servers}
         for name in servers:

@@ -126,7 +126,7 @@ def start(command: list[str], url: str, log: Path, cwd: Path = ROOT) -> subproce
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            sys.exit(f"server exited early:\n{log.read_text()}")
+            sys.exit(f"server exited early ({' '.join(command)}, in {cwd}):\n{log.read_text()}")
         try:
             httpx.get(url + "/docs", timeout=1.0)
             return process
@@ -327,48 +327,49 @@ def render(
         "",
         "## Where the gap to the bare endpoint comes from",
         "",
-        "Throughput ratios measured on a shared machine move a lot from run to run (0.69 and "
-        "0.75 in two runs, 0.82 in another). `bench/log_cost.py` serves the same version in "
-        "several set-ups, measured alternately in 4-second wrk rounds, and compares the server "
-        "CPU per request (user + system time of the server process over the requests it "
-        "answered), which other work on the machine disturbs far less than requests/s. "
-        "Measured 2026-11-28 on the 2-core machine above, 6 rounds, load average 17-20 "
+        "Throughput ratios measured on a shared machine move from run to run (0.69 and 0.75 in "
+        "two runs at high load, 0.80 to 0.87 on an idle machine). `bench/log_cost.py` serves "
+        "the same version in several set-ups, measured alternately in 4-second wrk rounds, and "
+        "compares the server CPU per request (user + system time of the server process over "
+        "the requests it answered), which other work on the machine disturbs less than "
+        "requests/s. Three runs on 2026-11-28 on the 2-core machine above, 6 rounds each "
         "(`python bench/log_cost.py --rounds 6 --duration 4`, version trained with the default "
-        "config on the bundled sample):",
+        "config on the bundled sample): A idle, the log written every 20 ms; B idle, every "
+        "100 ms (the default now); C every 100 ms with a CPU-bound process busy beside it:",
         "",
-        "| set-up | server CPU per request | bare CPU ÷ this |",
-        "|---|---:|---:|",
-        "| bare FastAPI endpoint | 174 µs | 100% |",
-        "| `hhforecast serve` as a user starts it (log on) | 197 µs | 88% |",
-        "| the same, `monitoring.log_predictions: false` | 180 µs | 97% |",
-        "| the same, log already holding 1,000,000 rows | 196 µs | 88% |",
-        "| as `make bench` started it before (pinned version, `--config`, fresh log in /tmp) "
-        "| 192 µs | 91% |",
+        "| set-up | A: CPU per request (bare ÷ this) | B | C |",
+        "|---|---:|---:|---:|",
+        "| bare FastAPI endpoint | 172 µs (100%) | 165 µs (100%) | 157 µs (100%) |",
+        "| `hhforecast serve` as a user starts it (log written by the event loop) "
+        "| 202 µs (85%) | 192 µs (86%) | 183 µs (86%) |",
+        "| the same, `monitoring.log_predictions: false` | 186 µs (92%) | 186 µs (88%) "
+        "| 167 µs (94%) |",
+        "| the same, log already holding 1,000,000 rows | 201 µs (86%) | 189 µs (87%) "
+        "| 181 µs (87%) |",
+        "| the same app, log written by a thread of its own (the earlier design) "
+        "| 210 µs (82%) | 189 µs (87%) | 184 µs (85%) |",
         "",
-        "- **The log** costs about 17 µs of CPU per answer (9%). It is the only set-up "
-        "difference larger than the round-to-round noise. Measured alone, outside the "
-        "service, its own work is smaller: 0.3 µs on the request path (count the rows, append "
-        "to the queue) and about 5 µs per row in the writer thread (building the rows 2 µs, "
-        "SQLite 3 µs, in batches of 80); the rest is the second thread competing with the "
-        "event loop for the GIL and the cores. Writing every 100 ms instead of every 20 ms did "
-        "not lower it (188 against 184 µs, 8 rounds, same load).",
+        "- **The log** costs 6 to 16 µs of CPU per answer in these runs. Timed inside a served "
+        "process, its write cycles took 0.44 s of CPU for 51,463 rows (8.6 µs per row at "
+        "20 ms: building the rows about 2 µs, SQLite about 2 µs, the rest the cycle's fixed "
+        "work: one `stat` of the file, the commit, the metrics). Writing every 100 ms spreads "
+        "that fixed work over five times the rows; a row reaches the file at most 0.1 s after "
+        "its answer.",
+        "- **A thread of its own** used to write the log. It costs about the same CPU, but each "
+        "write cycle takes the GIL from the event loop and gives it back: in 8-second runs at "
+        "about 5,000 requests/s, 2,100 to 5,300 voluntary context switches of the writer "
+        "thread and 1,200 to 2,000 of the event loop, against 150 to 370 in all with the loop "
+        "writing (per-thread counters in /proc, 20 ms cycles). The event loop now runs the "
+        "cycle itself; a lock held by another process makes a write wait at most 5 ms before "
+        "the rows are held for a later try.",
         "- **The size of the log** does not matter (1,000,000 rows: same cost): rows are "
         "appended at the end of the table and its index.",
-        "- **How the service was started** (the old bench pinned the version and used a fresh "
-        "log in the temp folder; a user follows `latest` and has a log that grows) is within "
-        "5 µs, the noise between rounds. The production follower (a fingerprint of config.yaml "
-        "and registry.json every 2 s) and the metrics are in both.",
-        "- **Throughput** in the same runs swung from about 600 to 5,400 requests/s for the same "
-        "bare server between rounds: with other processes competing for the two cores, a single "
-        "4-second round says more about the neighbours than about the service, and the service "
-        "with a second busy thread (the log writer) loses more of its share when they are busy. "
-        "That is where the 0.69 and 0.75 came from; the CPU ratio above (and the one `make "
-        "bench` now reports next to the throughput ratio) is the figure to compare.",
-        "- **The goal is not reliably met.** The CPU ratio with the log on was 88% in the run "
-        "above and 87% in an 8-round repeat, but 75% in a `make bench` run at load average "
-        "21-23 (the log costing 40-50 µs per answer there): the log's share grows with the "
-        "machine's load. Meeting 0.8 on a busy machine would need the log's rows built and "
-        "written outside the service's process, which was not done.",
+        "- **The rest of the gap** (log off, 88-94% of bare) is the service's own work per "
+        "answer: the range checks, the forward pass, the interval, the metrics.",
+        "- **Throughput** on a busy machine says more about the neighbours than about the "
+        "service: in earlier runs at load average 17-23, the same bare server swung from about "
+        "600 to 5,400 requests/s between rounds. The CPU ratio (reported by `make bench` next "
+        "to the throughput ratio) is the figure to compare across machines.",
         "",
         "## What keeps the request path lean",
         "",
@@ -387,12 +388,11 @@ def render(
         "single-week requests keep flowing meanwhile.",
         "- Every answer is logged for `hhforecast monitor` (the default): the request path only "
         "counts its rows against the bounded queue under a lock and appends it to a deque; "
-        "every 20 ms a writer thread checks that the log file is still the one it opened (one "
+        "every 100 ms the event loop checks that the log file is still the one it opened (one "
         "`stat`), turns what accumulated into rows (consecutive answers of one model stacked, "
         "their times formatted by NumPy in one call) and inserts them with multi-row INSERT "
-        "statements in one SQLite transaction (sqlite3 lets go of the GIL once per statement, "
-        "not once per row). That thread's work is the gap between the two /api/predict rows. "
-        "`monitoring.log_predictions: false` removes it.",
+        "statements in one SQLite transaction. That work is the gap between the two "
+        "/api/predict rows. `monitoring.log_predictions: false` removes it.",
         "- `gc.freeze()` at start-up takes the objects TensorFlow leaves behind out of the "
         "collector's reach, so a full collection does not stall requests for 100 ms.",
         "",
