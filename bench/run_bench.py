@@ -327,8 +327,9 @@ def render(
         "",
         "## Where the gap to the bare endpoint comes from",
         "",
-        "Throughput ratios measured on a shared machine move from run to run (0.69 and 0.75 in "
-        "two runs at high load, 0.80 to 0.87 on an idle machine). `bench/log_cost.py` serves "
+        "Throughput ratios measured on a shared machine move from run to run: 0.69 and 0.75 in "
+        "two runs at high load; on an idle machine 0.80 with the log written by a thread of its "
+        "own every 20 ms, 0.86 to 0.89 with the event loop writing it. `bench/log_cost.py` serves "
         "the same version in several set-ups, measured alternately in 4-second wrk rounds, and "
         "compares the server CPU per request (user + system time of the server process over "
         "the requests it answered), which other work on the machine disturbs less than "
