@@ -68,6 +68,14 @@ def test_ambiguous_dates_in_recent_weeks_are_refused_with_the_fix(
     assert result.exit_code == 2
     assert "could be day-first or month-first" in result.stderr
     assert "set dataset.dayfirst: true in config.yaml (or pass --dayfirst)" in result.stderr
+    # Every command that reads such a file takes the flag and reads it day-first.
+    drift = cli("drift", "--recent", path, "--dayfirst", "--json")
+    assert drift.exit_code == 0, drift.stderr
+    assert json.loads(drift.stdout)["recent"]["start"] == recent["date"].iloc[0]
+    assert cli("forecast", "--plan", path, "--no-log").exit_code == 2
+    plan = cli("forecast", "--plan", path, "--dayfirst", "--no-log", "--json")
+    assert plan.exit_code == 0, plan.stderr
+    assert [row["week"] for row in json.loads(plan.stdout)["weeks"]] == recent["date"].tolist()
 
 
 def test_monitor_pairs_day_first_actuals_with_their_own_weeks(

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from hhforecast.cli._common import (
     ConfigOption,
+    DayfirstOption,
     JsonOption,
     console,
     err_console,
@@ -41,6 +42,7 @@ def forecast(
     variant: Annotated[
         str | None, typer.Option(help="Variant (default: mlops.serve_variant, 5features).")
     ] = None,
+    dayfirst: DayfirstOption = None,
     config: ConfigOption = None,
     json_output: JsonOption = False,
 ) -> None:
@@ -54,7 +56,7 @@ def forecast(
     from hhforecast.modeling.forecast import forecast_plan
     from hhforecast.watch.prediction_log import PredictionLog
 
-    settings = settings_from(config)
+    settings = settings_from(config).with_dataset(dayfirst=dayfirst)
     result = forecast_plan(settings, plan, version, variant)
     if output is not None:
         atomic_write_text(output, result.to_csv())

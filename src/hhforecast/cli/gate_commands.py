@@ -12,6 +12,7 @@ from rich.table import Table
 from hhforecast.cli._common import (
     Column,
     ConfigOption,
+    DayfirstOption,
     JsonOption,
     Row,
     console,
@@ -53,6 +54,7 @@ def validate(
     version: Annotated[str, typer.Argument(help="The version to check.")],
     data: DataOption = None,
     variant: VariantOption = None,
+    dayfirst: DayfirstOption = None,
     json_output: JsonOption = False,
     config: ConfigOption = None,
 ) -> None:
@@ -64,7 +66,7 @@ def validate(
     """
     from hhforecast.gate.validate import validate_version
 
-    settings = settings_from(config)
+    settings = settings_from(config).with_dataset(dayfirst=dayfirst)
     report = validate_version(settings, version, variant, data)
     findings = _findings(settings, report)
     if json_output:
@@ -178,6 +180,7 @@ def promote(
     variant: VariantOption = None,
     data: DataOption = None,
     reason: ReasonOption = "",
+    dayfirst: DayfirstOption = None,
     config: ConfigOption = None,
     json_output: JsonOption = False,
 ) -> None:
@@ -198,7 +201,7 @@ def promote(
     )
     from hhforecast.gate.promote import promote as promote_version
 
-    settings = settings_from(config)
+    settings = settings_from(config).with_dataset(dayfirst=dayfirst)
     try:
         result = promote_version(
             settings,

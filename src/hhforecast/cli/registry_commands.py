@@ -11,6 +11,7 @@ from rich.table import Table
 from hhforecast.cli._common import (
     Column,
     ConfigOption,
+    DayfirstOption,
     JsonOption,
     Row,
     console,
@@ -236,6 +237,7 @@ def compare(
     variant: Annotated[
         str | None, typer.Option(help="Variant to compare (default: mlops.serve_variant).")
     ] = None,
+    dayfirst: DayfirstOption = None,
     config: ConfigOption = None,
     json_output: JsonOption = False,
 ) -> None:
@@ -248,7 +250,8 @@ def compare(
     """
     from hhforecast.gate.compare import compare_versions
 
-    result = compare_versions(settings_from(config), first, second, variant, data)
+    settings = settings_from(config).with_dataset(dayfirst=dayfirst)
+    result = compare_versions(settings, first, second, variant, data)
     if json_output:
         print_json(result.to_dict())
         return

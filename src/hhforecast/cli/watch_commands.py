@@ -12,6 +12,7 @@ from rich.table import Table
 from hhforecast.cli._common import (
     Column,
     ConfigOption,
+    DayfirstOption,
     JsonOption,
     Row,
     console,
@@ -54,6 +55,7 @@ def drift(
     ],
     version: Annotated[str | None, typer.Option(help="Version (default: production).")] = None,
     report: ReportOption = None,
+    dayfirst: DayfirstOption = None,
     config: ConfigOption = None,
     json_output: JsonOption = False,
 ) -> None:
@@ -66,7 +68,7 @@ def drift(
     from hhforecast.reports.drift import drift_report
     from hhforecast.watch.drift import VERDICT_DRIFT, run_drift
 
-    result = run_drift(settings_from(config), recent, version)
+    result = run_drift(settings_from(config).with_dataset(dayfirst=dayfirst), recent, version)
     if json_output:
         print_json(result.to_json())
     else:
@@ -155,6 +157,7 @@ def monitor(
     ],
     by: Annotated[str, typer.Option("--by", help="Period: week or month.")] = "week",
     report: ReportOption = None,
+    dayfirst: DayfirstOption = None,
     config: ConfigOption = None,
     json_output: JsonOption = False,
 ) -> None:
@@ -167,7 +170,7 @@ def monitor(
     """
     from hhforecast.watch.monitor import monitor_html, run_monitor
 
-    result = run_monitor(settings_from(config), actuals, by)
+    result = run_monitor(settings_from(config).with_dataset(dayfirst=dayfirst), actuals, by)
     if json_output:
         print_json(result.to_json())
     else:
