@@ -166,6 +166,14 @@ def test_a_version_folder_that_is_a_symlink_out_is_refused(
     before = state(trained_project)
     with pytest.raises(BadEntryError):
         promote(trained_project.settings, "1.0.0")
+    # Nor loaded: predicting and serving read a version through the same check.
+    from hhforecast.modeling.predict import load_model
+    from hhforecast.serving.production import load_served_model
+
+    with pytest.raises(BadEntryError):
+        load_model(trained_project.settings, "1.0.0")
+    with pytest.raises(BadEntryError):
+        load_served_model(trained_project.settings, registry.get("1.0.0"))
     assert state(trained_project) == before
     assert registry.entry_problem(registry.get("1.1.0")) is None
 
