@@ -225,7 +225,10 @@ def test_compare_scores_both_on_their_common_fair_weeks(fair: Project, cli) -> N
     # The two versions' datasets disagree on HH (one is tripled): neither is taken on trust.
     unsure = cli("registry", "compare", "broken", "1.0.0", "--config", fair.config)
     assert unsure.exit_code == 2
-    assert "give different HH for 65 of the 65 weeks they share" in " ".join(unsure.stderr.split())
+    assert (
+        "disagree on the weeks they share (different HH for 65 of the 65 weeks); pass --data FILE"
+        in " ".join(unsure.stderr.split())
+    )
     recent = fair.root / "data" / "recent.csv"
     result = cli(
         "registry",
@@ -273,7 +276,9 @@ def test_a_candidate_is_not_judged_by_its_own_wrong_labels(fair: Project, cli) -
     result = cli("promote", "broken", "--require-better-rmse", "--config", fair.config)
     assert result.exit_code == 2
     assert (
-        "give different HH for 65 of the 65 fair weeks both hold, so the candidate cannot be "
-        "judged on its own labels; pass --data FILE" in " ".join(result.stderr.split())
-    )
+        "Error: the candidate's dataset data/tripled.csv and production 1.0.0's dataset "
+        "sample:sample_weekly.csv disagree on the weeks both hold (different HH for 65 of the 65 "
+        "weeks), so the candidate cannot be judged on its own data; check the export and its "
+        "column mapping, or pass --data FILE with labelled weeks you trust"
+    ) == " ".join(result.stderr.split())
     assert (fair.config.read_bytes(), fair.registry_file.read_bytes()) == before

@@ -71,12 +71,12 @@ def test_a_version_trained_on_noise_is_registered_but_not_promoted(
 ) -> None:
     project = trained_on_old
     new = project.root / "new.csv"
-    # The new export's older weeks are scrambled: the candidate learns nothing real, while the
-    # fair weeks at the end are the fleet's true ones.
+    # The new export's older labels are scrambled: the candidate learns nothing real, while the
+    # fair weeks at the end are the fleet's true ones. (Scrambled features are refused before
+    # any scoring: tests/test_attacks_gate.py.)
     frame = pd.read_csv(new)
     rng = np.random.default_rng(0)
     frame.loc[:224, "HH"] = rng.permutation(frame.loc[:224, "HH"].to_numpy())
-    frame.loc[:224, "age_fleet"] = rng.permutation(frame.loc[:224, "age_fleet"].to_numpy())
     frame.to_csv(new, index=False)
     config_before = project.config.read_text()
 

@@ -119,26 +119,13 @@ def train(
 
     Example: hhforecast train --version 1.0.0
     """
-    from hhforecast.modeling.training import train_version
-    from hhforecast.tracking.runs import training_run
-    from hhforecast.tracking.sync import mirror_serving
+    from hhforecast.tracking.training import train_tracked
 
     settings = settings_from(config).with_training(epochs=epochs, seed=seed)
     settings = settings.with_dataset(dayfirst=dayfirst)
-    with training_run(settings, "train") as run:
-        with training_progress(quiet=json_output) as on_epoch:
-            result = train_version(
-                settings,
-                dataset,
-                version,
-                force=force,
-                on_epoch=on_epoch,
-                extra_metadata=run.metadata,
-            )
-        run.record(result)
-    if result.serving:  # production follows "latest": MLflow's alias follows the new version
-        mirror_serving(settings, run.outcome, result.entry.version)
-    tracked = run.outcome
+    with training_progress(quiet=json_output) as on_epoch:
+        trained = train_tracked(settings, dataset, version, force=force, on_epoch=on_epoch)
+    result, tracked = trained.result, trained.run
     if tracked.warning():
         err_console.print(f"[yellow]Warning:[/] {tracked.warning()}", highlight=False)
     from hhforecast.modeling.findings import training_findings

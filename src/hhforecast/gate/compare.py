@@ -16,17 +16,17 @@ import numpy as np
 
 from hhforecast.config import Settings
 from hhforecast.errors import EXIT_CHECK_FAILED, HHForecastError
-from hhforecast.gate.integrity import require_integrity
-from hhforecast.gate.significance import Significance, diebold_mariano
-from hhforecast.gate.validate import forecast, load_version
+from hhforecast.gate.handle import DatasetCache, VersionHandle, open_version
+from hhforecast.gate.significance import PairScore, Significance, score_pair
+from hhforecast.gate.validate import forecast
 from hhforecast.gate.weeks import (
     EvaluationDataError,
     EvaluationWeeks,
     FairWeeks,
+    describe_disagreement,
     disagreeing_weeks,
     fair_weeks,
 )
-from hhforecast.modeling.artifacts import read_metadata
 from hhforecast.registry.store import Registry
 
 __all__ = ["Comparison", "TooFewCommonWeeksError", "compare_versions"]
@@ -55,18 +55,25 @@ class Comparison:
     versions: tuple[str, str]
     variant: str
     weeks: EvaluationWeeks
-    metrics: dict[str, dict[str, float]]
-    significance: Significance
-    """Diebold–Mariano of the second version against the first: positive when the second erred
-    less."""
+    pair: PairScore
+    """The second version judged against the first (the one rule of `score_pair`)."""
+
+    @property
+    def metrics(self) -> dict[str, dict[str, float]]:
+        return {self.versions[0]: self.pair.reference, self.versions[1]: self.pair.candidate}
+
+    @property
+    def significance(self) -> Significance:
+        """Diebold–Mariano of the second version against the first: positive when the second
+        erred less."""
+        return self.pair.significance
 
     @property
     def better(self) -> str | None:
         """The version with the strictly lower RMSE, None on a tie."""
-        first, second = (self.metrics[v]["RMSE"] for v in self.versions)
-        if first == second:
+        if self.pair.tie:
             return None
-        return self.versions[0] if first < second else self.versions[1]
+        return self.versions[1] if self.pair.candidate_better else self.versions[0]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -87,34 +94,36 @@ def compare_versions(
     data: Path | None = None,
 ) -> Comparison:
     """Score two registered versions on the labelled weeks neither was trained on."""
-    from hhforecast.modeling.evaluation import regression_metrics
-
     registry = Registry(settings)
     variant = variant or settings.mlops.serve_variant
     if first == second:
         raise EvaluationDataError(f"compare two different versions (got {first} twice)")
-    entries = [registry.get(first), registry.get(second)]
-    for entry in entries:
-        require_integrity(registry.version_dir(entry), entry.version)
-    models = [load_version(registry, entry, variant) for entry in entries]
-    metadata = [read_metadata(registry.version_dir(entry)) for entry in entries]
+    snapshot = registry.snapshot()
+    datasets = DatasetCache(settings)
+    handles = [open_version(registry, snapshot, name, datasets) for name in (first, second)]
+    for handle in handles:
+        handle.require_integrity()
+    models = [handle.model(variant) for handle in handles]
     columns = list(dict.fromkeys(f for model in models for f in model.features))
-    target = str(metadata[0].get("target", settings.training.target))
-    weeks = _common_weeks(settings, (first, second), metadata, columns, target, data)
+    target = handles[0].target
+    weeks = _common_weeks(settings, handles, columns, target, data)
     if weeks.count < settings.mlops.min_fair_weeks:
         raise TooFewCommonWeeksError(first, second, weeks, settings.mlops.min_fair_weeks)
     frame = weeks.weeks.frame
     y = frame[target].to_numpy(dtype=np.float64)
-    metrics, errors = {}, []
-    for entry, model in zip(entries, models, strict=True):
-        predicted = forecast(model, frame[model.features].to_numpy(dtype=np.float64))
-        if not np.isfinite(predicted).all():
+    predicted = []
+    for handle, model in zip(handles, models, strict=True):
+        values = forecast(model, frame[model.features].to_numpy(dtype=np.float64))
+        if not np.isfinite(values).all():
             raise EvaluationDataError(
-                f"version {entry.version} gives non-finite forecasts on these weeks; run "
-                f"`hhforecast validate {entry.version}`"
+                f"version {handle.name} gives non-finite forecasts on these weeks; run "
+                f"`hhforecast validate {handle.name}`"
             )
-        metrics[entry.version] = regression_metrics(y, predicted, len(model.features))
-        errors.append(predicted - y)
+        predicted.append(values)
+    # The second version is the candidate against the first, as in "compare OLD NEW".
+    pair = score_pair(
+        y, predicted[1], predicted[0], (len(models[1].features), len(models[0].features))
+    )
     dates = frame["date"]
     evaluated = EvaluationWeeks(
         source=weeks.weeks.source,
@@ -123,23 +132,21 @@ def compare_versions(
         end=dates.max().strftime("%Y-%m-%d"),
         weeks=len(frame),
     )
-    return Comparison((first, second), variant, evaluated, metrics, diebold_mariano(*errors[::-1]))
+    return Comparison((first, second), variant, evaluated, pair)
 
 
 def _common_weeks(
     settings: Settings,
-    names: tuple[str, str],
-    metadata: list[dict[str, Any]],
+    handles: list[VersionHandle],
     columns: list[str],
     target: str,
     data: Path | None,
 ) -> FairWeeks:
     """With --data, its weeks; else the held-out test weeks of whichever version leaves more."""
-    pairs = list(zip(names, metadata, strict=True))
     if data is not None:
-        return fair_weeks(settings, pairs[0], pairs[1], columns, target, data)
+        return fair_weeks(settings, handles[0], handles[1], columns, target, data)
     options = []
-    for own, other in (pairs, pairs[::-1]):
+    for own, other in (handles, handles[::-1]):
         try:
             weeks = fair_weeks(settings, own, other, columns, target, None, check_labels=False)
             options.append(weeks)
@@ -147,18 +154,20 @@ def _common_weeks(
             continue  # that version's test weeks cannot be re-read; the other's may
     if not options:
         # Raises, saying why neither version's test weeks can be read.
-        return fair_weeks(settings, pairs[1], pairs[0], columns, target, None, check_labels=False)
+        return fair_weeks(
+            settings, handles[1], handles[0], columns, target, None, check_labels=False
+        )
     if len(options) == 2:
-        _check_labels_agree(options[0], options[1], target)
+        _check_weeks_agree(options[0], options[1], [*columns, target])
     return max(options, key=lambda weeks: weeks.count)
 
 
-def _check_labels_agree(first: FairWeeks, second: FairWeeks, target: str) -> None:
-    """Two datasets that give the same week different realised HH cannot both be the truth."""
-    differ, shared = disagreeing_weeks(first.weeks.frame, second.weeks.frame, target)
-    if differ:
+def _check_weeks_agree(first: FairWeeks, second: FairWeeks, columns: list[str]) -> None:
+    """Two datasets that give the same week different values cannot both be the truth."""
+    found = disagreeing_weeks(first.weeks.frame, second.weeks.frame, columns)
+    if found:
         raise EvaluationDataError(
             f"the datasets of the two versions ({first.weeks.dataset} and "
-            f"{second.weeks.dataset}) give different {target} for {differ} of the "
-            f"{shared} weeks they share; pass --data FILE with the weeks you trust"
+            f"{second.weeks.dataset}) disagree on the weeks they share "
+            f"({describe_disagreement(found)}); pass --data FILE with the weeks you trust"
         )

@@ -2,14 +2,28 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from hhforecast._fs import file_sha256
 from hhforecast.errors import ArtifactError
-from hhforecast.modeling.artifacts import METADATA_FILE, artifact_names, read_metadata
+from hhforecast.modeling.artifacts import (
+    METADATA_FILE,
+    artifact_names,
+    bytes_sha256,
+    read_metadata,
+)
 
-__all__ = ["ArtifactCheck", "check_integrity", "integrity_problem", "require_integrity"]
+__all__ = [
+    "ArtifactCheck",
+    "artifacts_now",
+    "check_artifacts",
+    "check_integrity",
+    "integrity_problem",
+    "require_integrity",
+]
 
 
 @dataclass(frozen=True)
@@ -27,34 +41,63 @@ class ArtifactCheck:
         return self.status == "ok"
 
 
+def check_artifacts(
+    version_dir: Path, metadata: Mapping[str, Any]
+) -> tuple[list[ArtifactCheck], dict[str, bytes]]:
+    """Every artifact the metadata records (or a variant needs) against its SHA-256, each file
+    read once; with the bytes of those that matched, so that they are parsed, not read again."""
+    if "variants" not in metadata:
+        check = ArtifactCheck(METADATA_FILE, "not trained by hhforecast (no 'variants'); retrain")
+        return [check], {}
+    recorded = metadata.get("artifacts")
+    if not isinstance(recorded, dict) or not recorded:
+        return [ArtifactCheck(METADATA_FILE, "records no artifact checksums")], {}
+    variants = metadata.get("variants", {})
+    needed = {name for variant in variants for name in artifact_names(variant).values()}
+    checks, verified = [], {}
+    for name in sorted(set(map(str, recorded)) | needed):
+        expected = recorded.get(name)
+        path = version_dir / name
+        if Path(name).name != name or name in ("", ".", ".."):
+            checks.append(ArtifactCheck(name, "unsafe name", expected))
+            continue
+        try:
+            data = path.read_bytes() if path.is_file() else None
+        except OSError:
+            data = None
+        if data is None:
+            checks.append(ArtifactCheck(name, "missing", expected))
+        elif not isinstance(expected, str):
+            checks.append(ArtifactCheck(name, "unrecorded", None, bytes_sha256(data)))
+        else:
+            actual = bytes_sha256(data)
+            status = "ok" if actual == expected else "changed"
+            checks.append(ArtifactCheck(name, status, expected, actual))
+            if status == "ok":
+                verified[name] = data
+    return checks, verified
+
+
 def check_integrity(version_dir: Path) -> list[ArtifactCheck]:
     """Compare every artifact of a version folder with the checksums in its metadata."""
     try:
         metadata = read_metadata(version_dir)
     except ArtifactError as exc:
         return [ArtifactCheck(METADATA_FILE, f"unreadable: {exc}")]
-    if "variants" not in metadata:
-        return [ArtifactCheck(METADATA_FILE, "not trained by hhforecast (no 'variants'); retrain")]
-    recorded = metadata.get("artifacts")
-    if not isinstance(recorded, dict) or not recorded:
-        return [ArtifactCheck(METADATA_FILE, "records no artifact checksums")]
-    variants = metadata.get("variants", {})
-    needed = {name for variant in variants for name in artifact_names(variant).values()}
-    checks = []
-    for name in sorted(set(map(str, recorded)) | needed):
-        expected = recorded.get(name)
+    return check_artifacts(version_dir, metadata)[0]
+
+
+def artifacts_now(version_dir: Path, names: list[str]) -> dict[str, str | None]:
+    """The SHA-256 of each named file as it is now (None when missing): the re-check under the
+    registry's lock that the files moved into production are the ones judged."""
+    found: dict[str, str | None] = {}
+    for name in names:
         path = version_dir / name
-        if Path(name).name != name or name in ("", ".", ".."):
-            checks.append(ArtifactCheck(name, "unsafe name", expected))
-        elif not path.is_file():
-            checks.append(ArtifactCheck(name, "missing", expected))
-        elif not isinstance(expected, str):
-            checks.append(ArtifactCheck(name, "unrecorded", None, file_sha256(path)))
-        else:
-            actual = file_sha256(path)
-            status = "ok" if actual == expected else "changed"
-            checks.append(ArtifactCheck(name, status, expected, actual))
-    return checks
+        try:
+            found[name] = file_sha256(path)
+        except OSError:
+            found[name] = None
+    return found
 
 
 def integrity_problem(checks: list[ArtifactCheck]) -> str | None:

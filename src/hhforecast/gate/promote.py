@@ -1,40 +1,43 @@
 """Moving production: `promote` (optionally through the RMSE gate) and `rollback`.
 
-A gated promotion reads top-down: resolve the candidate and production entries, pick the fair
-weeks (labelled weeks after the last week either version was trained on; at least
-``mlops.min_fair_weeks`` of them), validate the candidate on them (integrity, load, finite
+A gated promotion reads top-down: take one snapshot of the registry and the pointer, open the
+candidate and production as handles (entry, folder, metadata verified once), pick the fair weeks
+(labelled weeks after the last week either version was trained on; at least
+``mlops.min_fair_weeks`` of them, every column of the weeks the candidate's data shares with
+production's dataset agreeing with it), validate the candidate on them (integrity, load, finite
 forecasts, scores beside production and the baselines, a Diebold–Mariano test), apply the rule
 (strictly lower RMSE; with `require_significant`, also a significant test), then let the registry
-move the pointer under its lock, re-checking the artifacts there.
+move the pointer under its lock, where both versions are re-checked file for file: what moves
+into production is what was judged, against the production that was judged.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hhforecast.config import Settings
-from hhforecast.errors import (
-    EXIT_CHECK_FAILED,
-    ArtifactError,
-    HHForecastError,
-    VersionNotFoundError,
+from hhforecast.errors import EXIT_CHECK_FAILED, HHForecastError
+from hhforecast.gate.handle import DatasetCache, VersionHandle, open_entry, open_version
+from hhforecast.gate.validate import (
+    UnreadableProduction,
+    ValidationReport,
+    judge_handles,
+    production_handle,
 )
-from hhforecast.gate.integrity import require_integrity
-from hhforecast.gate.validate import ValidationReport, validate_version
 from hhforecast.gate.weeks import FairWeeks, LabelledWeeks, fair_weeks
-from hhforecast.modeling.artifacts import read_metadata
 from hhforecast.registry.history import PromotionRecord
-from hhforecast.registry.store import ModelVersion, ProductionMovedError, Registry
+from hhforecast.registry.snapshot import RegistrySnapshot, VersionChangedError
+from hhforecast.registry.store import ModelVersion, ProductionMovedError, Registry, Verify
 
 if TYPE_CHECKING:
     from hhforecast.tracking.sync import MirrorOutcome
 
 __all__ = [
     "NotEnoughFairWeeksError",
+    "ProductionUnscoredError",
     "PromotionRefusedError",
     "PromotionResult",
     "ValidationFailedError",
@@ -86,6 +89,22 @@ class PromotionRefusedError(HHForecastError):
         )
 
 
+class ProductionUnscoredError(HHForecastError):
+    """Production exists but cannot be scored, so the gate has nothing fair to compare with."""
+
+    exit_code = EXIT_CHECK_FAILED
+
+    def __init__(self, report: ValidationReport) -> None:
+        self.report = report
+        super().__init__(
+            f"refused to promote {report.version}: {report.production_problem}, so the gate "
+            "cannot tell whether the candidate forecasts better. Repair production (`hhforecast "
+            "registry check`), or replace it deliberately with `hhforecast promote "
+            f"{report.version}` without the gate. Production and the config file were left "
+            "unchanged."
+        )
+
+
 class NotEnoughFairWeeksError(HHForecastError):
     """Too few labelled weeks are unseen by both versions to tell which forecasts better."""
 
@@ -123,60 +142,43 @@ class PromotionResult:
     """With MLflow tracking on: the `production` aliases moved, or why they could not be."""
 
 
-def _significant(report: ValidationReport, level: float) -> bool:
-    test = report.significance
-    return test is not None and test.p_value is not None and test.p_value <= level
-
-
 def _fair_weeks(
-    settings: Settings, version: str, variant: str, data: Path | LabelledWeeks | None
+    settings: Settings,
+    candidate: VersionHandle,
+    production: VersionHandle | UnreadableProduction | None,
+    variant: str,
+    data: Path | LabelledWeeks | None,
 ) -> FairWeeks | None:
-    """The weeks to judge `version` against production on; None when production cannot be
-    scored at all (none, unregistered, not hhforecast's), which validation reports."""
-    registry = Registry(settings)
-    try:
-        production = registry.production_version()
-    except VersionNotFoundError:
+    """The weeks to judge `candidate` against production on; None when production cannot be
+    scored at all (none, unreadable, not hhforecast's), which validation reports."""
+    if not isinstance(production, VersionHandle) or production.name == candidate.name:
         return None
-    if production is None or production.version == version:
+    if production.metadata_problem is not None:
         return None
-    try:
-        theirs = read_metadata(registry.version_dir(production))
-        ours = read_metadata(registry.version_dir(version))
-    except ArtifactError:
-        return None
-    if variant not in theirs.get("variants", {}) or variant not in ours.get("variants", {}):
+    if variant not in production.variants() or variant not in candidate.variants():
         return None
     columns = [
-        *ours["variants"][variant].get("features", []),
-        *theirs["variants"][variant].get("features", []),
+        *candidate.metadata["variants"][variant].get("features", []),
+        *production.metadata["variants"][variant].get("features", []),
     ]
-    target = str(ours.get("target", settings.training.target))
     weeks = fair_weeks(
-        settings,
-        (version, ours),
-        (production.version, theirs),
-        list(dict.fromkeys(columns)),
-        target,
-        data,
+        settings, candidate, production, list(dict.fromkeys(columns)), candidate.target, data
     )
     if weeks.count < settings.mlops.min_fair_weeks:
         raise NotEnoughFairWeeksError(
-            version, production.version, weeks, settings.mlops.min_fair_weeks
+            candidate.name, production.name, weeks, settings.mlops.min_fair_weeks
         )
     return weeks
 
 
-def _with_current_pointer(settings: Settings) -> Settings:
-    # Another promotion may have moved production since these settings were loaded.
-    return replace(settings, mlops=settings.reloaded().mlops)
+def _recheck(candidate: VersionHandle, production: VersionHandle | None, variant: str) -> Verify:
+    """The check the registry runs under its lock: the version about to be production and the
+    production it was compared with are, file for file, the ones judged."""
 
-
-def _integrity_verifier(registry: Registry) -> Callable[[ModelVersion], None]:
-    """The check the registry runs, under its lock, on the version about to be production."""
-
-    def verify(entry: ModelVersion) -> None:
-        require_integrity(registry.version_dir(entry), entry.version)
+    def verify(target: ModelVersion, now: ModelVersion | None) -> None:
+        candidate.recheck(target, "candidate")
+        if production is not None and now is not None and now.version == production.name:
+            production.recheck(now, "production", variant)
 
     return verify
 
@@ -195,39 +197,41 @@ def promote(
     fair weeks (and, with `require_significant`, by a significant Diebold–Mariano test)."""
     registry = Registry(settings)
     variant = variant or settings.mlops.serve_variant
-    registry.get(version)
-    verify = _integrity_verifier(registry)
-
-    if not (require_better_rmse or require_significant):
-        record = registry.move_production(version, variant=variant, reason=reason, verify=verify)
-        return _mirrored(settings, PromotionResult(record, version))
     for attempt in range(1, PROMOTE_ATTEMPTS + 1):
-        current = _with_current_pointer(settings)
-        if current.mlops.production_version == version:
-            return PromotionResult(None, version)  # already there; the registry checks again
-        weeks = _fair_weeks(current, version, variant, data)
-        report = validate_version(current, version, variant, weeks.weeks if weeks else data)
-        if not report.passed:
-            raise ValidationFailedError(report)
-        if report.better_than_production is False:
-            raise PromotionRefusedError(report)
-        level = settings.mlops.significance_level
-        if (
-            require_significant
-            and report.better_than_production
-            and not _significant(report, level)
-        ):
-            raise PromotionRefusedError(report, level)
+        snapshot = registry.snapshot()
+        datasets = DatasetCache(settings)
+        candidate = open_version(registry, snapshot, version, datasets)
         try:
+            if not (require_better_rmse or require_significant):
+                # Never a version a loader would refuse: every file checked, the served variant
+                # parsed, before the pointer moves.
+                candidate.require_integrity()
+                candidate.model(variant)
+                record = registry.move_production(
+                    version,
+                    variant=variant,
+                    reason=reason,
+                    verify=_recheck(candidate, None, variant),
+                )
+                return _mirrored(settings, PromotionResult(record, version))
+            if snapshot.setting == version:
+                return PromotionResult(None, version)  # already there; the registry checks again
+            report, production = _judge(
+                settings, registry, snapshot, datasets, candidate, variant, data
+            )
+            if require_significant and report.pair is not None:
+                level = settings.mlops.significance_level
+                if report.pair.candidate_better and not report.pair.significant(level):
+                    raise PromotionRefusedError(report, level)
             record = registry.move_production(
                 version,
                 variant=variant,
                 reason=reason,
                 gate="require-better-rmse",
                 comparison=report.comparison(),
-                verify=verify,
+                verify=_recheck(candidate, production, variant),
             )
-        except ProductionMovedError:
+        except (ProductionMovedError, VersionChangedError):
             if attempt == PROMOTE_ATTEMPTS:
                 raise
             continue
@@ -235,13 +239,44 @@ def promote(
     raise AssertionError("unreachable")  # the loop returns or raises
 
 
+def _judge(
+    settings: Settings,
+    registry: Registry,
+    snapshot: RegistrySnapshot,
+    datasets: DatasetCache,
+    candidate: VersionHandle,
+    variant: str,
+    data: Path | LabelledWeeks | None,
+) -> tuple[ValidationReport, VersionHandle | None]:
+    """Validate the candidate beside production on the fair weeks; raise unless it passes and
+    beats production there. Returns the report and the production handle that was judged."""
+    warnings: list[str] = []
+    production = production_handle(registry, snapshot, datasets, warnings)
+    weeks = _fair_weeks(settings, candidate, production, variant, data)
+    report = judge_handles(settings, candidate, production, variant, weeks.weeks if weeks else data)
+    report.warnings[:0] = warnings
+    if not report.passed:
+        raise ValidationFailedError(report)
+    if report.production_problem is not None:
+        raise ProductionUnscoredError(report)
+    if report.better_than_production is False:
+        raise PromotionRefusedError(report)
+    return report, production if isinstance(production, VersionHandle) else None
+
+
 def rollback(settings: Settings, reason: str = "") -> PromotionResult:
     """Put the previous production version back; recorded as a promotion with reason rollback."""
     registry = Registry(settings)
-    verify = _integrity_verifier(registry)
+    variant = settings.mlops.serve_variant
+
+    def verify(target: ModelVersion, now: ModelVersion | None) -> None:
+        # Under the lock: the version put back is checked whole, as a plain promotion checks it.
+        handle = open_entry(registry, target, DatasetCache(settings))
+        handle.require_integrity()
+        handle.model(variant)
 
     record = registry.rollback(
-        variant=settings.mlops.serve_variant,
+        variant=variant,
         reason=f"rollback: {reason}" if reason else "rollback",
         verify=verify,
     )

@@ -27,15 +27,16 @@ from hhforecast.config import Settings
 from hhforecast.datasets.weekly import DATE_COLUMN, dataset_label, load_training_dataset
 from hhforecast.gate.promote import (
     NotEnoughFairWeeksError,
+    ProductionUnscoredError,
     PromotionRefusedError,
     PromotionResult,
     ValidationFailedError,
     promote,
 )
 from hhforecast.gate.weeks import EvaluationDataError, LabelledWeeks
-from hhforecast.modeling.training import EpochCallback, train_version
+from hhforecast.modeling.training import EpochCallback
 from hhforecast.registry.store import Registry
-from hhforecast.tracking.runs import training_run
+from hhforecast.tracking.training import train_tracked
 
 __all__ = ["RetrainOutcome", "retrain"]
 
@@ -92,17 +93,11 @@ def retrain(
         settings = settings.reloaded()
     previous = Registry(settings).production_version()
     # The rows checked above are the ones trained on and judged on: the file is read once.
-    with training_run(settings, "retrain") as run:
-        trained = train_version(
-            settings,
-            dataset_path,
-            version,
-            on_epoch=on_epoch,
-            dataset=dataset,
-            extra_metadata=run.metadata,
-        )
-        run.record(trained)
-    tracked = {"run": run.outcome.to_dict()} if run.outcome.tracking else None
+    tracked_training = train_tracked(
+        settings, dataset_path, version, command="retrain", on_epoch=on_epoch, dataset=dataset
+    )
+    trained, outcome = tracked_training.result, tracked_training.run
+    tracked = {"run": outcome.to_dict()} if outcome.tracking else None
     candidate = trained.entry.version
     before = previous.version if previous else None
     test = trained.metadata["split"]["test"]
@@ -129,9 +124,16 @@ def retrain(
         )
     except EvaluationDataError as unsure:
         return RetrainOutcome(
-            candidate, False, before, before, f"{unsure}. Production stays.", 0, pinned=pinned
+            candidate,
+            False,
+            before,
+            before,
+            f"{unsure}. Production stays.",
+            0,
+            pinned=pinned,
+            mlflow=tracked,
         )
-    except (PromotionRefusedError, ValidationFailedError) as refused:
+    except (PromotionRefusedError, ValidationFailedError, ProductionUnscoredError) as refused:
         weeks = refused.report.weeks
         return RetrainOutcome(
             candidate,

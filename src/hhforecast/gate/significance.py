@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Significance", "diebold_mariano", "newey_west_lags"]
+__all__ = ["PairScore", "Significance", "diebold_mariano", "newey_west_lags", "score_pair"]
 
 
 @dataclass(frozen=True)
@@ -65,3 +65,46 @@ def diebold_mariano(
 
     statistic = float(d.mean() / math.sqrt(variance / n)) * math.sqrt((n - 1) / n)
     return Significance(statistic, float(t.sf(statistic, n - 1)), n, lags)
+
+
+@dataclass(frozen=True)
+class PairScore:
+    """A candidate and a reference model on the same weeks: their metrics, the test, the verdict.
+
+    The one judge of "better" for promote, validate and compare: strictly lower RMSE on the
+    same weeks, with the Diebold–Mariano test beside it (positive when the candidate erred less).
+    """
+
+    candidate: dict[str, float]
+    reference: dict[str, float]
+    significance: Significance
+
+    @property
+    def candidate_better(self) -> bool:
+        return self.candidate["RMSE"] < self.reference["RMSE"]
+
+    @property
+    def tie(self) -> bool:
+        return self.candidate["RMSE"] == self.reference["RMSE"]
+
+    def significant(self, level: float) -> bool:
+        """The candidate is better and its test is significant at `level` (one-sided)."""
+        p = self.significance.p_value
+        return self.candidate_better and p is not None and p <= level
+
+
+def score_pair(
+    actual: np.ndarray,
+    candidate: np.ndarray,
+    reference: np.ndarray,
+    features: tuple[int, int],
+) -> PairScore:
+    """Score two models' finite forecasts of the same weeks (`features`: each model's count of
+    inputs, for the adjusted R²)."""
+    from hhforecast.modeling.evaluation import regression_metrics
+
+    return PairScore(
+        regression_metrics(actual, candidate, features[0]),
+        regression_metrics(actual, reference, features[1]),
+        diebold_mariano(candidate - actual, reference - actual),
+    )

@@ -15,9 +15,15 @@ from typing import Any
 import numpy as np
 
 from hhforecast.config import Settings
-from hhforecast.errors import ArtifactError, VariantNotFoundError, VersionNotFoundError
-from hhforecast.gate.integrity import ArtifactCheck, check_integrity, integrity_problem
-from hhforecast.gate.significance import Significance, diebold_mariano
+from hhforecast.errors import (
+    ArtifactError,
+    HHForecastError,
+    VariantNotFoundError,
+    VersionNotFoundError,
+)
+from hhforecast.gate.handle import DatasetCache, VersionHandle, open_version
+from hhforecast.gate.integrity import ArtifactCheck
+from hhforecast.gate.significance import PairScore, Significance, score_pair
 from hhforecast.gate.weeks import (
     EvaluationWeeks,
     LabelledWeeks,
@@ -26,12 +32,19 @@ from hhforecast.gate.weeks import (
     overlap,
     training_dates,
 )
-from hhforecast.modeling.artifacts import read_metadata
 from hhforecast.modeling.inference import VariantModel
 from hhforecast.registry.history import RmseComparison
-from hhforecast.registry.store import ModelVersion, Registry
+from hhforecast.registry.snapshot import RegistrySnapshot
+from hhforecast.registry.store import Registry
 
-__all__ = ["Score", "ValidationReport", "load_version", "validate_version"]
+__all__ = [
+    "Score",
+    "UnreadableProduction",
+    "ValidationReport",
+    "judge_handles",
+    "production_handle",
+    "validate_version",
+]
 
 
 @dataclass(frozen=True)
@@ -58,6 +71,10 @@ class ValidationReport:
     overlaps: list[Overlap] = field(default_factory=list)
     significance: Significance | None = None
     """Diebold–Mariano test of the candidate against production on the evaluation weeks."""
+    pair: PairScore | None = None
+    """The candidate against production on the evaluation weeks (None when not compared)."""
+    production_problem: str | None = None
+    """Why production, which exists, could not be scored (the gate refuses then)."""
 
     @property
     def passed(self) -> bool:
@@ -80,10 +97,7 @@ class ValidationReport:
     @property
     def better_than_production(self) -> bool | None:
         """Strictly lower RMSE than production on the same weeks; None when not compared."""
-        candidate, production = self.candidate_rmse, self.production_rmse
-        if candidate is None or production is None:
-            return None
-        return candidate < production
+        return None if self.pair is None else self.pair.candidate_better
 
     def comparison(self) -> RmseComparison:
         """The comparison the registry records with a promotion."""
@@ -127,44 +141,66 @@ def forecast(model: VariantModel, x: np.ndarray) -> np.ndarray:
         return model.predict(x)
 
 
-def load_version(registry: Registry, entry: ModelVersion, variant: str) -> VariantModel:
-    """One variant of a registered version, ready to forecast."""
-    from hhforecast.modeling.predict import load_registered
+@dataclass(frozen=True)
+class UnreadableProduction:
+    """A production version whose registry entry or folder cannot be opened at all."""
 
-    return load_registered(registry, entry, variant)
+    name: str
+    problem: str
+
+
+def production_handle(
+    registry: Registry,
+    snapshot: RegistrySnapshot,
+    datasets: DatasetCache,
+    warnings: list[str],
+) -> VersionHandle | UnreadableProduction | None:
+    """The handle of the version in production, or None (with a warning saying why)."""
+    try:
+        entry = snapshot.production()
+    except VersionNotFoundError as exc:
+        warnings.append(f"{exc} Compared with the baselines only.")
+        return None
+    if entry is None:
+        warnings.append("nothing is in production yet: the first promotion passes")
+        return None
+    try:
+        return open_version(registry, snapshot, entry.version, datasets)
+    except HHForecastError as exc:
+        # An entry that cannot even be opened: judged as unscoreable, never as no production.
+        return UnreadableProduction(entry.version, str(exc))
 
 
 def _production_model(
-    registry: Registry, version: str, variant: str, report: ValidationReport
+    candidate: VersionHandle,
+    production: VersionHandle | UnreadableProduction | None,
+    variant: str,
+    report: ValidationReport,
 ) -> VariantModel | None:
-    try:
-        production = registry.production_version()
-    except VersionNotFoundError as exc:
-        report.warnings.append(f"{exc} Compared with the baselines only.")
-        return None
     if production is None:
-        report.warnings.append("nothing is in production yet: the first promotion passes")
         return None
-    report.production = production.version
-    if production.version == version:
-        report.warnings.append(f"{version} is the production version: nothing to compare with")
+    report.production = production.name
+    if production.name == candidate.name:
+        report.warnings.append(f"{candidate.name} is the production version: nothing to compare")
         return None
-    folder = registry.version_dir(production)
-    problem = integrity_problem(check_integrity(folder))
-    if problem:
-        report.warnings.append(
-            f"production {production.version} failed its integrity check ({problem}); it is not "
-            "scored, so the candidate is compared with the baselines only"
-        )
+    if isinstance(production, UnreadableProduction):
+        report.production_problem = f"production {production.name} cannot be scored: "
+        report.production_problem += production.problem
+        report.warnings.append(f"{report.production_problem}; compared with the baselines only")
         return None
     try:
-        return load_version(registry, production, variant)
-    except ArtifactError as exc:
-        report.warnings.append(
-            f"production {production.version} cannot be scored ({exc}); compared with the "
-            "baselines only"
-        )
+        model = production.model(variant)
+    except (ArtifactError, VariantNotFoundError) as exc:
+        report.production_problem = f"production {production.name} cannot be scored: {exc}"
+        report.warnings.append(f"{report.production_problem}; compared with the baselines only")
         return None
+    others = production.integrity_problem()
+    if others:
+        report.warnings.append(
+            f"production {production.name}'s files that {variant} does not use fail their "
+            f"check ({others}); run `hhforecast registry check`"
+        )
+    return model
 
 
 def validate_version(
@@ -178,35 +214,56 @@ def validate_version(
     `data`: the weeks to score on, a CSV file or weeks in memory; by default the version's own
     held-out test weeks.
     """
+    registry = Registry(settings)
+    snapshot = registry.snapshot()
+    datasets = DatasetCache(settings)
+    candidate = open_version(registry, snapshot, version, datasets)
+    warnings: list[str] = []
+    production = production_handle(registry, snapshot, datasets, warnings)
+    report = judge_handles(settings, candidate, production, variant, data)
+    report.warnings[:0] = warnings
+    return report
+
+
+def judge_handles(
+    settings: Settings,
+    candidate: VersionHandle,
+    production: VersionHandle | UnreadableProduction | None,
+    variant: str | None = None,
+    data: Path | LabelledWeeks | None = None,
+) -> ValidationReport:
+    """Validate `candidate` and score it beside `production` and the baselines on the same
+    weeks; every file is read through the handles, once."""
     from hhforecast.modeling.evaluation import baseline_predictions, regression_metrics
 
-    registry = Registry(settings)
-    entry = registry.get(version)
     variant = variant or settings.mlops.serve_variant
-    folder = registry.version_dir(entry)
+    version = candidate.name
     report = ValidationReport(version=version, variant=variant)
-    report.artifacts = check_integrity(folder)
-    problem = integrity_problem(report.artifacts)
+    report.artifacts = candidate.checks()
+    problem = candidate.integrity_problem()
     if problem:
         report.failures.append(f"integrity: {problem}")
         return report
-    metadata = read_metadata(folder)
-    known = list(metadata.get("variants", {}))
+    known = candidate.variants()
     if variant not in known:
         raise VariantNotFoundError(f"version {version}", variant, known)
     try:
-        model = load_version(registry, entry, variant)
+        model = candidate.model(variant)
     except ArtifactError as exc:
         report.failures.append(f"does not load: {exc}")
         return report
     if not np.isfinite(forecast(model, model.reference_rows())).all():
         report.failures.append("non-finite forecasts for weeks inside its training range")
 
-    production = _production_model(registry, version, variant, report)
-    target = str(metadata.get("target", settings.training.target))
-    extra = [f for f in (production.features if production else []) if f not in model.features]
+    production_model = _production_model(candidate, production, variant, report)
+    target = candidate.target
+    extra = [
+        f
+        for f in (production_model.features if production_model else [])
+        if f not in model.features
+    ]
     evaluation = evaluation_frame(
-        settings, version, metadata, [*model.features, *extra], target, data, report.warnings
+        settings, candidate, [*model.features, *extra], target, data, report.warnings
     )
     report.weeks = evaluation.weeks
     frame, test = evaluation.frame, evaluation.test
@@ -222,32 +279,35 @@ def validate_version(
     report.scores.append(
         Score(f"{version} (candidate)", "candidate", regression_metrics(y[test], predicted, k))
     )
-    if production is not None:
-        xp = frame[production.features].to_numpy(dtype=np.float64)
-        production_predicted = forecast(production, xp[test])
+    if production_model is not None and isinstance(production, VersionHandle):
+        xp = frame[production_model.features].to_numpy(dtype=np.float64)
+        production_predicted = forecast(production_model, xp[test])
         if np.isfinite(production_predicted).all():
-            metrics = regression_metrics(y[test], production_predicted, len(production.features))
-            report.scores.append(Score(f"{production.version} (production)", "production", metrics))
-            report.significance = diebold_mariano(
-                predicted - y[test], production_predicted - y[test]
+            pair = score_pair(
+                y[test], predicted, production_predicted, (k, len(production_model.features))
+            )
+            report.pair, report.significance = pair, pair.significance
+            report.scores.append(
+                Score(f"{production.name} (production)", "production", pair.reference)
             )
         else:
-            report.warnings.append(
-                f"production {production.version} gives non-finite forecasts on these weeks; "
-                "the candidate is compared with the baselines only"
+            report.production_problem = (
+                f"production {production.name} gives non-finite forecasts on these weeks"
             )
-        trained = training_dates(settings, production.metadata)
-        seen = overlap(production.version, trained, frame["date"].iloc[test])
+            report.warnings.append(
+                f"{report.production_problem}; the candidate is compared with the baselines only"
+            )
+        seen = overlap(production.name, training_dates(production), frame["date"].iloc[test])
         if seen is not None:
             report.overlaps.append(seen)
             if seen.weeks:
                 report.warnings.append(
                     f"{seen.weeks} of the {len(test)} evaluation weeks ({seen.first} to "
-                    f"{seen.last}) are weeks production {production.version} was trained on; "
+                    f"{seen.last}) are weeks production {production.name} was trained on; "
                     "its score there is optimistic and the comparison is not fair"
                 )
     if data is not None:
-        seen = overlap(version, training_dates(settings, metadata), frame["date"].iloc[test])
+        seen = overlap(version, training_dates(candidate), frame["date"].iloc[test])
         if seen is not None:
             report.overlaps.append(seen)
             if seen.weeks:

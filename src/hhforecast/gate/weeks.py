@@ -21,6 +21,8 @@ from hhforecast.errors import EXIT_BAD_INPUT, HHForecastError
 if TYPE_CHECKING:
     import pandas as pd
 
+    from hhforecast.gate.handle import VersionHandle
+
 __all__ = [
     "EvaluationDataError",
     "EvaluationFrame",
@@ -28,6 +30,7 @@ __all__ = [
     "FairWeeks",
     "LabelledWeeks",
     "Overlap",
+    "describe_disagreement",
     "disagreeing_weeks",
     "evaluation_frame",
     "fair_weeks",
@@ -109,21 +112,6 @@ class EvaluationFrame:
     weeks: EvaluationWeeks
 
 
-def _trusted_dataset(settings: Settings, metadata: dict[str, Any]) -> tuple[Path | None, str]:
-    """The path of a version's training dataset if it is still there unchanged, else why not."""
-    from hhforecast.datasets.weekly import recorded_dataset
-
-    recorded = recorded_dataset(metadata, settings.base_dir)
-    why = {
-        "unrecorded": "its metadata names no dataset",
-        "missing": f"its dataset {recorded.label} is gone ({recorded.path})",
-        "changed": f"its dataset {recorded.label} has changed since training (SHA-256 differs)",
-    }
-    if recorded.problem is not None:
-        return None, why[recorded.problem]
-    return recorded.path, recorded.label
-
-
 def _period_mask(dates: Any, period: dict[str, Any]) -> np.ndarray:
     import pandas as pd
 
@@ -172,18 +160,17 @@ def _split_rows(metadata: dict[str, Any], dates: Any) -> tuple[np.ndarray, np.nd
     return rebuilt.train, rebuilt.test
 
 
-def training_dates(settings: Settings, metadata: dict[str, Any]) -> tuple[set[Any], str] | None:
+def training_dates(version: VersionHandle) -> tuple[set[Any], str] | None:
     """The weeks a version learnt from, exactly when its dataset is intact, else by period."""
     import pandas as pd
 
-    from hhforecast.datasets.weekly import load_weekly_dataset
-
+    metadata = version.metadata
     if not _has_split(metadata):
         return None
     split = metadata["split"]
-    path, _ = _trusted_dataset(settings, metadata)
-    if path is not None:
-        dates = load_weekly_dataset(path, [], None, reading=settings.dataset).frame[DATE_COLUMN]
+    own = version.dataset()
+    if own.frame is not None:
+        dates = own.frame[DATE_COLUMN]
         train, _ = _split_rows(metadata, dates)
         return set(dates.iloc[train]), "exact weeks"
     periods = [split["fit"], split["validation"]]
@@ -195,8 +182,7 @@ def training_dates(settings: Settings, metadata: dict[str, Any]) -> tuple[set[An
 
 def evaluation_frame(
     settings: Settings,
-    version: str,
-    metadata: dict[str, Any],
+    version: VersionHandle,
     columns: list[str],
     target: str,
     data: Path | LabelledWeeks | None,
@@ -205,20 +191,18 @@ def evaluation_frame(
     """The weeks to score `version` on, with its training weeks for fitting the baselines."""
     import pandas as pd
 
-    from hhforecast.datasets.weekly import load_weekly_dataset
-
-    own_path, own_label = _trusted_dataset(settings, metadata)
+    metadata = version.metadata
+    own = version.dataset()
     if data is None:
-        if own_path is None:
+        if own.frame is None:
             raise EvaluationDataError(
-                f"cannot find the held-out weeks of version {version}: {own_label}. Pass "
+                f"cannot find the held-out weeks of version {version.name}: {own.label}. Pass "
                 f"--data FILE with labelled weeks (date, the features and {target}) to "
                 "evaluate on"
             )
-        own = load_weekly_dataset(own_path, columns, target, reading=settings.dataset)
-        train, test = _split_rows(metadata, own.frame[DATE_COLUMN])
-        frame = own.frame
-        source, label = f"held-out test weeks of {version}", own_label
+        frame = _with_columns(own.frame, columns, target, own.label)
+        train, test = _split_rows(metadata, frame[DATE_COLUMN])
+        source, label = f"held-out test weeks of {version.name}", own.label
     else:
         given = (
             LabelledWeeks.read(data, columns, target, settings.dataset)
@@ -227,10 +211,8 @@ def evaluation_frame(
         )
         frame, source, label = given.frame, given.source, given.dataset
         train = np.array([], dtype=int)
-        if own_path is not None and _has_split(metadata):
-            own_frame = load_weekly_dataset(
-                own_path, columns, target, reading=settings.dataset
-            ).frame
+        if own.frame is not None and _has_split(metadata):
+            own_frame = _with_columns(own.frame, columns, target, own.label)
             own_train, _ = _split_rows(metadata, own_frame[DATE_COLUMN])
             # The candidate's training weeks come first so the baselines can be fitted and the
             # naive forecasts have a week before; a week present in both is scored from --data.
@@ -241,7 +223,7 @@ def evaluation_frame(
             train = np.flatnonzero(frame[DATE_COLUMN].isin(trained_dates).to_numpy())
         else:
             warnings.append(
-                f"version {version}'s training weeks cannot be read ({own_label}); the "
+                f"version {version.name}'s training weeks cannot be read ({own.label}); the "
                 "baselines are fitted on the weeks of --data inside its training period, if any"
             )
             split = metadata.get("split") or {}
@@ -252,7 +234,7 @@ def evaluation_frame(
                 train = np.flatnonzero(inside)
         test = np.flatnonzero(frame[DATE_COLUMN].isin(given.frame[DATE_COLUMN]).to_numpy())
     if len(test) == 0:
-        raise EvaluationDataError(f"there are no weeks to evaluate version {version} on")
+        raise EvaluationDataError(f"there are no weeks to evaluate version {version.name} on")
     chosen = frame[DATE_COLUMN].iloc[test]
     weeks = EvaluationWeeks(
         source=source,
@@ -262,6 +244,11 @@ def evaluation_frame(
         weeks=len(test),
     )
     return EvaluationFrame(frame=frame, test=test, train=train, weeks=weeks)
+
+
+def _with_columns(frame: pd.DataFrame, columns: list[str], target: str, label: str) -> Any:
+    """A dataset's weeks reduced to `columns` and the target, checked to be there."""
+    return LabelledWeeks(frame, label, label).with_columns(columns, target).frame
 
 
 def overlap(name: str, trained: tuple[set[Any], str] | None, evaluated: Any) -> Overlap | None:
@@ -310,35 +297,35 @@ class FairWeeks:
 
 def fair_weeks(
     settings: Settings,
-    candidate: tuple[str, dict[str, Any]],
-    production: tuple[str, dict[str, Any]],
+    candidate: VersionHandle,
+    production: VersionHandle,
     columns: list[str],
     target: str,
     data: Path | LabelledWeeks | None,
     *,
     check_labels: bool = True,
 ) -> FairWeeks:
-    """The weeks to judge `candidate` against `production` on, each given as (version, metadata).
+    """The weeks to judge `candidate` against `production` on.
 
     The labelled weeks are `data` (a file or weeks in memory) or, by default, the candidate's
     held-out test weeks re-read from its dataset; only those after both versions' last training
-    week are kept. Unless they come from a file the user names, their labels must agree with
-    production's dataset wherever both hold a week: a candidate trained on a wrong export is
-    not judged by that export's own labels.
+    week are kept. Unless they come from a file the user names, every column of every week the
+    candidate's data shares with production's dataset must agree with it: a candidate trained
+    on a wrong export (scrambled features, other labels) is not judged on that export.
     """
     ends: dict[str, str] = {}
-    for version, metadata in (candidate, production):
-        end = training_end(metadata) if _has_split(metadata) else None
+    for version in (candidate, production):
+        end = training_end(version.metadata) if _has_split(version.metadata) else None
         if end is None:
             raise EvaluationDataError(
-                f"the metadata of version {version} does not record which weeks it was trained "
-                "on, so no week can be shown to be unseen by it; retrain it with hhforecast"
+                f"the metadata of version {version.name} does not record which weeks it was "
+                "trained on, so no week can be shown to be unseen by it; retrain it with "
+                "hhforecast"
             )
-        ends[version] = end.strftime("%Y-%m-%d")
+        ends[version.name] = end.strftime("%Y-%m-%d")
     after = max(ends.values())
-    name, metadata = candidate
     if data is None:
-        labelled = _held_out_weeks(settings, name, metadata, columns, target)
+        labelled = _held_out_weeks(candidate, columns, target)
     elif isinstance(data, Path):
         labelled = LabelledWeeks.read(data, columns, target, settings.dataset)
     else:
@@ -348,7 +335,7 @@ def fair_weeks(
     frame = labelled.frame
     kept = frame[frame[DATE_COLUMN] > pd.Timestamp(after)].reset_index(drop=True)
     if check_labels and not isinstance(data, Path):
-        _check_against_production(settings, labelled.dataset, production, kept, target)
+        _check_against_production(candidate, production, kept, columns, target)
     source = f"{labelled.source} after {after}: the fair weeks, which neither version trained on"
     return FairWeeks(
         LabelledWeeks(kept, source, labelled.dataset),
@@ -359,50 +346,65 @@ def fair_weeks(
     )
 
 
-def disagreeing_weeks(first: Any, second: Any, target: str) -> tuple[int, int]:
-    """(weeks whose `target` differs, weeks both frames hold), matched by date."""
-    both = first[[DATE_COLUMN, target]].merge(
-        second[[DATE_COLUMN, target]], on=DATE_COLUMN, suffixes=("_a", "_b")
+def disagreeing_weeks(first: Any, second: Any, columns: list[str]) -> dict[str, tuple[int, int]]:
+    """For each of `columns` both frames hold: (weeks whose value differs, weeks both hold),
+    matched by date; only the columns that differ somewhere are listed."""
+    shared = [c for c in dict.fromkeys(columns) if c in first.columns and c in second.columns]
+    both = first[[DATE_COLUMN, *shared]].merge(
+        second[[DATE_COLUMN, *shared]], on=DATE_COLUMN, suffixes=("_a", "_b")
     )
-    differ = ~np.isclose(both[f"{target}_a"], both[f"{target}_b"], rtol=1e-9, atol=1e-6)
-    return int(differ.sum()), len(both)
+    found = {}
+    for column in shared:
+        differ = ~np.isclose(both[f"{column}_a"], both[f"{column}_b"], rtol=1e-9, atol=1e-6)
+        if differ.any():
+            found[column] = (int(differ.sum()), len(both))
+    return found
+
+
+def describe_disagreement(found: dict[str, tuple[int, int]]) -> str:
+    """'different HH for 3 of the 40 weeks, different acft for 40 of the 40 weeks'."""
+    return ", ".join(
+        f"different {column} for {n} of the {shared} weeks" for column, (n, shared) in found.items()
+    )
 
 
 def _check_against_production(
-    settings: Settings,
-    label: str,
-    production: tuple[str, dict[str, Any]],
-    weeks: Any,
+    candidate: VersionHandle,
+    production: VersionHandle,
+    fair: Any,
+    columns: list[str],
     target: str,
 ) -> None:
-    from hhforecast.datasets.weekly import load_weekly_dataset
-
-    name, metadata = production
-    path, theirs = _trusted_dataset(settings, metadata)
-    if path is None or weeks.empty:
+    """The candidate's data must agree with production's dataset: every feature on every week
+    both hold (a wrong column mapping scrambles them all), and the target on the fair weeks (an
+    export may correct the labels of weeks production learnt from; not of the weeks judged)."""
+    theirs = production.dataset()
+    if theirs.frame is None:
         return  # nothing to hold them against
-    differ, shared = disagreeing_weeks(weeks, load_weekly_dataset(path, [], target).frame, target)
-    if differ:
+    own = candidate.dataset()
+    found = {}
+    if own.frame is not None:
+        features = [c for c in columns if c != target]
+        found.update(disagreeing_weeks(own.frame, theirs.frame, features))
+    found.update(disagreeing_weeks(fair, theirs.frame, [*columns, target]))
+    if found:
+        label = own.label if own.frame is not None else "of the candidate"
         raise EvaluationDataError(
-            f"the candidate's dataset {label} and production {name}'s dataset {theirs} give "
-            f"different {target} for {differ} of the {shared} fair weeks both hold, so the "
-            "candidate cannot be judged on its own labels; pass --data FILE with labelled weeks "
-            "you trust"
+            f"the candidate's dataset {label} and production {production.name}'s dataset "
+            f"{theirs.label} disagree on the weeks both hold ({describe_disagreement(found)}), "
+            "so the candidate cannot be judged on its own data; check the export and its "
+            "column mapping, or pass --data FILE with labelled weeks you trust"
         )
 
 
-def _held_out_weeks(
-    settings: Settings, version: str, metadata: dict[str, Any], columns: list[str], target: str
-) -> LabelledWeeks:
-    from hhforecast.datasets.weekly import load_weekly_dataset
-
-    path, label = _trusted_dataset(settings, metadata)
-    if path is None:
+def _held_out_weeks(version: VersionHandle, columns: list[str], target: str) -> LabelledWeeks:
+    own = version.dataset()
+    if own.frame is None:
         raise EvaluationDataError(
-            f"cannot find the held-out weeks of version {version}: {label}. Pass --data FILE "
-            f"with labelled weeks (date, the features and {target}) to evaluate on"
+            f"cannot find the held-out weeks of version {version.name}: {own.label}. Pass "
+            f"--data FILE with labelled weeks (date, the features and {target}) to evaluate on"
         )
-    frame = load_weekly_dataset(path, columns, target, reading=settings.dataset).frame
-    _, test = _split_rows(metadata, frame[DATE_COLUMN])
+    frame = _with_columns(own.frame, columns, target, own.label)
+    _, test = _split_rows(version.metadata, frame[DATE_COLUMN])
     rows = frame.iloc[test].reset_index(drop=True)
-    return LabelledWeeks(rows, f"held-out test weeks of {version}", label)
+    return LabelledWeeks(rows, f"held-out test weeks of {version.name}", own.label)

@@ -37,6 +37,7 @@ __all__ = [
     "read_metadata",
     "recorded_metadata_sha256",
     "scaling_record",
+    "variant_from_verified",
     "verified_artifact",
 ]
 
@@ -265,17 +266,43 @@ def load_variant(
     variants = metadata["variants"]
     if variant not in variants:
         raise VariantNotFoundError(version_dir, variant, list(variants))
-    info = variants[variant]
-    names = artifact_names(variant)
     # Every file of the variant is checked, even one the loader does not parse: a scaler copied
     # from another version is refused by name rather than left unnoticed.
-    blobs = {key: verified_artifact(version_dir, name, metadata) for key, name in names.items()}
+    blobs = {
+        name: verified_artifact(version_dir, name, metadata)
+        for name in artifact_names(variant).values()
+    }
+    return variant_from_verified(version_dir, metadata, variant, blobs, version)
+
+
+def variant_from_verified(
+    version_dir: Path,
+    metadata: Mapping[str, Any],
+    variant: str,
+    blobs: Mapping[str, bytes],
+    version: str | None = None,
+) -> VariantModel:
+    """One variant parsed from artifact bytes (by file name) whose SHA-256 already matched."""
+    variants = metadata.get("variants")
+    if not isinstance(variants, dict) or variant not in variants:
+        known = list(variants) if isinstance(variants, dict) else []
+        raise VariantNotFoundError(version_dir, variant, known)
+    info = variants[variant]
+    names = artifact_names(variant)
+    missing = [name for name in names.values() if name not in blobs]
+    if missing:
+        raise ArtifactError(
+            f"{version_dir}: {', '.join(missing)} did not match the SHA-256 recorded in "
+            f"{METADATA_FILE} and was not loaded. Restore the version folder from a backup or "
+            "train the version again."
+        )
+    roles = {key: blobs[name] for key, name in names.items()}
     where = version_dir / METADATA_FILE
     try:
         features = [str(f) for f in info["features"]]
-        weights = read_keras_weights(blobs["model"], version_dir / names["model"])
+        weights = read_keras_weights(roles["model"], version_dir / names["model"])
         _check_shapes(weights, len(features), version_dir / names["model"])
-        x_mean, x_scale, y_mean, y_scale = _scaling(info, blobs, len(features), str(where))
+        x_mean, x_scale, y_mean, y_scale = _scaling(info, roles, len(features), str(where))
         ranges = {f: (float(lo), float(hi)) for f, (lo, hi) in info["feature_ranges"].items()}
         interval = info["interval"]
         halfwidth, coverage = float(interval["halfwidth"]), float(interval["coverage"])
@@ -303,6 +330,6 @@ def load_variant(
         interval_halfwidth=halfwidth,
         coverage=coverage,
         feature_ranges=ranges,
-        metadata=metadata,
+        metadata=dict(metadata),
         interval_scale=interval_scale,
     )

@@ -54,6 +54,7 @@ from hhforecast.registry.history import (
     previous_production,
 )
 from hhforecast.registry.pointer import NEW_CONFIG_HEADER, rewrite_production_version
+from hhforecast.registry.snapshot import ProductionMovedError, RegistrySnapshot
 
 __all__ = [
     "LATEST",
@@ -62,25 +63,15 @@ __all__ = [
     "ProductionMovedError",
     "Publication",
     "Registry",
+    "RegistrySnapshot",
     "check_version_name",
     "registry_fields",
 ]
 
 LOCK_TIMEOUT_SECONDS = 120.0
+Verify = Callable[[ModelVersion, ModelVersion | None], None]
+"""A check run under the lock on (the version about to be production, production now)."""
 STAGING_PREFIX = ".staging-"
-
-
-class ProductionMovedError(RegistryError):
-    """Production changed between comparing a candidate with it and moving the pointer."""
-
-    def __init__(self, version: str, compared: str | None, now: str | None) -> None:
-        self.compared = compared
-        self.now = now
-        super().__init__(
-            f"production moved from {compared or 'nothing'} to {now or 'nothing'} while "
-            f"{version} was being compared with it; nothing was changed. Run the command again "
-            "to compare with the new production version."
-        )
 
 
 class Registry:
@@ -103,6 +94,17 @@ class Registry:
             raise RegistryCorruptError(self.path, "not UTF-8 text") from None
         except ValueError as exc:
             raise RegistryCorruptError(self.path, str(exc)) from None
+
+    def snapshot(self) -> RegistrySnapshot:
+        """registry.json and the production pointer as they are now, read once, together."""
+        document = self.read_document()
+        return RegistrySnapshot(
+            tuple(document.versions),
+            tuple(document.history),
+            self.current_production_setting(),
+            self.path,
+            self.settings.config_file,
+        )
 
     def versions(self) -> list[ModelVersion]:
         """Every registered version, oldest first (the order in which they were added)."""
@@ -138,22 +140,12 @@ class Registry:
         return self.settings.mlops.production_version
 
     def production_version(self) -> ModelVersion | None:
-        """The version in production: the named one, or the newest for 'latest'; None if empty.
-
-        A named version that is not registered is an error, never a silent fallback.
-        """
+        """The version in production as these settings name it (see RegistrySnapshot)."""
+        document = self.read_document()
         setting = self.production_setting()
-        versions = self.versions()
-        if setting.strip().lower() == LATEST:
-            return versions[-1] if versions else None
-        for entry in versions:
-            if entry.version == setting:
-                return entry
-        raise VersionNotFoundError(
-            setting,
-            [v.version for v in versions],
-            where=f"mlops.production_version in {self.settings.config_file}",
-        )
+        return RegistrySnapshot(
+            tuple(document.versions), (), setting, self.path, self.settings.config_file
+        ).production()
 
     def require_production_version(self) -> ModelVersion:
         """The production version, or an error telling the user to train one."""
@@ -335,11 +327,13 @@ class Registry:
         reason: str,
         gate: str = "integrity",
         comparison: RmseComparison | None = None,
-        verify: Callable[[ModelVersion], None] | None = None,
+        verify: Verify | None = None,
     ) -> PromotionRecord | None:
         """Point production at `version`, record it in the history, and return the record.
 
-        `verify` checks the version under the lock (its artifacts cannot be replaced meanwhile).
+        `verify` is called under the lock with the entry about to be production and the entry
+        in production now (None when there is none): it checks that they are the versions that
+        were judged, file for file, since neither can be replaced while the lock is held.
         With a `comparison`, production must still be the version it was compared with, else
         ProductionMovedError and nothing changes. When `version` is already the pinned
         production version, nothing is written and None is returned.
@@ -360,7 +354,7 @@ class Registry:
         *,
         variant: str,
         reason: str,
-        verify: Callable[[ModelVersion], None] | None = None,
+        verify: Verify | None = None,
     ) -> PromotionRecord:
         """Put back the version that was in production before the current one (recorded too)."""
         record = self._move(
@@ -383,7 +377,7 @@ class Registry:
         reason: str,
         gate: str,
         comparison: RmseComparison | None,
-        verify: Callable[[ModelVersion], None] | None,
+        verify: Verify | None,
     ) -> PromotionRecord | None:
         with self.locked():
             document = self.read_document()
@@ -402,13 +396,13 @@ class Registry:
             registered = current if any(v.version == current for v in document.versions) else None
             if comparison is not None and comparison.production != registered:
                 raise ProductionMovedError(version, comparison.production, registered)
+            previous = next((v for v in document.versions if v.version == current), None)
             if verify is not None:
-                verify(target)
+                verify(target, previous)
             config_path = self.settings.config_file
             old_bytes = config_path.read_bytes() if config_path.is_file() else None
             old_text = old_bytes.decode("utf-8") if old_bytes is not None else NEW_CONFIG_HEADER
             new_text = rewrite_production_version(old_text, version, config_path)
-            previous = next((v for v in document.versions if v.version == current), None)
             record = new_record(
                 action,
                 (current, setting),
