@@ -382,11 +382,12 @@ def _check_against_production(
     if theirs.frame is None:
         return  # nothing to hold them against
     own = candidate.dataset()
+    features = [c for c in columns if c != target]
     found = {}
     if own.frame is not None:
-        features = [c for c in columns if c != target]
-        found.update(disagreeing_weeks(own.frame, theirs.frame, features))
-    found.update(disagreeing_weeks(fair, theirs.frame, [*columns, target]))
+        found = disagreeing_weeks(own.frame, theirs.frame, features)
+        features = []  # every week of them checked already, the fair ones among them
+    found.update(disagreeing_weeks(fair, theirs.frame, [*features, target]))
     if found:
         label = own.label if own.frame is not None else "of the candidate"
         raise EvaluationDataError(
