@@ -189,9 +189,7 @@ def test_a_byte_appended_to_a_file_production_does_not_use_keeps_the_gate_on(
     assert state(project) == before
 
 
-def test_a_production_that_cannot_be_scored_refuses_the_gate(
-    ranked_project: Project, cli
-) -> None:
+def test_a_production_that_cannot_be_scored_refuses_the_gate(ranked_project: Project, cli) -> None:
     project = ranked_project
     promote(project.settings, "1.0.0")
     used = project.models / "1.0.0" / artifact_names("5features")["model"]
@@ -224,7 +222,7 @@ def test_a_candidate_trained_on_scrambled_features_is_refused(
     result = cli("promote", "9.0.0", "--require-better-rmse", "--config", project.config)
     assert result.exit_code == 2
     text = " ".join(result.stderr.split())
-    assert text.startswith(  # noqa: PT018
+    assert text.startswith(
         "Error: the candidate's dataset scrambled.csv and production 1.0.0's dataset "
         "sample:sample_weekly.csv disagree on the weeks both hold (different acft for 260 of the "
         "260 weeks, different sum_daily_hours for 260 of the 260 weeks"
