@@ -258,3 +258,45 @@ def test_a_gated_promotion_reads_the_registry_twice_and_hashes_each_artifact_twi
     assert opened["1.2.0/model_metadata.json"] == 2
     # Loaded by the caller, then the snapshot's pointer and the pointer under the lock.
     assert opened[f"{project.root.name}/config.yaml"] <= 3, opened
+
+
+def test_production_s_dataset_is_read_with_the_configured_rules(project: Project, cli) -> None:
+    """Both versions learnt from a Brazilian-style export (dd/mm/yyyy, `;`, decimal comma): the
+    gate reads production's copy with `dataset.dayfirst` too, and judges instead of refusing."""
+    frame = pd.read_csv(sample_dataset_path())
+    frame["date"] = pd.to_datetime(frame["date"]).dt.strftime("%d/%m/%Y")
+    exported = project.root / "export.csv"
+    frame.to_csv(exported, sep=";", decimal=",", index=False, encoding="cp1252")
+    text = project.config.read_text() + "dataset:\n  dayfirst: true\n"
+    project.config.write_text(text)
+    settings = project.settings.with_training(epochs=2)
+    train_version(settings, exported, "1.0.0")
+    train_version(settings.with_training(seed=5), exported, "2.0.0")
+    promote(project.settings, "1.0.0")
+    result = cli("promote", "2.0.0", "--require-better-rmse", "--config", project.config)
+    assert result.exit_code in (0, 1), result.stderr  # a verdict, not a refusal to read
+    assert "evaluation weeks" in " ".join((result.stdout + result.stderr).split())
+
+
+def test_retrain_json_keeps_the_training_run_when_the_candidate_cannot_be_judged(
+    project: Project, cli
+) -> None:
+    """retrain --json reports the MLflow run of its training on every path, a refusal to judge
+    included (here tracking points at a port where nothing listens: the run's problem)."""
+    pytest.importorskip("mlflow", reason="MLflow is not installed: pip install '.[mlflow]'")
+    from .mlflow_server import free_port
+
+    train_version(project.settings.with_training(epochs=2), None, "1.0.0")
+    promote(project.settings, "1.0.0")
+    scrambled = project.root / "scrambled.csv"
+    frame = pd.read_csv(sample_dataset_path())
+    frame[FEATURES] = frame[FEATURES[::-1]].to_numpy()
+    frame.to_csv(scrambled, index=False)
+    text = project.config.read_text() + f"mlflow:\n  tracking_uri: http://127.0.0.1:{free_port()}\n"
+    project.config.write_text(text)
+    result = cli("retrain", "--dataset", scrambled, "--version", "2.0.0", "--json")
+    assert result.exit_code == 1, result.stderr
+    outcome = json.loads(result.stdout)
+    assert outcome["promoted"] is False and "disagree on the weeks both hold" in outcome["why"]
+    assert outcome["mlflow"]["run"]["tracking"] is True
+    assert outcome["mlflow"]["run"]["problem"]
