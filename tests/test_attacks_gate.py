@@ -246,9 +246,9 @@ def test_a_gated_promotion_reads_the_registry_twice_and_hashes_each_artifact_twi
             opened[f"{path.parent.name}/{path.name}"] += 1
         return real_open(file, mode, *args, **kwargs)
 
-    monkeypatch.setattr(io, "open", counting)
-    result = promote(settings, "1.0.0", require_better_rmse=True)
-    monkeypatch.undo()
+    with monkeypatch.context() as patched:
+        patched.setattr(io, "open", counting)
+        result = promote(settings, "1.0.0", require_better_rmse=True)
     assert result.record is not None and production(project) == "1.0.0"
     assert opened["models/registry.json"] == 2  # the snapshot, then under the lock
     candidate = [n for n in opened if n.startswith("1.0.0/")]

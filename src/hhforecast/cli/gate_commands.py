@@ -177,6 +177,15 @@ def promote(
             "win significant at mlops.significance_level (implies --require-better-rmse).",
         ),
     ] = False,
+    challenger: Annotated[
+        bool,
+        typer.Option(
+            "--challenger",
+            help="Name the version the challenger instead: it forecasts beside production, "
+            "every logged forecast computed by both (clear it: hhforecast registry "
+            "clear-challenger).",
+        ),
+    ] = False,
     variant: VariantOption = None,
     data: DataOption = None,
     reason: ReasonOption = "",
@@ -196,12 +205,24 @@ def promote(
     """
     from hhforecast.gate.promote import (
         NotEnoughFairWeeksError,
+        ProductionUnscoredError,
         PromotionRefusedError,
         ValidationFailedError,
     )
     from hhforecast.gate.promote import promote as promote_version
 
     settings = settings_from(config).with_dataset(dayfirst=dayfirst)
+    if challenger:
+        if require_better_rmse or require_significant or data is not None:
+            raise typer.BadParameter(
+                "--challenger names a version to forecast beside production; it takes no gate "
+                "options (judge it later with --require-better-rmse)",
+                param_hint="--challenger",
+            )
+        from hhforecast.cli.challenger_commands import name_challenger
+
+        name_challenger(settings, version, variant, reason, json_output)
+        return
     try:
         result = promote_version(
             settings,
@@ -216,7 +237,7 @@ def promote(
         if json_output:
             print_json({"promoted": False, "error": str(few), "fair_weeks": few.count})
         raise
-    except (PromotionRefusedError, ValidationFailedError) as refused:
+    except (PromotionRefusedError, ValidationFailedError, ProductionUnscoredError) as refused:
         if json_output:
             print_json(
                 {"promoted": False, "error": str(refused), "validation": refused.report.to_dict()}

@@ -43,19 +43,37 @@ def _production_name(registry: Registry) -> str | None:
 
 @registry_app.command("list")
 @friendly_errors
-def list_versions(config: ConfigOption = None, json_output: JsonOption = False) -> None:
-    """List every version with its metrics; production is marked.
+def list_versions(
+    config: ConfigOption = None,
+    json_output: JsonOption = False,
+    limit: Annotated[
+        int, typer.Option("--limit", min=1, help="How many of the newest versions to show.")
+    ] = 20,
+    show_all: Annotated[bool, typer.Option("--all", help="Show every version.")] = False,
+) -> None:
+    """List the newest versions with their metrics; production and the challenger are marked.
 
-    Example: hhforecast registry list
+    Production, the challenger and the version rollback would return to are always shown;
+    --all shows every version.
+
+    Example: hhforecast registry list --limit 5
     """
+    from hhforecast.registry.listing import list_registry
+
     registry = Registry(settings_from(config))
-    versions = registry.versions()
-    production = _production_name(registry)
+    listing = list_registry(registry, None if show_all else limit)
+    for warning in listing.warnings:
+        err_console.print(f"[yellow]Warning:[/] {warning}", highlight=False)
+    versions, production = listing.shown, listing.production
     if json_output:
         print_json(
             {
                 "registry_file": str(registry.path),
                 "production_version": production,
+                "challenger_version": listing.challenger,
+                "rollback_version": listing.rollback,
+                "versions_total": listing.total,
+                "versions_hidden": listing.hidden,
                 "versions": [v.to_entry() for v in versions],
             }
         )
@@ -65,12 +83,16 @@ def list_versions(config: ConfigOption = None, json_output: JsonOption = False) 
         return
     variants = sorted({name for v in versions for name in v.metrics}, reverse=True)
     windows = {v.test_window() for v in versions}
-    caption = "● = production; RMSE/MAE in HH on each version's own held-out test weeks."
+    caption = "● = production"
+    caption += "; ◆ = challenger" if listing.challenger else ""
+    caption += "; RMSE/MAE in HH on each version's own held-out test weeks."
     if len(windows) > 1:
         caption += (
             " Versions tested on different weeks are not comparable by these numbers: "
             "hhforecast registry compare A B scores two on the same weeks."
         )
+    if listing.hidden:
+        caption += f" {listing.hidden} older versions not shown: --all shows them."
     # Left out first on a narrow terminal: dataset, the 4features MAE, trained, the 5features
     # MAE, the test weeks. Version names and numbers are never cut.
     columns = [Column("version", style="bold"), Column("trained", drop=3)]
@@ -81,7 +103,11 @@ def list_versions(config: ConfigOption = None, json_output: JsonOption = False) 
         columns.append(Column(f"MAE {short}", justify="right", drop=4 if "5" in short else 2))
     rows = []
     for entry in versions:
-        name = f"[green]● {entry.version}[/]" if entry.version == production else entry.version
+        name = entry.version
+        if name == production:
+            name = f"[green]● {name}[/]"
+        elif name == listing.challenger:
+            name = f"[cyan]◆ {name}[/]"
         cells = [
             name,
             _short_time(entry.trained_at),
@@ -126,14 +152,20 @@ def show_version(
     entry: ModelVersion = registry.get(version)
     folder = registry.version_dir(entry)
     production = _production_name(registry)
-    data = {**entry.to_entry(), "folder": str(folder), "production": entry.version == production}
+    challenger = registry.read_document().challenger
+    data = {
+        **entry.to_entry(),
+        "folder": str(folder),
+        "production": entry.version == production,
+        "challenger": entry.version == challenger,
+    }
     if json_output:
         print_json(data)
         return
     table = Table(title=f"Version {entry.version}", show_header=False)
     table.add_column("key", style="bold", no_wrap=True)
     table.add_column("value", overflow="fold")
-    for key in ("version", "trained_at", "dataset", "folder", "production"):
+    for key in ("version", "trained_at", "dataset", "folder", "production", "challenger"):
         table.add_row(key, readable(data[key]))
     for variant, metrics in sorted(entry.metrics.items(), reverse=True):
         # Errors in HH on one line, R² on the next: each stays whole at 80 columns.
@@ -166,6 +198,22 @@ def readable(value: object) -> str:
 
 
 registry_app.command("history")(registry_history)
+
+
+@registry_app.command("clear-challenger")
+@friendly_errors
+def clear_challenger(
+    reason: Annotated[str, typer.Option(help="Why; kept in the history.")] = "",
+    config: ConfigOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Stop the challenger forecasting beside production (recorded in the history).
+
+    Example: hhforecast registry clear-challenger --reason "lost on 26 realised weeks"
+    """
+    from hhforecast.cli.challenger_commands import clear_challenger as clear
+
+    clear(settings_from(config), reason, json_output)
 
 
 @registry_app.command("check")

@@ -165,6 +165,8 @@ class RegistryDocument:
     versions: list[ModelVersion]
     history: list[dict[str, Any]]
     other: dict[str, Any]
+    challenger: str | None = None
+    """The version named challenger: forecasts beside production, judged on realised weeks."""
 
     @classmethod
     def from_json(cls, text: str) -> RegistryDocument:
@@ -187,14 +189,19 @@ class RegistryDocument:
         history = data.get("history", [])
         if not isinstance(history, list):
             raise ValueError("'history' must be a list")
-        other = {k: v for k, v in data.items() if k not in ("versions", "history")}
-        return cls(versions, history, other)
+        challenger = data.get("challenger")
+        if challenger is not None and not isinstance(challenger, str):
+            raise ValueError("'challenger' must be a version name or null")
+        other = {k: v for k, v in data.items() if k not in ("versions", "history", "challenger")}
+        return cls(versions, history, other, challenger)
 
     def to_json(self) -> str:
         data: dict[str, Any] = {
             "versions": [v.to_entry() for v in self.versions],
             "history": self.history,
         }
+        if self.challenger is not None:
+            data["challenger"] = self.challenger
         data.update(self.other)
         return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
 

@@ -52,6 +52,11 @@ def remove_version(settings: Settings, version: str, reason: str = "") -> Remova
             raise RemovalRefusedError(
                 version, "it is the production version; promote another version first"
             )
+        if version == document.challenger:
+            raise RemovalRefusedError(
+                version,
+                "it is the challenger; clear it first (hhforecast registry clear-challenger)",
+            )
         if version == previous:
             raise RemovalRefusedError(
                 version,

@@ -52,6 +52,8 @@ class RegistrySnapshot:
     """mlops.production_version as config.yaml said when the snapshot was taken."""
     registry_file: Path
     config_file: Path
+    challenger: str | None = None
+    """The version named challenger in registry.json, if any."""
 
     @property
     def names(self) -> list[str]:

@@ -104,6 +104,7 @@ class Registry:
             self.current_production_setting(),
             self.path,
             self.settings.config_file,
+            document.challenger,
         )
 
     def versions(self) -> list[ModelVersion]:
@@ -426,12 +427,16 @@ class Registry:
             # completes the move. The other order could move production with no record of who
             # did it, which is the one thing the history exists to prevent.
             document.history.append(record.to_entry())
+            challenger = document.challenger
+            if challenger == version:  # the challenger won: it is production now, not both
+                document.challenger = None
             self.write_document(document)
             try:
                 if old_bytes is None or new_text.encode("utf-8") != old_bytes:
                     atomic_write_bytes(config_path, new_text.encode("utf-8"))
             except BaseException:
                 document.history.pop()
+                document.challenger = challenger
                 self.write_document(document)
                 raise
         mlops = self.settings.mlops.model_copy(update={"production_version": version})

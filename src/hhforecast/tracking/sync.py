@@ -32,7 +32,17 @@ from hhforecast.tracking.mirror import (
 )
 from hhforecast.tracking.runs import METADATA_KEY, RunOutcome, log_version, public_uri
 
-__all__ = ["MirrorOutcome", "SyncReport", "mirror_promotion", "mirror_serving", "sync"]
+__all__ = [
+    "CHALLENGER_ALIAS",
+    "MirrorOutcome",
+    "SyncReport",
+    "mirror_challenger",
+    "mirror_promotion",
+    "mirror_serving",
+    "sync",
+]
+
+CHALLENGER_ALIAS = "challenger"
 
 
 @dataclass
@@ -178,6 +188,53 @@ def mirror_promotion(settings: Settings, record: PromotionRecord) -> MirrorOutco
     except HHForecastError as exc:
         outcome.problem = str(exc)
     except Exception as exc:  # MLflow is bookkeeping: never undo a local promotion over it
+        outcome.problem = f"MLflow failed: {type(exc).__name__}: {exc}"
+    return outcome
+
+
+def mirror_challenger(settings: Settings, version: str | None) -> MirrorOutcome:
+    """After the challenger was named (or cleared, `version` None): move (or delete) the
+    `challenger` alias on every registered model. A failure is reported, never undoes it."""
+    outcome = MirrorOutcome(tracking=tracking_enabled(settings))
+    if not outcome.tracking:
+        return outcome
+    try:
+        conn = connect(settings)
+        if version is None:
+            from mlflow.exceptions import MlflowException
+
+            for variant in settings.training.variants:
+                try:
+                    conn.client.delete_registered_model_alias(
+                        conn.model_name(variant), CHALLENGER_ALIAS
+                    )
+                except MlflowException as exc:  # no such model or alias: nothing to clear
+                    if getattr(exc, "error_code", "") not in (
+                        "RESOURCE_DOES_NOT_EXIST",
+                        "INVALID_PARAMETER_VALUE",
+                    ):
+                        raise
+            return outcome
+        registry = Registry(settings)
+        entry = registry.get(version)
+        metadata, backfilled = _ensure_mirrored(conn, registry, entry)
+        outcome.backfilled += [version] if backfilled else []
+        for variant in _variants(metadata):
+            found = find_model_version(conn, variant, version, str(metadata.get("trained_at", "")))
+            if found is None:
+                raise HHForecastError(f"MLflow lost the model version of {version} ({variant})")
+            name = conn.model_name(variant)
+            conn.call(
+                "move the challenger alias",
+                conn.client.set_registered_model_alias,
+                name,
+                CHALLENGER_ALIAS,
+                found.version,
+            )
+            outcome.moves.append(AliasMove(name, str(found.version), version, None))
+    except HHForecastError as exc:
+        outcome.problem = str(exc)
+    except Exception as exc:  # MLflow is bookkeeping: never undo a local change over it
         outcome.problem = f"MLflow failed: {type(exc).__name__}: {exc}"
     return outcome
 
