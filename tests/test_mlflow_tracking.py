@@ -136,6 +136,33 @@ def test_promote_moves_the_alias_and_the_pyfunc_answers_like_hhforecast_predict(
     assert done.stdout.strip().splitlines()[-1] == "[]"
 
 
+def test_the_challenger_alias_follows_the_challenger(
+    trained_project: Project, mlflow_server, cli
+) -> None:
+    from mlflow.exceptions import MlflowException
+
+    names = track(trained_project, mlflow_server.url)
+    config = trained_project.config
+    assert cli("promote", "1.0.0", "--config", config).exit_code == 0
+    named = cli("promote", "1.1.0", "--challenger", "--config", config, "--json")
+    assert named.exit_code == 0, named.output
+    mirrored = json.loads(named.stdout)["mlflow"]
+    assert mirrored["problem"] is None and mirrored["backfilled"] == ["1.1.0"]
+    c = client(mlflow_server.url)
+    for name in names.values():
+        assert c.get_model_version_by_alias(name, "challenger").tags["hhforecast.version"] == (
+            "1.1.0"
+        )
+        assert c.get_model_version_by_alias(name, "production").tags["hhforecast.version"] == (
+            "1.0.0"
+        )
+    cleared = cli("registry", "clear-challenger", "--config", config, "--json")
+    assert json.loads(cleared.stdout)["mlflow"]["problem"] is None
+    for name in names.values():
+        with pytest.raises(MlflowException):
+            c.get_model_version_by_alias(name, "challenger")
+
+
 def test_a_promote_during_an_outage_stays_local_and_sync_brings_mlflow_in_line(
     trained_project: Project, mlflow_server, cli
 ) -> None:
