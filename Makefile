@@ -9,7 +9,7 @@ PORT   ?= 8000
 # Test workers: one per core, at most 4 (each worker trains the shared test versions once).
 PYTEST_ARGS ?= -n auto --maxprocesses 4 --durations=10
 
-.PHONY: install install-dev run train test pytest lint format bench footprint bench-dataset bench-mlflow bench-alerts clean quality
+.PHONY: install install-dev run train test pytest lint format bench footprint bench-dataset bench-mlflow bench-alerts bench-registry clean quality
 
 # pip prints a line per package it collects, downloads (with a progress bar) and installs:
 # TensorFlow alone is a download of several hundred MB, so silence would look like a hang.
@@ -73,6 +73,9 @@ bench-mlflow: train install-dev ## wrk: hhforecast serve vs serve --follow-mlflo
 
 bench-alerts: install ## monitor's alert rule on 48 simulated fleets: healthy months alerted, +15% shifts flagged (docs/drift.md)
 	$(BIN)/python bench/monitor_alerts.py
+
+bench-registry: install ## registry list, promote and registry check at 1,000 versions against one -> docs/benchmarks.md
+	$(BIN)/python bench/registry_scale.py --write docs/benchmarks.md
 
 quality: install ## backtest the model on the sample and simulated fleets; rewrite the tables in docs/model-quality.md
 	$(BIN)/python bench/model_quality.py --write docs/model-quality.md
