@@ -6,6 +6,7 @@ trained once per session into a template project and copied into each test's fol
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from filelock import FileLock
 from typer.testing import CliRunner
 
 from hhforecast.cli import app
@@ -76,26 +78,43 @@ def project(tmp_path: Path) -> Project:
     return Project(root=tmp_path, config=write_config(tmp_path))
 
 
+def shared_template(
+    tmp_path_factory: pytest.TempPathFactory, name: str, build: Callable[[Path], None]
+) -> Path:
+    """A folder built once for the whole run, however many workers run the tests: the first to
+    ask builds it under a file lock, the others wait and share it (tests copy it)."""
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    root = shared / f"template-{name}"
+    with FileLock(str(root) + ".lock"):
+        if not (root / ".built").exists():
+            shutil.rmtree(root, ignore_errors=True)
+            root.mkdir()
+            build(root)
+            (root / ".built").touch()
+    return root
+
+
+def copy_template(template: Path, folder: Path) -> None:
+    """Copy a template's files (not its build marker) into `folder`."""
+    shutil.copytree(template, folder, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".built"))
+
+
 @pytest.fixture(scope="session")
 def _trained_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from hhforecast.modeling.training import train_version
+    def build(root: Path) -> None:
+        from hhforecast.modeling.training import train_version
 
-    root = tmp_path_factory.mktemp("trained")
-    config = write_config(root)
-    settings = load_settings(config)
-    train_version(settings, version="1.0.0")
-    train_version(settings.with_training(seed=7, epochs=4), version="1.1.0")
-    return root
+        settings = load_settings(write_config(root))
+        train_version(settings, version="1.0.0")
+        train_version(settings.with_training(seed=7, epochs=4), version="1.1.0")
+
+    return shared_template(tmp_path_factory, "trained", build)
 
 
 def copy_project(template: Path, folder: Path) -> Project:
     """Copy a template project's files into `folder`."""
-    for item in template.iterdir():
-        target = folder / item.name
-        if item.is_dir():
-            shutil.copytree(item, target)
-        else:
-            shutil.copy2(item, target)
+    copy_template(template, folder)
     return Project(root=folder, config=folder / "config.yaml")
 
 
@@ -112,17 +131,19 @@ INFLATED_DATASET = "inflated_hh.csv"
 
 @pytest.fixture(scope="session")
 def _ranked_template(tmp_path_factory: pytest.TempPathFactory, _trained_template: Path) -> Path:
-    from hhforecast.datasets.weekly import sample_dataset_path
-    from hhforecast.modeling.training import train_version
+    def build(root: Path) -> None:
+        from hhforecast.datasets.weekly import sample_dataset_path
+        from hhforecast.modeling.training import train_version
 
-    root = tmp_path_factory.mktemp("ranked")
-    project = copy_project(_trained_template, root)
-    frame = pd.read_csv(sample_dataset_path())
-    learnt = len(frame) - HELD_OUT_WEEKS
-    frame.loc[: learnt - 1, "HH"] *= 1.6
-    frame.to_csv(root / INFLATED_DATASET, index=False)
-    train_version(project.settings.with_training(epochs=2), root / INFLATED_DATASET, "1.2.0")
-    return root
+        project = copy_project(_trained_template, root)
+        frame = pd.read_csv(sample_dataset_path())
+        learnt = len(frame) - HELD_OUT_WEEKS
+        frame.loc[: learnt - 1, "HH"] *= 1.6
+        frame.to_csv(root / INFLATED_DATASET, index=False)
+        settings = project.settings.with_training(epochs=2)
+        train_version(settings, root / INFLATED_DATASET, "1.2.0")
+
+    return shared_template(tmp_path_factory, "ranked", build)
 
 
 @pytest.fixture

@@ -21,31 +21,29 @@ from hhforecast.gate.significance import diebold_mariano
 from hhforecast.modeling.training import train_version
 from hhforecast.registry.store import Registry
 
-from .conftest import Project, write_config
+from .conftest import Project, copy_project, shared_template, write_config
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def _fair_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("fair")
-    settings = load_settings(write_config(root))
-    sample = pd.read_csv(sample_dataset_path())
-    data = root / "data"
-    data.mkdir()
-    sample.iloc[:40].to_csv(data / "tiny40.csv", index=False)
-    sample.assign(HH=sample["HH"] * 3).to_csv(data / "tripled.csv", index=False)
-    sample.iloc[-65:].to_csv(data / "recent.csv", index=False)
-    train_version(settings, version="1.0.0")  # true HH, the whole sample
-    train_version(settings, data / "tripled.csv", "broken")  # same weeks, HH x 3
-    train_version(settings.with_training(epochs=2), data / "tiny40.csv", "0.1.0-bad")
-    return root
+    def build(root: Path) -> None:
+        settings = load_settings(write_config(root))
+        sample = pd.read_csv(sample_dataset_path())
+        data = root / "data"
+        data.mkdir()
+        sample.iloc[:40].to_csv(data / "tiny40.csv", index=False)
+        sample.assign(HH=sample["HH"] * 3).to_csv(data / "tripled.csv", index=False)
+        sample.iloc[-65:].to_csv(data / "recent.csv", index=False)
+        train_version(settings, version="1.0.0")  # true HH, the whole sample
+        train_version(settings, data / "tripled.csv", "broken")  # same weeks, HH x 3
+        train_version(settings.with_training(epochs=2), data / "tiny40.csv", "0.1.0-bad")
+
+    return shared_template(tmp_path_factory, "fair", build)
 
 
 @pytest.fixture
 def fair(tmp_path: Path, _fair_template: Path) -> Project:
-    import shutil
-
-    shutil.copytree(_fair_template, tmp_path, dirs_exist_ok=True)
-    return Project(root=tmp_path, config=tmp_path / "config.yaml")
+    return copy_project(_fair_template, tmp_path)
 
 
 def set_mlops(project: Project, **values: object) -> None:

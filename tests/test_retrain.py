@@ -11,7 +11,7 @@ from hhforecast.datasets.fleet import simulate_weekly_dataset
 from hhforecast.modeling.training import train_version
 from hhforecast.registry.store import Registry
 
-from .conftest import Project, copy_project, write_config
+from .conftest import Project, copy_project, shared_template, write_config
 
 
 def exports(folder: Path) -> tuple[Path, Path]:
@@ -25,11 +25,12 @@ def exports(folder: Path) -> tuple[Path, Path]:
 
 @pytest.fixture(scope="session")
 def _old_export_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("retrain")
-    project = Project(root=root, config=write_config(root))
-    old, _ = exports(root)
-    train_version(project.settings, old, "1.0.0")
-    return root
+    def build(root: Path) -> None:
+        project = Project(root=root, config=write_config(root))
+        old, _ = exports(root)
+        train_version(project.settings, old, "1.0.0")
+
+    return shared_template(tmp_path_factory, "retrain", build)
 
 
 @pytest.fixture
