@@ -15,9 +15,17 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from hhforecast.watch.prediction_store import PredictionRecord, horizon_weeks, week_of
+from hhforecast import _json
+from hhforecast.watch.prediction_store import COLUMNS, PredictionRecord, horizon_weeks, week_of
 
-__all__ = ["PredictionEventLike", "event_records", "events_rows", "rows_or_none", "split_answer"]
+__all__ = [
+    "PredictionEventLike",
+    "event_records",
+    "events_rows",
+    "kept_rows",
+    "rows_or_none",
+    "split_answer",
+]
 
 
 def split_answer(event: Any, first: int) -> tuple[Any, Any] | None:
@@ -176,4 +184,39 @@ def _run_key(event: PredictionEventLike) -> RunKey | None:
         tuple(event.features),
         getattr(event, "source", None) or "api",
         getattr(event, "last_trained_week", None),
+    )
+
+
+def kept_rows(data: bytes) -> tuple[list[tuple[Any, ...]], int]:
+    """The rows of a side file (one JSON list a line, in COLUMNS order) and how many non-empty
+    lines were not such a row (torn by a killed process, or edited by hand) and skipped."""
+    rows: list[tuple[Any, ...]] = []
+    skipped = 0
+    for line in data.splitlines():
+        if not line.strip():
+            continue
+        try:
+            row = _json.loads(line)
+        except ValueError:  # JSONDecodeError, JSONDepthError, UnicodeDecodeError
+            skipped += 1
+            continue
+        if _is_row(row):
+            rows.append(tuple(row))
+        else:
+            skipped += 1
+    return rows, skipped
+
+
+def _is_row(row: Any) -> bool:
+    if not isinstance(row, list) or len(row) != len(COLUMNS):
+        return False
+    texts = (row[0], row[1], row[2], row[3], row[4], row[8])
+    numbers = (row[5], row[6], row[7], row[9])
+    return (
+        all(isinstance(value, str) for value in texts)
+        and isinstance(row[5], int | float)
+        and all(
+            value is None or (isinstance(value, int | float) and not isinstance(value, bool))
+            for value in numbers
+        )
     )
