@@ -93,3 +93,98 @@ def test_rows_kept_after_a_torn_line_start_on_a_line_of_their_own(tmp_path: Path
     again.close()
     assert logged(path) == [1.0, 2.0, 3.0]
     assert again.status()["kept_lines_skipped"] == 1
+
+
+# --- cross-site posts to the page's endpoints ----------------------------------------------
+
+# What a form with enctype=text/plain on another site sends: `name=value`, where the name is
+# JSON up to the date's day and the value closes it (the date keeps its first 10 characters).
+FORM_BODY = (
+    '{"acft": 249, "sum_daily_hours": 2539.5, "Cycles": 1591, "sum_uti_mensal": 11261.3, '
+    '"age_fleet": 8037205.9, "date": "2026-12-07' + "=" + '"}\r\n'
+)
+CROSS_SITE = {"Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site"}
+
+
+def page_client(project: Project, events: list) -> TestClient:
+    return TestClient(
+        create_app(project.settings, follow_production=False, on_prediction=events.append)
+    )
+
+
+def test_a_cross_site_text_plain_form_post_is_refused_and_not_logged(
+    trained_project: Project,
+) -> None:
+    events: list = []
+    client = page_client(trained_project, events)
+    form = {"Content-Type": "text/plain"}
+    answer = client.post("/web/predict", content=FORM_BODY, headers={**form, **CROSS_SITE})
+    assert answer.status_code == 403
+    assert answer.json()["error"]["rule"] == "same_origin"
+    # Without the browser's headers (an old browser): its content type still gives it away.
+    bare = client.post("/web/predict", content=FORM_BODY, headers=form)
+    assert bare.status_code == 415
+    assert bare.json() == {
+        "error": {
+            "field": "Content-Type",
+            "rule": "media_type",
+            "message": "/web/predict takes a application/json body (Content-Type: "
+            "application/json), got text/plain",
+        }
+    }
+    for kind in ("application/x-www-form-urlencoded", "multipart/form-data; boundary=x"):
+        assert (
+            client.post(
+                "/web/predict", content=FORM_BODY, headers={"Content-Type": kind}
+            ).status_code
+            == 415
+        )
+    assert events == []
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Origin": "https://evil.example"},
+        {"Origin": "null"},  # a sandboxed frame or a file on disk
+        {"Origin": "http://testserver.evil.example"},
+        {"Sec-Fetch-Site": "cross-site"},
+        {"Sec-Fetch-Site": "same-site"},  # a sibling subdomain is another origin
+        {"Origin": "http://testserver", "Sec-Fetch-Site": "cross-site"},
+    ],
+)
+def test_json_from_another_origin_is_refused_on_every_page_endpoint(
+    trained_project: Project, headers: dict[str, str]
+) -> None:
+    events: list = []
+    client = page_client(trained_project, events)
+    week = client.post("/web/predict", json=WEEK, headers=headers)
+    assert week.status_code == 403, week.text
+    assert week.json()["error"]["rule"] == "same_origin"
+    plan = "date," + ",".join(WEEK) + "\n2024-01-01," + ",".join(map(str, WEEK.values())) + "\n"
+    csv = client.post("/web/plan", content=plan, headers={"Content-Type": "text/csv", **headers})
+    assert csv.status_code == 403
+    assert events == []
+
+
+def test_the_page_own_requests_and_scripts_are_answered(trained_project: Project) -> None:
+    events: list = []
+    client = page_client(trained_project, events)
+    page = {"Origin": "http://testserver", "Sec-Fetch-Site": "same-origin"}
+    assert client.post("/web/predict", json=WEEK, headers=page).status_code == 200
+    assert client.post("/web/predict", json=WEEK).status_code == 200  # curl: neither header
+    plan = "date," + ",".join(WEEK) + "\n2024-01-01," + ",".join(map(str, WEEK.values())) + "\n"
+    form = client.post("/web/plan", content=plan, headers={"Content-Type": "text/plain", **page})
+    assert form.status_code == 415
+    csv = client.post("/web/plan", content=plan, headers={"Content-Type": "text/csv", **page})
+    assert csv.status_code == 200
+    assert [event.source for event in events] == ["web", "web", "web"]
+
+
+def test_deeply_nested_page_bodies_are_refused_with_400(trained_project: Project) -> None:
+    client = page_client(trained_project, [])
+    deep = "[" * 500 + "]" * 500
+    for path in ("/web/predict", "/api/predict", "/api/reload"):
+        answer = client.post(path, content=deep, headers={"Content-Type": "application/json"})
+        assert answer.status_code == 400, path
+        assert "nested more than 64 levels deep" in answer.json()["error"]["message"], path

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from hhforecast.serving.production import ServedModel
+from hhforecast.serving.same_origin import check_page_post
 from hhforecast.serving.schemas import (
     BatchPredictRequest,
     ErrorBody,
@@ -165,7 +166,9 @@ async def predict(request: Request) -> Response:
 
 
 async def predict_from_page(request: Request) -> Response:
-    """POST /web/predict: /api/predict for the web page, logged with source "web"."""
+    """POST /web/predict: /api/predict for the web page, logged with source "web"; JSON from
+    the page's own origin only (same_origin.py)."""
+    check_page_post(request, "application/json")
     return await _predict(request, "web")
 
 
