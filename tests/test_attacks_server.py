@@ -3,10 +3,13 @@ kill, cross-site form posts to /web/*, slow connections, and SIGKILL right after
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import signal
+import socket
 import sqlite3
+import time
 from pathlib import Path
 
 import httpx
@@ -16,8 +19,9 @@ from fastapi.testclient import TestClient
 from hhforecast.serving import create_app
 from hhforecast.watch.prediction_log import PredictionLog, PredictionRecord, PredictionRecorder
 
-from .conftest import Project
+from .conftest import Project, write_config
 from .test_prediction_log import answer, lock_in_another_process, logged, release
+from .test_serve_e2e import start_server, stop_server
 
 WEEK = {
     "acft": 249,
@@ -188,3 +192,57 @@ def test_deeply_nested_page_bodies_are_refused_with_400(trained_project: Project
         answer = client.post(path, content=deep, headers={"Content-Type": "application/json"})
         assert answer.status_code == 400, path
         assert "nested more than 64 levels deep" in answer.json()["error"]["message"], path
+
+
+# --- slow connections --------------------------------------------------------------------
+
+
+def closed_by_server(sock: socket.socket, within: float) -> bool:
+    """Whether the server closes `sock` within `within` seconds (FIN or reset)."""
+    sock.settimeout(within)
+    try:
+        return sock.recv(1024) == b""
+    except ConnectionResetError:
+        return True
+    except TimeoutError:
+        return False
+
+
+def test_slow_connections_are_closed_and_health_still_answers(trained_project: Project) -> None:
+    write_config(
+        trained_project.root, serving={"request_timeout_seconds": 1.0, "max_connections": 100}
+    )
+    server = start_server(trained_project)
+    port = int(server.url.rsplit(":", 1)[1])
+    slow: list[socket.socket] = []
+    try:
+        # 300 clients that send a request line and then a header byte by byte (slowloris).
+        for _ in range(300):
+            sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+            sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+            slow.append(sock)
+        started = time.monotonic()
+        for _ in range(5):
+            health = httpx.get(f"{server.url}/health", timeout=2.0)
+            assert health.status_code == 200 and health.json() == {"status": "ok"}
+        # Beyond max_connections the longest waiting were closed at once, whatever they sent.
+        assert sum(closed_by_server(sock, 0.01) for sock in slow[:200]) == 200
+        while time.monotonic() - started < 0.8:  # a byte now and then does not buy time
+            for sock in slow[200:]:
+                with contextlib.suppress(OSError):  # already closed
+                    sock.send(b"a")
+            time.sleep(0.1)
+        assert all(closed_by_server(sock, 3.0) for sock in slow[200:])
+        assert time.monotonic() - started < 4.0
+        # A whole request sent slowly but within the deadline is answered.
+        patient = socket.create_connection(("127.0.0.1", port), timeout=5)
+        for part in (b"GET /health HTTP/1.1\r\n", b"Host: x\r\n", b"\r\n"):
+            patient.sendall(part)
+            time.sleep(0.2)
+        assert patient.recv(1024).startswith(b"HTTP/1.1 200 OK")
+        patient.close()
+        assert server.process.poll() is None
+    finally:
+        for sock in slow:
+            sock.close()
+        stop_server(server)
