@@ -30,8 +30,7 @@ from typing import Any
 
 from hhforecast.config import Settings
 from hhforecast.watch.prediction_rows import (
-    PredictionEventLike,
-    event_records,
+    PredictionEvent,
     events_rows,
     kept_rows,
     rows_or_none,
@@ -45,11 +44,11 @@ from hhforecast.watch.prediction_store import (
 )
 
 __all__ = [
+    "PredictionEvent",
     "PredictionLog",
     "PredictionLogError",
     "PredictionRecord",
     "PredictionRecorder",
-    "event_records",
     "events_rows",
     "week_of",
 ]
@@ -146,7 +145,7 @@ class PredictionRecorder:
         """Have the writer report its progress (the service's metrics)."""
         self._on_progress = on_progress
 
-    def __call__(self, event: PredictionEventLike) -> None:
+    def __call__(self, event: PredictionEvent) -> None:
         rows = len(event.predictions)
         with self._lock:
             if self._closed or self._pending + rows > self.capacity:
