@@ -178,6 +178,10 @@ def run(config: Path, connections: int, seconds: float, processes: int, guarded:
     }
 
 
+def milliseconds(value: float, digits: int) -> str:
+    return "–" if value != value else f"{value:.{digits}f} ms"  # NaN: nothing answered
+
+
 def table(results: list[dict], connections: int, seconds: float, command: str) -> str:
     lines = [
         START,
@@ -200,7 +204,7 @@ def table(results: list[dict], connections: int, seconds: float, command: str) -
         )
         lines.append(
             f"| {name} | {r['probes'] - r['failures']} of {r['probes']} | "
-            f"{r['p50_ms']:.1f} ms | {r['max_ms']:.0f} ms | {r['opened']:,} | "
+            f"{milliseconds(r['p50_ms'], 1)} | {milliseconds(r['max_ms'], 0)} | {r['opened']:,} | "
             f"{r['closed_by_server']:,} | {r['most_files']:,} |"
         )
     lines.append(END)

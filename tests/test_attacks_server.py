@@ -286,3 +286,29 @@ def test_sigkill_right_after_a_burst_loses_at_most_the_last_write_interval(
     lost = 1 + len(answered) - rows_in(database)
     recent = sum(t >= killed_at - KILL_WINDOW_SECONDS for t in answered)
     assert 0 <= lost <= recent, (lost, recent)
+
+
+def test_a_cross_site_form_post_through_uvicorn_is_refused_and_not_logged(
+    trained_project: Project,
+) -> None:
+    from .test_serve_log_e2e import log_check, rows_in, wait_for
+
+    server = start_server(trained_project)
+    try:
+        # Exactly what a browser sends for <form method=post enctype=text/plain> on another site.
+        form = httpx.post(
+            f"{server.url}/web/predict",
+            content=FORM_BODY,
+            headers={"Content-Type": "text/plain", **CROSS_SITE, "Sec-Fetch-Mode": "navigate"},
+            timeout=10.0,
+        )
+        assert form.status_code == 403
+        assert form.headers["content-type"] == "application/json"
+        assert form.json()["error"]["field"] == "Sec-Fetch-Site"
+        page = {"Origin": server.url, "Sec-Fetch-Site": "same-origin"}
+        ours = httpx.post(f"{server.url}/web/predict", json=WEEK, headers=page, timeout=10.0)
+        assert ours.status_code == 200
+        wait_for(lambda: log_check(server)["rows_written"] == 1, "the page's row")
+    finally:
+        stop_server(server)
+    assert rows_in(trained_project.models / "predictions.sqlite") == 1

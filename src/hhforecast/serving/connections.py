@@ -13,8 +13,9 @@ request (/health too) once the slow connections reach it, while keeping them ope
   extend it. Past it, the connection is closed.
 - at most `max_connections` connections are open. A new connection beyond that closes the one
   that has waited longest for its request (slow and idle connections go first); only when
-  every other connection is being answered is the new one closed instead. A request that
-  arrives whole within a few thousand connections' time is answered.
+  every other connection is being answered is the new one closed instead. So a client that
+  sends its request at once (a /health probe) is answered unless `max_connections` newer
+  connections arrive before its request does.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.server import ServerState
 
-__all__ = ["GuardedH11Protocol", "guarded_protocol", "raise_open_file_limit"]
+__all__ = ["GuardedH11Protocol", "accept_batch", "guarded_protocol", "raise_open_file_limit"]
 
 log = logging.getLogger("hhforecast.serving")
 
@@ -120,6 +121,14 @@ def guarded_protocol(request_timeout: float, max_connections: int) -> Any:
     return partial(
         GuardedH11Protocol, request_timeout=request_timeout, max_connections=max_connections
     )
+
+
+def accept_batch(max_connections: int) -> int:
+    """The listen backlog, which is also how many connections asyncio accepts in one turn of
+    the event loop: a quarter of the cap, so that a connection accepted in one burst has read
+    its request before the next bursts make it the longest waiting (uvicorn's default, 2048,
+    would let one burst close its own first half before they were read)."""
+    return max(16, min(2048, max_connections // 4))
 
 
 def raise_open_file_limit(max_connections: int) -> int:
