@@ -220,6 +220,13 @@ def test_slow_connections_are_closed_and_health_still_answers(trained_project: P
             sock = socket.create_connection(("127.0.0.1", port), timeout=5)
             sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: ")
             slow.append(sock)
+        # And one that sends its headers and then a body byte by byte (a slow POST).
+        slow_body = socket.create_connection(("127.0.0.1", port), timeout=5)
+        slow_body.sendall(
+            b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 100\r\n\r\n{"
+        )
+        slow.append(slow_body)
         started = time.monotonic()
         for _ in range(5):
             health = httpx.get(f"{server.url}/health", timeout=2.0)
@@ -241,6 +248,7 @@ def test_slow_connections_are_closed_and_health_still_answers(trained_project: P
         assert patient.recv(1024).startswith(b"HTTP/1.1 200 OK")
         patient.close()
         assert server.process.poll() is None
+        assert "Traceback" not in server.output()  # the cut body is a 400, not an error
     finally:
         for sock in slow:
             sock.close()
