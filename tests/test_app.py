@@ -28,6 +28,7 @@ WEEK = {
     "age_fleet": 8037205.9,
 }
 FEATURES = list(WEEK)
+CSV = {"Content-Type": "text/csv"}  # what the page sends to /web/plan
 
 
 def client_for(project: Project, **kwargs: Any) -> TestClient:
@@ -575,7 +576,7 @@ def test_the_page_plan_endpoint_forecasts_and_refuses_bad_plans(trained_project:
     header = "date," + ",".join(FEATURES)
     values = ",".join(str(v) for v in WEEK.values())
     plan = f"{header}\n2024-01-01,{values}\n2024-01-08,{values}\n"
-    answer = client.post("/web/plan", content=plan, headers={"X-Filename": "plan%20A.csv"})
+    answer = client.post("/web/plan", content=plan, headers={**CSV, "X-Filename": "plan%20A.csv"})
     assert answer.status_code == 200, answer.text
     body = answer.json()
     one = client.post("/api/predict", json=WEEK).json()
@@ -585,17 +586,19 @@ def test_the_page_plan_endpoint_forecasts_and_refuses_bad_plans(trained_project:
     assert events[0].source == "web" and events[0].weeks == ["2024-01-01", "2024-01-08"]
     assert events[1].source == "api"
 
-    dotted = client.post("/web/plan", content=plan, headers={"X-Filename": "..%2F..%2F.."})
+    dotted = client.post("/web/plan", content=plan, headers={**CSV, "X-Filename": "..%2F..%2F.."})
     assert dotted.status_code == 200  # a name is never a path
-    empty = client.post("/web/plan", content=b"")
+    empty = client.post("/web/plan", content=b"", headers=CSV)
     assert empty.status_code == 400 and empty.json()["error"]["message"] == "the plan file is empty"
     missing = client.post(
-        "/web/plan", content="date,acft\n2024-01-01,250\n", headers={"X-Filename": "plan%20A.csv"}
+        "/web/plan",
+        content="date,acft\n2024-01-01,250\n",
+        headers={**CSV, "X-Filename": "plan%20A.csv"},
     )
     assert missing.status_code == 400
     assert missing.json()["error"]["message"].startswith("plan A.csv: missing column(s)")
     write_config(trained_project.root, serving={"max_batch_rows": 1})
     small = client_for(Project(trained_project.root, trained_project.config))
-    too_many = small.post("/web/plan", content=plan)
+    too_many = small.post("/web/plan", content=plan, headers=CSV)
     assert too_many.status_code == 413
     assert len(events) == 3  # refused plans are never logged

@@ -298,8 +298,7 @@ def test_a_wrong_period_is_bad_input(project: Project) -> None:
 def test_the_service_hook_queues_answers_and_logs_them_in_batches(tmp_path: Path) -> None:
     import numpy as np
 
-    from hhforecast.serving.state import PredictionEvent
-    from hhforecast.watch.prediction_log import PredictionRecorder
+    from hhforecast.watch.prediction_log import PredictionEvent, PredictionRecorder
 
     recorder = PredictionRecorder(PredictionLog(tmp_path / "log.sqlite"))
     at = datetime(2024, 1, 10, 12, 0, tzinfo=UTC).timestamp()  # a Wednesday
@@ -339,37 +338,56 @@ def test_the_service_hook_queues_answers_and_logs_them_in_batches(tmp_path: Path
     assert len(PredictionLog(tmp_path / "log.sqlite").frame()) == 61
 
 
-def test_bulk_event_rows_equal_the_per_record_rows() -> None:
-    from types import SimpleNamespace
+def test_the_rows_of_served_answers_dated_or_not_in_order() -> None:
+    from hhforecast.watch.prediction_log import PredictionEvent, events_rows
 
-    from hhforecast.watch.prediction_log import event_records, events_rows
-
-    x = np.array([[249.0, 2539.5, 1591.0, 11261.3, 8037205.9], [251.0, 2400.0, 1500.0, 1e4, 1e7]])
-    event = SimpleNamespace(
-        at=1_795_694_121.5,
-        version="1.0.0",
-        variant="5features",
-        features=("acft", "sum_daily_hours", "Cycles", "sum_uti_mensal", "age_fleet"),
-        x=x,
-        predictions=np.array([1200.5, 1300.25]),
-        lower=np.array([900.0, 1000.0]),
-        upper=np.array([1500.0, 1600.0]),
+    x = np.array([[249.0, 2539.5], [251.0, 2400.0]])
+    event = PredictionEvent(
+        1_795_694_121.5,  # 2026-11-26T11:55:21.5 UTC, a Thursday
+        "1.0.0",
+        "4features",
+        ("acft", "Cycles"),
+        x,
+        np.array([1200.5, 1300.25]),
+        np.array([900.0, 1000.0]),
+        np.array([1500.0, 1600.0]),
+        last_trained_week="2026-11-02",
     )
-    assert events_rows([event]) == [r.row() for r in event_records(event)]
-    dated = SimpleNamespace(**{**vars(event), "weeks": ["2026-12-02", None]})
-    rows = events_rows([dated])
-    assert [r[1] for r in rows] == ["2026-11-30", rows[1][1]]
-    assert rows == [r.row() for r in event_records(dated)]
-    # A run of answers: stacked where they share a model, in order, dated ones row by row.
-    later = SimpleNamespace(**{**vars(event), "at": 1_795_780_521.25, "version": "1.1.0"})
-    one_row = SimpleNamespace(
-        **{**vars(event), "x": x[:1], "predictions": np.array([7.0]), "lower": np.array([6.0])}
-    )
-    one_row.upper = np.array([8.0])
-    mixed = [event, one_row, dated, later, event]
-    expected = [row for e in mixed for row in (r.row() for r in event_records(e))]
-    assert events_rows(mixed) == expected
-    assert len(expected) == 9
+    dated = event._replace(weeks=["2026-12-02", None], source="web")
+    later = event._replace(at=1_795_780_521.25, version="1.1.0", last_trained_week=None)
+    rows = events_rows([event, dated, later])
+    stamp, later_stamp = "2026-11-26T11:55:21.500000+00:00", "2026-11-27T11:55:21.250000+00:00"
+    inputs = ['{"Cycles": 2539.5, "acft": 249.0}', '{"Cycles": 2400.0, "acft": 251.0}']
+    assert rows == [
+        (stamp, "2026-11-23", "1.0.0", "4features", inputs[0], 1200.5, 900.0, 1500.0, "api", 3),
+        (stamp, "2026-11-23", "1.0.0", "4features", inputs[1], 1300.25, 1000.0, 1600.0, "api", 3),
+        (stamp, "2026-11-30", "1.0.0", "4features", inputs[0], 1200.5, 900.0, 1500.0, "web", 4),
+        (stamp, "2026-11-23", "1.0.0", "4features", inputs[1], 1300.25, 1000.0, 1600.0, "web", 3),
+        (
+            later_stamp,
+            "2026-11-23",
+            "1.1.0",
+            "4features",
+            inputs[0],
+            1200.5,
+            900.0,
+            1500.0,
+            "api",
+            None,
+        ),
+        (
+            later_stamp,
+            "2026-11-23",
+            "1.1.0",
+            "4features",
+            inputs[1],
+            1300.25,
+            1000.0,
+            1600.0,
+            "api",
+            None,
+        ),
+    ]
 
 
 def test_rows_are_written_several_per_statement_in_order(

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hhforecast.serving.state import PredictionEvent
 from hhforecast.watch.prediction_log import PredictionLog, PredictionRecord, PredictionRecorder
+from hhforecast.watch.prediction_rows import PredictionEvent
 
 FEATURES = ("acft", "sum_daily_hours", "Cycles", "sum_uti_mensal", "age_fleet")
 AT = datetime(2026, 11, 25, 12, 0, tzinfo=UTC).timestamp()  # a Wednesday

@@ -102,6 +102,10 @@ class ServingConfig(_Section):
     max_batch_rows: int = Field(10_000, ge=1)
     max_body_bytes: int = Field(2_000_000, ge=1024)
     api_key_env: str = "HHFORECAST_API_KEY"
+    request_timeout_seconds: float = Field(15.0, gt=0.0)
+    """Time a connection has to send a whole request (serving/connections.py)."""
+    max_connections: int = Field(1024, ge=1)
+    """Connections kept open at most; beyond, the one waiting longest for its request closes."""
 
 
 class DriftConfig(_Section):

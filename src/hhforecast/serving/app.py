@@ -31,8 +31,9 @@ from hhforecast.serving.production import (
     load_served_model,
 )
 from hhforecast.serving.routers import health, metrics, model_info, predict, web
-from hhforecast.serving.state import PredictionEvent, PredictionSink, ServingState
+from hhforecast.serving.state import PredictionSink, ServingState
 from hhforecast.serving.validation import InvalidRequest
+from hhforecast.watch.prediction_rows import PredictionEvent
 
 __all__ = ["APP_FACTORY", "app_from_environment", "create_app"]
 

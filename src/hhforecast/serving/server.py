@@ -129,12 +129,23 @@ def run_server(
     wherever the caller's follower finds it."""
     import uvicorn
 
+    from hhforecast.serving.connections import (
+        accept_batch,
+        guarded_protocol,
+        raise_open_file_limit,
+    )
+
+    limits = settings.serving
+    max_connections = raise_open_file_limit(limits.max_connections)
     common: dict[str, Any] = {
         "host": plan.host,
         "port": plan.port,
         "access_log": plan.access_log,
         "log_config": _log_config(),
         "server_header": False,
+        # Slow and idle connections are closed, and capped, so they never starve /health.
+        "http": guarded_protocol(limits.request_timeout_seconds, max_connections),
+        "backlog": accept_batch(max_connections),
     }
     if plan.workers == 1:
         from hhforecast.serving.app import create_app

@@ -7,7 +7,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Any, NamedTuple, Protocol
+from typing import Annotated, Any, Protocol
 
 import numpy as np
 from fastapi import Depends, Request
@@ -16,34 +16,11 @@ from hhforecast.config import Settings
 from hhforecast.serving.metrics import ServiceMetrics
 from hhforecast.serving.production import ProductionFollower, ServedModel
 from hhforecast.serving.validation import InvalidRequest
+from hhforecast.watch.prediction_rows import PredictionEvent
 
-__all__ = ["PredictionEvent", "PredictionSink", "ServingState", "State", "require_api_key"]
+__all__ = ["PredictionSink", "ServingState", "State", "require_api_key"]
 
 log = logging.getLogger("hhforecast.serving")
-
-
-class PredictionEvent(NamedTuple):
-    """One answered prediction request, handed to the optional `on_prediction` callback.
-
-    A named tuple: it is built on every request, and costs a fifth of a frozen dataclass.
-    """
-
-    at: float
-    """Unix time of the answer."""
-    version: str
-    variant: str
-    features: tuple[str, ...]
-    x: np.ndarray
-    """Rows of raw features, shape [n, len(features)]."""
-    predictions: np.ndarray
-    lower: np.ndarray
-    upper: np.ndarray
-    weeks: list[str | None] | None = None
-    """The week each row forecasts (the request's optional `date`), when the caller said."""
-    source: str = "api"
-    """Who asked: "api" (POST /api/predict) or "web" (the page)."""
-    last_trained_week: str | None = None
-    """The last week of the version's dataset, from which the horizon is counted."""
 
 
 class PredictionSink(Protocol):

@@ -30,9 +30,9 @@ from typing import Any
 
 from hhforecast.config import Settings
 from hhforecast.watch.prediction_rows import (
-    PredictionEventLike,
-    event_records,
+    PredictionEvent,
     events_rows,
+    kept_rows,
     rows_or_none,
     split_answer,
 )
@@ -44,11 +44,11 @@ from hhforecast.watch.prediction_store import (
 )
 
 __all__ = [
+    "PredictionEvent",
     "PredictionLog",
     "PredictionLogError",
     "PredictionRecord",
     "PredictionRecorder",
-    "event_records",
     "events_rows",
     "week_of",
 ]
@@ -102,6 +102,8 @@ class PredictionRecorder:
         self.accepted = 0
         self.rows_written = 0
         self.rows_dropped = 0
+        self.spill_lines_skipped = 0
+        """Lines of the side file that were not whole rows (torn by a kill), skipped."""
         self._pending = 0  # accepted, not yet written
         self._settled = 0  # accepted and then written, kept in the side file, or lost
         self.problem: str | None = None
@@ -143,7 +145,7 @@ class PredictionRecorder:
         """Have the writer report its progress (the service's metrics)."""
         self._on_progress = on_progress
 
-    def __call__(self, event: PredictionEventLike) -> None:
+    def __call__(self, event: PredictionEvent) -> None:
         rows = len(event.predictions)
         with self._lock:
             if self._closed or self._pending + rows > self.capacity:
@@ -166,6 +168,7 @@ class PredictionRecorder:
             "queue_depth": self._pending,
             "queue_capacity": self.capacity,
             "reopened": self.log.reopened,
+            "kept_lines_skipped": self.spill_lines_skipped,
         }
 
     def _begin(self) -> None:
@@ -303,12 +306,8 @@ class PredictionRecorder:
         """Keep rows the log could not take before closing in the side file."""
         if not self._held:
             return
-        lines = "".join(json.dumps(row) + "\n" for row in self._held)
         try:
-            with open(self.spill_path, "a", encoding="utf-8") as out:
-                out.write(lines)
-                out.flush()
-                os.fsync(out.fileno())
+            self._append_kept(self._held)
         except OSError as exc:
             logger.error(
                 "prediction log: %d row(s) could not be written to %s nor kept in %s (%s)",
@@ -333,30 +332,50 @@ class PredictionRecorder:
 
         The file is first renamed to a name of this process's own: when several service
         workers start together, one of them takes it and the others find nothing, so no row
-        is written twice.
+        is written twice. A line that is not a whole row (the process was killed while
+        appending it, or the file was edited) is skipped and counted, never fatal.
         """
         claimed = self.spill_path.with_name(f"{self.spill_path.name}.{os.getpid()}")
         try:
             os.rename(self.spill_path, claimed)
-            text = claimed.read_text(encoding="utf-8")
+            data = claimed.read_bytes()
         except FileNotFoundError:
             return
         except OSError as exc:
             logger.error("prediction log: cannot read %s (%s)", self.spill_path, exc)
             return
-        rows = [tuple(json.loads(line)) for line in text.splitlines() if line.strip()]
+        rows, skipped = kept_rows(data)
+        if skipped:
+            self.spill_lines_skipped += skipped
+            logger.warning(
+                "prediction log: skipped %d line(s) of %s that are not whole rows",
+                skipped,
+                self.spill_path,
+            )
         try:
             self.log.record_rows(rows)
         except (sqlite3.Error, OSError) as exc:
             logger.error("prediction log: %s kept for later (%s)", self.spill_path, exc)
-            with open(self.spill_path, "a", encoding="utf-8") as back:
-                back.write(text)
+            self._append_kept(rows)
             claimed.unlink(missing_ok=True)
             return
         claimed.unlink(missing_ok=True)
         with self._lock:
             self.rows_written += len(rows)
         logger.info("prediction log: wrote %d kept row(s) from %s", len(rows), self.spill_path)
+
+    def _append_kept(self, rows: list[tuple[Any, ...]]) -> None:
+        """Append rows to the side file, one JSON list a line, on a line of their own even
+        when the file ends with a line torn by a killed process."""
+        lines = "".join(json.dumps(row) + "\n" for row in rows)
+        with open(self.spill_path, "a+b") as out:
+            if out.tell() > 0:
+                out.seek(-1, os.SEEK_END)
+                if out.read(1) != b"\n":
+                    lines = "\n" + lines
+            out.write(lines.encode("utf-8"))
+            out.flush()
+            os.fsync(out.fileno())
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until everything accepted so far has left the queue (written, or counted as

@@ -1,7 +1,9 @@
-"""Served answers turned into prediction-log rows (the table's column order), fast.
+"""Served answers (`PredictionEvent`) turned into prediction-log rows (the table's column order).
 
-The service's write cycle (prediction_log.py) calls `events_rows` on everything queued since the
-last cycle; its work per row is most of what the log costs the service (docs/benchmarks.md).
+The service hands every answer to its `on_prediction` hook as a `PredictionEvent`; the write
+cycle (prediction_log.py) calls `events_rows`, the one builder of the service's rows, on
+everything queued since the last cycle. Its work per row is most of what the log costs the
+service (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -10,14 +12,21 @@ import functools
 import itertools
 import json
 from collections.abc import Sequence
-from datetime import UTC, date, datetime, timedelta
-from typing import Any, Protocol
+from datetime import date, timedelta
+from typing import Any, NamedTuple
 
 import numpy as np
 
-from hhforecast.watch.prediction_store import PredictionRecord, horizon_weeks, week_of
+from hhforecast import _json
+from hhforecast.watch.prediction_store import COLUMNS, horizon_weeks, week_of
 
-__all__ = ["PredictionEventLike", "event_records", "events_rows", "rows_or_none", "split_answer"]
+__all__ = [
+    "PredictionEvent",
+    "events_rows",
+    "kept_rows",
+    "rows_or_none",
+    "split_answer",
+]
 
 
 def split_answer(event: Any, first: int) -> tuple[Any, Any] | None:
@@ -40,71 +49,36 @@ def split_answer(event: Any, first: int) -> tuple[Any, Any] | None:
     return rows(slice(None, first)), rows(slice(first, None))
 
 
-def rows_or_none(event: Any) -> list[tuple[Any, ...]]:
+def rows_or_none(event: PredictionEvent) -> list[tuple[Any, ...]]:
+    """The answer's rows, or none when it is malformed (it is then counted as dropped)."""
     try:
-        return [record.row() for record in event_records(event)]
+        return events_rows([event])
     except Exception:
         return []
 
 
-class PredictionEventLike(Protocol):
-    """What the service hands to its `on_prediction` hook (serving.state.PredictionEvent)."""
+class PredictionEvent(NamedTuple):
+    """One answered prediction request, as the service hands it to `on_prediction`.
 
-    # Read-only members: the service's event is an immutable named tuple.
-    @property
-    def at(self) -> float: ...
+    A named tuple: it is built on every request, and costs a fifth of a frozen dataclass.
+    """
 
-    @property
-    def version(self) -> str: ...
-
-    @property
-    def variant(self) -> str: ...
-
-    @property
-    def features(self) -> Sequence[str]: ...
-
-    @property
-    def x(self) -> np.ndarray: ...
-
-    @property
-    def predictions(self) -> np.ndarray: ...
-
-    @property
-    def lower(self) -> np.ndarray: ...
-
-    @property
-    def upper(self) -> np.ndarray: ...
-
-
-def event_records(event: PredictionEventLike) -> list[PredictionRecord]:
-    """One PredictionRecord per row of a served answer."""
-    logged_at = datetime.fromtimestamp(event.at, UTC)
-    weeks = getattr(event, "weeks", None)
-    source = getattr(event, "source", None) or "api"
-    last_week = getattr(event, "last_trained_week", None)
-    return [
-        PredictionRecord(
-            version=event.version,
-            variant=event.variant,
-            inputs=dict(zip(event.features, values, strict=True)),
-            hh_pred=hh,
-            hh_lower=lower,
-            hh_upper=upper,
-            week=str(weeks[i])[:10] if weeks is not None and weeks[i] is not None else None,
-            logged_at=logged_at,
-            source=source,
-            last_trained_week=last_week,
-        )
-        for i, (values, hh, lower, upper) in enumerate(
-            zip(
-                event.x.tolist(),
-                event.predictions.tolist(),
-                event.lower.tolist(),
-                event.upper.tolist(),
-                strict=True,
-            )
-        )
-    ]
+    at: float
+    """Unix time of the answer."""
+    version: str
+    variant: str
+    features: Sequence[str]
+    x: np.ndarray
+    """Rows of raw features, shape [n, len(features)]."""
+    predictions: np.ndarray
+    lower: np.ndarray
+    upper: np.ndarray
+    weeks: Sequence[str | None] | None = None
+    """The week each row forecasts (the request's optional `date`), when the caller said."""
+    source: str = "api"
+    """Who asked: "api" (POST /api/predict) or "web" (the page)."""
+    last_trained_week: str | None = None
+    """The last week of the version's dataset, from which the horizon is counted."""
 
 
 @functools.lru_cache(maxsize=16)
@@ -129,17 +103,15 @@ def _horizon(week: str, last_week: str | None) -> int | None:
 RunKey = tuple[str, str, tuple[str, ...], str, str | None]
 
 
-def events_rows(events: Sequence[PredictionEventLike]) -> list[tuple[Any, ...]]:
+def events_rows(events: Sequence[PredictionEvent]) -> list[tuple[Any, ...]]:
     """The log rows of many served answers, in order, built a run of answers at a time.
 
-    Consecutive undated answers of one model are stacked and their times formatted by NumPy in
-    one call: the writer thread's work per row is most of what the log costs the service.
+    Consecutive answers of one model are stacked and their times formatted by NumPy in one
+    call: the writer's work per row is most of what the log costs the service. A row's week is
+    the week of its `date` when the request named one, else the week it was answered in.
     """
     rows: list[tuple[Any, ...]] = []
     for key, same in itertools.groupby(events, key=_run_key):
-        if key is None:  # answers that name their weeks: row by row
-            rows.extend(record.row() for event in same for record in event_records(event))
-            continue
         run = list(same)
         version, variant, features, source, last_week = key
         counts = [len(event.predictions) for event in run]
@@ -148,32 +120,92 @@ def events_rows(events: Sequence[PredictionEventLike]) -> list[tuple[Any, ...]]:
         x = np.concatenate([event.x for event in run])[:, order]
         stamps = np.datetime_as_string(np.round(at * 1e6).astype("datetime64[us]"), unit="us")
         weeks = [_week_of_day(day) for day in (at // 86_400).astype(np.int64).tolist()]
+        if any(event.weeks is not None for event in run):
+            named = [
+                week
+                for event, n in zip(run, counts, strict=True)
+                for week in _named_weeks(event, n)
+            ]
+            weeks = [
+                week if day is None else _week_of_date(day)
+                for week, day in zip(weeks, named, strict=True)
+            ]
+        values = (
+            np.concatenate([event.predictions for event in run]).tolist(),
+            np.concatenate([event.lower for event in run]).tolist(),
+            np.concatenate([event.upper for event in run]).tolist(),
+        )
+        if any(len(column) != len(at) for column in (x, *values)):
+            raise ValueError("an answer has fewer or more input rows, bounds than forecasts")
         rows.extend(
             zip(
                 [stamp + "+00:00" for stamp in stamps.tolist()],
                 weeks,
                 itertools.repeat(version),
                 itertools.repeat(variant),
-                [template % tuple(values) for values in x.tolist()],
-                np.concatenate([event.predictions for event in run]).tolist(),
-                np.concatenate([event.lower for event in run]).tolist(),
-                np.concatenate([event.upper for event in run]).tolist(),
+                [template % tuple(row) for row in x.tolist()],
+                *values,
                 itertools.repeat(source),
                 [_horizon(week, last_week) for week in weeks],
-                strict=False,
             )
         )
     return rows
 
 
-def _run_key(event: PredictionEventLike) -> RunKey | None:
-    """Answers with the same key are stacked together; dated answers (None) are not."""
-    if getattr(event, "weeks", None) is not None:
-        return None
+def _named_weeks(event: PredictionEvent, rows: int) -> Sequence[str | None]:
+    if event.weeks is None:
+        return [None] * rows
+    if len(event.weeks) != rows:
+        raise ValueError(f"{len(event.weeks)} weeks named for {rows} rows")
+    return event.weeks
+
+
+@functools.lru_cache(maxsize=256)
+def _week_of_date(day: str) -> str:
+    return week_of(str(day)[:10])
+
+
+def _run_key(event: PredictionEvent) -> RunKey:
+    """Answers with the same key are stacked together."""
     return (
         event.version,
         event.variant,
         tuple(event.features),
-        getattr(event, "source", None) or "api",
-        getattr(event, "last_trained_week", None),
+        event.source or "api",
+        event.last_trained_week,
+    )
+
+
+def kept_rows(data: bytes) -> tuple[list[tuple[Any, ...]], int]:
+    """The rows of a side file (one JSON list a line, in COLUMNS order) and how many non-empty
+    lines were not such a row (torn by a killed process, or edited by hand) and skipped."""
+    rows: list[tuple[Any, ...]] = []
+    skipped = 0
+    for line in data.splitlines():
+        if not line.strip():
+            continue
+        try:
+            row = _json.loads(line)
+        except ValueError:  # JSONDecodeError, JSONDepthError, UnicodeDecodeError
+            skipped += 1
+            continue
+        if _is_row(row):
+            rows.append(tuple(row))
+        else:
+            skipped += 1
+    return rows, skipped
+
+
+def _is_row(row: Any) -> bool:
+    if not isinstance(row, list) or len(row) != len(COLUMNS):
+        return False
+    texts = (row[0], row[1], row[2], row[3], row[4], row[8])
+    numbers = (row[5], row[6], row[7], row[9])
+    return (
+        all(isinstance(value, str) for value in texts)
+        and isinstance(row[5], int | float)
+        and all(
+            value is None or (isinstance(value, int | float) and not isinstance(value, bool))
+            for value in numbers
+        )
     )

@@ -8,8 +8,10 @@ import math
 import numpy as np
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 
 from hhforecast.serving.production import ServedModel
+from hhforecast.serving.same_origin import check_page_post
 from hhforecast.serving.schemas import (
     BatchPredictRequest,
     ErrorBody,
@@ -30,7 +32,18 @@ Prediction = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
 async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refused with 413 as soon as it exceeds `limit` bytes."""
+    """The request body, refused with 413 as soon as it exceeds `limit` bytes, and with 400
+    when the connection is closed before it all arrived (serving/connections.py closes a
+    connection that takes too long to send its request)."""
+    try:
+        return await _read_body(request, limit)
+    except ClientDisconnect:
+        raise InvalidRequest(
+            "body", "complete_body", "the connection closed before the whole body arrived", 400
+        ) from None
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None:
         if not declared.isdigit():
@@ -165,7 +178,9 @@ async def predict(request: Request) -> Response:
 
 
 async def predict_from_page(request: Request) -> Response:
-    """POST /web/predict: /api/predict for the web page, logged with source "web"."""
+    """POST /web/predict: /api/predict for the web page, logged with source "web"; JSON from
+    the page's own origin only (same_origin.py)."""
+    check_page_post(request, "application/json")
     return await _predict(request, "web")
 
 

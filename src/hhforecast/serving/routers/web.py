@@ -17,6 +17,7 @@ from hhforecast.config import DatasetConfig
 from hhforecast.errors import DatasetError
 from hhforecast.serving.production import ServedModel
 from hhforecast.serving.routers.predict import read_body
+from hhforecast.serving.same_origin import check_page_post
 from hhforecast.serving.schemas import ErrorBody
 from hhforecast.serving.state import State
 from hhforecast.serving.validation import InvalidRequest
@@ -43,11 +44,15 @@ def index() -> HTMLResponse:
     summary="Forecast every week of an uploaded plan (CSV body), logged with source web",
     responses={
         400: {"model": ErrorBody, "description": "The plan cannot be read"},
+        403: {"model": ErrorBody, "description": "Posted from another site"},
         413: {"model": ErrorBody, "description": "Plan too large"},
+        415: {"model": ErrorBody, "description": "Not text/csv"},
     },
 )
 async def plan_forecast(request: Request, state: State) -> Any:
-    """The body is a plan file (date and the served variant's features, one row per week)."""
+    """The body is a plan file (date and the served variant's features, one row per week),
+    posted as text/csv by the page; refused from another origin (same_origin.py)."""
+    check_page_post(request, "text/csv")
     limits = state.settings.serving
     body = await read_body(request, limits.max_body_bytes)
     served = state.follower.current
