@@ -23,7 +23,7 @@ import datetime
 import hashlib
 import io
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,8 @@ import numpy as np
 import pandas as pd
 
 from hhforecast._fs import file_sha256
-from hhforecast.config import DatasetConfig
+from hhforecast.config import DatasetConfig, shown_value
+from hhforecast.datasets.bounds import check_csv_bytes, check_file_size, check_workbook
 from hhforecast.errors import DatasetError
 
 __all__ = [
@@ -46,6 +47,7 @@ EXCEL_SUFFIXES = (".xlsx", ".xlsm")
 SEPARATORS = {"auto": None, ",": ",", ";": ";", "tab": "\t"}
 _SEPARATOR_NAMES = {",": "','", ";": "';'", "\t": "tab"}
 _SAMPLE_LINES = 500
+MIN_YEAR, MAX_YEAR = 1900, 2200
 DATES_HINT = (
     "Write dates as YYYY-MM-DD, or set dataset.dayfirst: true in config.yaml (or pass "
     "--dayfirst) for dd/mm/yyyy."
@@ -69,6 +71,10 @@ class TableFormat:
     decimal: str
     sha256: str = ""
     """SHA-256 of the file's bytes, taken from the bytes that were read."""
+    columns: tuple[str, ...] = ()
+    """The file's whole header (trimmed), also the columns a `only=` read left out."""
+    dayfirst: bool = False
+    """Whether the file's dates were written day-first (dd/mm/yyyy)."""
 
     def to_dict(self) -> dict[str, str]:
         return {
@@ -97,7 +103,9 @@ def read_table(
     if path.is_dir():
         raise DatasetError(path, "is a folder, not a file")
     if path.suffix.lower() in EXCEL_SUFFIXES:
-        frame, fmt = _read_excel(path), TableFormat("xlsx", "", ".", file_sha256(path))
+        check_workbook(path, options.limits)
+        frame = _read_excel(path)
+        fmt = TableFormat("xlsx", "", ".", file_sha256(path), tuple(frame.columns))
     elif path.suffix.lower() == ".xls":
         raise DatasetError(path, "is an old .xls workbook", "Save it as .xlsx or CSV.")
     else:
@@ -107,8 +115,17 @@ def read_table(
             frame[column] = to_numbers(frame[column], path, column, fmt)
     for column in dates:
         if column in frame.columns:
+            if _written_dayfirst(frame[column]):
+                fmt = replace(fmt, dayfirst=True)
             frame[column] = parse_dates(frame[column], path, column, options.dayfirst)
     return frame, fmt
+
+
+def _written_dayfirst(values: pd.Series) -> bool:
+    if pd.api.types.is_datetime64_any_dtype(values):
+        return False
+    first = values.dropna().head(1)
+    return bool(len(first) and _DMY.match(str(first.iloc[0]).strip()))
 
 
 def _read_excel(path: Path) -> pd.DataFrame:
@@ -116,12 +133,21 @@ def _read_excel(path: Path) -> pd.DataFrame:
         frame = pd.read_excel(path, sheet_name=0, engine="calamine")
     except Exception as exc:  # calamine raises its own types for every kind of broken workbook
         raise DatasetError(path, f"not a readable .xlsx workbook ({_first_line(exc)})") from None
+    # pandas renames a repeated header "acft" to "acft.1": undo that to name the repeat.
+    names = [re.sub(r"\.\d+$", "", str(c)) if _mangled(str(c), frame) else c for c in frame.columns]
+    _refuse_repeated(names, path)
     return _trimmed_headers(frame, path)
+
+
+def _mangled(name: str, frame: pd.DataFrame) -> bool:
+    base, dot, number = name.rpartition(".")
+    return bool(dot) and number.isdigit() and base in frame.columns
 
 
 def _read_csv(
     path: Path, options: DatasetConfig, only: tuple[str, ...] | list[str] | None
 ) -> tuple[pd.DataFrame, TableFormat]:
+    check_file_size(path, options.limits)
     data = path.read_bytes()
     if not data or data.isspace():
         raise DatasetError(path, "the file is empty", "See docs/data.md for the expected columns.")
@@ -129,6 +155,9 @@ def _read_csv(
     lines = text.splitlines()[: _SAMPLE_LINES + 1]
     header = next((line for line in lines if line.strip()), "")
     separator = SEPARATORS.get(options.separator) or _sniff_separator(header)
+    names = _header_names(header, separator)
+    check_csv_bytes(data, names, path, options.limits)
+    _refuse_repeated(names, path)
     decimal = _sniff_decimal(lines[1:], separator)
     wanted = None if only is None else {name.strip() for name in only}
     try:
@@ -149,7 +178,32 @@ def _read_csv(
     frame = _trimmed_headers(frame, path)
     if len(frame.columns) == 1:
         _refuse_wrong_separator(path, header, separator, options)
-    return frame, TableFormat(encoding, separator, decimal, hashlib.sha256(data).hexdigest())
+    sha256 = hashlib.sha256(data).hexdigest()
+    return frame, TableFormat(encoding, separator, decimal, sha256, tuple(names))
+
+
+def _header_names(header: str, separator: str) -> list[str]:
+    try:
+        fields = next(csv.reader([header], delimiter=separator))
+    except (csv.Error, StopIteration):
+        fields = header.split(separator)
+    return [name.strip().lstrip("\ufeff").strip() for name in fields]
+
+
+def _refuse_repeated(names: list[Any], path: Path) -> None:
+    seen: set[str] = set()
+    repeated = []
+    for name in (str(n).strip().lstrip("\ufeff") for n in names):
+        if name in seen and name not in repeated:
+            repeated.append(name)
+        seen.add(name)
+    if repeated:
+        shown = ", ".join(shown_value(name) for name in repeated[:5])
+        raise DatasetError(
+            path,
+            f"the header names {'column' if len(repeated) == 1 else 'columns'} {shown} twice",
+            "Rename or remove the repeated column(s): hhforecast will not guess which is meant.",
+        )
 
 
 def _decode(data: bytes, path: Path) -> tuple[str, str]:
@@ -219,11 +273,7 @@ def _refuse_wrong_separator(path: Path, header: str, used: str, options: Dataset
 
 def _trimmed_headers(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
     names = [str(c).strip().lstrip("\ufeff") for c in frame.columns]
-    seen: set[str] = set()
-    for name in names:
-        if name in seen:
-            raise DatasetError(path, f"the header names column {name!r} twice")
-        seen.add(name)
+    _refuse_repeated(names, path)
     frame.columns = pd.Index(names)
     return frame
 
@@ -269,6 +319,7 @@ def parse_dates(values: pd.Series, path: Path | str, column: str, dayfirst: bool
     Without `dayfirst`, non-ISO dates are read day-first only when one of them has a day above
     12; when every one could be day- or month-first the file is refused; never month-first."""
     if pd.api.types.is_datetime64_any_dtype(values):
+        _refuse_years(values.dt.year.to_numpy(), path, column, values)
         return values.dt.normalize()
     codes, uniques = pd.factorize(values, use_na_sentinel=True)
     if (codes < 0).any():
@@ -305,9 +356,12 @@ def _iso_dates(uniques: Any) -> np.ndarray | None:
     if not pd.api.types.is_string_dtype(text) or not text.str.len().eq(10).all():
         return None
     try:
-        return pd.to_datetime(text, format="%Y-%m-%d").to_numpy(dtype="datetime64[ns]")
+        parsed = pd.to_datetime(text, format="%Y-%m-%d")
     except (ValueError, TypeError):
         return None
+    if ((parsed.dt.year < MIN_YEAR) | (parsed.dt.year > MAX_YEAR)).any():
+        return None  # refused, with its line, by the one-by-one parse
+    return parsed.to_numpy(dtype="datetime64[ns]")
 
 
 def _one_date(value: object) -> tuple[str, tuple[int, int, int]] | None:
@@ -366,6 +420,8 @@ def _stamp(
     assert parsed is not None
     kind, (a, b, c) = parsed
     year, month, day = (a, b, c) if kind == "iso" else (c, b, a)
+    if not MIN_YEAR <= year <= MAX_YEAR:
+        _refuse_years(np.where(codes == k, year, MIN_YEAR), path, column, values)
     try:
         return np.datetime64(pd.Timestamp(year=year, month=month, day=day).to_datetime64())
     except ValueError:
@@ -376,6 +432,22 @@ def _stamp(
             f"column {column!r}, line {i + 2}: {values.iloc[i]!r} is not a valid {order} date",
             DATES_HINT,
         ) from None
+
+
+def _refuse_years(
+    years: np.ndarray, path: Path | str, column: str, values: pd.Series
+) -> None:
+    """Dates outside MIN_YEAR..MAX_YEAR are typing mistakes, and past 2262 they would wrap
+    around in pandas' nanosecond timestamps: refused with the first such line."""
+    outside = (years < MIN_YEAR) | (years > MAX_YEAR)
+    if outside.any():
+        i = int(np.flatnonzero(outside)[0])
+        raise DatasetError(
+            path,
+            f"column {column!r}, line {i + 2}: {shown_value(values.iloc[i])} is outside the "
+            f"years {MIN_YEAR} to {MAX_YEAR} that hhforecast reads",
+            "Check the year.",
+        )
 
 
 def _first_line(exc: Exception) -> str:
