@@ -50,7 +50,8 @@ def check_csv_bytes(data: bytes, header: list[str], path: Path, limits: ReadingL
             "(dataset.limits.max_line_bytes)",
             LIMITS_HINT,
         )
-    _check_extent(path, data.count(b"\n") + 1, len(header), limits, "the file")
+    lines = data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
+    _check_extent(path, lines, len(header), limits, "the file")
 
 
 def _longest_line(data: bytes) -> tuple[int, int]:
