@@ -105,7 +105,10 @@ def test_a_far_cell_workbook_is_refused_by_dataset_build(tmp_path: Path, dimensi
 
 def test_a_far_cell_workbook_is_refused_by_predict_and_train(tmp_path: Path) -> None:
     hostile = hostile_xlsx(tmp_path / "w.xlsx", {"A1": "1", "XFD1048576": "2"}, None)
-    for args in (["predict", "--input", hostile, "--output", "o.csv"], ["train", "--dataset", hostile]):
+    for args in (
+        ["predict", "--input", hostile, "--output", "o.csv"],
+        ["train", "--dataset", hostile],
+    ):
         done = run_cli(*args, cwd=tmp_path)
         # (train's progress display leaves a blank line on stderr first)
         expected = FAR_CELL_ERROR.format(path=hostile)
@@ -263,7 +266,7 @@ def test_predict_output_cannot_run_formulas(trained_project: Project, tmp_path: 
     predict_file(trained_project.settings, source, tmp_path / "out.csv")
     out = pd.read_csv(tmp_path / "out.csv", dtype=str)
     assert out["note"].tolist() == [
-        "'=HYPERLINK(\"http://x.example\",\"open\")",
+        '\'=HYPERLINK("http://x.example","open")',
         "'+1+2",
         "'@SUM(A1)",
         "-3",

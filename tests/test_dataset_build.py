@@ -300,3 +300,39 @@ def test_every_event_row_is_counted_once_in_the_manifest(
     total_hh = early["HH"].sum() + late["HH"].sum() + 1.0
     assert sum(p["HH"] for p in parts) == pytest.approx(total_hh, abs=0.01)
     assert m["in_dropped_weeks"]["rows"] > 0  # the partial week 2018-12-31 (Jan 1 to 6)
+
+
+BRAZILIAN_LOG = "Data Voo;Matrícula;Horas;Ciclos;TAH;Base\n01/02/2024;PR-ABC;1,5;1;100;GRU\n"
+MAPPING_HINT = (
+    "Map the file's own names in the dataset: section of config.yaml (see docs/configuration.md)."
+)
+
+
+def test_a_mistyped_mapping_names_the_whole_header_and_the_closest_column(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "voos.csv"
+    path.write_bytes(BRAZILIAN_LOG.encode("cp1252"))
+    mapping = {"date": "Data Voo", "aircraft": "Matricula", "hours": "Horas", "cycles": "Ciclos"}
+    config = DatasetConfig.model_validate({"dayfirst": True, "utilization": mapping})
+    with pytest.raises(DatasetError) as caught:
+        build_dataset([path], [path], config)
+    assert str(caught.value) == (
+        f"dataset {path}: utilisation log: missing column(s) 'Matricula' "
+        "(dataset.utilization.aircraft, closest in the file: 'Matrícula'); columns present: "
+        f"'Data Voo', 'Matrícula', 'Horas', 'Ciclos', 'TAH', 'Base'. {MAPPING_HINT}"
+    )
+
+
+def test_the_default_mapping_on_a_brazilian_log_shows_its_six_columns(tmp_path: Path) -> None:
+    path = tmp_path / "voos.csv"
+    path.write_bytes(BRAZILIAN_LOG.encode("cp1252"))
+    with pytest.raises(DatasetError) as caught:
+        build_dataset([path], [path], DatasetConfig())
+    assert str(caught.value) == (
+        f"dataset {path}: utilisation log: missing column(s) 'Dep. Date' "
+        "(dataset.utilization.date), 'A/C' (dataset.utilization.aircraft), 'Hours' "
+        "(dataset.utilization.hours, closest in the file: 'Horas'), 'Cycles' "
+        "(dataset.utilization.cycles, closest in the file: 'Ciclos'); columns present: "
+        f"'Data Voo', 'Matrícula', 'Horas', 'Ciclos', 'TAH', 'Base'. {MAPPING_HINT}"
+    )

@@ -378,10 +378,8 @@ class _NoAliasLoader(yaml.SafeLoader):
 
     def compose_node(self, parent: Any, index: Any) -> Any:
         if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()
-            raise yaml.YAMLError(
-                f"line {event.start_mark.line + 1}: aliases (*name) are not allowed in a config file"
-            )
+            line = self.peek_event().start_mark.line + 1
+            raise yaml.YAMLError(f"line {line}: aliases (*name) are not allowed in a config file")
         return super().compose_node(parent, index)
 
 
@@ -394,7 +392,7 @@ def _read_yaml(source: Path) -> Any:
             "Check that --config names the YAML config, not a data file.",
         )
     text = source.read_text(encoding="utf-8")
-    return yaml.load(text, Loader=_NoAliasLoader) or {}  # noqa: S506 (a SafeLoader)
+    return yaml.load(text, Loader=_NoAliasLoader) or {}  # a SafeLoader
 
 
 def shown_value(value: Any) -> str:

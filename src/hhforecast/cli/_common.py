@@ -8,7 +8,7 @@ import math
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal, ParamSpec, TypeVar
 
@@ -54,7 +54,9 @@ DayfirstOption = Annotated[
         show_default=False,
     ),
 ]
-class CsvStyleChoice(str, Enum):
+
+
+class CsvStyleChoice(StrEnum):
     """The --csv-style values (datasets/writer.py)."""
 
     input = "input"

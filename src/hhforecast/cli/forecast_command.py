@@ -52,7 +52,8 @@ def forecast(
     """Forecast HH for each planned week, with its interval and how many weeks ahead it is.
 
     --output is written in the plan's CSV style (separator, decimal mark, date order) unless
-    --csv-style says otherwise. Each forecast is logged (monitoring.database) for `hhforecast monitor`, unless --no-log.
+    --csv-style says otherwise. Each forecast is logged (monitoring.database) for
+    `hhforecast monitor`, unless --no-log.
 
     Example: hhforecast forecast --plan plan.csv --output forecast.csv
     """

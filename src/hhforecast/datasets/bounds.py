@@ -12,15 +12,15 @@ from __future__ import annotations
 import re
 import zipfile
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 from xml.etree.ElementTree import ParseError, iterparse
 
 import numpy as np
 
-from hhforecast.config import ReadingLimits
+from hhforecast.config import ReadingLimits, shown_value
 from hhforecast.errors import DatasetError
 
-__all__ = ["check_csv_bytes", "check_file_size", "check_workbook"]
+__all__ = ["check_csv_bytes", "check_file_size", "check_workbook", "refuse_repeated_headers"]
 
 LIMITS_HINT = "Split the file, or raise dataset.limits in config.yaml (docs/configuration.md)."
 _MAX_PARTS = 10_000
@@ -110,7 +110,9 @@ def check_workbook(path: Path, limits: ReadingLimits) -> None:
     except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError) as exc:
         raise DatasetError(path, f"not a readable .xlsx workbook ({exc})") from None
     except ParseError as exc:
-        raise DatasetError(path, f"not a readable .xlsx workbook (broken sheet XML: {exc})") from None
+        raise DatasetError(
+            path, f"not a readable .xlsx workbook (broken sheet XML: {exc})"
+        ) from None
 
 
 class _Capped:
@@ -167,3 +169,20 @@ def _column_number(letters: str) -> int:
     for letter in letters:
         number = number * 26 + ord(letter) - 64
     return number
+
+
+def refuse_repeated_headers(names: list[Any], path: Path) -> None:
+    """Refuse a header that names a column twice (pandas would rename one `name.1`)."""
+    seen: set[str] = set()
+    repeated = []
+    for name in (str(n).strip().lstrip("\ufeff") for n in names):
+        if name in seen and name not in repeated:
+            repeated.append(name)
+        seen.add(name)
+    if repeated:
+        shown = ", ".join(shown_value(name) for name in repeated[:5])
+        raise DatasetError(
+            path,
+            f"the header names {'column' if len(repeated) == 1 else 'columns'} {shown} twice",
+            "Rename or remove the repeated column(s): hhforecast will not guess which is meant.",
+        )

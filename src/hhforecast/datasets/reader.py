@@ -7,12 +7,15 @@ finds out, from the file itself:
   characters); anything else (UTF-16, binary) is refused;
 * the separator: `,`, `;` or tab, whichever the header line uses most (or `dataset.separator`);
 * decimal comma and thousands separators (`1.234,5` in a `;` file, `"1,234.5"` in a `,` file);
-* trimmed header names.
+* trimmed header names, each at most once.
+
+Before any of that, the file is measured against `dataset.limits` (datasets/bounds.py), so that
+a small hostile file cannot take gigabytes or abort the process.
 
 Dates are ISO (`YYYY-MM-DD`, a time of day allowed) or day-first (`dd/mm/yyyy`, `dd.mm.yyyy`,
 `dd-mm-yyyy`). Day-first is used when `dataset.dayfirst` (or `--dayfirst`) says so, or when the
 file's own dates can only be read that way (a day above 12). A file whose dates could be either
-is refused with the fix; dates are never read month-first. `.xlsx` files are read through pandas
+is refused with the fix; dates are never read month-first, nor outside the years 1900 to 2200. `.xlsx` files are read through pandas
 with the python-calamine engine (see docs/data.md for why).
 """
 
@@ -32,7 +35,12 @@ import pandas as pd
 
 from hhforecast._fs import file_sha256
 from hhforecast.config import DatasetConfig, shown_value
-from hhforecast.datasets.bounds import check_csv_bytes, check_file_size, check_workbook
+from hhforecast.datasets.bounds import (
+    check_csv_bytes,
+    check_file_size,
+    check_workbook,
+    refuse_repeated_headers,
+)
 from hhforecast.errors import DatasetError
 
 __all__ = [
@@ -135,7 +143,7 @@ def _read_excel(path: Path) -> pd.DataFrame:
         raise DatasetError(path, f"not a readable .xlsx workbook ({_first_line(exc)})") from None
     # pandas renames a repeated header "acft" to "acft.1": undo that to name the repeat.
     names = [re.sub(r"\.\d+$", "", str(c)) if _mangled(str(c), frame) else c for c in frame.columns]
-    _refuse_repeated(names, path)
+    refuse_repeated_headers(names, path)
     return _trimmed_headers(frame, path)
 
 
@@ -157,7 +165,7 @@ def _read_csv(
     separator = SEPARATORS.get(options.separator) or _sniff_separator(header)
     names = _header_names(header, separator)
     check_csv_bytes(data, names, path, options.limits)
-    _refuse_repeated(names, path)
+    refuse_repeated_headers(names, path)
     decimal = _sniff_decimal(lines[1:], separator)
     wanted = None if only is None else {name.strip() for name in only}
     try:
@@ -188,22 +196,6 @@ def _header_names(header: str, separator: str) -> list[str]:
     except (csv.Error, StopIteration):
         fields = header.split(separator)
     return [name.strip().lstrip("\ufeff").strip() for name in fields]
-
-
-def _refuse_repeated(names: list[Any], path: Path) -> None:
-    seen: set[str] = set()
-    repeated = []
-    for name in (str(n).strip().lstrip("\ufeff") for n in names):
-        if name in seen and name not in repeated:
-            repeated.append(name)
-        seen.add(name)
-    if repeated:
-        shown = ", ".join(shown_value(name) for name in repeated[:5])
-        raise DatasetError(
-            path,
-            f"the header names {'column' if len(repeated) == 1 else 'columns'} {shown} twice",
-            "Rename or remove the repeated column(s): hhforecast will not guess which is meant.",
-        )
 
 
 def _decode(data: bytes, path: Path) -> tuple[str, str]:
@@ -273,7 +265,7 @@ def _refuse_wrong_separator(path: Path, header: str, used: str, options: Dataset
 
 def _trimmed_headers(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
     names = [str(c).strip().lstrip("\ufeff") for c in frame.columns]
-    _refuse_repeated(names, path)
+    refuse_repeated_headers(names, path)
     frame.columns = pd.Index(names)
     return frame
 
@@ -303,7 +295,7 @@ def to_numbers(
         style = "decimal comma" if decimal == "," else "decimal point"
         raise DatasetError(
             path,
-            f"column {column!r}, line {i + 2}: {values.iloc[i]!r} is not a number "
+            f"column {column!r}, line {i + 2}: {shown_value(values.iloc[i])} is not a number "
             f"(this column is read with a {style})",
         )
     if decimal == ",":
@@ -334,7 +326,7 @@ def parse_dates(values: pd.Series, path: Path | str, column: str, dayfirst: bool
         i = int(np.flatnonzero(codes == bad[0])[0])
         raise DatasetError(
             path,
-            f"column {column!r}, line {i + 2}: {values.iloc[i]!r} is not a date",
+            f"column {column!r}, line {i + 2}: {shown_value(values.iloc[i])} is not a date",
             DATES_HINT,
         )
     kinds = {p[0] for p in parsed if p is not None}
@@ -402,7 +394,7 @@ def _check_order(
         )
     raise DatasetError(
         path,
-        f"column {column!r}, line {i + 2}: {values.iloc[i]!r} could be day-first or "
+        f"column {column!r}, line {i + 2}: {shown_value(values.iloc[i])} could be day-first or "
         "month-first, and no date in the file tells which",
         "If the dates are dd/mm/yyyy, set dataset.dayfirst: true in config.yaml (or pass "
         "--dayfirst); otherwise save them as YYYY-MM-DD.",
@@ -429,14 +421,13 @@ def _stamp(
         order = "YYYY-MM-DD" if kind == "iso" else "dd/mm/yyyy"
         raise DatasetError(
             path,
-            f"column {column!r}, line {i + 2}: {values.iloc[i]!r} is not a valid {order} date",
+            f"column {column!r}, line {i + 2}: {shown_value(values.iloc[i])} is not a valid "
+            f"{order} date",
             DATES_HINT,
         ) from None
 
 
-def _refuse_years(
-    years: np.ndarray, path: Path | str, column: str, values: pd.Series
-) -> None:
+def _refuse_years(years: np.ndarray, path: Path | str, column: str, values: pd.Series) -> None:
     """Dates outside MIN_YEAR..MAX_YEAR are typing mistakes, and past 2262 they would wrap
     around in pandas' nanosecond timestamps: refused with the first such line."""
     outside = (years < MIN_YEAR) | (years > MAX_YEAR)

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from hhforecast._fs import file_sha256
-from hhforecast.config import DatasetConfig, Settings
+from hhforecast.config import DatasetConfig, Settings, shown_value
 from hhforecast.datasets.grid import check_weekly_grid
 from hhforecast.datasets.reader import TableFormat, parse_dates, read_table
 from hhforecast.errors import DatasetError
@@ -141,7 +141,8 @@ def check_feature_frame(
             i = int(np.flatnonzero(bad.to_numpy())[0])
             raise DatasetError(
                 source,
-                f"column {column!r}, line {i + 2}: {frame[column].iloc[i]!r} is not a number",
+                f"column {column!r}, line {i + 2}: {shown_value(frame[column].iloc[i])} is not "
+                "a number",
             )
         values = numeric.to_numpy(dtype=float)
         not_finite = ~np.isfinite(values)

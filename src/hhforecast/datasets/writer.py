@@ -63,10 +63,13 @@ def neutralise_formulas(frame: pd.DataFrame) -> pd.DataFrame:
     out = frame.copy()
     out.columns = pd.Index([_safe_cell(c) for c in out.columns])
     for column in out.columns:
-        values = out[column]
-        if pd.api.types.is_object_dtype(values) or pd.api.types.is_string_dtype(values):
-            out[column] = values.map(_safe_cell, na_action="ignore")
+        if _is_text(out[column]):
+            out[column] = out[column].map(_safe_cell, na_action="ignore")
     return out
+
+
+def _is_text(values: pd.Series) -> bool:
+    return pd.api.types.is_object_dtype(values) or pd.api.types.is_string_dtype(values)
 
 
 def _safe_cell(value: Any) -> Any:
@@ -84,9 +87,9 @@ def csv_bytes(frame: pd.DataFrame, style: CsvStyle) -> bytes:
     if style.dayfirst:
         for column in safe.columns:
             values = safe[column]
-            if pd.api.types.is_object_dtype(values) or pd.api.types.is_string_dtype(values):
-                if len(values) and values.astype("string").str.fullmatch(_ISO_DATE).all():
-                    safe[column] = pd.to_datetime(values, format="%Y-%m-%d")
+            dates = _is_text(values) and len(values) > 0
+            if dates and values.astype("string").str.fullmatch(_ISO_DATE).all():
+                safe[column] = pd.to_datetime(values, format="%Y-%m-%d")
     text = safe.to_csv(
         index=False,
         sep=style.separator,
