@@ -15,8 +15,8 @@ a small hostile file cannot take gigabytes or abort the process.
 Dates are ISO (`YYYY-MM-DD`, a time of day allowed) or day-first (`dd/mm/yyyy`, `dd.mm.yyyy`,
 `dd-mm-yyyy`). Day-first is used when `dataset.dayfirst` (or `--dayfirst`) says so, or when the
 file's own dates can only be read that way (a day above 12). A file whose dates could be either
-is refused with the fix; dates are never read month-first, nor outside the years 1900 to 2200. `.xlsx` files are read through pandas
-with the python-calamine engine (see docs/data.md for why).
+is refused with the fix; dates are never read month-first, nor outside the years 1900 to 2200.
+`.xlsx` files are read through pandas with the python-calamine engine (see docs/data.md).
 """
 
 from __future__ import annotations
