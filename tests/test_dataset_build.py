@@ -107,8 +107,13 @@ def test_brazilian_excel_export_builds_the_same_weekly_file(
         ).exit_code
         == 2
     )  # the config maps Portuguese names: the English file is missing them
-    for args, out in (([], "iso.csv"), (["--config", config, "--dayfirst"], "br.csv")):
-        folder = "br" if out == "br.csv" else "iso"
+    br_args = ["--config", config, "--dayfirst"]
+    for args, out in (
+        ([], "iso.csv"),
+        ([*br_args, "--csv-style", "intl"], "br.csv"),
+        (br_args, "br-style.csv"),
+    ):
+        folder = "iso" if out == "iso.csv" else "br"
         files = ("utilização.csv", "eventos.csv") if folder == "br" else (iso_u, iso_e)
         result = cli(
             "dataset",
@@ -124,6 +129,14 @@ def test_brazilian_excel_export_builds_the_same_weekly_file(
         assert result.exit_code == 0, result.stderr
     assert (tmp_path / "br.csv").read_bytes() == (tmp_path / "iso.csv").read_bytes()
     assert len(pd.read_csv(tmp_path / "br.csv")) == 12  # the logs run to the end of March
+    # By default the weekly CSV is written as the logs were: `;`, decimal comma, dd/mm/yyyy.
+    styled = (tmp_path / "br-style.csv").read_bytes().decode("cp1252")
+    assert styled.splitlines()[0] == "date;acft;sum_daily_hours;age_fleet;Cycles;sum_uti_mensal;HH"
+    assert styled.splitlines()[1].startswith("07/01/2019;")
+    same = pd.read_csv(tmp_path / "br-style.csv", sep=";", decimal=",", encoding="cp1252")
+    iso = pd.read_csv(tmp_path / "iso.csv")
+    same["date"] = pd.to_datetime(same["date"], format="%d/%m/%Y").dt.strftime("%Y-%m-%d")
+    pd.testing.assert_frame_equal(same, iso)
 
 
 def test_one_row_per_flight_and_overlapping_files_give_the_same_weeks(

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from hhforecast.config import DatasetConfig, shown_value
-from hhforecast.datasets.reader import read_table
+from hhforecast.datasets.reader import TableFormat, read_table
 from hhforecast.errors import DatasetError
 
 __all__ = [
@@ -50,6 +50,8 @@ class RawLog:
     files: list[dict[str, Any]] = field(default_factory=list)
     duplicates_dropped: int = 0
     duplicate_hh: float = 0.0
+    read_as: TableFormat | None = None
+    """How the first file was written (outputs built from the log follow it)."""
 
     @property
     def rows_read(self) -> int:
@@ -102,6 +104,7 @@ def read_raw_log(kind: str, paths: list[Path], config: DatasetConfig) -> RawLog:
     mapping: dict[str, str] = getattr(config, kind).model_dump()
     fields = UTILIZATION_FIELDS if kind == "utilization" else EVENT_FIELDS
     frames, files = [], []
+    read_as = None
     for index, path in enumerate(paths):
         frame, fmt = read_table(
             path,
@@ -111,6 +114,7 @@ def read_raw_log(kind: str, paths: list[Path], config: DatasetConfig) -> RawLog:
             only=[mapping[f] for f in fields],
         )
         _check_columns(kind, path, frame, fmt.columns or tuple(frame.columns), mapping, fields)
+        read_as = read_as or fmt
         mapped = pd.DataFrame({f: frame[mapping[f]] for f in fields})
         mapped["aircraft"] = _registrations(mapped["aircraft"])
         _check_values(kind, path, mapped, mapping)
@@ -129,7 +133,7 @@ def read_raw_log(kind: str, paths: list[Path], config: DatasetConfig) -> RawLog:
         merged["aircraft"] = merged["aircraft"].astype(str).astype("category")
     if kind == "events":
         merged["category"] = merged["category"].astype("category")
-    log = RawLog(kind, merged, files)
+    log = RawLog(kind, merged, files, read_as=read_as)
     if len(paths) > 1:
         _drop_cross_file_repeats(log, list(fields))
     return log
