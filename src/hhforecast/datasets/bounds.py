@@ -24,6 +24,7 @@ __all__ = ["check_csv_bytes", "check_file_size", "check_workbook", "refuse_repea
 
 LIMITS_HINT = "Split the file, or raise dataset.limits in config.yaml (docs/configuration.md)."
 _MAX_PARTS = 10_000
+_CHUNK = 1 << 22
 _CELL_REF = re.compile(r"^([A-Z]{1,3})([0-9]{1,7})$")
 _SHEET_PART = re.compile(r"^xl/worksheets/[^/]+\.xml$", re.IGNORECASE)
 
@@ -55,12 +56,21 @@ def check_csv_bytes(data: bytes, header: list[str], path: Path, limits: ReadingL
 
 
 def _longest_line(data: bytes) -> tuple[int, int]:
-    """The longest line's length in bytes and its number (1-based)."""
-    ends = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10)
-    bounds = np.concatenate(([-1], ends, [len(data)]))
-    lengths = np.diff(bounds) - 1
-    i = int(np.argmax(lengths))
-    return int(lengths[i]), i + 1
+    """The longest line's length in bytes and its number (1-based), found chunk by chunk so
+    that a file of nothing but newlines costs no more memory than any other."""
+    view = np.frombuffer(data, dtype=np.uint8)
+    longest, longest_line, start, lines_before = 0, 1, 0, 0
+    for offset in range(0, len(view), _CHUNK):
+        ends = np.flatnonzero(view[offset : offset + _CHUNK] == 10) + offset
+        if len(ends):
+            lengths = np.diff(ends, prepend=start - 1) - 1
+            i = int(np.argmax(lengths))
+            if lengths[i] > longest:
+                longest, longest_line = int(lengths[i]), lines_before + i + 1
+            start, lines_before = int(ends[-1]) + 1, lines_before + len(ends)
+    if len(view) - start > longest:  # the last line, without a newline
+        longest, longest_line = len(view) - start, lines_before + 1
+    return longest, longest_line
 
 
 def _check_extent(path: Path, rows: int, columns: int, limits: ReadingLimits, what: str) -> None:

@@ -12,8 +12,9 @@ import pandas as pd
 
 from hhforecast._fs import file_sha256
 from hhforecast.config import DatasetConfig, Settings, shown_value
+from hhforecast.datasets.dates import parse_dates
 from hhforecast.datasets.grid import check_weekly_grid
-from hhforecast.datasets.reader import TableFormat, parse_dates, read_table
+from hhforecast.datasets.reader import TableFormat, read_table
 from hhforecast.errors import DatasetError
 
 __all__ = [
