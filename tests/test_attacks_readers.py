@@ -335,3 +335,25 @@ def test_file_size_and_cells_have_configurable_limits(tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match=r"spans 4 rows by 3 columns, 12 cells; at most 10 "):
         read_table(path, few)
     assert read_table(path)[0].shape == (3, 3)
+
+
+def test_checks_run_a_chunk_at_a_time_with_the_same_answers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import hhforecast.datasets.bounds as bounds
+    import hhforecast.datasets.reader as reader
+
+    # Tiny chunks: a character, a line and a bad byte all fall across chunk boundaries.
+    monkeypatch.setattr(reader, "_DECODE_CHUNK", 3)
+    monkeypatch.setattr(bounds, "_CHUNK", 5)
+    path = tmp_path / "voos.csv"
+    path.write_bytes("Matrícula;Horas\nPR-ABC;1,5\nPR-ÁÉÍ;22,25\n".encode())
+    frame, fmt = read_table(path, numeric=["Horas"])
+    assert (fmt.encoding, frame["Matrícula"].tolist()) == ("utf-8", ["PR-ABC", "PR-ÁÉÍ"])
+    path.write_bytes(b"a;b\n1;2\n3;" + b"x" * 40 + b"\n4;\x81\x8d\n")
+    with pytest.raises(DatasetError, match=r"line 4: byte 0x81 is neither UTF-8 nor cp1252"):
+        read_table(path)
+    short = DatasetConfig(limits=ReadingLimits(max_line_bytes=20))
+    path.write_bytes(b"a;b\n1;2\n3;" + b"x" * 40 + b"\n4;5\n")
+    with pytest.raises(DatasetError, match=r"line 3 is 42 bytes long; at most 20 "):
+        read_table(path, short)
