@@ -37,8 +37,57 @@ def test_predict_reads_a_brazilian_file_like_the_iso_one(
     assert cli("predict", "--input", iso, "--output", "a.csv").exit_code == 0
     result = cli("predict", "--input", br, "--output", "b.csv", "--dayfirst")
     assert result.exit_code == 0, result.stderr
-    a, b = pd.read_csv(tmp_path / "a.csv"), pd.read_csv(tmp_path / "b.csv")
+    a = pd.read_csv(tmp_path / "a.csv")
+    b = pd.read_csv(tmp_path / "b.csv", sep=";", decimal=",", encoding="cp1252")  # as read
     pd.testing.assert_series_equal(a["HH_pred"], b["HH_pred"])
+    intl = cli("predict", "--input", br, "--output", "c.csv", "--dayfirst", "--csv-style", "intl")
+    assert intl.exit_code == 0, intl.stderr
+    c = pd.read_csv(tmp_path / "c.csv")
+    pd.testing.assert_series_equal(a["HH_pred"], c["HH_pred"])
+    assert c["date"].tolist() == a["date"].tolist()  # ISO again
+
+
+def test_forecast_output_is_written_in_the_plan_style(
+    trained_project: Project, tmp_path: Path, cli
+) -> None:
+    weeks = pd.read_csv(sample_dataset_path()).tail(3).drop(columns=["HH"])
+    plan = brazilian(weeks, tmp_path / "plano.csv")
+    result = cli("forecast", "--plan", plan, "--dayfirst", "--no-log", "--output", "p.csv")
+    assert result.exit_code == 0, result.stderr
+    lines = (tmp_path / "p.csv").read_bytes().decode("cp1252").splitlines()
+    assert lines[0] == (
+        "week;HH_pred;HH_lower;HH_upper;horizon;out_of_range;acft;sum_daily_hours;Cycles;"
+        "sum_uti_mensal;age_fleet;model_version;variant"
+    )
+    assert [line.split(";")[0] for line in lines[1:]] == ["11/12/2023", "18/12/2023", "25/12/2023"]
+    assert "," in lines[1].split(";")[1]  # decimal comma
+    iso = cli(
+        "forecast",
+        "--plan",
+        plan,
+        "--dayfirst",
+        "--no-log",
+        "--output",
+        "q.csv",
+        "--csv-style",
+        "intl",
+    )
+    assert iso.exit_code == 0, iso.stderr
+    q = pd.read_csv(tmp_path / "q.csv")
+    assert q["week"].tolist() == ["2023-12-11", "2023-12-18", "2023-12-25"]
+
+
+def test_sample_in_br_style_reads_back_like_the_intl_one(tmp_path: Path, cli) -> None:
+    from hhforecast.datasets.reader import read_table
+
+    assert cli("sample", "--out", "br.csv", "--csv-style", "br").exit_code == 0
+    assert cli("sample", "--out", "intl.csv").exit_code == 0
+    assert (tmp_path / "br.csv").read_bytes().startswith("\ufeffdate;acft;".encode())
+    numeric = ["acft", "sum_daily_hours", "age_fleet", "Cycles", "sum_uti_mensal", "HH"]
+    br, fmt = read_table(tmp_path / "br.csv", numeric=numeric, dates=["date"])
+    intl, _ = read_table(tmp_path / "intl.csv", numeric=numeric, dates=["date"])
+    assert (fmt.separator, fmt.decimal, fmt.dayfirst) == (";", ",", True)
+    pd.testing.assert_frame_equal(br, intl, check_dtype=False)
 
 
 def test_drift_reads_a_brazilian_file_like_the_iso_one(

@@ -107,8 +107,13 @@ def test_brazilian_excel_export_builds_the_same_weekly_file(
         ).exit_code
         == 2
     )  # the config maps Portuguese names: the English file is missing them
-    for args, out in (([], "iso.csv"), (["--config", config, "--dayfirst"], "br.csv")):
-        folder = "br" if out == "br.csv" else "iso"
+    br_args = ["--config", config, "--dayfirst"]
+    for args, out in (
+        ([], "iso.csv"),
+        ([*br_args, "--csv-style", "intl"], "br.csv"),
+        (br_args, "br-style.csv"),
+    ):
+        folder = "iso" if out == "iso.csv" else "br"
         files = ("utilização.csv", "eventos.csv") if folder == "br" else (iso_u, iso_e)
         result = cli(
             "dataset",
@@ -124,6 +129,14 @@ def test_brazilian_excel_export_builds_the_same_weekly_file(
         assert result.exit_code == 0, result.stderr
     assert (tmp_path / "br.csv").read_bytes() == (tmp_path / "iso.csv").read_bytes()
     assert len(pd.read_csv(tmp_path / "br.csv")) == 12  # the logs run to the end of March
+    # By default the weekly CSV is written as the logs were: `;`, decimal comma, dd/mm/yyyy.
+    styled = (tmp_path / "br-style.csv").read_bytes().decode("cp1252")
+    assert styled.splitlines()[0] == "date;acft;sum_daily_hours;age_fleet;Cycles;sum_uti_mensal;HH"
+    assert styled.splitlines()[1].startswith("07/01/2019;")
+    same = pd.read_csv(tmp_path / "br-style.csv", sep=";", decimal=",", encoding="cp1252")
+    iso = pd.read_csv(tmp_path / "iso.csv")
+    same["date"] = pd.to_datetime(same["date"], format="%d/%m/%Y").dt.strftime("%Y-%m-%d")
+    pd.testing.assert_frame_equal(same, iso)
 
 
 def test_one_row_per_flight_and_overlapping_files_give_the_same_weeks(
@@ -300,3 +313,39 @@ def test_every_event_row_is_counted_once_in_the_manifest(
     total_hh = early["HH"].sum() + late["HH"].sum() + 1.0
     assert sum(p["HH"] for p in parts) == pytest.approx(total_hh, abs=0.01)
     assert m["in_dropped_weeks"]["rows"] > 0  # the partial week 2018-12-31 (Jan 1 to 6)
+
+
+BRAZILIAN_LOG = "Data Voo;Matrícula;Horas;Ciclos;TAH;Base\n01/02/2024;PR-ABC;1,5;1;100;GRU\n"
+MAPPING_HINT = (
+    "Map the file's own names in the dataset: section of config.yaml (see docs/configuration.md)."
+)
+
+
+def test_a_mistyped_mapping_names_the_whole_header_and_the_closest_column(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "voos.csv"
+    path.write_bytes(BRAZILIAN_LOG.encode("cp1252"))
+    mapping = {"date": "Data Voo", "aircraft": "Matricula", "hours": "Horas", "cycles": "Ciclos"}
+    config = DatasetConfig.model_validate({"dayfirst": True, "utilization": mapping})
+    with pytest.raises(DatasetError) as caught:
+        build_dataset([path], [path], config)
+    assert str(caught.value) == (
+        f"dataset {path}: utilisation log: missing column(s) 'Matricula' "
+        "(dataset.utilization.aircraft, closest in the file: 'Matrícula'); columns present: "
+        f"'Data Voo', 'Matrícula', 'Horas', 'Ciclos', 'TAH', 'Base'. {MAPPING_HINT}"
+    )
+
+
+def test_the_default_mapping_on_a_brazilian_log_shows_its_six_columns(tmp_path: Path) -> None:
+    path = tmp_path / "voos.csv"
+    path.write_bytes(BRAZILIAN_LOG.encode("cp1252"))
+    with pytest.raises(DatasetError) as caught:
+        build_dataset([path], [path], DatasetConfig())
+    assert str(caught.value) == (
+        f"dataset {path}: utilisation log: missing column(s) 'Dep. Date' "
+        "(dataset.utilization.date), 'A/C' (dataset.utilization.aircraft), 'Hours' "
+        "(dataset.utilization.hours, closest in the file: 'Horas'), 'Cycles' "
+        "(dataset.utilization.cycles, closest in the file: 'Ciclos'); columns present: "
+        f"'Data Voo', 'Matrícula', 'Horas', 'Ciclos', 'TAH', 'Base'. {MAPPING_HINT}"
+    )

@@ -27,6 +27,7 @@ __all__ = [
     "MlopsConfig",
     "MonitoringConfig",
     "PathsConfig",
+    "ReadingLimits",
     "ServingConfig",
     "Settings",
     "TrainingConfig",
@@ -37,6 +38,9 @@ __all__ = [
 
 CONFIG_ENV = "HHFORECAST_CONFIG"
 MLFLOW_URI_ENV = "MLFLOW_TRACKING_URI"
+MAX_CONFIG_BYTES = 1_000_000
+"""A config file is a few hundred lines; anything far larger is not one."""
+MAX_SHOWN_VALUE = 80
 
 FOUR_FEATURES = ["acft", "sum_daily_hours", "Cycles", "sum_uti_mensal"]
 FIVE_FEATURES = [*FOUR_FEATURES, "age_fleet"]
@@ -162,6 +166,17 @@ class EventColumns(_Section):
     hh: str = "HH"
 
 
+class ReadingLimits(_Section):
+    """Bounds checked on every table before it is parsed (docs/configuration.md)."""
+
+    max_file_bytes: int = Field(200_000_000, ge=1)
+    """A CSV's size, or an .xlsx's size and the total of its unpacked parts."""
+    max_line_bytes: int = Field(1_000_000, ge=1)
+    max_columns: int = Field(1_000, ge=1)
+    max_cells: int = Field(5_000_000, ge=1)
+    """Rows times columns (an .xlsx: the sheet's extent from A1 to its farthest cell)."""
+
+
 class DatasetConfig(_Section):
     """How the user's files are written, and how raw logs map to the weekly dataset."""
 
@@ -172,6 +187,7 @@ class DatasetConfig(_Section):
     events: EventColumns = Field(default_factory=EventColumns)
     excluded_categories: list[str] = Field(default_factory=lambda: ["PILOT", "CABIN"])
     """Event categories left out of HH (compared ignoring case and spaces)."""
+    limits: ReadingLimits = Field(default_factory=ReadingLimits)
 
 
 class MlflowConfig(_Section):
@@ -326,9 +342,11 @@ def load_settings(explicit: Path | None = None, cwd: Path | None = None) -> Sett
     raw: Any = {}
     if source is not None:
         try:
-            raw = yaml.safe_load(source.read_text(encoding="utf-8")) or {}
+            raw = _read_yaml(source)
         except yaml.YAMLError as exc:
             raise ConfigError(source, f"not valid YAML ({_first_line(exc)})") from None
+        except RecursionError:
+            raise ConfigError(source, "not valid YAML (nested too deeply)") from None
         except OSError as exc:
             raise ConfigError(source, f"cannot be read ({exc.strerror})") from None
         except UnicodeDecodeError as exc:
@@ -358,6 +376,35 @@ def load_settings(explicit: Path | None = None, cwd: Path | None = None) -> Sett
     )
 
 
+class _NoAliasLoader(yaml.SafeLoader):
+    """YAML without aliases: a config never needs them, and nested aliases expand a few
+    hundred bytes into gigabytes (a "billion laughs")."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            line = self.peek_event().start_mark.line + 1
+            raise yaml.YAMLError(f"line {line}: aliases (*name) are not allowed in a config file")
+        return super().compose_node(parent, index)
+
+
+def _read_yaml(source: Path) -> Any:
+    size = source.stat().st_size
+    if size > MAX_CONFIG_BYTES:
+        raise ConfigError(
+            source,
+            f"the file is {size:,} bytes; a config file is at most {MAX_CONFIG_BYTES:,}",
+            "Check that --config names the YAML config, not a data file.",
+        )
+    text = source.read_text(encoding="utf-8")
+    return yaml.load(text, Loader=_NoAliasLoader) or {}  # a SafeLoader
+
+
+def shown_value(value: Any) -> str:
+    """A user's value for an error message: its repr, cut to a readable length."""
+    text = repr(value)
+    return text if len(text) <= MAX_SHOWN_VALUE else text[: MAX_SHOWN_VALUE - 1] + "…"
+
+
 def _describe(exc: ValidationError, prefix: str = "") -> str:
     problems = []
     for error in exc.errors():
@@ -365,11 +412,15 @@ def _describe(exc: ValidationError, prefix: str = "") -> str:
         if prefix:
             key = f"{prefix}.{key}"
         if error["type"] == "extra_forbidden":
-            problems.append(f"unknown key {key!r}")
+            problems.append(f"unknown key {shown_value(key)}")
         else:
-            problems.append(f"key {key!r}: {error['msg']} (got {error.get('input')!r})")
-    return "; ".join(problems)
+            problems.append(
+                f"key {shown_value(key)}: {error['msg']} (got {shown_value(error.get('input'))})"
+            )
+    more = f"; and {len(problems) - 5} more" if len(problems) > 5 else ""
+    return "; ".join(problems[:5]) + more
 
 
 def _first_line(exc: Exception) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text if len(text) <= 200 else text[:199] + "…"

@@ -8,6 +8,7 @@ import math
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal, ParamSpec, TypeVar
 
@@ -51,6 +52,24 @@ DayfirstOption = Annotated[
         "--dayfirst/--no-dayfirst",
         help="Read non-ISO dates as dd/mm/yyyy (default: dataset.dayfirst).",
         show_default=False,
+    ),
+]
+
+
+class CsvStyleChoice(StrEnum):
+    """The --csv-style values (datasets/writer.py)."""
+
+    input = "input"
+    br = "br"
+    intl = "intl"
+
+
+CsvStyleOption = Annotated[
+    CsvStyleChoice,
+    typer.Option(
+        "--csv-style",
+        help="How output CSVs are written: input (as the input file was, the default), br "
+        "(';', decimal comma, dd/mm/yyyy) or intl (',', decimal point, YYYY-MM-DD).",
     ),
 ]
 VersionOption = Annotated[

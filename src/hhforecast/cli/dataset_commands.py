@@ -9,6 +9,8 @@ import typer
 
 from hhforecast.cli._common import (
     ConfigOption,
+    CsvStyleChoice,
+    CsvStyleOption,
     DayfirstOption,
     JsonOption,
     console,
@@ -57,9 +59,13 @@ def build(
     ] = None,
     config: ConfigOption = None,
     dayfirst: DayfirstOption = None,
+    csv_style: CsvStyleOption = CsvStyleChoice.input,
     json_output: JsonOption = False,
 ) -> None:
     """Build the weekly dataset from raw utilisation and event logs, with a manifest.
+
+    The weekly CSV is written in the utilisation log's CSV style unless --csv-style says
+    otherwise.
 
     Example: hhforecast dataset build --utilization raw/utilization.csv --events raw/events.csv
     --out data/weekly.csv
@@ -71,9 +77,9 @@ def build(
     if report is not None:
         from hhforecast.reports.dataset import render_dataset_report
 
-        describe_output(result, out)
+        describe_output(result, out, csv_style.value)
         html = render_dataset_report(result)  # rendered before anything is written
-    manifest = write_dataset(result, out)
+    manifest = write_dataset(result, out, csv_style.value)
     if report is not None:
         from hhforecast._fs import atomic_write_text
 

@@ -11,6 +11,8 @@ from rich.table import Table
 
 from hhforecast.cli._common import (
     ConfigOption,
+    CsvStyleChoice,
+    CsvStyleOption,
     DayfirstOption,
     JsonOption,
     console,
@@ -43,23 +45,25 @@ def forecast(
         str | None, typer.Option(help="Variant (default: mlops.serve_variant, 5features).")
     ] = None,
     dayfirst: DayfirstOption = None,
+    csv_style: CsvStyleOption = CsvStyleChoice.input,
     config: ConfigOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Forecast HH for each planned week, with its interval and how many weeks ahead it is.
 
-    Each forecast is logged (monitoring.database) for `hhforecast monitor`, unless --no-log.
+    --output is written in the plan's CSV style (separator, decimal mark, date order) unless
+    --csv-style says otherwise. Each forecast is logged (monitoring.database) for
+    `hhforecast monitor`, unless --no-log.
 
     Example: hhforecast forecast --plan plan.csv --output forecast.csv
     """
-    from hhforecast._fs import atomic_write_text
     from hhforecast.modeling.forecast import forecast_plan
     from hhforecast.watch.prediction_log import PredictionLog
 
     settings = settings_from(config).with_dataset(dayfirst=dayfirst)
     result = forecast_plan(settings, plan, version, variant)
     if output is not None:
-        atomic_write_text(output, result.to_csv())
+        result.write_csv(output, csv_style.value)
     log = PredictionLog.from_settings(settings)
     logged, problem = 0, None
     if not no_log:

@@ -12,6 +12,8 @@ from rich.table import Table
 
 from hhforecast.cli._common import (
     ConfigOption,
+    CsvStyleChoice,
+    CsvStyleOption,
     DatasetOption,
     DayfirstOption,
     JsonOption,
@@ -47,18 +49,21 @@ def sample(
     start: Annotated[str, typer.Option(help="First week (a date; its Monday is used).")] = (
         "2019-01-07"
     ),
+    csv_style: CsvStyleOption = CsvStyleChoice.input,
     json_output: JsonOption = False,
 ) -> None:
     """Simulate a fleet day by day and write its weekly dataset and/or its raw logs.
 
-    `dataset build` on the raw logs gives the weekly dataset back, exactly.
+    `dataset build` on the raw logs gives the weekly dataset back, exactly. Files are written
+    in the intl CSV style (',', decimal point, ISO dates) unless --csv-style br.
 
     Example: hhforecast sample --out data/fleet.csv --raw raw/ --seed 11 --weeks 312
     """
     import pandas as pd
 
-    from hhforecast._fs import atomic_write_text
     from hhforecast.datasets.fleet import raw_logs, simulate_fleet, weekly_dataset
+    from hhforecast.datasets.writer import csv_style as style_named
+    from hhforecast.datasets.writer import write_csv
     from hhforecast.errors import HHForecastError
 
     if out is None and raw is None:
@@ -72,10 +77,11 @@ def sample(
     span = f"{frame['date'].iloc[0]} to {frame['date'].iloc[-1]}, seed {seed}"
     if raw is not None:
         utilisation, events = raw_logs(fleet)
-        atomic_write_text(raw / "utilization.csv", utilisation.to_csv(index=False))
-        atomic_write_text(raw / "events.csv", events.to_csv(index=False))
+        style = style_named(csv_style.value)
+        write_csv(utilisation, raw / "utilization.csv", style)
+        write_csv(events, raw / "events.csv", style)
     if out is not None:
-        atomic_write_text(out, frame.to_csv(index=False))
+        write_csv(frame, out, style_named(csv_style.value))
     if json_output:
         print_json(
             {
@@ -351,16 +357,18 @@ def predict(
     ] = None,
     config: ConfigOption = None,
     dayfirst: DayfirstOption = None,
+    csv_style: CsvStyleOption = CsvStyleChoice.input,
     json_output: JsonOption = False,
 ) -> None:
-    """Score a CSV of weeks: the input plus HH_pred, HH_lower, HH_upper and out_of_range.
+    """Score a CSV of weeks: the input plus HH_pred, HH_lower, HH_upper and out_of_range,
+    written in the input's CSV style (separator, decimal mark, date order) unless --csv-style.
 
     Example: hhforecast predict --input weeks.csv --output scored.csv
     """
     from hhforecast.modeling.predict import predict_file
 
     settings = settings_from(config).with_dataset(dayfirst=dayfirst)
-    run = predict_file(settings, input_file, output, version, variant)
+    run = predict_file(settings, input_file, output, version, variant, csv_style.value)
     if run.rows_out_of_range:
         err_console.print(
             f"[yellow]Warning:[/] {run.rows_out_of_range} row(s) have features outside the "

@@ -28,10 +28,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from hhforecast._fs import atomic_write_text, file_sha256
+from hhforecast._fs import atomic_write_bytes, atomic_write_text, file_sha256
 from hhforecast.config import DatasetConfig
 from hhforecast.datasets.grid import monday_of
 from hhforecast.datasets.raw import normalise_category, read_raw_log
+from hhforecast.datasets.reader import TableFormat
+from hhforecast.datasets.writer import csv_bytes, csv_style
 from hhforecast.errors import DatasetError
 
 __all__ = [
@@ -60,6 +62,8 @@ class DatasetBuild:
     excluded_hh: pd.DataFrame
     """HH per kept week of each excluded category (for the report)."""
     manifest: dict[str, Any] = field(default_factory=dict)
+    read_as: TableFormat | None = None
+    """How the (first) utilisation log was written: the weekly CSV follows it by default."""
 
 
 def manifest_path(dataset: Path) -> Path:
@@ -209,6 +213,7 @@ def build_dataset(
     build = DatasetBuild(
         weekly=weekly_csv_frame(weekly[keep]),
         excluded_hh=excluded_hh[keep],
+        read_as=util_log.read_as,
     )
     build.manifest = {
         "product": {"name": "hhforecast", "version": _product_version()},
@@ -292,24 +297,25 @@ def _product_version() -> str:
         return "unknown"
 
 
-def describe_output(build: DatasetBuild, out: Path) -> str:
-    """The weekly CSV text, its name and SHA-256 recorded in the manifest (nothing written)."""
-    text = build.weekly.to_csv(index=False)
+def describe_output(build: DatasetBuild, out: Path, style: str = "input") -> bytes:
+    """The weekly CSV's bytes in `style` (datasets/writer.py), its name and SHA-256 recorded
+    in the manifest (nothing written)."""
+    data = csv_bytes(build.weekly, csv_style(style, build.read_as))
     build.manifest["output"] = {
         "path": out.name,
-        "sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
+        "sha256": hashlib.sha256(data).hexdigest(),
         "weeks": len(build.weekly),
         "columns": WEEKLY_COLUMNS,
     }
-    return text
+    return data
 
 
-def write_dataset(build: DatasetBuild, out: Path) -> Path:
+def write_dataset(build: DatasetBuild, out: Path, style: str = "input") -> Path:
     """Write the weekly CSV, then its manifest beside it (each whole or not at all)."""
     import json
 
-    text = describe_output(build, out)
-    atomic_write_text(out, text)
+    data = describe_output(build, out, style)
+    atomic_write_bytes(out, data)
     path = manifest_path(out)
     atomic_write_text(path, json.dumps(build.manifest, indent=2, default=_json_default) + "\n")
     return path

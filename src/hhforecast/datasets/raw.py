@@ -8,7 +8,9 @@ keeps the headers its tool wrote.
 
 from __future__ import annotations
 
+import difflib
 import glob
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,8 +18,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from hhforecast.config import DatasetConfig
-from hhforecast.datasets.reader import read_table
+from hhforecast.config import DatasetConfig, shown_value
+from hhforecast.datasets.reader import TableFormat, read_table
 from hhforecast.errors import DatasetError
 
 __all__ = [
@@ -34,6 +36,7 @@ EVENT_FIELDS = ("date", "aircraft", "ata", "category", "hh")
 _NUMERIC = {"utilization": ("hours", "cycles", "tah"), "events": ("hh",)}
 _NON_NEGATIVE = {"utilization": ("hours", "cycles", "tah"), "events": ("hh",)}
 _NAMES = {"utilization": "utilisation", "events": "event"}
+_SHOWN_COLUMNS = 30
 
 
 @dataclass
@@ -47,6 +50,8 @@ class RawLog:
     files: list[dict[str, Any]] = field(default_factory=list)
     duplicates_dropped: int = 0
     duplicate_hh: float = 0.0
+    read_as: TableFormat | None = None
+    """How the first file was written (outputs built from the log follow it)."""
 
     @property
     def rows_read(self) -> int:
@@ -99,6 +104,7 @@ def read_raw_log(kind: str, paths: list[Path], config: DatasetConfig) -> RawLog:
     mapping: dict[str, str] = getattr(config, kind).model_dump()
     fields = UTILIZATION_FIELDS if kind == "utilization" else EVENT_FIELDS
     frames, files = [], []
+    read_as = None
     for index, path in enumerate(paths):
         frame, fmt = read_table(
             path,
@@ -107,7 +113,8 @@ def read_raw_log(kind: str, paths: list[Path], config: DatasetConfig) -> RawLog:
             dates=[mapping["date"]],
             only=[mapping[f] for f in fields],
         )
-        _check_columns(kind, path, frame, mapping, fields)
+        _check_columns(kind, path, frame, fmt.columns or tuple(frame.columns), mapping, fields)
+        read_as = read_as or fmt
         mapped = pd.DataFrame({f: frame[mapping[f]] for f in fields})
         mapped["aircraft"] = _registrations(mapped["aircraft"])
         _check_values(kind, path, mapped, mapping)
@@ -126,19 +133,28 @@ def read_raw_log(kind: str, paths: list[Path], config: DatasetConfig) -> RawLog:
         merged["aircraft"] = merged["aircraft"].astype(str).astype("category")
     if kind == "events":
         merged["category"] = merged["category"].astype("category")
-    log = RawLog(kind, merged, files)
+    log = RawLog(kind, merged, files, read_as=read_as)
     if len(paths) > 1:
         _drop_cross_file_repeats(log, list(fields))
     return log
 
 
 def _check_columns(
-    kind: str, path: Path, frame: pd.DataFrame, mapping: dict[str, str], fields: tuple[str, ...]
+    kind: str,
+    path: Path,
+    frame: pd.DataFrame,
+    header: tuple[str, ...],
+    mapping: dict[str, str],
+    fields: tuple[str, ...],
 ) -> None:
+    """Every mapped column is there; else name each missing one, its closest match in the
+    file's whole header (accents and case ignored), and that header."""
     missing = [f for f in fields if mapping[f] not in frame.columns]
     if missing:
-        wanted = ", ".join(f"{mapping[f]!r} (dataset.{kind}.{f})" for f in missing)
-        present = ", ".join(repr(c) for c in frame.columns) or "none"
+        wanted = ", ".join(_missing_column(kind, f, mapping[f], header) for f in missing)
+        present = ", ".join(shown_value(c) for c in header[:_SHOWN_COLUMNS]) or "none"
+        if len(header) > _SHOWN_COLUMNS:
+            present += f" and {len(header) - _SHOWN_COLUMNS} more"
         raise DatasetError(
             path,
             f"{_NAMES[kind]} log: missing column(s) {wanted}; columns present: {present}",
@@ -147,6 +163,19 @@ def _check_columns(
         )
     if frame.empty:
         raise DatasetError(path, f"{_NAMES[kind]} log: has a header but no rows")
+
+
+def _missing_column(kind: str, field: str, name: str, header: tuple[str, ...]) -> str:
+    folded = {_folded(c): c for c in reversed(header)}
+    close = difflib.get_close_matches(_folded(name), list(folded), n=1, cutoff=0.6)
+    hint = f", closest in the file: {shown_value(folded[close[0]])}" if close else ""
+    return f"{shown_value(name)} (dataset.{kind}.{field}{hint})"
+
+
+def _folded(name: str) -> str:
+    """A column name without accents, case or spacing, for finding the one meant."""
+    plain = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode("ascii")
+    return " ".join(plain.casefold().split())
 
 
 def _check_values(kind: str, path: Path, frame: pd.DataFrame, mapping: dict[str, str]) -> None:

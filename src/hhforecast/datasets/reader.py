@@ -7,31 +7,37 @@ finds out, from the file itself:
   characters); anything else (UTF-16, binary) is refused;
 * the separator: `,`, `;` or tab, whichever the header line uses most (or `dataset.separator`);
 * decimal comma and thousands separators (`1.234,5` in a `;` file, `"1,234.5"` in a `,` file);
-* trimmed header names.
+* trimmed header names, each at most once.
 
-Dates are ISO (`YYYY-MM-DD`, a time of day allowed) or day-first (`dd/mm/yyyy`, `dd.mm.yyyy`,
-`dd-mm-yyyy`). Day-first is used when `dataset.dayfirst` (or `--dayfirst`) says so, or when the
-file's own dates can only be read that way (a day above 12). A file whose dates could be either
-is refused with the fix; dates are never read month-first. `.xlsx` files are read through pandas
-with the python-calamine engine (see docs/data.md for why).
+Before any of that, the file is measured against `dataset.limits` (datasets/bounds.py), so that
+a small hostile file cannot take gigabytes or abort the process.
+
+Date columns are parsed by datasets/dates.py (ISO or day-first, never month-first, 1900 to
+2200). `.xlsx` files are read through pandas with the python-calamine engine (see docs/data.md).
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
-import datetime
 import hashlib
 import io
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from hhforecast._fs import file_sha256
-from hhforecast.config import DatasetConfig
+from hhforecast.config import DatasetConfig, shown_value
+from hhforecast.datasets.bounds import (
+    check_csv_bytes,
+    check_file_size,
+    check_workbook,
+    refuse_repeated_headers,
+)
+from hhforecast.datasets.dates import parse_dates, written_dayfirst
 from hhforecast.errors import DatasetError
 
 __all__ = [
@@ -46,13 +52,7 @@ EXCEL_SUFFIXES = (".xlsx", ".xlsm")
 SEPARATORS = {"auto": None, ",": ",", ";": ";", "tab": "\t"}
 _SEPARATOR_NAMES = {",": "','", ";": "';'", "\t": "tab"}
 _SAMPLE_LINES = 500
-DATES_HINT = (
-    "Write dates as YYYY-MM-DD, or set dataset.dayfirst: true in config.yaml (or pass "
-    "--dayfirst) for dd/mm/yyyy."
-)
-
-_ISO = re.compile(r"^(\d{4})-(\d{1,2})-(\d{1,2})(?:[T ](\d{1,2}):(\d{2})(?::(\d{2})(?:\.\d+)?)?)?$")
-_DMY = re.compile(r"^(\d{1,2})([/.-])(\d{1,2})\2(\d{4})(?: (\d{1,2}):(\d{2})(?::(\d{2}))?)?$")
+_DECODE_CHUNK = 1 << 22
 _COMMA_DECIMAL = re.compile(r"^[-+]?(?:\d{1,3}(?:\.\d{3})+|\d+),\d+$")
 _NUMBER = {
     ",": re.compile(r"^[-+]?(?:\d{1,3}(?:\.\d{3})+|\d+)(?:,\d+)?$"),
@@ -69,6 +69,10 @@ class TableFormat:
     decimal: str
     sha256: str = ""
     """SHA-256 of the file's bytes, taken from the bytes that were read."""
+    columns: tuple[str, ...] = ()
+    """The file's whole header (trimmed), also the columns a `only=` read left out."""
+    dayfirst: bool = False
+    """Whether the file's dates were written day-first (dd/mm/yyyy)."""
 
     def to_dict(self) -> dict[str, str]:
         return {
@@ -97,7 +101,9 @@ def read_table(
     if path.is_dir():
         raise DatasetError(path, "is a folder, not a file")
     if path.suffix.lower() in EXCEL_SUFFIXES:
-        frame, fmt = _read_excel(path), TableFormat("xlsx", "", ".", file_sha256(path))
+        check_workbook(path, options.limits)
+        frame = _read_excel(path)
+        fmt = TableFormat("xlsx", "", ".", file_sha256(path), tuple(frame.columns))
     elif path.suffix.lower() == ".xls":
         raise DatasetError(path, "is an old .xls workbook", "Save it as .xlsx or CSV.")
     else:
@@ -107,6 +113,8 @@ def read_table(
             frame[column] = to_numbers(frame[column], path, column, fmt)
     for column in dates:
         if column in frame.columns:
+            if written_dayfirst(frame[column]):
+                fmt = replace(fmt, dayfirst=True)
             frame[column] = parse_dates(frame[column], path, column, options.dayfirst)
     return frame, fmt
 
@@ -116,12 +124,21 @@ def _read_excel(path: Path) -> pd.DataFrame:
         frame = pd.read_excel(path, sheet_name=0, engine="calamine")
     except Exception as exc:  # calamine raises its own types for every kind of broken workbook
         raise DatasetError(path, f"not a readable .xlsx workbook ({_first_line(exc)})") from None
+    # pandas renames a repeated header "acft" to "acft.1": undo that to name the repeat.
+    names = [re.sub(r"\.\d+$", "", str(c)) if _mangled(str(c), frame) else c for c in frame.columns]
+    refuse_repeated_headers(names, path)
     return _trimmed_headers(frame, path)
+
+
+def _mangled(name: str, frame: pd.DataFrame) -> bool:
+    base, dot, number = name.rpartition(".")
+    return bool(dot) and number.isdigit() and base in frame.columns
 
 
 def _read_csv(
     path: Path, options: DatasetConfig, only: tuple[str, ...] | list[str] | None
 ) -> tuple[pd.DataFrame, TableFormat]:
+    check_file_size(path, options.limits)
     data = path.read_bytes()
     if not data or data.isspace():
         raise DatasetError(path, "the file is empty", "See docs/data.md for the expected columns.")
@@ -129,6 +146,9 @@ def _read_csv(
     lines = text.splitlines()[: _SAMPLE_LINES + 1]
     header = next((line for line in lines if line.strip()), "")
     separator = SEPARATORS.get(options.separator) or _sniff_separator(header)
+    names = _header_names(header, separator)
+    check_csv_bytes(data, names, path, options.limits)
+    refuse_repeated_headers(names, path)
     decimal = _sniff_decimal(lines[1:], separator)
     wanted = None if only is None else {name.strip() for name in only}
     try:
@@ -149,7 +169,16 @@ def _read_csv(
     frame = _trimmed_headers(frame, path)
     if len(frame.columns) == 1:
         _refuse_wrong_separator(path, header, separator, options)
-    return frame, TableFormat(encoding, separator, decimal, hashlib.sha256(data).hexdigest())
+    sha256 = hashlib.sha256(data).hexdigest()
+    return frame, TableFormat(encoding, separator, decimal, sha256, tuple(names))
+
+
+def _header_names(header: str, separator: str) -> list[str]:
+    try:
+        fields = next(csv.reader([header], delimiter=separator))
+    except (csv.Error, StopIteration):
+        fields = header.split(separator)
+    return [name.strip().lstrip("\ufeff").strip() for name in fields]
 
 
 def _decode(data: bytes, path: Path) -> tuple[str, str]:
@@ -163,11 +192,11 @@ def _decode(data: bytes, path: Path) -> tuple[str, str]:
     if data.isascii():  # most exports: no need to decode the whole file to know
         return encoding, data[:1_000_000].decode("ascii")
     try:
-        return encoding, data.decode(encoding)[:1_000_000]
+        return encoding, _decoded_head(data, encoding)
     except UnicodeDecodeError:
         pass
     try:
-        return "cp1252", data.decode("cp1252")[:1_000_000]
+        return "cp1252", _decoded_head(data, "cp1252")
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
         raise DatasetError(
@@ -176,6 +205,30 @@ def _decode(data: bytes, path: Path) -> tuple[str, str]:
             "(unknown encoding)",
             "Save the file as CSV UTF-8.",
         ) from None
+
+
+def _decoded_head(data: bytes, encoding: str) -> str:
+    """The first million characters, the whole file checked a chunk at a time (decoded at
+    once, 200 MB of text can take 800 MB)."""
+    decoder = codecs.getincrementaldecoder(encoding)()
+    head: list[str] = []
+    kept = 0
+    for offset in range(0, len(data), _DECODE_CHUNK):
+        pending = len(decoder.getstate()[0])  # bytes of a character cut by the last chunk
+        try:
+            text = decoder.decode(data[offset : offset + _DECODE_CHUNK], final=False)
+        except UnicodeDecodeError as exc:
+            start = offset - pending + exc.start
+            raise UnicodeDecodeError(encoding, data, start, start + 1, exc.reason) from None
+        if kept < 1_000_000:
+            head.append(text[: 1_000_000 - kept])
+            kept += len(head[-1])
+    try:
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError as exc:
+        start = len(data) - len(decoder.getstate()[0]) + exc.start
+        raise UnicodeDecodeError(encoding, data, start, start + 1, exc.reason) from None
+    return "".join(head)
 
 
 def _sniff_separator(header: str) -> str:
@@ -219,11 +272,7 @@ def _refuse_wrong_separator(path: Path, header: str, used: str, options: Dataset
 
 def _trimmed_headers(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
     names = [str(c).strip().lstrip("\ufeff") for c in frame.columns]
-    seen: set[str] = set()
-    for name in names:
-        if name in seen:
-            raise DatasetError(path, f"the header names column {name!r} twice")
-        seen.add(name)
+    refuse_repeated_headers(names, path)
     frame.columns = pd.Index(names)
     return frame
 
@@ -253,7 +302,7 @@ def to_numbers(
         style = "decimal comma" if decimal == "," else "decimal point"
         raise DatasetError(
             path,
-            f"column {column!r}, line {i + 2}: {values.iloc[i]!r} is not a number "
+            f"column {column!r}, line {i + 2}: {shown_value(values.iloc[i])} is not a number "
             f"(this column is read with a {style})",
         )
     if decimal == ",":
@@ -261,121 +310,6 @@ def to_numbers(
     else:
         text = text.str.replace(",", "", regex=False)
     return pd.to_numeric(text.mask(blank), errors="coerce").astype(float)
-
-
-def parse_dates(values: pd.Series, path: Path | str, column: str, dayfirst: bool) -> pd.Series:
-    """Dates (at midnight) from ISO or day-first text, or from spreadsheet date cells.
-
-    Without `dayfirst`, non-ISO dates are read day-first only when one of them has a day above
-    12; when every one could be day- or month-first the file is refused; never month-first."""
-    if pd.api.types.is_datetime64_any_dtype(values):
-        return values.dt.normalize()
-    codes, uniques = pd.factorize(values, use_na_sentinel=True)
-    if (codes < 0).any():
-        i = int(np.flatnonzero(codes < 0)[0])
-        raise DatasetError(path, f"column {column!r}, line {i + 2}: the date is empty")
-    iso = _iso_dates(uniques)
-    if iso is not None:
-        return pd.Series(iso[codes], index=values.index, name=values.name)
-    parsed = [_one_date(u) for u in uniques]
-    bad = [k for k, p in enumerate(parsed) if p is None]
-    if bad:
-        i = int(np.flatnonzero(codes == bad[0])[0])
-        raise DatasetError(
-            path,
-            f"column {column!r}, line {i + 2}: {values.iloc[i]!r} is not a date",
-            DATES_HINT,
-        )
-    kinds = {p[0] for p in parsed if p is not None}
-    if "dmy" in kinds:
-        first_parts = np.array([p[1][0] for p in parsed if p is not None and p[0] == "dmy"])
-        second_parts = np.array([p[1][1] for p in parsed if p is not None and p[0] == "dmy"])
-        if not dayfirst:
-            _check_order(path, column, values, codes, parsed, first_parts, second_parts)
-    stamps = np.array(
-        [_stamp(p, path, column, values, codes, k) for k, p in enumerate(parsed)],
-        dtype="datetime64[ns]",
-    )
-    return pd.Series(stamps[codes], index=values.index, name=values.name)
-
-
-def _iso_dates(uniques: Any) -> np.ndarray | None:
-    """All the distinct values as YYYY-MM-DD dates in one vectorised parse, else None."""
-    text = pd.Series(uniques)
-    if not pd.api.types.is_string_dtype(text) or not text.str.len().eq(10).all():
-        return None
-    try:
-        return pd.to_datetime(text, format="%Y-%m-%d").to_numpy(dtype="datetime64[ns]")
-    except (ValueError, TypeError):
-        return None
-
-
-def _one_date(value: object) -> tuple[str, tuple[int, int, int]] | None:
-    if isinstance(value, datetime.date | np.datetime64):
-        stamp = pd.Timestamp(value)  # a spreadsheet date cell
-        return ("iso", (stamp.year, stamp.month, stamp.day))
-    text = str(value).strip()
-    iso = _ISO.match(text)
-    if iso:
-        return ("iso", (int(iso[1]), int(iso[2]), int(iso[3])))
-    dmy = _DMY.match(text)
-    if dmy:
-        return ("dmy", (int(dmy[1]), int(dmy[3]), int(dmy[4])))
-    return None
-
-
-def _check_order(
-    path: Path | str,
-    column: str,
-    values: pd.Series,
-    codes: np.ndarray,
-    parsed: list[tuple[str, tuple[int, int, int]] | None],
-    first: np.ndarray,
-    second: np.ndarray,
-) -> None:
-    if (first > 12).any() and (second <= 12).all():
-        return  # only day-first fits these dates
-    k = next(k for k, p in enumerate(parsed) if p is not None and p[0] == "dmy")
-    i = int(np.flatnonzero(codes == k)[0])
-    if (second > 12).any():
-        j = int(np.argmax(second > 12))
-        shown = [p for p in parsed if p is not None and p[0] == "dmy"][j]
-        raise DatasetError(
-            path,
-            f"column {column!r}: dates such as {shown[1][0]:02d}/{shown[1][1]:02d}/"
-            f"{shown[1][2]} are month-first, which hhforecast never reads",
-            "Save the dates as YYYY-MM-DD (or dd/mm/yyyy with dataset.dayfirst: true).",
-        )
-    raise DatasetError(
-        path,
-        f"column {column!r}, line {i + 2}: {values.iloc[i]!r} could be day-first or "
-        "month-first, and no date in the file tells which",
-        "If the dates are dd/mm/yyyy, set dataset.dayfirst: true in config.yaml (or pass "
-        "--dayfirst); otherwise save them as YYYY-MM-DD.",
-    )
-
-
-def _stamp(
-    parsed: tuple[str, tuple[int, int, int]] | None,
-    path: Path | str,
-    column: str,
-    values: pd.Series,
-    codes: np.ndarray,
-    k: int,
-) -> np.datetime64:
-    assert parsed is not None
-    kind, (a, b, c) = parsed
-    year, month, day = (a, b, c) if kind == "iso" else (c, b, a)
-    try:
-        return np.datetime64(pd.Timestamp(year=year, month=month, day=day).to_datetime64())
-    except ValueError:
-        i = int(np.flatnonzero(codes == k)[0])
-        order = "YYYY-MM-DD" if kind == "iso" else "dd/mm/yyyy"
-        raise DatasetError(
-            path,
-            f"column {column!r}, line {i + 2}: {values.iloc[i]!r} is not a valid {order} date",
-            DATES_HINT,
-        ) from None
 
 
 def _first_line(exc: Exception) -> str:

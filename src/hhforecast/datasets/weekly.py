@@ -11,9 +11,10 @@ import numpy as np
 import pandas as pd
 
 from hhforecast._fs import file_sha256
-from hhforecast.config import DatasetConfig, Settings
+from hhforecast.config import DatasetConfig, Settings, shown_value
+from hhforecast.datasets.dates import parse_dates
 from hhforecast.datasets.grid import check_weekly_grid
-from hhforecast.datasets.reader import parse_dates, read_table
+from hhforecast.datasets.reader import TableFormat, read_table
 from hhforecast.errors import DatasetError
 
 __all__ = [
@@ -45,6 +46,8 @@ class WeeklyDataset:
     frame: pd.DataFrame
     path: Path
     sha256: str
+    read_as: TableFormat | None = None
+    """How the file was written (separator, decimal mark, date order): outputs follow it."""
 
     @property
     def rows(self) -> int:
@@ -139,7 +142,8 @@ def check_feature_frame(
             i = int(np.flatnonzero(bad.to_numpy())[0])
             raise DatasetError(
                 source,
-                f"column {column!r}, line {i + 2}: {frame[column].iloc[i]!r} is not a number",
+                f"column {column!r}, line {i + 2}: {shown_value(frame[column].iloc[i])} is not "
+                "a number",
             )
         values = numeric.to_numpy(dtype=float)
         not_finite = ~np.isfinite(values)
@@ -194,7 +198,7 @@ def load_weekly_dataset(
     """
     path = path if path is not None else sample_dataset_path()
     named = [*features, *([target] if target else []), *optional]
-    raw, _ = read_table(path, reading, numeric=named, dates=[DATE_COLUMN])
+    raw, read_as = read_table(path, reading, numeric=named, dates=[DATE_COLUMN])
     present = [c for c in optional if c in raw.columns]
     wanted = list(dict.fromkeys([*features, *([target] if target else []), *present]))
     values = check_feature_frame(raw, path, wanted)
@@ -206,7 +210,7 @@ def load_weekly_dataset(
             "Use a longer history or lower training.min_rows.",
         )
     frame = values.assign(**{DATE_COLUMN: dates.to_numpy()})[[DATE_COLUMN, *wanted]]
-    return WeeklyDataset(frame=frame.reset_index(drop=True), path=path, sha256=file_sha256(path))
+    return WeeklyDataset(frame.reset_index(drop=True), path, file_sha256(path), read_as)
 
 
 def load_training_dataset(settings: Settings, dataset_path: Path | None = None) -> WeeklyDataset:

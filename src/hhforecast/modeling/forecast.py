@@ -9,7 +9,7 @@ after). Forecasts far ahead, or with features outside the training range, deserv
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,9 @@ import numpy as np
 import pandas as pd
 
 from hhforecast.config import DatasetConfig, Settings
+from hhforecast.datasets.reader import TableFormat
 from hhforecast.datasets.weekly import DATE_COLUMN, load_weekly_dataset
+from hhforecast.datasets.writer import csv_style, write_csv
 from hhforecast.modeling.inference import VariantModel
 from hhforecast.modeling.predict import load_model
 
@@ -90,6 +92,8 @@ class PlanForecast:
     last_trained_week: str | None
     frame: pd.DataFrame
     """One row per week: PLAN_COLUMNS plus the features."""
+    read_as: TableFormat | None = None
+    """How the plan file was written: `write_csv` follows it by default."""
 
     def rows(self) -> list[dict[str, Any]]:
         """Each week as a JSON-ready dict."""
@@ -121,12 +125,16 @@ class PlanForecast:
             "weeks": self.rows(),
         }
 
-    def to_csv(self) -> str:
+    def table(self) -> pd.DataFrame:
         """The table written by --output: one line per week."""
         table = self.frame[[*PLAN_COLUMNS, *self.features]].assign(
             model_version=self.version, variant=self.variant
         )
-        return str(table.to_csv(index=False))
+        return table.assign(week=pd.to_datetime(table["week"]))
+
+    def write_csv(self, path: Path, style: str = "input") -> None:
+        """Write `table()` to `path` in the plan's CSV style, or the one `style` names."""
+        write_csv(self.table(), path, csv_style(style, self.read_as))
 
 
 def forecast_weeks(model: VariantModel, plan: pd.DataFrame) -> PlanForecast:
@@ -166,4 +174,5 @@ def forecast_plan(
 ) -> PlanForecast:
     """Forecast every week of a plan file with a version (default: production)."""
     model = load_model(settings, version, variant)
-    return forecast_weeks(model, read_plan(plan_path, model.features, settings.dataset))
+    plan = load_weekly_dataset(plan_path, model.features, None, reading=settings.dataset)
+    return replace(forecast_weeks(model, plan.frame), read_as=plan.read_as)

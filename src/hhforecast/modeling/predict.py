@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from hhforecast._fs import atomic_write_text
 from hhforecast.config import Settings
-from hhforecast.datasets.weekly import check_feature_frame, read_csv
+from hhforecast.datasets.reader import read_table
+from hhforecast.datasets.weekly import DATE_COLUMN, check_feature_frame
+from hhforecast.datasets.writer import csv_style, write_csv
 from hhforecast.errors import DatasetError
 from hhforecast.modeling.artifacts import load_variant, recorded_metadata_sha256
 from hhforecast.modeling.inference import VariantModel
@@ -81,13 +82,15 @@ def predict_file(
     output_path: Path,
     version: str | None = None,
     variant: str | None = None,
+    style: str = "input",
 ) -> PredictionRun:
-    """Score every week of a CSV and write it back with the prediction columns added."""
+    """Score every week of a CSV and write it back with the prediction columns added, in the
+    input's CSV style unless `style` names another (datasets/writer.py)."""
     features = [f for fs in settings.training.variants.values() for f in fs]
-    frame = read_csv(input_path, settings.dataset, numeric=features)
+    frame, read_as = read_table(input_path, settings.dataset, numeric=features, dates=[DATE_COLUMN])
     model = load_model(settings, version, variant)
     scored = predict_frame(model, frame, str(input_path))
-    atomic_write_text(output_path, scored.to_csv(index=False))
+    write_csv(scored, output_path, csv_style(style, read_as))
     return PredictionRun(
         output=output_path,
         rows=len(scored),
