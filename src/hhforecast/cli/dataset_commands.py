@@ -8,6 +8,8 @@ from typing import Annotated, Any
 import typer
 
 from hhforecast.cli._common import (
+    Command,
+    Group,
     ConfigOption,
     DayfirstOption,
     JsonOption,
@@ -22,6 +24,7 @@ from hhforecast.cli._common import (
 __all__ = ["EventsOption", "UtilizationOption", "dataset_app"]
 
 dataset_app = typer.Typer(
+    cls=Group,
     help="Build the weekly dataset from raw logs.", no_args_is_help=True, add_completion=False
 )
 
@@ -43,13 +46,13 @@ EventsOption = Annotated[
 ]
 
 
-@dataset_app.command("build")
+@dataset_app.command("build", cls=Command)
 @friendly_errors
 def build(
     utilization: UtilizationOption,
     events: EventsOption,
     out: Annotated[
-        Path, typer.Option("--out", help="Weekly CSV to write (manifest beside it).")
+        Path, typer.Option("--output", help="Weekly CSV to write (manifest beside it).")
     ] = Path("data/weekly.csv"),
     report: Annotated[
         Path | None,
@@ -62,7 +65,7 @@ def build(
     """Build the weekly dataset from raw utilisation and event logs, with a manifest.
 
     Example: hhforecast dataset build --utilization raw/utilization.csv --events raw/events.csv
-    --out data/weekly.csv
+    --output data/weekly.csv
     """
     from hhforecast.datasets.build import build_dataset, describe_output, write_dataset
 

@@ -9,6 +9,8 @@ import typer
 from rich.table import Table
 
 from hhforecast.cli._common import (
+    Command,
+    Group,
     Column,
     ConfigOption,
     DayfirstOption,
@@ -28,6 +30,7 @@ from hhforecast.errors import EXIT_CHECK_FAILED, VersionNotFoundError
 from hhforecast.registry.store import ModelVersion, Registry
 
 registry_app = typer.Typer(
+    cls=Group,
     help="List, inspect and check registered versions.", no_args_is_help=True
 )
 
@@ -41,7 +44,7 @@ def _production_name(registry: Registry) -> str | None:
     return production.version if production else None
 
 
-@registry_app.command("list")
+@registry_app.command("list", cls=Command)
 @friendly_errors
 def list_versions(config: ConfigOption = None, json_output: JsonOption = False) -> None:
     """List every version with its metrics; production is marked.
@@ -111,7 +114,7 @@ def _short_dataset(dataset: str) -> str:
     return dataset.removeprefix("sample:").rsplit("/", 1)[-1] if dataset else "-"
 
 
-@registry_app.command("show")
+@registry_app.command("show", cls=Command)
 @friendly_errors
 def show_version(
     version: Annotated[str, typer.Argument(help="The version to show.")],
@@ -165,10 +168,10 @@ def readable(value: object) -> str:
     return "-" if value is None else str(value)
 
 
-registry_app.command("history")(registry_history)
+registry_app.command("history", cls=Command)(registry_history)
 
 
-@registry_app.command("check")
+@registry_app.command("check", cls=Command)
 @friendly_errors
 def check(
     fix: Annotated[
@@ -220,7 +223,7 @@ def check(
         raise typer.Exit(EXIT_CHECK_FAILED)
 
 
-@registry_app.command("compare")
+@registry_app.command("compare", cls=Command)
 @friendly_errors
 def compare(
     first: Annotated[str, typer.Argument(help="A version.")],
@@ -277,7 +280,7 @@ def compare(
     )
 
 
-@registry_app.command("remove")
+@registry_app.command("remove", cls=Command)
 @friendly_errors
 def remove(
     version: Annotated[str, typer.Argument(help="The version to remove.")],

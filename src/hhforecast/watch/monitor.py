@@ -109,7 +109,7 @@ class MonitorResult:
             for r in counts.itertuples()
         ]
 
-    def to_json(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         """Everything a machine needs, JSON-ready."""
         matched = self.matched.astype(object).where(self.matched.notna(), None)
         return {
