@@ -9,9 +9,9 @@ import typer
 
 from hhforecast.cli._common import (
     Command,
-    Group,
     ConfigOption,
     DayfirstOption,
+    Group,
     JsonOption,
     console,
     err_console,
@@ -25,7 +25,9 @@ __all__ = ["EventsOption", "UtilizationOption", "dataset_app"]
 
 dataset_app = typer.Typer(
     cls=Group,
-    help="Build the weekly dataset from raw logs.", no_args_is_help=True, add_completion=False
+    help="Build the weekly dataset from raw logs.",
+    no_args_is_help=True,
+    add_completion=False,
 )
 
 UtilizationOption = Annotated[

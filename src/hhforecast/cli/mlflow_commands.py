@@ -6,8 +6,8 @@ import typer
 
 from hhforecast.cli._common import (
     Command,
-    Group,
     ConfigOption,
+    Group,
     JsonOption,
     console,
     friendly_errors,

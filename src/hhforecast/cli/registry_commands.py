@@ -9,11 +9,11 @@ import typer
 from rich.table import Table
 
 from hhforecast.cli._common import (
-    Command,
-    Group,
     Column,
+    Command,
     ConfigOption,
     DayfirstOption,
+    Group,
     JsonOption,
     Row,
     console,
@@ -30,8 +30,7 @@ from hhforecast.errors import EXIT_CHECK_FAILED, VersionNotFoundError
 from hhforecast.registry.store import ModelVersion, Registry
 
 registry_app = typer.Typer(
-    cls=Group,
-    help="List, inspect and check registered versions.", no_args_is_help=True
+    cls=Group, help="List, inspect and check registered versions.", no_args_is_help=True
 )
 
 
