@@ -313,11 +313,17 @@ def _render_move(record: PromotionRecord, config_file: Path, registry: Registry)
         highlight=False,
     )
     if record.gate == "require-better-rmse":
-        scores = (
-            f"{fmt(record.rmse_to)} vs {fmt(record.rmse_from)} before ({record.rmse_basis})."
-            if record.rmse_from is not None
-            else f"{fmt(record.rmse_to)} ({record.rmse_basis}); no production before."
-        )
+        if record.rmse_from is not None:
+            scores = (
+                f"{fmt(record.rmse_to)} vs {fmt(record.rmse_from)} before ({record.rmse_basis})."
+            )
+        else:  # nothing to compare with: judged against the baselines only
+            before = (
+                "no production before"
+                if record.from_version is None
+                else f"{record.from_version}, production before, could not be scored"
+            )
+            scores = f"{fmt(record.rmse_to)} ({record.rmse_basis}); {before}."
         console.print(f"RMSE {record.variant}: {scores}", highlight=False)
         return
     # Without the gate each RMSE is from the registry, on that version's own test weeks.
