@@ -20,6 +20,7 @@ import pandas as pd
 
 from hhforecast.config import DatasetConfig, Settings
 from hhforecast.datasets.weekly import DATE_COLUMN, load_weekly_dataset
+from hhforecast.errors import DatasetError, PlanError
 from hhforecast.modeling.inference import VariantModel
 from hhforecast.modeling.predict import load_model
 
@@ -57,7 +58,10 @@ def read_plan(
     """The plan's weeks: ``date`` (any day of each week, as written) and the features, checked
     like any weekly file on the weeks' Mondays (`reading`: config `dataset:`)."""
     # The one place plan and actuals files are read: the shared weekly reader.
-    return load_weekly_dataset(path, features, None, reading=reading, plan=True).frame
+    try:
+        return load_weekly_dataset(path, features, None, reading=reading, plan=True).frame
+    except DatasetError as exc:  # a plan is not a dataset to the planner who wrote it
+        raise PlanError(exc.source, exc.problem, exc.hint) from None
 
 
 def _upload_suffix(name: str) -> str:
