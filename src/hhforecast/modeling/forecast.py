@@ -57,7 +57,7 @@ def read_plan(
 ) -> pd.DataFrame:
     """The plan's weeks: ``date`` (any day of each week, as written) and the features, checked
     like any weekly file on the weeks' Mondays (`reading`: config `dataset:`)."""
-    # The one place plan and actuals files are read: the shared weekly reader.
+    # Read by the shared weekly reader, as every weekly file is.
     try:
         return load_weekly_dataset(path, features, None, reading=reading, plan=True).frame
     except DatasetError as exc:  # a plan is not a dataset to the planner who wrote it
