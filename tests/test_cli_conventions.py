@@ -196,3 +196,29 @@ def test_without_a_config_the_defaults_are_said_on_stderr(
     scripted = cli("registry", "list", "--json")
     assert scripted.stderr == note
     assert json.loads(scripted.stdout)["versions"] == []
+
+
+def test_to_dict_gives_a_dict_and_to_json_a_string() -> None:
+    """One convention for every result object: `to_dict()` returns a dict (what --json prints),
+    `to_json()` a JSON string (the registry document)."""
+    import importlib
+    import inspect
+    import pkgutil
+
+    import hhforecast
+
+    former = {"hhforecast.modeling.forecast.PlanForecast"}  # to_json: the former name of to_dict
+    seen: dict[str, list[str]] = {"to_dict": [], "to_json": []}
+    for info in pkgutil.walk_packages(hhforecast.__path__, "hhforecast."):
+        if info.name.startswith(("hhforecast.tracking.pyfunc", "hhforecast.__main__")):
+            continue  # needs the MLflow extra / runs the CLI
+        module = importlib.import_module(info.name)
+        for name, cls in vars(module).items():
+            if not inspect.isclass(cls) or cls.__module__ != info.name:
+                continue
+            for method in ("to_dict", "to_json"):
+                if method in vars(cls) and f"{info.name}.{name}" not in former:
+                    returned = inspect.signature(getattr(cls, method)).return_annotation
+                    seen[method].append(f"{name}: {returned}")
+    assert seen["to_dict"] and all(": dict[" in s for s in seen["to_dict"]), seen["to_dict"]
+    assert all(s.endswith(": str") for s in seen["to_json"]), seen["to_json"]
