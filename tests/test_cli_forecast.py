@@ -153,9 +153,9 @@ def test_forecast_says_why_the_nearest_week_is_weeks_ahead(trained_project: Proj
     result = cli("forecast", "--plan", plan, "--no-log")
     assert result.exit_code == 0, result.stderr
     assert result.stdout.splitlines()[-2] == (
-        "Note: ahead counts from 2023-12-25, the last week of version 1.1.0's data; a dataset "
-        "built from logs ends before a month the logs cover only in part, as sum_uti_mensal "
-        "needs the whole month (docs/data.md)."
+        "Note: ahead counts from 2023-12-25, the last week of version 1.1.0's data; if its "
+        "dataset was built from logs exported mid-month, `dataset build` left out that month's "
+        "weeks, as sum_uti_mensal needs the whole month (docs/data.md)."
     )
     near = plan_file(trained_project.root, ["2024-01-01"])
     assert "Note:" not in cli("forecast", "--plan", near, "--no-log").stdout

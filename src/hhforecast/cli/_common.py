@@ -60,10 +60,11 @@ VersionOption = Annotated[
 ]
 
 
-def settings_from(config: Path | None) -> Settings:
-    """Load the settings for a command; say on stderr when no config file was found."""
+def settings_from(config: Path | None, say_defaults: bool = True) -> Settings:
+    """Load the settings for a command; say on stderr when no config file was found (unless
+    `say_defaults` is False: a command that uses no project folder, models or registry)."""
     settings = load_settings(config)
-    if settings.source is None:
+    if settings.source is None and say_defaults:
         err_console.print(
             f"Note: no config.yaml in {settings.base_dir} or the folders above it; using the "
             f"built-in defaults (models in {settings.models_dir}). Run from the project folder "

@@ -71,7 +71,8 @@ def build(
     """
     from hhforecast.datasets.build import build_dataset, describe_output, write_dataset
 
-    settings = settings_from(config).with_dataset(dayfirst=dayfirst)
+    # Only the dataset: section is used; its errors name the keys to set.
+    settings = settings_from(config, say_defaults=False).with_dataset(dayfirst=dayfirst)
     result = build_dataset(list(utilization), list(events), settings.dataset)
     if report is not None:
         from hhforecast.reports.dataset import render_dataset_report

@@ -208,8 +208,8 @@ def _ahead_note(model: VariantModel, last: str | None, horizons: list[int | None
         )
     else:
         why = (
-            "a dataset built from logs ends before a month the logs cover only in part, as "
-            "sum_uti_mensal needs the whole month (docs/data.md)"
+            "if its dataset was built from logs exported mid-month, `dataset build` left out "
+            "that month's weeks, as sum_uti_mensal needs the whole month (docs/data.md)"
         )
     return f"ahead counts from {last}, the last week of version {model.version}'s data; {why}."
 
