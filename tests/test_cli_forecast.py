@@ -98,6 +98,85 @@ def test_a_bad_plan_is_one_error_line_and_exit_2(trained_project: Project, cli) 
     bad.write_text("date,acft\n2024-01-01,250\n")
     result = cli("forecast", "--plan", bad, "--config", trained_project.config)
     assert result.exit_code == 2
-    assert result.stderr.startswith("Error: dataset ")
+    assert result.stderr.startswith(f"Error: plan {bad}: missing column(s)")
     assert "sum_daily_hours" in result.stderr and "Traceback" not in result.stderr
     assert not (trained_project.models / "predictions.sqlite").exists()
+
+
+def plan_file(folder: Path, dates: list[str]) -> Path:
+    from hhforecast.datasets.weekly import sample_dataset_path
+
+    weeks = pd.read_csv(sample_dataset_path()).tail(len(dates))[FEATURES].copy()
+    weeks.insert(0, "date", dates)
+    path = folder / "plan.csv"
+    weeks.to_csv(path, index=False)
+    return path
+
+
+def test_any_day_names_its_week_as_the_api_does(trained_project: Project, cli, columns80) -> None:
+    mondays = ["2024-01-01", "2024-01-08", "2024-01-15"]
+    by_monday = plan_file(trained_project.root, mondays)
+    expected = forecast_plan(trained_project.settings, by_monday)
+    # A Tuesday, a Monday and a Sunday: the weeks of Mondays 1, 8 and 15 January.
+    plan = plan_file(trained_project.root, ["2024-01-02", "2024-01-08", "2024-01-21"])
+    result = forecast_plan(trained_project.settings, plan)
+    assert result.frame["week"].tolist() == mondays
+    assert result.frame["horizon"].tolist() == [1, 2, 3]
+    assert result.frame["HH_pred"].tolist() == expected.frame["HH_pred"].tolist()
+    note = (
+        "2 plan date(s) are not Mondays: a date names the week (Monday to Sunday) that holds it, "
+        "so 2024-01-02 is the week of Monday 2024-01-01."
+    )
+    assert result.notes == (note,)
+    assert expected.notes == ()
+    shown = cli("forecast", "--plan", plan, "--no-log")
+    assert shown.exit_code == 0, shown.stderr
+    assert f"Note: {note}\n" in shown.stdout
+    assert json.loads(cli("forecast", "--plan", plan, "--no-log", "--json").stdout)["notes"] == [
+        note
+    ]
+
+
+def test_two_dates_of_one_week_are_refused_as_a_plan(trained_project: Project, cli) -> None:
+    plan = plan_file(trained_project.root, ["2024-01-01", "2024-01-03"])
+    result = cli("forecast", "--plan", plan)
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"Error: plan {plan}: column 'date', line 3: week 2024-01-01 appears twice. A plan has "
+        "one row per week, weeks in date order with none missing; any day names the week (Monday "
+        "to Sunday) that holds it, read as that week's Monday (see docs/commands.md).\n"
+    )
+
+
+def test_forecast_says_why_the_nearest_week_is_weeks_ahead(trained_project: Project, cli) -> None:
+    plan = plan_file(trained_project.root, ["2024-01-15", "2024-01-22"])
+    result = cli("forecast", "--plan", plan, "--no-log")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.splitlines()[-2] == (
+        "Note: ahead counts from 2023-12-25, the last week of version 1.1.0's data; if its "
+        "dataset was built from logs exported mid-month, `dataset build` left out that month's "
+        "weeks, as sum_uti_mensal needs the whole month (docs/data.md)."
+    )
+    near = plan_file(trained_project.root, ["2024-01-01"])
+    assert "Note:" not in cli("forecast", "--plan", near, "--no-log").stdout
+
+
+def test_the_note_names_the_weeks_dataset_build_left_out(project: Project, cli) -> None:
+    # Logs that stop on Sunday 2024-01-14: January 2024 is only half in them.
+    assert cli("sample", "--raw", "raw", "--weeks", "262").exit_code == 0
+    for name, column in (("utilization.csv", "Dep. Date"), ("events.csv", "date")):
+        log = pd.read_csv(project.root / "raw" / name)
+        log[log[column] <= "2024-01-14"].to_csv(project.root / "raw" / name, index=False)
+    built = cli(
+        "dataset", "build", "--utilization", "raw/utilization.csv", "--events", "raw/events.csv"
+    )
+    assert built.exit_code == 0, built.stderr
+    trained = cli("train", "--dataset", "data/weekly.csv", "--version", "1.0.0", "--json")
+    assert trained.exit_code == 0, trained.stderr
+    plan = plan_file(project.root, ["2024-01-15"])
+    result = cli("forecast", "--plan", plan, "--no-log", "--json")
+    assert json.loads(result.stdout)["notes"] == [
+        "ahead counts from 2023-12-25, the last week of version 1.0.0's data; `dataset build` "
+        "left out the 2 week(s) from 2024-01-01 because their month is not wholly in the logs "
+        "(sum_uti_mensal is a whole month's flight hours)."
+    ]

@@ -120,3 +120,39 @@ def test_a_corrupt_registry_is_reported_and_left_alone(trained_project: Project,
     assert "It was left untouched" in one_line(result.stderr)
     assert trained_project.registry_file.read_text() == "{ not json"
     assert trained_project.config.read_bytes() == config
+
+
+def test_promoting_the_version_already_serving_says_so(trained_project: Project, cli) -> None:
+    # production_version is "latest": 1.1.0, the newest, is already production.
+    config = trained_project.config.resolve()
+    result = cli("promote", "1.1.0")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == (
+        '1.1.0 was already production (mlops.production_version was "latest"); it is now '
+        f"pinned by name in {config}.\n"
+    )
+    moved = json.loads(cli("promote", "1.0.0", "--json").stdout)
+    assert (moved["from"], moved["to"], moved["already_in_production"]) == (
+        "1.1.0",
+        "1.0.0",
+        False,
+    )
+
+
+def test_a_gated_promotion_with_no_production_before_says_so(
+    trained_project: Project, cli, columns80
+) -> None:
+    from hhforecast.registry.pointer import rewrite_production_version
+
+    config = trained_project.config
+    config.write_text(rewrite_production_version(config.read_text(), "0.0.9"))
+    from hhforecast.registry.store import Registry
+
+    rmse = Registry(trained_project.settings).get("1.0.0").metric("5features", "RMSE")
+    result = cli("promote", "1.0.0", "--require-better-rmse")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == (
+        f"Promoted: production is now 1.0.0 (was 0.0.9); {config} updated.\n"
+        f"RMSE 5features: {rmse:,.1f} (same evaluation weeks: held-out test weeks of 1.0.0, "
+        "2022-10-03 to 2023-12-25 (65 weeks)); 0.0.9, production before, could not be scored.\n"
+    )

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from hhforecast.config import CONFIG_ENV, load_settings
+from hhforecast.config import CONFIG_ENV, load_settings, nearest_config_file
 from hhforecast.errors import ConfigError
 
 
@@ -35,6 +35,38 @@ def test_search_order_explicit_then_env_then_cwd(
     monkeypatch.setenv(CONFIG_ENV, str(env_dir / "c.yaml"))
     assert load_settings().training.epochs == 22
     assert load_settings(explicit).training.epochs == 33
+
+
+def test_config_yaml_is_found_in_the_folders_above(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "config.yaml").write_text("paths: {models_dir: store, dataset: data/weekly.csv}\n")
+    deep = tmp_path / "data" / "2024"
+    deep.mkdir(parents=True)
+    monkeypatch.chdir(deep)
+    settings = load_settings()
+    assert settings.source == (tmp_path / "config.yaml").resolve()
+    # Relative paths in it stay relative to its own folder, not to where the command runs.
+    assert settings.base_dir == tmp_path.resolve()
+    assert settings.models_dir == tmp_path.resolve() / "store"
+    assert settings.resolve(settings.paths.dataset or "") == tmp_path.resolve() / "data/weekly.csv"
+
+
+def test_the_search_stops_at_a_folder_holding_git(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "config.yaml").write_text("training: {epochs: 11}\n")  # someone else's
+    project = tmp_path / "project"
+    (project / ".git").mkdir(parents=True)
+    (project / "data").mkdir()
+    monkeypatch.chdir(project / "data")
+    settings = load_settings()
+    assert settings.source is None
+    assert settings.base_dir == (project / "data").resolve()
+    assert nearest_config_file(project / "data") is None
+    assert nearest_config_file(tmp_path / "elsewhere") == tmp_path / "config.yaml"
+    (project / "config.yaml").write_text("training: {epochs: 22}\n")
+    assert load_settings().training.epochs == 22
 
 
 def test_relative_paths_resolve_against_the_config_folder(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import uuid
@@ -47,8 +48,8 @@ def test_train_logs_a_run_with_the_registry_metrics_and_registers_both_variants(
     result = cli("train", "--version", "1.0.0", "--config", project.config, "--json")
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
-    run_id = out["mlflow_tracking"]["run_id"]
-    assert out["mlflow_tracking"]["problem"] is None
+    run_id = out["mlflow"]["run_id"]
+    assert out["mlflow"]["problem"] is None
 
     metadata = json.loads((project.models / "1.0.0" / "model_metadata.json").read_text())
     assert metadata["mlflow"]["run_id"] == run_id
@@ -203,7 +204,7 @@ def test_backtest_logs_a_run(project: Project, mlflow_server, cli) -> None:
     result = cli("backtest", "--folds", "1", "--horizon", "8", "--config", project.config, "--json")
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
-    run = client(mlflow_server.url).get_run(out["mlflow_tracking"]["run_id"])
+    run = client(mlflow_server.url).get_run(out["mlflow"]["run_id"])
     pooled = out["overall"]["5features"]["network"]["RMSE"]
     assert run.data.metrics["5features.network.RMSE"] == pytest.approx(pooled)
     assert run.data.tags["hhforecast.command"] == "backtest"
@@ -217,7 +218,7 @@ def test_train_with_mlflow_unreachable_still_trains_and_says_so(project: Project
     write_config(project.root, mlflow={"tracking_uri": f"http://127.0.0.1:{free_port()}"})
     result = cli("train", "--version", "1.0.0", "--config", project.config, "--json")
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout)["mlflow_tracking"]["run_id"] is None
+    assert json.loads(result.stdout)["mlflow"]["run_id"] is None
     assert "could not" in result.stderr and "hhforecast mlflow sync" in result.stderr
     metadata = json.loads((project.models / "1.0.0" / "model_metadata.json").read_text())
     assert "mlflow" not in metadata
@@ -275,3 +276,30 @@ def test_mlflow_models_serve_answers_what_hhforecast_predict_writes(
         log.close()
     assert len(theirs) == len(ours) == 260
     assert (theirs["HH_pred"] - ours["HH_pred"]).abs().max() <= 1e-6
+
+
+def test_mlflow_sync_prints_only_what_the_user_must_know(trained_project: Project) -> None:
+    """MLflow's own chatter (database set-up INFO lines, a pickling caution and a type-hint
+    advice in raw colour codes, both about our pyfunc class) stays out of the output."""
+    pytest.importorskip("mlflow", reason="MLflow is not installed: pip install '.[mlflow]'")
+    import hhforecast
+
+    write_config(trained_project.root, mlflow={"tracking_uri": "sqlite:///mlflow.db"})
+    src = str(Path(hhforecast.__file__).parents[1])
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "hhforecast", "mlflow", "sync"],
+        cwd=trained_project.root,
+        env={**env, "PYTHONPATH": src},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    db = f"sqlite:///{trained_project.root.resolve()}/mlflow.db"
+    assert done.stdout.splitlines() == [
+        f"MLflow at {db}: 2 local version(s); registered now: 1.0.0, 1.1.0; already there: none.",
+        "Moved hhforecast-4features@production to v2 (version 1.1.0; was unset).",
+        "Moved hhforecast-5features@production to v2 (version 1.1.0; was unset).",
+    ]

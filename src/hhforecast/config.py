@@ -1,7 +1,8 @@
 """Settings: found once, validated into a typed object, and passed down.
 
-Search order: ``--config FILE``, then ``$HHFORECAST_CONFIG``, then ``./config.yaml``, then the
-built-in defaults. Relative paths in the file are resolved against the file's own folder (the
+Search order: ``--config FILE``, then ``$HHFORECAST_CONFIG``, then ``config.yaml`` in the current
+folder or the nearest folder above it (as git finds ``.git``), then the built-in defaults.
+Relative paths in the file are resolved against the file's own folder (the
 current folder when no file was found), so commands behave the same from any working directory.
 """
 
@@ -34,6 +35,7 @@ __all__ = [
     "UtilizationColumns",
     "find_config_file",
     "load_settings",
+    "nearest_config_file",
 ]
 
 CONFIG_ENV = "HHFORECAST_CONFIG"
@@ -313,7 +315,8 @@ class Settings:
 
 
 def find_config_file(explicit: Path | None = None, cwd: Path | None = None) -> Path | None:
-    """The config file to use: explicit, then $HHFORECAST_CONFIG, then ./config.yaml, else None."""
+    """The config file to use: explicit, then $HHFORECAST_CONFIG, then the nearest config.yaml
+    (see `nearest_config_file`), else None."""
     if explicit is not None:
         if not explicit.is_file():
             raise ConfigError(
@@ -332,8 +335,30 @@ def find_config_file(explicit: Path | None = None, cwd: Path | None = None) -> P
                 f"Check the path, or unset {CONFIG_ENV}.",
             )
         return path
-    local = (cwd or Path.cwd()) / "config.yaml"
-    return local if local.is_file() else None
+    return nearest_config_file(cwd or Path.cwd())
+
+
+def nearest_config_file(start: Path) -> Path | None:
+    """``config.yaml`` in `start` or the nearest folder above it that has one.
+
+    The search stops at the filesystem root, and after a folder holding ``.git`` (a project's
+    top): a command run in ``data/`` uses the project's settings, never a stranger's file
+    further up.
+    """
+    for folder in _folders_up(start.absolute()):
+        candidate = folder / "config.yaml"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _folders_up(start: Path) -> list[Path]:
+    folders = []
+    for folder in [start, *start.parents]:
+        folders.append(folder)
+        if (folder / ".git").exists():
+            break
+    return folders
 
 
 def load_settings(explicit: Path | None = None, cwd: Path | None = None) -> Settings:

@@ -16,6 +16,7 @@ __all__ = [
     "DatasetError",
     "ForeignVersionError",
     "HHForecastError",
+    "PlanError",
     "RegistryCorruptError",
     "RegistryError",
     "VariantNotFoundError",
@@ -50,13 +51,23 @@ class ConfigError(HHForecastError):
 class DatasetError(HHForecastError):
     """A weekly dataset cannot be used: missing column, bad value, wrong order, too short."""
 
+    kind = "dataset"
+    """What the file is to the user, the first word of the message."""
+
     def __init__(self, source: Path | str, problem: str, hint: str = "") -> None:
         self.source = str(source)
         self.problem = problem
-        message = f"dataset {source}: {problem}."
+        self.hint = hint
+        message = f"{self.kind} {source}: {problem}."
         if hint:
             message += f" {hint}"
         super().__init__(message)
+
+
+class PlanError(DatasetError):
+    """A plan of weeks to forecast cannot be used (read like a weekly dataset)."""
+
+    kind = "plan"
 
 
 class RegistryError(HHForecastError):

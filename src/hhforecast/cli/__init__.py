@@ -15,7 +15,7 @@ from hhforecast.cli import (
     serve_command,
     watch_commands,
 )
-from hhforecast.cli._common import OneLineErrorsGroup
+from hhforecast.cli._common import Command, OneLineErrorsGroup
 from hhforecast.cli.dataset_commands import dataset_app
 from hhforecast.cli.mlflow_commands import mlflow_app
 from hhforecast.cli.registry_commands import registry_app
@@ -32,20 +32,20 @@ app = typer.Typer(
     # Markdown joins a docstring's wrapped lines into paragraphs (rich mode keeps every break).
     rich_markup_mode="markdown",
 )
-app.command()(modeling.sample)
+app.command(cls=Command)(modeling.sample)
 app.add_typer(dataset_app, name="dataset")
-app.command()(modeling.train)
-app.command()(modeling.retrain)
-app.command()(modeling.predict)
-app.command()(forecast_command.forecast)
+app.command(cls=Command)(modeling.train)
+app.command(cls=Command)(modeling.retrain)
+app.command(cls=Command)(modeling.predict)
+app.command(cls=Command)(forecast_command.forecast)
 app.add_typer(registry_app, name="registry")
-app.command()(gate_commands.validate)
-app.command()(gate_commands.promote)
-app.command()(gate_commands.rollback)
-app.command()(watch_commands.drift)
-app.command()(watch_commands.monitor)
-app.command()(serve_command.serve)
-app.command()(backtest_command.backtest)
+app.command(cls=Command)(gate_commands.validate)
+app.command(cls=Command)(gate_commands.promote)
+app.command(cls=Command)(gate_commands.rollback)
+app.command(cls=Command)(watch_commands.drift)
+app.command(cls=Command)(watch_commands.monitor)
+app.command(cls=Command)(serve_command.serve)
+app.command(cls=Command)(backtest_command.backtest)
 app.add_typer(mlflow_app, name="mlflow")
 
 

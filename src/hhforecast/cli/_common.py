@@ -18,7 +18,7 @@ from rich.markup import escape
 from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
 from hhforecast.config import Settings, load_settings
 from hhforecast.errors import EXIT_BAD_INPUT, HHForecastError
@@ -33,7 +33,8 @@ ConfigOption = Annotated[
     Path | None,
     typer.Option(
         "--config",
-        help="Config file (default: $HHFORECAST_CONFIG, then ./config.yaml, then built-in).",
+        help="Config file (default: $HHFORECAST_CONFIG, then config.yaml in this folder or the "
+        "nearest folder above it, then built-in).",
         dir_okay=False,
     ),
 ]
@@ -78,9 +79,19 @@ VersionOption = Annotated[
 ]
 
 
-def settings_from(config: Path | None) -> Settings:
-    """Load the settings for a command."""
-    return load_settings(config)
+def settings_from(config: Path | None, say_defaults: bool = True) -> Settings:
+    """Load the settings for a command; say on stderr when no config file was found (unless
+    `say_defaults` is False: a command that uses no project folder, models or registry)."""
+    settings = load_settings(config)
+    if settings.source is None and say_defaults:
+        err_console.print(
+            f"Note: no config.yaml in {settings.base_dir} or the folders above it; using the "
+            f"built-in defaults (models in {settings.models_dir}). Run from the project folder "
+            "or pass --config FILE.",
+            highlight=False,
+            soft_wrap=True,
+        )
+    return settings
 
 
 def friendly_errors(command: Callable[P, R]) -> Callable[P, R]:
@@ -125,7 +136,45 @@ def _one_line_usage_errors() -> Iterator[None]:
         raise typer.Exit(getattr(exc, "exit_code", 2)) from None
 
 
-class OneLineErrorsGroup(TyperGroup):
+OPTION_ALIASES = {"--out": "--output"}
+"""Former option names, still accepted (hidden from --help) so that older scripts keep working."""
+
+
+class _PlainHelp:
+    """--help without type names a user cannot act on: a flag shows none (typer would print
+    `<bool>`), a repeatable file option shows `<file>...` (not `<list[Path]>`)."""
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        params: list[Any] = super().get_params(ctx)  # type: ignore[misc]
+        for param in params:
+            if param.metavar is not None or param.param_type_name != "option":
+                continue
+            if getattr(param, "is_flag", False):
+                param.metavar = ""
+            elif getattr(param, "multiple", False):
+                param.metavar = "<file>..." if "Path" in param.display_type(ctx) else "<text>..."
+        return params
+
+
+class Command(_PlainHelp, TyperCommand):
+    """Every hhforecast command: plain --help, and the former option names still accepted."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        names = {name for param in self.params for name in param.opts}
+        return super().parse_args(ctx, [_renamed(arg, names) for arg in args])
+
+
+def _renamed(arg: str, names: set[str]) -> str:
+    name, equals, value = arg.partition("=")
+    new = OPTION_ALIASES.get(name)
+    return f"{new}{equals}{value}" if new in names and new is not None else arg
+
+
+class Group(_PlainHelp, TyperGroup):
+    """A command group (`registry`, `dataset`, `mlflow`) with the same plain --help."""
+
+
+class OneLineErrorsGroup(_PlainHelp, TyperGroup):
     """The root command: a usage error (unknown option, missing or bad value) is one line,
     `Error: ...` on stderr with exit 2, like every other error."""
 

@@ -10,6 +10,7 @@ from rich.table import Table
 from hhforecast.cli._common import (
     ConfigOption,
     DatasetOption,
+    DayfirstOption,
     JsonOption,
     console,
     err_console,
@@ -53,6 +54,7 @@ def backtest(
             help="Initialisations the original recipe is trained from (default: 5).",
         ),
     ] = None,
+    dayfirst: DayfirstOption = None,
     config: ConfigOption = None,
     json_output: JsonOption = False,
 ) -> None:
@@ -64,7 +66,7 @@ def backtest(
     from hhforecast.modeling.findings import backtest_findings
     from hhforecast.tracking.runs import log_backtest
 
-    settings = settings_from(config).with_training(epochs=epochs)
+    settings = settings_from(config).with_training(epochs=epochs).with_dataset(dayfirst=dayfirst)
 
     def on_fold(done: int, total: int) -> None:
         if not json_output:
@@ -77,7 +79,7 @@ def backtest(
         err_console.print(f"[yellow]Warning:[/] {tracked.warning()}", highlight=False)
     findings = backtest_findings(result)
     if json_output:
-        extra = {"mlflow_tracking": tracked.to_dict()} if tracked.tracking else {}
+        extra = {"mlflow": tracked.to_dict()} if tracked.tracking else {}
         print_json({**result.to_dict(), **extra, "findings": [f.to_dict() for f in findings]})
         return
     for variant in result.overall:

@@ -8,10 +8,12 @@ from typing import Annotated, Any
 import typer
 
 from hhforecast.cli._common import (
+    Command,
     ConfigOption,
     CsvStyleChoice,
     CsvStyleOption,
     DayfirstOption,
+    Group,
     JsonOption,
     console,
     err_console,
@@ -24,7 +26,10 @@ from hhforecast.cli._common import (
 __all__ = ["EventsOption", "UtilizationOption", "dataset_app"]
 
 dataset_app = typer.Typer(
-    help="Build the weekly dataset from raw logs.", no_args_is_help=True, add_completion=False
+    cls=Group,
+    help="Build the weekly dataset from raw logs.",
+    no_args_is_help=True,
+    add_completion=False,
 )
 
 UtilizationOption = Annotated[
@@ -45,13 +50,13 @@ EventsOption = Annotated[
 ]
 
 
-@dataset_app.command("build")
+@dataset_app.command("build", cls=Command)
 @friendly_errors
 def build(
     utilization: UtilizationOption,
     events: EventsOption,
     out: Annotated[
-        Path, typer.Option("--out", help="Weekly CSV to write (manifest beside it).")
+        Path, typer.Option("--output", help="Weekly CSV to write (manifest beside it).")
     ] = Path("data/weekly.csv"),
     report: Annotated[
         Path | None,
@@ -68,11 +73,12 @@ def build(
     otherwise.
 
     Example: hhforecast dataset build --utilization raw/utilization.csv --events raw/events.csv
-    --out data/weekly.csv
+    --output data/weekly.csv
     """
     from hhforecast.datasets.build import build_dataset, describe_output, write_dataset
 
-    settings = settings_from(config).with_dataset(dayfirst=dayfirst)
+    # Only the dataset: section is used; its errors name the keys to set.
+    settings = settings_from(config, say_defaults=False).with_dataset(dayfirst=dayfirst)
     result = build_dataset(list(utilization), list(events), settings.dataset)
     if report is not None:
         from hhforecast.reports.dataset import render_dataset_report

@@ -30,7 +30,8 @@ def forecast(
         Path,
         typer.Option(
             "--plan",
-            help="CSV of planned weeks: date (each week's Monday) and the variant's features.",
+            help="CSV of planned weeks: date (any day of the week; read as its Monday) and the "
+            "variant's features.",
             dir_okay=False,
         ),
     ],
@@ -78,7 +79,7 @@ def forecast(
     if json_output:
         print_json(
             {
-                **result.to_json(),
+                **result.to_dict(),
                 "logged": logged == len(result.frame),
                 "log": {"path": str(log.path), "rows": logged, "problem": problem},
                 "output": str(output) if output else None,
@@ -86,6 +87,8 @@ def forecast(
         )
     else:
         console.print(_table(result))
+        for note in result.notes:
+            console.print(f"Note: {note}", highlight=False)
         if output is not None:
             console.print(f"Wrote {len(result.frame)} forecasts to {output}.", highlight=False)
         if logged:

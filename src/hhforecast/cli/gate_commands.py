@@ -289,7 +289,8 @@ def _print_move(result: PromotionResult, config_file: Path) -> None:
     print_json(
         {
             "promoted": True,
-            "already_in_production": False,
+            # Pinned from "latest" to the version that was already serving.
+            "already_in_production": result.record.from_version == result.record.to_version,
             **result.record.to_entry(),
             "config_file": str(config_file),
             "validation": result.report.to_dict() if result.report else None,
@@ -318,6 +319,14 @@ def _report_mlflow(result: PromotionResult) -> None:
 
 
 def _render_move(record: PromotionRecord, config_file: Path, registry: Registry) -> None:
+    if record.from_version == record.to_version:
+        # Production followed "latest" and this is the latest: the pointer is pinned, not moved.
+        console.print(
+            f"{record.to_version} was already production (mlops.production_version was "
+            f'"{record.from_setting}"); it is now pinned by name in {config_file}.',
+            highlight=False,
+        )
+        return
     verb = "Rolled back" if record.action == "rollback" else "Promoted"
     console.print(
         f"{verb}: production is now [bold]{record.to_version}[/] "
@@ -325,11 +334,18 @@ def _render_move(record: PromotionRecord, config_file: Path, registry: Registry)
         highlight=False,
     )
     if record.gate == "require-better-rmse":
-        console.print(
-            f"RMSE {record.variant}: {fmt(record.rmse_to)} vs {fmt(record.rmse_from)} before "
-            f"({record.rmse_basis}).",
-            highlight=False,
-        )
+        if record.rmse_from is not None:
+            scores = (
+                f"{fmt(record.rmse_to)} vs {fmt(record.rmse_from)} before ({record.rmse_basis})."
+            )
+        else:  # nothing to compare with: judged against the baselines only
+            before = (
+                "no production before"
+                if record.from_version is None
+                else f"{record.from_version}, production before, could not be scored"
+            )
+            scores = f"{fmt(record.rmse_to)} ({record.rmse_basis}); {before}."
+        console.print(f"RMSE {record.variant}: {scores}", highlight=False)
         return
     # Without the gate each RMSE is from the registry, on that version's own test weeks.
     windows = {}

@@ -5,7 +5,9 @@ from __future__ import annotations
 import typer
 
 from hhforecast.cli._common import (
+    Command,
     ConfigOption,
+    Group,
     JsonOption,
     console,
     friendly_errors,
@@ -14,12 +16,13 @@ from hhforecast.cli._common import (
 )
 
 mlflow_app = typer.Typer(
+    cls=Group,
     help="The MLflow mirror of the registry (needs the extra: pip install 'hhforecast[mlflow]').",
     no_args_is_help=True,
 )
 
 
-@mlflow_app.command("sync")
+@mlflow_app.command("sync", cls=Command)
 @friendly_errors
 def sync(config: ConfigOption = None, json_output: JsonOption = False) -> None:
     """Register in MLflow every version it lacks, and point `production` at local production.

@@ -34,7 +34,7 @@ from hhforecast.errors import EXIT_CHECK_FAILED
 @friendly_errors
 def sample(
     out: Annotated[
-        Path | None, typer.Option("--out", help="Weekly CSV to write.", dir_okay=False)
+        Path | None, typer.Option("--output", help="Weekly CSV to write.", dir_okay=False)
     ] = None,
     raw: Annotated[
         Path | None,
@@ -50,6 +50,7 @@ def sample(
         "2019-01-07"
     ),
     csv_style: CsvStyleOption = CsvStyleChoice.input,
+    config: ConfigOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Simulate a fleet day by day and write its weekly dataset and/or its raw logs.
@@ -57,17 +58,19 @@ def sample(
     `dataset build` on the raw logs gives the weekly dataset back, exactly. Files are written
     in the intl CSV style (',', decimal point, ISO dates) unless --csv-style br.
 
-    Example: hhforecast sample --out data/fleet.csv --raw raw/ --seed 11 --weeks 312
+    Example: hhforecast sample --output data/fleet.csv --raw raw/ --seed 11 --weeks 312
     """
     import pandas as pd
 
+    from hhforecast.config import load_settings
     from hhforecast.datasets.fleet import raw_logs, simulate_fleet, weekly_dataset
     from hhforecast.datasets.writer import csv_style as style_named
     from hhforecast.datasets.writer import write_csv
     from hhforecast.errors import HHForecastError
 
+    load_settings(config)  # the simulation needs no setting, but a broken file is said at once
     if out is None and raw is None:
-        raise HHForecastError("nothing to write: pass --out FILE, --raw DIR, or both")
+        raise HHForecastError("nothing to write: pass --output FILE, --raw DIR, or both")
     try:
         pd.Timestamp(start)
     except ValueError:
@@ -144,7 +147,12 @@ def train(
                 "path": str(result.path),
                 "serving": result.serving,
                 **{k: v for k, v in result.metadata.items() if k != "version"},
-                **({"mlflow_tracking": tracked.to_dict()} if tracked.tracking else {}),
+                # The run as the metadata records it, with what tracking did in this command.
+                **(
+                    {"mlflow": {**result.metadata.get("mlflow", {}), **tracked.to_dict()}}
+                    if tracked.tracking
+                    else {}
+                ),
                 "findings": [f.to_dict() for f in findings],
             }
         )
@@ -229,7 +237,7 @@ def retrain(
     ] = None,
     out: Annotated[
         Path,
-        typer.Option("--out", help="Where the built weekly CSV goes (with --utilization)."),
+        typer.Option("--output", help="Where the built weekly CSV goes (with --utilization)."),
     ] = Path("data/weekly.csv"),
     dayfirst: DayfirstOption = None,
     json_output: JsonOption = False,
@@ -238,11 +246,11 @@ def retrain(
 
     Production following "latest" is pinned first, so a new version never serves untested.
     With --utilization and --events the weekly dataset is first built from the raw logs (as
-    `dataset build` does) into --out. Exit 0: promoted; 1: trained and registered, production
+    `dataset build` does) into --output. Exit 0: promoted; 1: trained and registered, production
     kept; 2: bad input.
 
-    Example: hhforecast retrain --utilization 'exports/util-*.csv' --events 'exports/ev-*.csv'
-    --reason "monthly retrain"
+    Example: hhforecast retrain --utilization 'exports/util-\\*.csv' --events
+    'exports/ev-\\*.csv' --reason "monthly retrain"
     """
     from hhforecast.gate.retrain import retrain as retrain_version
 

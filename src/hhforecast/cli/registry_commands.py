@@ -10,8 +10,10 @@ from rich.table import Table
 
 from hhforecast.cli._common import (
     Column,
+    Command,
     ConfigOption,
     DayfirstOption,
+    Group,
     JsonOption,
     Row,
     console,
@@ -28,7 +30,7 @@ from hhforecast.errors import EXIT_CHECK_FAILED, VersionNotFoundError
 from hhforecast.registry.store import ModelVersion, Registry
 
 registry_app = typer.Typer(
-    help="List, inspect and check registered versions.", no_args_is_help=True
+    cls=Group, help="List, inspect and check registered versions.", no_args_is_help=True
 )
 
 
@@ -41,7 +43,7 @@ def _production_name(registry: Registry) -> str | None:
     return production.version if production else None
 
 
-@registry_app.command("list")
+@registry_app.command("list", cls=Command)
 @friendly_errors
 def list_versions(
     config: ConfigOption = None,
@@ -137,7 +139,7 @@ def _short_dataset(dataset: str) -> str:
     return dataset.removeprefix("sample:").rsplit("/", 1)[-1] if dataset else "-"
 
 
-@registry_app.command("show")
+@registry_app.command("show", cls=Command)
 @friendly_errors
 def show_version(
     version: Annotated[str, typer.Argument(help="The version to show.")],
@@ -197,10 +199,10 @@ def readable(value: object) -> str:
     return "-" if value is None else str(value)
 
 
-registry_app.command("history")(registry_history)
+registry_app.command("history", cls=Command)(registry_history)
 
 
-@registry_app.command("clear-challenger")
+@registry_app.command("clear-challenger", cls=Command)
 @friendly_errors
 def clear_challenger(
     reason: Annotated[str, typer.Option(help="Why; kept in the history.")] = "",
@@ -216,7 +218,7 @@ def clear_challenger(
     clear(settings_from(config), reason, json_output)
 
 
-@registry_app.command("check")
+@registry_app.command("check", cls=Command)
 @friendly_errors
 def check(
     fix: Annotated[
@@ -268,7 +270,7 @@ def check(
         raise typer.Exit(EXIT_CHECK_FAILED)
 
 
-@registry_app.command("compare")
+@registry_app.command("compare", cls=Command)
 @friendly_errors
 def compare(
     first: Annotated[str, typer.Argument(help="A version.")],
@@ -325,7 +327,7 @@ def compare(
     )
 
 
-@registry_app.command("remove")
+@registry_app.command("remove", cls=Command)
 @friendly_errors
 def remove(
     version: Annotated[str, typer.Argument(help="The version to remove.")],

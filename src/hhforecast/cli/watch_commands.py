@@ -70,7 +70,7 @@ def drift(
 
     result = run_drift(settings_from(config).with_dataset(dayfirst=dayfirst), recent, version)
     if json_output:
-        print_json(result.to_json())
+        print_json(result.to_dict())
     else:
         _print_drift(result)
     _write_report(report, lambda: drift_report(result), json_output)
@@ -83,7 +83,7 @@ def _pvalue(value: float) -> str:
 
 
 def _print_drift(result: Any) -> None:
-    for renderable in drift_tables(result.to_json()):
+    for renderable in drift_tables(result.to_dict()):
         if isinstance(renderable, Table):
             print_table(renderable)
         else:
@@ -172,7 +172,7 @@ def monitor(
 
     result = run_monitor(settings_from(config).with_dataset(dayfirst=dayfirst), actuals, by)
     if json_output:
-        print_json(result.to_json())
+        print_json(result.to_dict())
     else:
         _print_monitor(result)
     _write_report(report, lambda: monitor_html(result), json_output)
@@ -181,7 +181,7 @@ def monitor(
 
 
 def _print_monitor(result: Any) -> None:
-    data = result.to_json()
+    data = result.to_dict()
     if data["periods"]:
         for table in monitor_tables(data):
             print_table(table)

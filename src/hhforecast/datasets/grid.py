@@ -14,11 +14,15 @@ import pandas as pd
 
 from hhforecast.errors import DatasetError
 
-__all__ = ["GRID_HINT", "check_weekly_grid", "monday_of", "week_before"]
+__all__ = ["GRID_HINT", "PLAN_HINT", "check_weekly_grid", "monday_of", "week_before"]
 
 GRID_HINT = (
     "Weekly datasets have one row per week, dated by its Monday, 7 days apart "
     "(hhforecast dataset build makes one from raw logs; see docs/data.md)."
+)
+PLAN_HINT = (
+    "A plan has one row per week, weeks in date order with none missing; any day names the "
+    "week (Monday to Sunday) that holds it, read as that week's Monday (see docs/commands.md)."
 )
 
 
@@ -30,8 +34,11 @@ def monday_of(dates: pd.Series) -> pd.Series:
     return pd.Series(mondays, index=dates.index, name=dates.name)
 
 
-def check_weekly_grid(dates: pd.Series, source: Path | str, column: str = "date") -> None:
-    """Refuse a date that is not a Monday, a repeated or backward week, or a missing week."""
+def check_weekly_grid(
+    dates: pd.Series, source: Path | str, column: str = "date", hint: str = GRID_HINT
+) -> None:
+    """Refuse a date that is not a Monday, a repeated or backward week, or a missing week;
+    `hint`, the rule of the kind of file it is, ends each message."""
     days = dates.dt.dayofweek.to_numpy()
     not_monday = np.flatnonzero(days != 0)
     if len(not_monday):
@@ -44,7 +51,7 @@ def check_weekly_grid(dates: pd.Series, source: Path | str, column: str = "date"
             f"column {column!r}, line {i + 2}: {day:%Y-%m-%d} is a {day:%A}, not a Monday{more}; "
             f"date each week by its Monday ({day - pd.Timedelta(days=int(days[i])):%Y-%m-%d} "
             "for this one)",
-            GRID_HINT,
+            hint,
         )
     steps = dates.diff().dt.days.to_numpy()[1:]
     repeated = np.flatnonzero(steps == 0)
@@ -53,7 +60,7 @@ def check_weekly_grid(dates: pd.Series, source: Path | str, column: str = "date"
         raise DatasetError(
             source,
             f"column {column!r}, line {i + 2}: week {dates.iloc[i]:%Y-%m-%d} appears twice",
-            GRID_HINT,
+            hint,
         )
     backwards = np.flatnonzero(steps < 0)
     if len(backwards):
@@ -62,7 +69,7 @@ def check_weekly_grid(dates: pd.Series, source: Path | str, column: str = "date"
             source,
             f"column {column!r}, line {i + 2}: {dates.iloc[i]:%Y-%m-%d} comes before the line "
             "above it; weeks must be in increasing date order",
-            GRID_HINT,
+            hint,
         )
     gaps = np.flatnonzero(steps > 7)
     if len(gaps):
@@ -78,7 +85,7 @@ def check_weekly_grid(dates: pd.Series, source: Path | str, column: str = "date"
             f"column {column!r}: {missing} week(s) missing between line {i + 1} "
             f"({before:%Y-%m-%d}) and line {i + 2} ({after:%Y-%m-%d}): {span}{others}. "
             "Add the missing weeks, or keep one unbroken stretch of weeks",
-            GRID_HINT,
+            hint,
         )
 
 

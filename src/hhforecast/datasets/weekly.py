@@ -13,7 +13,7 @@ import pandas as pd
 from hhforecast._fs import file_sha256
 from hhforecast.config import DatasetConfig, Settings, shown_value
 from hhforecast.datasets.dates import parse_dates
-from hhforecast.datasets.grid import check_weekly_grid
+from hhforecast.datasets.grid import PLAN_HINT, check_weekly_grid, monday_of
 from hhforecast.datasets.reader import TableFormat, read_table
 from hhforecast.errors import DatasetError
 
@@ -168,9 +168,15 @@ def check_feature_frame(
 
 
 def check_dates(
-    frame: pd.DataFrame, source: Path | str, reading: DatasetConfig | None = None
+    frame: pd.DataFrame,
+    source: Path | str,
+    reading: DatasetConfig | None = None,
+    plan: bool = False,
 ) -> pd.Series:
-    """Parse the date column (ISO, or day-first when configured) and enforce the weekly grid."""
+    """Parse the date column (ISO, or day-first when configured) and enforce the weekly grid.
+
+    In a `plan` any day names its week: the grid is checked on the weeks' Mondays, and the dates
+    are returned as written (the forecast says which were moved to their Monday)."""
     if DATE_COLUMN not in frame.columns:
         present = ", ".join(map(str, frame.columns)) or "none"
         raise DatasetError(
@@ -179,7 +185,10 @@ def check_dates(
     dates = frame[DATE_COLUMN]
     if not pd.api.types.is_datetime64_any_dtype(dates):
         dates = parse_dates(dates, source, DATE_COLUMN, (reading or DatasetConfig()).dayfirst)
-    check_weekly_grid(dates, source)
+    if plan:
+        check_weekly_grid(monday_of(dates), source, hint=PLAN_HINT)
+    else:
+        check_weekly_grid(dates, source)
     return dates
 
 
@@ -190,11 +199,13 @@ def load_weekly_dataset(
     min_rows: int = 1,
     optional: tuple[str, ...] = (),
     reading: DatasetConfig | None = None,
+    plan: bool = False,
 ) -> WeeklyDataset:
     """Read and validate a weekly dataset (the bundled sample when `path` is None).
 
     `optional` columns are checked and kept when the file has them (realised HH in a file of
     recent weeks, say). `reading` says how the user's files are written (config `dataset:`).
+    A `plan` may date a week by any of its days (see `check_dates`).
     """
     path = path if path is not None else sample_dataset_path()
     named = [*features, *([target] if target else []), *optional]
@@ -202,7 +213,7 @@ def load_weekly_dataset(
     present = [c for c in optional if c in raw.columns]
     wanted = list(dict.fromkeys([*features, *([target] if target else []), *present]))
     values = check_feature_frame(raw, path, wanted)
-    dates = check_dates(raw, path, reading)
+    dates = check_dates(raw, path, reading, plan)
     if len(raw) < min_rows:
         raise DatasetError(
             path,

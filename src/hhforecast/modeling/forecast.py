@@ -1,7 +1,8 @@
 """Forecasts for planned weeks: a plan of utilisation dated by week in, HH with its interval out.
 
-A plan file has a ``date`` per week (its Monday, one row per week, as every weekly file) and the
-variant's features, as planners expect to fly them. Each forecast carries its horizon: how many
+A plan file has a ``date`` per week (any day of it names the week, Monday to Sunday, as the API's
+``week`` does; one row per week) and the variant's features, as planners expect to fly them.
+Each forecast carries its horizon: how many
 weeks after the last week of the version's dataset the forecast week is (1 = the week right
 after). Forecasts far ahead, or with features outside the training range, deserve less trust.
 """
@@ -21,6 +22,7 @@ from hhforecast.config import DatasetConfig, Settings
 from hhforecast.datasets.reader import TableFormat
 from hhforecast.datasets.weekly import DATE_COLUMN, load_weekly_dataset
 from hhforecast.datasets.writer import csv_style, write_csv
+from hhforecast.errors import DatasetError, PlanError
 from hhforecast.modeling.inference import VariantModel
 from hhforecast.modeling.predict import load_model
 
@@ -55,10 +57,13 @@ def last_trained_week(model: VariantModel) -> str | None:
 def read_plan(
     path: Path, features: list[str], reading: DatasetConfig | None = None
 ) -> pd.DataFrame:
-    """The plan's weeks: ``date`` (a Monday) and the features, checked like any weekly file
-    (`reading`: how the user's files are written, config `dataset:`)."""
-    # The one place plan and actuals files are read: the shared weekly reader.
-    return load_weekly_dataset(path, features, None, reading=reading).frame
+    """The plan's weeks: ``date`` (any day of each week, as written) and the features, checked
+    like any weekly file on the weeks' Mondays (`reading`: config `dataset:`)."""
+    # Read by the shared weekly reader, as every weekly file is.
+    try:
+        return load_weekly_dataset(path, features, None, reading=reading, plan=True).frame
+    except DatasetError as exc:  # a plan is not a dataset to the planner who wrote it
+        raise PlanError(exc.source, exc.problem, exc.hint) from None
 
 
 def _upload_suffix(name: str) -> str:
@@ -94,6 +99,9 @@ class PlanForecast:
     """One row per week: PLAN_COLUMNS plus the features."""
     read_as: TableFormat | None = None
     """How the plan file was written: `write_csv` follows it by default."""
+    notes: tuple[str, ...] = ()
+    """What a planner should know to read the forecasts (dates moved to their Monday, why the
+    nearest week is several weeks ahead), one sentence each."""
 
     def rows(self) -> list[dict[str, Any]]:
         """Each week as a JSON-ready dict."""
@@ -115,7 +123,7 @@ class PlanForecast:
             )
         return out
 
-    def to_json(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         """Everything a machine needs, JSON-ready."""
         return {
             "model_version": self.version,
@@ -123,7 +131,12 @@ class PlanForecast:
             "interval_coverage": self.coverage,
             "last_trained_week": self.last_trained_week,
             "weeks": self.rows(),
+            "notes": list(self.notes),
         }
+
+    def to_json(self) -> dict[str, Any]:
+        """Former name of `to_dict` (to_dict is the convention: a dict, JSON-ready)."""
+        return self.to_dict()
 
     def table(self) -> pd.DataFrame:
         """The table written by --output: one line per week."""
@@ -139,7 +152,8 @@ class PlanForecast:
 
 def forecast_weeks(model: VariantModel, plan: pd.DataFrame) -> PlanForecast:
     """Forecast each week of a plan read by `read_plan` (or any frame with date + features)."""
-    mondays = [monday_of(pd.Timestamp(d).date()) for d in plan[DATE_COLUMN]]
+    given = [pd.Timestamp(d).date() for d in plan[DATE_COLUMN]]
+    mondays = [monday_of(day) for day in given]
     x = plan[model.features].to_numpy(dtype=np.float64)
     predictions = model.predict(x)
     lower, upper = model.interval(predictions)
@@ -166,7 +180,46 @@ def forecast_weeks(model: VariantModel, plan: pd.DataFrame) -> PlanForecast:
         coverage=float(model.coverage),
         last_trained_week=last,
         frame=frame,
+        notes=tuple(
+            note
+            for note in (_moved_note(given, mondays), _ahead_note(model, last, horizons))
+            if note
+        ),
     )
+
+
+def _moved_note(given: list[date], mondays: list[date]) -> str | None:
+    moved = [(day, monday) for day, monday in zip(given, mondays, strict=True) if day != monday]
+    if not moved:
+        return None
+    day, monday = moved[0]
+    return (
+        f"{len(moved)} plan date(s) are not Mondays: a date names the week (Monday to Sunday) "
+        f"that holds it, so {day.isoformat()} is the week of Monday {monday.isoformat()}."
+    )
+
+
+def _ahead_note(model: VariantModel, last: str | None, horizons: list[int | None]) -> str | None:
+    """Why the nearest planned week is more than one week ahead of the version's data."""
+    ahead = [h for h in horizons if h is not None and h > 0]
+    if last is None or not ahead or min(ahead) <= 1:
+        return None
+    dataset = model.metadata.get("dataset")
+    manifest = dataset.get("manifest") if isinstance(dataset, dict) else None
+    weeks = manifest.get("weeks") if isinstance(manifest, dict) else None
+    dropped = weeks.get("dropped_month_not_covered") if isinstance(weeks, dict) else None
+    later = sorted(str(d)[:10] for d in dropped or [] if str(d)[:10] > last)
+    if later:
+        why = (
+            f"`dataset build` left out the {len(later)} week(s) from {later[0]} because their "
+            "month is not wholly in the logs (sum_uti_mensal is a whole month's flight hours)"
+        )
+    else:
+        why = (
+            "if its dataset was built from logs exported mid-month, `dataset build` left out "
+            "that month's weeks, as sum_uti_mensal needs the whole month (docs/data.md)"
+        )
+    return f"ahead counts from {last}, the last week of version {model.version}'s data; {why}."
 
 
 def forecast_plan(

@@ -14,7 +14,7 @@ __all__ = ["drift_report"]
 def drift_report(report: DriftReport, target: str = "HH") -> str:
     """A self-contained HTML page: verdict, table, a histogram per signal, predicted vs realised."""
     stats = report.statistics
-    data = report.to_json()
+    data = report.to_dict()
     timeline = (
         predicted_vs_realised(report.recent, target, report.version, report.variant)
         if PREDICTION_COLUMN in report.recent.columns

@@ -7,7 +7,9 @@ function needs a client, so commands that do not track never pay for the import.
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -140,6 +142,32 @@ def connect(settings: Settings) -> MlflowConnection:
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     import mlflow
 
+    _quiet_mlflow()
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     return MlflowConnection(uri, mlflow.MlflowClient(uri, registry_uri=uri), settings)
+
+
+_NOT_THE_USERS = "causes it to be serialized using CloudPickle"
+"""MLflow's caution about pickling a model class: ours is saved this way on purpose."""
+
+
+def _not_the_users(record: logging.LogRecord) -> bool:
+    return _NOT_THE_USERS not in record.getMessage()
+
+
+def _quiet_mlflow() -> None:
+    """Keep MLflow's chatter out of the commands' output: its INFO lines (database set-up) and
+    what it tells MLflow model authors. Its other warnings stay; a level the user set in
+    $MLFLOW_LOGGING_LEVEL wins."""
+    if not os.environ.get("MLFLOW_LOGGING_LEVEL"):
+        for name in ("mlflow", "alembic"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+    pyfunc_log = logging.getLogger("mlflow.pyfunc")
+    if _not_the_users not in pyfunc_log.filters:
+        pyfunc_log.addFilter(_not_the_users)
+    # Defining our pyfunc class makes MLflow advise type hints on `predict` (left out on purpose,
+    # see tracking/pyfunc.py), in raw colour codes and past any filter (it forces "once"): the
+    # class is defined here, with the warnings of its definition recorded and dropped.
+    with warnings.catch_warnings(record=True):
+        import hhforecast.tracking.pyfunc  # noqa: F401

@@ -46,7 +46,7 @@ class DriftReport:
     def verdict(self) -> str:
         return self.statistics.verdict
 
-    def to_json(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         """Everything a machine needs, JSON-ready."""
         stats = self.statistics
 
@@ -78,7 +78,7 @@ class DriftReport:
             },
             "drifted_features": stats.drifted_features,
             "share_drifted": stats.share_drifted,
-            "signals": [s.to_json() for s in stats.signals],
+            "signals": [s.to_dict() for s in stats.signals],
             "performance": self.performance,
         }
 

@@ -32,8 +32,7 @@ import numpy as np
 import pandas as pd
 
 from hhforecast.config import DatasetConfig, MonitoringConfig, Settings
-from hhforecast.datasets.weekly import DATE_COLUMN
-from hhforecast.modeling.forecast import read_plan
+from hhforecast.datasets.weekly import DATE_COLUMN, load_weekly_dataset
 from hhforecast.registry.store import Registry
 from hhforecast.watch.prediction_store import PredictionLog, PredictionLogError, week_of
 
@@ -109,7 +108,7 @@ class MonitorResult:
             for r in counts.itertuples()
         ]
 
-    def to_json(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         """Everything a machine needs, JSON-ready."""
         matched = self.matched.astype(object).where(self.matched.notna(), None)
         return {
@@ -131,7 +130,7 @@ class MonitorResult:
 
 def read_actuals(path: Path, target: str, reading: DatasetConfig | None = None) -> pd.DataFrame:
     """Realised HH per week (its Monday), read like any weekly file."""
-    frame = read_plan(path, [target], reading)
+    frame = load_weekly_dataset(path, [target], None, reading=reading).frame
     weeks = [week_of(d.date()) for d in frame[DATE_COLUMN]]
     actuals = pd.DataFrame({"week": weeks, "actual": frame[target].to_numpy(float)})
     twice = actuals["week"].duplicated()

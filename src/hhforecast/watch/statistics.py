@@ -67,7 +67,7 @@ class SignalDrift:
     reference_residuals: list[float] = field(repr=False)
     recent_residuals: list[float] = field(repr=False)
 
-    def to_json(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data.pop("reference_residuals")
         data.pop("recent_residuals")
