@@ -498,7 +498,7 @@ def test_a_hostile_answer_at_start_is_one_line_and_leaves_nothing(
 def test_a_partial_download_left_by_a_killed_replica_is_removed(
     trained_project: Project, stub: HostileMlflow, tmp_path: Path
 ) -> None:
-    project = replica(tmp_path / "replica", stub.url, {"download_timeout_seconds": 1})
+    project = replica(tmp_path / "replica", stub.url)
     stale = project.root / "mlflow-cache" / ".download-0123456789ab"
     stale.mkdir(parents=True)
     (stale / "part").write_bytes(b"x" * 1000)
