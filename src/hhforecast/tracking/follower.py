@@ -38,6 +38,7 @@ from hhforecast.tracking.client import (
     PRODUCTION_ALIAS,
     VERSION_TAG,
     MlflowConnection,
+    MlflowUnreachableError,
     connect,
 )
 from hhforecast.tracking.mirror import (
@@ -156,8 +157,9 @@ class AliasSource:
         )
         return None if found is None else (str(found.version), dict(found.tags))
 
-    def fetch(self, target: AliasTarget) -> Path:
-        """The version folder in the local cache, every file checked against the registry."""
+    def fetch(self, target: AliasTarget, follow: bool = False) -> Path:
+        """The version folder in the local cache, every file checked against the registry;
+        with `follow`, the download is dropped as soon as the alias points elsewhere."""
         folder = self._cache_folder(target)
         if folder.is_dir() and folder_hashes(folder) == target.files:
             return folder
@@ -165,7 +167,7 @@ class AliasSource:
         self._remove_stale_downloads()
         download = self.cache / f"{DOWNLOAD_PREFIX}{uuid.uuid4().hex[:12]}"
         try:
-            self._download(target, download)
+            self._download(target, download, follow)
             version_dir = _version_folder(download, target)
             problem = _difference(folder_hashes(version_dir), target.files)
             if problem:
@@ -206,13 +208,17 @@ class AliasSource:
             except OSError:
                 continue
 
-    def _download(self, target: AliasTarget, into: Path) -> None:
+    def _download(self, target: AliasTarget, into: Path, follow: bool) -> None:
         if is_http(self.uri):
             where = self.rest.download_uri(target.model, target.model_version)
             if urlsplit(where).scheme == ARTIFACTS_SCHEME:
+                # A slow download must not hide a newer promotion: the alias is read again
+                # every poll interval while it runs.
                 limits = Limits(
                     self.settings.mlflow.max_download_bytes,
                     self.settings.mlflow.download_timeout_seconds,
+                    (lambda: self._still_wanted(target)) if follow else None,
+                    self.settings.serving.reload_poll_seconds,
                 )
                 self.rest.download(where, into, limits)
                 return
@@ -229,11 +235,24 @@ class AliasSource:
             tracking_uri=self.conn.uri,
         )
 
-    def load(self, settings: Settings, target: AliasTarget) -> ServedModel:
+    def _still_wanted(self, target: AliasTarget) -> None:
+        try:
+            found = self.rest.alias_version(self.model, PRODUCTION_ALIAS)
+        except MlflowUnreachableError:
+            return  # the download's own deadline still bounds it
+        now = found[0] if found else None
+        if now != target.model_version:
+            raise ArtifactError(
+                f"the {PRODUCTION_ALIAS} alias of {self.model} moved from "
+                f"v{target.model_version} to {f'v{now[:20]}' if now else 'nothing'} during "
+                "the download; the download was dropped to follow it"
+            )
+
+    def load(self, settings: Settings, target: AliasTarget, follow: bool = False) -> ServedModel:
         """Fetch, verify and load the target as a served model (checked on reference rows)."""
         from hhforecast.modeling.artifacts import load_variant
 
-        folder = self.fetch(target)
+        folder = self.fetch(target, follow)
         # The metadata is checked against the SHA-256 registered in MLflow, and every
         # artifact against the metadata, before anything is parsed (as for a local version).
         # Never unpickled, whatever the config says: a downloaded version must keep its scalers
@@ -315,7 +334,7 @@ class AliasFollower(ProductionFollower):
 
     def _load_target(self, settings: Settings, entry: ModelVersion) -> ServedModel:
         assert self._target is not None and self._target.version == entry.version
-        return self.source.load(settings, self._target)
+        return self.source.load(settings, self._target, follow=True)
 
     def _watched_files(self) -> list[Path]:
         return []

@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.client import HTTPMessage
 from pathlib import Path
@@ -49,21 +50,32 @@ class Limits:
 
     max_bytes: int
     seconds: float
+    recheck: Callable[[], None] | None = None
+    """Called every `every` seconds while the download runs; raises to drop it."""
+    every: float = 1.0
     deadline: float = field(init=False)
     received: int = 0
     entries: int = 0
+    _next_check: float = field(init=False)
 
     def __post_init__(self) -> None:
-        self.deadline = time.monotonic() + self.seconds
+        now = time.monotonic()
+        self.deadline = now + self.seconds
+        self._next_check = now + self.every
 
     def remaining(self) -> float:
-        """Seconds left before the deadline, or raise TimeoutError once it passed."""
-        left = self.deadline - time.monotonic()
+        """Seconds left before the deadline, or raise TimeoutError once it passed (and run
+        the recheck when it is due)."""
+        now = time.monotonic()
+        left = self.deadline - now
         if left <= 0:
             raise TimeoutError(
                 f"the download took longer than mlflow.download_timeout_seconds "
                 f"({self.seconds:g} s)"
             )
+        if self.recheck is not None and now >= self._next_check:
+            self._next_check = now + self.every
+            self.recheck()
         return left
 
     def count(self, size: int) -> None:
