@@ -99,6 +99,9 @@ class MlopsConfig(_Section):
     """Fewest weeks unseen by both versions on which `--require-better-rmse` will judge them."""
     significance_level: float = Field(0.05, gt=0.0, lt=0.5)
     """One-sided level of the Diebold–Mariano test `--require-significant` demands."""
+    allow_pickled_scalers: bool = False
+    """Unpickle the joblib scalers of versions trained before scalers were kept as numbers
+    (a pickle runs whatever code it names); never done for versions downloaded from MLflow."""
 
 
 class ServingConfig(_Section):
@@ -209,6 +212,10 @@ class MlflowConfig(_Section):
     """Per HTTP request to a tracking server; an unreachable server fails after this."""
     retries: int = Field(1, ge=0, le=10)
     """Retries of a failed HTTP request before MLflow counts as unreachable."""
+    download_timeout_seconds: float = Field(300.0, gt=0.0, le=86_400.0)
+    """`serve --follow-mlflow`: longest a model version's download may take before it fails."""
+    max_download_bytes: int = Field(200_000_000, ge=1024)
+    """`serve --follow-mlflow`: most bytes one model version's download may hold."""
 
     def model_name(self, variant: str) -> str:
         """The registered model that mirrors `variant`."""

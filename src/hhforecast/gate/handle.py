@@ -166,7 +166,12 @@ class VersionHandle:
                     "from a backup or train the version again."
                 )
             self._models[variant] = variant_from_verified(
-                self.folder, self.metadata, variant, self._verified, self.name
+                self.folder,
+                self.metadata,
+                variant,
+                self._verified,
+                self.name,
+                allow_pickle=self.datasets.settings.mlops.allow_pickled_scalers,
             )
         return self._models[variant]
 

@@ -30,6 +30,7 @@ __all__ = [
     "METADATA_FILE",
     "METADATA_SHA256_FIELD",
     "ArtifactChangedError",
+    "PickledScalersError",
     "artifact_names",
     "bytes_sha256",
     "load_variant",
@@ -37,6 +38,7 @@ __all__ = [
     "read_metadata",
     "recorded_metadata_sha256",
     "scaling_record",
+    "uses_pickled_scalers",
     "variant_from_verified",
     "verified_artifact",
 ]
@@ -47,6 +49,8 @@ METADATA_SHA256_FIELD = "metadata_sha256"
 """The registry entry's field holding the SHA-256 of the version's model_metadata.json."""
 SCALING_KEY = "scaling"
 """Where a variant's scaler parameters are kept in the metadata, as plain numbers."""
+ALLOW_PICKLE_SETTING = "allow_pickled_scalers"
+"""The `mlops` setting that lets versions without `scaling` unpickle their joblib scalers."""
 
 
 class ArtifactChangedError(ArtifactError):
@@ -160,18 +164,50 @@ def _numbers(record: Mapping[str, Any], key: str, size: int, where: str) -> np.n
     return np.array(values, dtype=np.float64)
 
 
+class PickledScalersError(ArtifactError):
+    """A version keeps its scalers only as joblib pickles, and unpickling was not allowed."""
+
+    def __init__(self, where: Path, variant: str) -> None:
+        super().__init__(
+            f"{where}: variant {variant!r} keeps its scalers only as joblib pickles (it was "
+            f"trained before they were kept as numbers, '{SCALING_KEY}'); unpickling runs "
+            "whatever code a pickle names, so it is not loaded. Train the version again, or, "
+            f"for a local version you trust, set mlops.{ALLOW_PICKLE_SETTING}: true in "
+            "config.yaml (docs/artifacts.md); a replica never unpickles what it downloads"
+        )
+
+
+def uses_pickled_scalers(metadata: Mapping[str, Any]) -> list[str]:
+    """The variants of a version's metadata whose scalers exist only as joblib pickles."""
+    variants = metadata.get("variants")
+    if not isinstance(variants, dict):
+        return []
+    return sorted(
+        str(name)
+        for name, info in variants.items()
+        if not (isinstance(info, dict) and isinstance(info.get(SCALING_KEY), dict))
+    )
+
+
 def _scaling(
-    info: Mapping[str, Any], blobs: dict[str, bytes], n_features: int, where: str
+    info: Mapping[str, Any],
+    blobs: dict[str, bytes],
+    n_features: int,
+    where: Path,
+    variant: str,
+    allow_pickle: bool,
 ) -> tuple[np.ndarray, np.ndarray, float, float]:
     record = info.get(SCALING_KEY)
     if isinstance(record, dict):
-        x_mean = _numbers(record, "x_mean", n_features, where)
-        x_scale = _numbers(record, "x_scale", n_features, where)
-        y_mean = _numbers(record, "y_mean", 1, where)
-        y_scale = _numbers(record, "y_scale", 1, where)
+        x_mean = _numbers(record, "x_mean", n_features, str(where))
+        x_scale = _numbers(record, "x_scale", n_features, str(where))
+        y_mean = _numbers(record, "y_mean", 1, str(where))
+        y_scale = _numbers(record, "y_scale", 1, str(where))
         return x_mean, x_scale, float(y_mean[0]), float(y_scale[0])
-    # Versions trained before the parameters were kept in the metadata: their joblib files are
-    # unpickled, but only these bytes, whose SHA-256 has just matched the metadata's record.
+    if not allow_pickle:
+        raise PickledScalersError(where, variant)
+    # Versions trained before the parameters were kept in the metadata, opted in by the user:
+    # their joblib files are unpickled, but only these bytes, whose SHA-256 has just matched.
     import joblib
 
     def arrays(data: bytes, name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -254,11 +290,14 @@ def load_variant(
     variant: str,
     version: str | None = None,
     metadata_sha256: str | None = None,
+    *,
+    allow_pickle: bool = False,
 ) -> VariantModel:
     """Load one variant of a version folder, every file verified before it is parsed.
 
     `metadata_sha256` is the registry entry's record of model_metadata.json; with it, the
-    checksums in the metadata cannot be rewritten alongside the files they describe.
+    checksums in the metadata cannot be rewritten alongside the files they describe. A version
+    without scaler numbers is refused unless `allow_pickle` (its joblib files are pickles).
     """
     metadata = read_metadata(version_dir, metadata_sha256)
     if "variants" not in metadata:
@@ -272,7 +311,9 @@ def load_variant(
         name: verified_artifact(version_dir, name, metadata)
         for name in artifact_names(variant).values()
     }
-    return variant_from_verified(version_dir, metadata, variant, blobs, version)
+    return variant_from_verified(
+        version_dir, metadata, variant, blobs, version, allow_pickle=allow_pickle
+    )
 
 
 def variant_from_verified(
@@ -281,8 +322,11 @@ def variant_from_verified(
     variant: str,
     blobs: Mapping[str, bytes],
     version: str | None = None,
+    *,
+    allow_pickle: bool = False,
 ) -> VariantModel:
-    """One variant parsed from artifact bytes (by file name) whose SHA-256 already matched."""
+    """One variant parsed from artifact bytes (by file name) whose SHA-256 already matched; a
+    version without scaler numbers is refused unless `allow_pickle`."""
     variants = metadata.get("variants")
     if not isinstance(variants, dict) or variant not in variants:
         known = list(variants) if isinstance(variants, dict) else []
@@ -302,7 +346,9 @@ def variant_from_verified(
         features = [str(f) for f in info["features"]]
         weights = read_keras_weights(roles["model"], version_dir / names["model"])
         _check_shapes(weights, len(features), version_dir / names["model"])
-        x_mean, x_scale, y_mean, y_scale = _scaling(info, roles, len(features), str(where))
+        x_mean, x_scale, y_mean, y_scale = _scaling(
+            info, roles, len(features), where, variant, allow_pickle
+        )
         ranges = {f: (float(lo), float(hi)) for f, (lo, hi) in info["feature_ranges"].items()}
         interval = info["interval"]
         halfwidth, coverage = float(interval["halfwidth"]), float(interval["coverage"])

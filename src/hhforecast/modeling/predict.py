@@ -35,10 +35,14 @@ def load_model(
 
 def load_registered(registry: Registry, entry: ModelVersion, variant: str) -> VariantModel:
     """Load a registered version's variant: its metadata checked against the SHA-256 in the
-    registry entry, every artifact against the metadata, before anything is parsed."""
+    registry entry, every artifact against the metadata, before anything is parsed; joblib
+    scalers are unpickled only when mlops.allow_pickled_scalers says so."""
     where = f"registry entry {entry.version} in {registry.path}"
     expected = recorded_metadata_sha256(entry.extra, where)
-    return load_variant(registry.version_dir(entry), variant, entry.version, expected)
+    allow_pickle = registry.settings.mlops.allow_pickled_scalers
+    return load_variant(
+        registry.version_dir(entry), variant, entry.version, expected, allow_pickle=allow_pickle
+    )
 
 
 def predict_frame(model: VariantModel, frame: pd.DataFrame, source: str = "input") -> pd.DataFrame:

@@ -15,7 +15,9 @@ This module finds what such a stop (or a hand edit) leaves behind and says how t
   ``STALE_STAGING_SECONDS`` (a younger one may belong to a training still running);
 * temporary files left by a write killed halfway (``.<name>.*.tmp`` beside registry.json or
   config.yaml): removed once as old as a stale staging folder;
-* a ``model_metadata.json`` that no longer matches the SHA-256 its entry records;
+* a ``model_metadata.json`` that no longer matches the SHA-256 its entry records, and entries
+  that record none (their metadata could be rewritten unnoticed);
+* versions whose scalers are kept only as joblib pickles (not loaded unless the user opts in);
 * a production pointer naming no registered version, and promotion history entries naming
   versions that are neither registered nor recorded as removed (both need a person).
 
@@ -35,10 +37,12 @@ from hhforecast.config import Settings
 from hhforecast.errors import ArtifactError
 from hhforecast.gate.integrity import check_integrity, integrity_problem
 from hhforecast.modeling.artifacts import (
+    ALLOW_PICKLE_SETTING,
     METADATA_FILE,
     METADATA_SHA256_FIELD,
     read_metadata,
     recorded_metadata_sha256,
+    uses_pickled_scalers,
 )
 from hhforecast.registry.store import LATEST, STAGING_PREFIX, Registry
 
@@ -61,8 +65,9 @@ class Finding:
 
     kind: str
     """missing_folder, unregistered_folder, entry_mismatch, integrity, metadata_changed,
-    not_hhforecast, unknown_folder, leftover_staging, leftover_temp, production_unregistered
-    or history_unknown_version."""
+    no_metadata_sha256, pickled_scalers, not_hhforecast, unknown_folder, leftover_staging,
+    leftover_temp, production_unregistered or history_unknown_version (and the notes
+    not_hhforecast and pickled_scalers_allowed)."""
     version: str | None
     path: str
     detail: str
@@ -116,6 +121,10 @@ def check_registry(settings: Settings) -> CheckReport:
             (report.notes if finding.kind == "not_hhforecast" else report.findings).append(finding)
         if folder.is_dir():
             report.findings.extend(_check_metadata_record(entry.version, entry.extra, folder))
+            allow_pickle = settings.mlops.allow_pickled_scalers
+            for finding in _trust_findings(entry.version, entry.extra, folder, allow_pickle):
+                notes = finding.kind == "pickled_scalers_allowed"
+                (report.notes if notes else report.findings).append(finding)
     if registry.models_dir.is_dir():
         for folder in sorted(registry.models_dir.iterdir()):
             if not folder.is_dir():
@@ -148,6 +157,43 @@ def _check_metadata_record(version: str, fields: dict[str, Any], folder: Path) -
             "",
         )
     ]
+
+
+def _trust_findings(
+    version: str, fields: dict[str, Any], folder: Path, allow_pickle: bool
+) -> list[Finding]:
+    """What the checksums cannot vouch for: an entry without the metadata's SHA-256, and
+    scalers kept only as pickles (loading them runs code)."""
+    try:
+        metadata = read_metadata(folder)
+    except ArtifactError:
+        return []  # reported by _check_entry
+    if "variants" not in metadata:
+        return []  # the original system's: never loaded, already a note
+    path = str(folder / METADATA_FILE)
+    findings = []
+    if fields.get(METADATA_SHA256_FIELD) is None:
+        detail = (
+            f"its registry entry records no {METADATA_SHA256_FIELD}, so {METADATA_FILE} and "
+            "the checksums it holds could be rewritten unnoticed; restore registry.json from "
+            "a backup, or train the version again"
+        )
+        findings.append(Finding("no_metadata_sha256", version, path, detail, ""))
+    pickled = ", ".join(uses_pickled_scalers(metadata))
+    if pickled and allow_pickle:
+        detail = (
+            f"variant(s) {pickled} keep their scalers only as joblib pickles; they are "
+            f"unpickled because mlops.{ALLOW_PICKLE_SETTING} is true: train it again to stop that"
+        )
+        findings.append(Finding("pickled_scalers_allowed", version, path, detail, ""))
+    elif pickled:
+        detail = (
+            f"variant(s) {pickled} keep their scalers only as joblib pickles (trained before "
+            "they were kept as numbers), so the version is not loaded: train it again, or, if "
+            f"you trust the folder, set mlops.{ALLOW_PICKLE_SETTING}: true"
+        )
+        findings.append(Finding("pickled_scalers", version, path, detail, ""))
+    return findings
 
 
 def _temp_folders(settings: Settings) -> list[Path]:
