@@ -375,7 +375,7 @@ def test_bulk_event_rows_equal_the_per_record_rows() -> None:
 def test_rows_are_written_several_per_statement_in_order(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import hhforecast.watch.prediction_store as monitoring
+    import hhforecast.watch.sqlite_store as monitoring
 
     log = PredictionLog(tmp_path / "log.sqlite")
     rows = [record(None, float(i), logged_at=EARLY).row() for i in range(25)]
