@@ -149,7 +149,7 @@ class PostgresPredictionLog(PredictionStore):
             except (psycopg.Error, OSError, LogWriteError) as exc:
                 # A broken connection is not reused: the next write connects afresh.
                 self._close_connection()
-                raise LogWriteError(str(exc).strip()) from exc
+                raise LogWriteError(_first_line(exc)) from exc
         return len(rows)
 
     def _read(self, query: str) -> pd.DataFrame:
@@ -168,7 +168,7 @@ class PostgresPredictionLog(PredictionStore):
                 return pd.DataFrame(cursor.fetchall(), columns=names)
         except psycopg.Error as exc:
             raise PredictionLogError(
-                f"cannot read the prediction log at {self.location} ({str(exc).strip()})"
+                f"cannot read the prediction log at {self.location} ({_first_line(exc)})"
             ) from None
 
     def frame(self) -> pd.DataFrame:
@@ -195,13 +195,19 @@ class PostgresPredictionLog(PredictionStore):
                     asked = _scalar(connection, "SELECT COALESCE(SUM(asked), 0) FROM predictions")
         except psycopg.Error as exc:
             raise PredictionLogError(
-                f"cannot compact {self.location} ({str(exc).strip()}); nothing was changed"
+                f"cannot compact {self.location} ({_first_line(exc)}); nothing was changed"
             ) from None
         return CompactResult(self.location, before, after, asked)
 
     def close(self) -> None:
         with self._lock:
             self._close_connection()
+
+
+def _first_line(exc: BaseException) -> str:
+    """The server's message without its CONTEXT and DETAIL lines."""
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
 
 
 def _scalar(connection: psycopg.Connection[Any], query: str) -> int:
