@@ -27,7 +27,7 @@ $(RUN_STAMP): pyproject.toml | $(BIN)/python
 
 $(DEV_STAMP): $(RUN_STAMP)
 	@echo "==> installing the test tools (pytest, pytest-xdist, ruff, mypy, selenium) and MLflow"
-	$(BIN)/python -m pip install --progress-bar on -e '.[dev,mlflow]'
+	$(BIN)/python -m pip install --progress-bar on -e '.[dev,mlflow,postgres]'
 	@touch $@
 
 install: $(RUN_STAMP) ## create the venv and install hhforecast with what running it needs
