@@ -9,7 +9,7 @@ PORT   ?= 8000
 # Test workers: one per core, at most 4 (each worker trains the shared test versions once).
 PYTEST_ARGS ?= -n auto --maxprocesses 4 --durations=10
 
-.PHONY: install install-dev run train test pytest lint format bench footprint bench-dataset bench-mlflow bench-alerts clean quality
+.PHONY: install install-dev run train test pytest lint format bench footprint bench-dataset bench-mlflow bench-log bench-alerts clean quality
 
 # pip prints a line per package it collects, downloads (with a progress bar) and installs:
 # TensorFlow alone is a download of several hundred MB, so silence would look like a hang.
@@ -70,6 +70,9 @@ bench-dataset: install ## dataset build on ~900,000 flight rows + 150,000 events
 bench-mlflow: train install-dev ## wrk: hhforecast serve vs serve --follow-mlflow vs mlflow models serve -> docs/benchmarks.md
 	@command -v wrk >/dev/null || { echo "wrk is not installed: apt-get install -y wrk"; exit 2; }
 	$(BIN)/python bench/mlflow_bench.py
+
+bench-log: install-dev ## monitor on 26 weeks logged once vs asked a million times, SQLite and PostgreSQL (goal: 2x); bytes per forecast -> docs/benchmarks.md
+	$(BIN)/python bench/log_scale.py --start-postgres --write docs/benchmarks.md
 
 bench-alerts: install ## monitor's alert rule on 48 simulated fleets: healthy months alerted, +15% shifts flagged (docs/drift.md)
 	$(BIN)/python bench/monitor_alerts.py

@@ -193,6 +193,10 @@ class PostgresPredictionLog(PredictionStore):
                         connection.execute(statement)
                     after = _scalar(connection, "SELECT count(*) FROM predictions")
                     asked = _scalar(connection, "SELECT COALESCE(SUM(asked), 0) FROM predictions")
+            # Mark the removed rows' space free for the next ones (outside the transaction).
+            with contextlib.suppress(psycopg.Error), self._connect() as connection:
+                connection.autocommit = True
+                connection.execute("VACUUM predictions")
         except psycopg.Error as exc:
             raise PredictionLogError(
                 f"cannot compact {self.location} ({_first_line(exc)}); nothing was changed"
