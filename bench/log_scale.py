@@ -19,6 +19,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import sqlite3
 import statistics
 import subprocess
@@ -42,6 +43,8 @@ from hhforecast.watch.prediction_store import PredictionStore, horizon_weeks  # 
 
 SECTION = "log-scale"
 WEEKS = 26
+ROUNDS = 5
+"""Alternating runs of `monitor` per figure (each figure is their median)."""
 FIRST_WEEK = date(2025, 1, 6)
 LAST_TRAINED = "2024-12-30"
 BATCH = 2_000
@@ -115,28 +118,46 @@ def log_bytes(log: PredictionStore, give_back: bool = False) -> int:
     return path.stat().st_size
 
 
-def time_monitor(folder: Path) -> tuple[float, float, dict[str, Any]]:
-    """(median seconds of `hhforecast monitor` processes, median in-process, its JSON)."""
-    config, actuals = folder / "config.yaml", folder / "actuals.csv"
+def monitor_process(folder: Path) -> tuple[float, dict[str, Any]]:
+    """Seconds of one `hhforecast monitor --json` process on `folder`'s log, and its JSON."""
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    command = [sys.executable, "-m", "hhforecast", "monitor", "--actuals", str(actuals)]
-    cli, report = [], {}
-    for _ in range(3):
-        started = time.perf_counter()
-        done = subprocess.run(
-            [*command, "--json", "--config", str(config)], capture_output=True, text=True, env=env
-        )
-        cli.append(time.perf_counter() - started)
-        assert done.returncode in (0, 1), done.stderr
-        report = json.loads(done.stdout)
-    settings = load_settings(config)
-    run_monitor(settings, actuals)
-    inside = []
-    for _ in range(5):
-        started = time.perf_counter()
-        run_monitor(settings, actuals)
-        inside.append(time.perf_counter() - started)
-    return statistics.median(cli), statistics.median(inside), report
+    command = [sys.executable, "-m", "hhforecast", "monitor", "--actuals"]
+    started = time.perf_counter()
+    done = subprocess.run(
+        [*command, str(folder / "actuals.csv"), "--json", "--config", str(folder / "config.yaml")],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    seconds = time.perf_counter() - started
+    assert done.returncode in (0, 1), done.stderr
+    return seconds, json.loads(done.stdout)
+
+
+def monitor_in_process(folder: Path) -> float:
+    settings = load_settings(folder / "config.yaml")
+    started = time.perf_counter()
+    run_monitor(settings, folder / "actuals.csv")
+    return time.perf_counter() - started
+
+
+def time_monitor(
+    baseline: Path, folder: Path, rounds: int
+) -> tuple[float, float, float, float, dict[str, Any]]:
+    """Median seconds of `monitor` on `baseline` and on `folder`, runs alternating so that both
+    see the same machine load: (process, process, in-process, in-process, folder's JSON)."""
+    monitor_in_process(baseline)  # warm-up: imports, first calls
+    monitor_in_process(folder)
+    first, second, first_in, second_in = [], [], [], []
+    report: dict[str, Any] = {}
+    for _ in range(rounds):
+        first.append(monitor_process(baseline)[0])
+        seconds, report = monitor_process(folder)
+        second.append(seconds)
+        first_in.append(monitor_in_process(baseline))
+        second_in.append(monitor_in_process(folder))
+    median = statistics.median
+    return median(first), median(second), median(first_in), median(second_in), report
 
 
 def project(folder: Path, database: str) -> Path:
@@ -161,17 +182,17 @@ def measure(name: str, small: str, big: str, work: Path, forecasts: int) -> dict
     result["write_seconds"] = fill(big_log, forecasts)
     big_log.close()
     result["bytes_before"] = log_bytes(big_log)
-    result["cli_once"], result["inproc_once"], once_report = time_monitor(once)
-    result["cli_many"], result["inproc_many"], report = time_monitor(many)
+    cli_once, cli_many, in_once, in_many, report = time_monitor(once, many, ROUNDS)
+    result.update(cli_once=cli_once, cli_many=cli_many, inproc_once=in_once, inproc_many=in_many)
     assert report["forecasts_logged"] == forecasts and report["forecasts_judged"] == WEEKS
-    assert once_report["forecasts_judged"] == WEEKS
     started = time.perf_counter()
     compacted = big_log.compact()
     result["compact_seconds"] = time.perf_counter() - started
     big_log.close()
     assert compacted.rows_after == WEEKS and compacted.forecasts == forecasts
     result["bytes_after"] = log_bytes(big_log, give_back=True)
-    result["cli_compacted"], result["inproc_compacted"], after = time_monitor(many)
+    cli_once2, result["cli_compacted"], _, _, after = time_monitor(once, many, ROUNDS)
+    result["compacted_ratio"] = result["cli_compacted"] / cli_once2
     assert after["periods"] == report["periods"], "compact changed what monitor reports"
     print(json.dumps(result), flush=True)
     return result
@@ -188,7 +209,8 @@ def section(results: list[dict[str, Any]], postgres_note: str) -> str:
         "cycle). `monitor` reads the judged table the writes keep (docs/drift.md), so its time "
         "should not grow with the polling: the goal is at most 2× its time on the 26 forecasts "
         "logged once. `monitor` is timed as a user runs it (a fresh `hhforecast monitor --json` "
-        "process, median of 3) and in-process (`run_monitor`, median of 5 after a warm-up). "
+        "process) and in-process (`run_monitor`, after a warm-up), each the median of 5 runs "
+        "alternating with the same runs on the 26-forecast log, so that both see the same load. "
         "Bytes per forecast: the SQLite file (WAL checkpointed) or PostgreSQL's "
         "`pg_total_relation_size` of both tables, over the forecasts logged; after `hhforecast "
         "log compact` the log keeps 26 rows standing for all of them (PostgreSQL measured after "
@@ -209,7 +231,8 @@ def section(results: list[dict[str, Any]], postgres_note: str) -> str:
         lines.append(
             f"| {r['backend']} | {r['cli_once']:.2f} | {r['cli_many']:.2f} | "
             f"{r['cli_many'] / r['cli_once']:.2f}× | {1000 * r['inproc_once']:.0f} / "
-            f"{1000 * r['inproc_many']:.0f} | {r['cli_compacted']:.2f} | "
+            f"{1000 * r['inproc_many']:.0f} | {r['cli_compacted']:.2f} "
+            f"({r['compacted_ratio']:.2f}×) | "
             f"{r['bytes_before'] / r['forecasts']:.0f} | {r['bytes_after'] / 1024:.0f} KiB | "
             f"{r['write_seconds']:.0f} | {r['compact_seconds']:.1f} |"
         )
@@ -283,6 +306,7 @@ def main() -> None:
         finally:
             if server is not None:
                 server.stop()
+                shutil.rmtree(server.data.parent, ignore_errors=True)
     text = section(results, note)
     print(text)
     if args.write:
