@@ -240,11 +240,10 @@ def section(results: list[dict[str, Any]], postgres_note: str) -> str:
     return "\n".join(lines)
 
 
-def write_section(path: Path, text_section: str) -> None:
+def write_section(path: Path, text_section: str, name: str = SECTION) -> None:
+    """Put `text_section` in place of the page's section `name`, or append it."""
     text = path.read_text() if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(
-        rf"<!-- section: {SECTION} -->.*?<!-- end section: {SECTION} -->\n?", re.DOTALL
-    )
+    pattern = re.compile(rf"<!-- section: {name} -->.*?<!-- end section: {name} -->\n?", re.DOTALL)
     if pattern.search(text):
         text = pattern.sub(lambda _: text_section, text)
     else:

@@ -273,3 +273,24 @@ def test_log_compact_without_a_log_is_bad_input(project: Project, cli) -> None:
     assert result.stderr.startswith(
         f"Error: no prediction log at {project.root / 'models' / 'predictions.sqlite'}: "
     )
+
+
+def test_monitor_says_how_many_forecasts_were_asked_and_judged(
+    log_project: Project, cli, columns80: None
+) -> None:
+    log = open_log(log_project)
+    log.record([record(100.0 + i, at(1, i)) for i in range(6)])  # one key asked 6 times
+    log.record([record(200.0, at(2), source="web"), record(300.0, at(2), "2024-01-22")])
+    where = log.location
+    log.close()
+    actuals = log_project.root / "actuals.csv"
+    pd.DataFrame({"date": [WEEK], "HH": [110.0]}).to_csv(actuals, index=False)
+    result = cli("monitor", "--actuals", actuals, "--config", log_project.config)
+    assert result.exit_code == 0
+    summary = " ".join(result.stdout.split("─")[-1].split())
+    assert summary.endswith(
+        "Forecasts matched: 7 of 8 logged (api 6 (1.0.0), web 1 (1.0.0)); 2 judged (one per "
+        f"week, version, source and horizon); 1 not realised yet. Log: {where} no alert: 2 "
+        "forecasts judged in 1 realised weeks, errors within what the forecasts' intervals "
+        "allow (not judged yet: 1.0.0, whose first 13 realised weeks give their usual error)"
+    )
