@@ -98,6 +98,10 @@ def schema_version(connection: sqlite3.Connection) -> int:
 
 def _upgrade(connection: sqlite3.Connection) -> None:
     """Create the tables, or bring an older layout to SCHEMA_VERSION, in one transaction."""
+    # A read first: a log already up to date needs no write lock, so reopening it while
+    # another process holds one (a backup, a long transaction) does not wait on it.
+    if schema_version(connection) == SCHEMA_VERSION:
+        return
     connection.execute("BEGIN IMMEDIATE")
     try:
         found = schema_version(connection)
