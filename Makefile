@@ -9,7 +9,7 @@ PORT   ?= 8000
 # Test workers: one per core, at most 4 (each worker trains the shared test versions once).
 PYTEST_ARGS ?= -n auto --maxprocesses 4 --durations=10
 
-.PHONY: install install-dev run train test pytest lint format bench footprint bench-dataset bench-mlflow bench-log bench-alerts clean quality
+.PHONY: install install-dev run train test pytest lint format bench footprint bench-dataset bench-mlflow bench-log bench-log-serving bench-alerts clean quality
 
 # pip prints a line per package it collects, downloads (with a progress bar) and installs:
 # TensorFlow alone is a download of several hundred MB, so silence would look like a hang.
@@ -73,6 +73,9 @@ bench-mlflow: train install-dev ## wrk: hhforecast serve vs serve --follow-mlflo
 
 bench-log: install-dev ## monitor on 26 weeks logged once vs asked a million times, SQLite and PostgreSQL (goal: 2x); bytes per forecast -> docs/benchmarks.md
 	$(BIN)/python bench/log_scale.py --start-postgres --write docs/benchmarks.md
+
+bench-log-serving: install-dev train ## wrk: /api/predict with the log in PostgreSQL vs the bare endpoint (goal: 0.85x) -> docs/benchmarks.md
+	$(BIN)/python bench/log_serving_postgres.py --write docs/benchmarks.md
 
 bench-alerts: install ## monitor's alert rule on 48 simulated fleets: healthy months alerted, +15% shifts flagged (docs/drift.md)
 	$(BIN)/python bench/monitor_alerts.py

@@ -122,8 +122,10 @@ def main() -> None:
         "same service with the log off; wrk with "
         f"{args.connections} connections, {args.rounds} rounds of {args.duration} s "
         "alternating. The log is written from the recorder's thread (a PostgreSQL log always "
-        "is). Goal: the logged endpoint at least 0.85× the bare one. Written by "
-        "`bench/log_serving_postgres.py`.",
+        "is). Goal: the logged endpoint at least 0.85× the bare one. The PostgreSQL server "
+        "shares the machine's cores with the service and wrk (its CPU is taken from them; with "
+        "the database on another machine it is not); the server CPU per request is the "
+        "service's own. Written by `bench/log_serving_postgres.py`.",
         "",
         f"- Date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; {os.cpu_count()} cores shared with "
         f"other work (load average after: {load}); PostgreSQL "
