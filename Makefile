@@ -9,7 +9,7 @@ PORT   ?= 8000
 # Test workers: one per core, at most 4 (each worker trains the shared test versions once).
 PYTEST_ARGS ?= -n auto --maxprocesses 4 --durations=10
 
-.PHONY: install install-dev run train test pytest lint format bench footprint bench-dataset bench-mlflow bench-alerts bench-registry clean quality
+.PHONY: install install-dev run train test pytest lint format bench footprint bench-dataset bench-mlflow bench-log bench-log-serving bench-alerts bench-registry clean quality
 
 # pip prints a line per package it collects, downloads (with a progress bar) and installs:
 # TensorFlow alone is a download of several hundred MB, so silence would look like a hang.
@@ -27,7 +27,7 @@ $(RUN_STAMP): pyproject.toml | $(BIN)/python
 
 $(DEV_STAMP): $(RUN_STAMP)
 	@echo "==> installing the test tools (pytest, pytest-xdist, ruff, mypy, selenium) and MLflow"
-	$(BIN)/python -m pip install --progress-bar on -e '.[dev,mlflow]'
+	$(BIN)/python -m pip install --progress-bar on -e '.[dev,mlflow,postgres]'
 	@touch $@
 
 install: $(RUN_STAMP) ## create the venv and install hhforecast with what running it needs
@@ -70,6 +70,12 @@ bench-dataset: install ## dataset build on ~900,000 flight rows + 150,000 events
 bench-mlflow: train install-dev ## wrk: hhforecast serve vs serve --follow-mlflow vs mlflow models serve -> docs/benchmarks.md
 	@command -v wrk >/dev/null || { echo "wrk is not installed: apt-get install -y wrk"; exit 2; }
 	$(BIN)/python bench/mlflow_bench.py
+
+bench-log: install-dev ## monitor on 26 weeks logged once vs asked a million times, SQLite and PostgreSQL (goal: 2x); bytes per forecast -> docs/benchmarks.md
+	$(BIN)/python bench/log_scale.py --start-postgres --write docs/benchmarks.md
+
+bench-log-serving: install-dev train ## wrk: /api/predict with the log in PostgreSQL vs the bare endpoint (goal: 0.85x) -> docs/benchmarks.md
+	$(BIN)/python bench/log_serving_postgres.py --write docs/benchmarks.md
 
 bench-alerts: install ## monitor's alert rule on 48 simulated fleets: healthy months alerted, +15% shifts flagged (docs/drift.md)
 	$(BIN)/python bench/monitor_alerts.py

@@ -6,9 +6,13 @@ trained once per session into a template project and copied into each test's fol
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import os
 import shutil
-from collections.abc import Callable
+import subprocess
+import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +24,10 @@ from typer.testing import CliRunner
 
 from hhforecast.cli import app
 from hhforecast.config import CONFIG_ENV, Settings, load_settings
+
+from .postgres_server import BIN_GLOB, PostgresServer, postgres_bin, start_postgres
+
+_DATABASES = itertools.count()
 
 FAST_TRAINING = {
     "epochs": 8,
@@ -208,3 +216,31 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory):
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A real PostgreSQL server for the session (Debian's `postgresql` package), in a folder of
+    its own under the system's temporary folder (pytest's is closed to the `postgres` user)."""
+    if postgres_bin() is None:
+        pytest.skip(
+            f"PostgreSQL is not installed (no {BIN_GLOB}/pg_ctl): apt-get install postgresql"
+        )
+    pytest.importorskip("psycopg", reason="psycopg is not installed: pip install -e '.[postgres]'")
+    folder = Path(tempfile.mkdtemp(prefix="hhforecast-postgres-"))
+    try:
+        server = start_postgres(folder)
+        try:
+            yield server
+        finally:
+            with contextlib.suppress(subprocess.CalledProcessError):
+                server.stop()
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres_url(postgres: PostgresServer, request: pytest.FixtureRequest) -> str:
+    """A fresh, empty database of the session's server, for one test."""
+    name = "t_" + "".join(c if c.isalnum() else "_" for c in request.node.name.lower())[:50]
+    return postgres.create_database(f"{name}_{os.getpid()}_{next(_DATABASES)}")

@@ -171,7 +171,7 @@ def test_monitor_tables_fit_80_columns(columns80) -> None:
     weeks, horizons = (rendered(t) for t in monitor_tables(MONITOR))
     assert_fits(weeks + horizons)
     assert lines(weeks) == [
-        "       Forecast vs realised HH per week (latest forecast of each week)",
+        "       Forecast vs realised HH per week (judged forecast of each week)",
         "",
         "  week         version      n      MAE     RMSE      bias   in int.   alert",
         " " + "─" * 75,

@@ -393,7 +393,7 @@ def test_the_rows_of_served_answers_dated_or_not_in_order() -> None:
 def test_rows_are_written_several_per_statement_in_order(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import hhforecast.watch.prediction_store as monitoring
+    import hhforecast.watch.sqlite_store as monitoring
 
     log = PredictionLog(tmp_path / "log.sqlite")
     rows = [record(None, float(i), logged_at=EARLY).row() for i in range(25)]

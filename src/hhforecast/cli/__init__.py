@@ -17,6 +17,7 @@ from hhforecast.cli import (
 )
 from hhforecast.cli._common import Command, OneLineErrorsGroup
 from hhforecast.cli.dataset_commands import dataset_app
+from hhforecast.cli.log_commands import log_app
 from hhforecast.cli.mlflow_commands import mlflow_app
 from hhforecast.cli.registry_commands import registry_app
 
@@ -44,6 +45,7 @@ app.command(cls=Command)(gate_commands.promote)
 app.command(cls=Command)(gate_commands.rollback)
 app.command(cls=Command)(watch_commands.drift)
 app.command(cls=Command)(watch_commands.monitor)
+app.add_typer(log_app, name="log")
 app.command(cls=Command)(serve_command.serve)
 app.command(cls=Command)(backtest_command.backtest)
 app.add_typer(mlflow_app, name="mlflow")

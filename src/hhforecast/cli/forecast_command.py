@@ -59,21 +59,20 @@ def forecast(
     Example: hhforecast forecast --plan plan.csv --output forecast.csv
     """
     from hhforecast.modeling.forecast import forecast_plan
-    from hhforecast.watch.prediction_log import PredictionLog
+    from hhforecast.watch.log_store import open_prediction_log
+    from hhforecast.watch.prediction_store import LogWriteError
 
     settings = settings_from(config).with_dataset(dayfirst=dayfirst)
     result = forecast_plan(settings, plan, version, variant)
     if output is not None:
         result.write_csv(output, csv_style.value)
-    log = PredictionLog.from_settings(settings)
+    log = open_prediction_log(settings)
     logged, problem = 0, None
     if not no_log:
-        import sqlite3
-
         try:
             logged = log.record_forecast(result, source="cli")
-        except (sqlite3.Error, OSError) as exc:
-            problem = f"cannot write {log.path} ({exc})"
+        except (LogWriteError, OSError) as exc:
+            problem = f"cannot write {log.location} ({exc})"
         finally:
             log.close()
     if json_output:
@@ -81,7 +80,7 @@ def forecast(
             {
                 **result.to_dict(),
                 "logged": logged == len(result.frame),
-                "log": {"path": str(log.path), "rows": logged, "problem": problem},
+                "log": {"path": log.location, "rows": logged, "problem": problem},
                 "output": str(output) if output else None,
             }
         )
@@ -92,7 +91,7 @@ def forecast(
         if output is not None:
             console.print(f"Wrote {len(result.frame)} forecasts to {output}.", highlight=False)
         if logged:
-            console.print(f"Logged {logged} forecasts to {log.path}.", highlight=False)
+            console.print(f"Logged {logged} forecasts to {log.location}.", highlight=False)
     if problem is not None:
         err_console.print(
             f"[yellow]Warning:[/] the forecasts were NOT logged: {problem}. "

@@ -189,7 +189,8 @@ def _print_monitor(result: Any) -> None:
             f"{s['source']} {s['forecasts']} ({s['version']})" for s in result.sources()
         )
         console.print(
-            f"Forecasts matched: {len(result.matched)} of {result.logged} logged ({sources}); "
+            f"Forecasts matched: {result.asked} of {result.logged} logged ({sources}); "
+            f"{len(result.matched)} judged (one per week, version, source and horizon); "
             f"{result.pending} not realised yet. Log: {result.database}",
             highlight=False,
         )
@@ -201,13 +202,13 @@ def monitor_tables(data: dict[str, Any]) -> list[Table]:
     """Forecast vs realised HH per period, then per horizon, from a monitor report's JSON."""
     return [
         _error_table(
-            f"Forecast vs realised HH per {data['by']} (latest forecast of each week)",
+            f"Forecast vs realised HH per {data['by']} (judged forecast of each week)",
             data["by"],
             data["periods"],
             flags=True,
         ),
         _error_table(
-            "Per horizon (weeks ahead of the version's data; every forecast)",
+            "Per horizon (weeks ahead of the version's data; every judged forecast)",
             "ahead",
             data["horizons"],
             flags=False,

@@ -14,7 +14,7 @@ import json
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
@@ -81,6 +81,13 @@ class ServedModel:
     entry: ModelVersion
     loaded_at: str
     history: HistoryPicture
+    challenger: VariantModel | None = None
+    """The challenger, loaded and checked beside production: every logged answer is computed
+    by it too (in the log's write cycle, not on the request path). None when there is none."""
+    challenger_problem: str | None = None
+    """Why the named challenger is not loaded (production serves regardless)."""
+    challenger_named: str | None = None
+    """The challenger registry.json named when this was loaded (loaded or not)."""
 
     @property
     def history_png(self) -> bytes | None:
@@ -93,9 +100,15 @@ class ServedModel:
         return self.history.get()[1]
 
     @property
-    def identity(self) -> tuple[str, str, str]:
-        """What makes two loads the same: version, its training time, and the variant."""
-        return (self.entry.version, self.entry.trained_at, self.model.variant)
+    def identity(self) -> tuple[str, str, str, str | None]:
+        """What makes two loads the same: version, its training time, the variant, and the
+        challenger beside it."""
+        return (
+            self.entry.version,
+            self.entry.trained_at,
+            self.model.variant,
+            self.challenger_named,
+        )
 
     def out_of_range_codes(self, x: np.ndarray) -> list[int]:
         """Per row, a bit mask of the features outside the training range."""
@@ -165,17 +178,40 @@ def check_answers(served: ServedModel) -> None:
         )
 
 
-def load_served_model(settings: Settings, entry: ModelVersion | None = None) -> ServedModel:
-    """Load and check `entry` (default: the production version); its history picture is drawn
-    when first asked for."""
+def load_served_model(
+    settings: Settings, entry: ModelVersion | None = None, challenger: str | None = None
+) -> ServedModel:
+    """Load and check `entry` (default: the production version) and the `challenger` named
+    (default: the one registry.json names); its history picture is drawn when first asked for.
+
+    A challenger that cannot be loaded never stops production: it is left out and said why."""
     from hhforecast.modeling.predict import load_registered
 
     registry = Registry(settings)
-    entry = entry if entry is not None else registry.require_production_version()
+    if entry is None:
+        entry = registry.require_production_version()
+    if challenger is None:
+        challenger = registry.read_document().challenger
     model = load_registered(registry, entry, settings.mlops.serve_variant)
     served = ServedModel(model, entry, _now(), HistoryPicture(settings, model))
     check_answers(served)
-    return served
+    if challenger is None or challenger == entry.version:
+        return served
+    served = replace(served, challenger_named=challenger)
+    try:
+        other = load_registered(registry, registry.get(challenger), settings.mlops.serve_variant)
+        check_answers(
+            ServedModel(other, registry.get(challenger), served.loaded_at, served.history)
+        )
+        if sorted(other.features) != sorted(model.features):
+            raise ArtifactError(
+                f"challenger {challenger} takes the features {other.features}, production "
+                f"{entry.version} takes {model.features}: it cannot forecast the same requests"
+            )
+    except HHForecastError as exc:
+        log.warning("challenger %s not loaded, production serves alone: %s", challenger, exc)
+        return replace(served, challenger_problem=f"challenger {challenger} not loaded: {exc}")
+    return replace(served, challenger=other)
 
 
 @dataclass(frozen=True)
@@ -230,14 +266,15 @@ class ProductionFollower:
         self,
         settings: Settings,
         served: ServedModel,
-        loader: Callable[[Settings, ModelVersion], ServedModel] = load_served_model,
+        loader: Callable[[Settings, ModelVersion], ServedModel] | None = None,
         on_swap: Callable[[ServedModel], None] | None = None,
         on_failure: Callable[[ReloadFailure], None] | None = None,
     ) -> None:
         self.settings = settings
         self.poll_seconds = settings.serving.reload_poll_seconds
         self._served = served
-        self._loader = loader
+        self._loader = loader or self._load_with_challenger
+        self.challenger: str | None = served.challenger_named
         self._on_swap = on_swap
         self._on_failure = on_failure
         self._reload_lock = threading.Lock()
@@ -261,12 +298,22 @@ class ProductionFollower:
         """The model to answer with; read once per request."""
         return self._served
 
+    def _load_with_challenger(self, settings: Settings, entry: ModelVersion) -> ServedModel:
+        return load_served_model(settings, entry, self.challenger)
+
     def production(self) -> tuple[Settings, ModelVersion]:
         """The settings read again and the production version they name (config.yaml and
-        registry.json here; another source of production overrides this)."""
+        registry.json here; another source of production overrides this). The challenger
+        registry.json names is noted on the way (`self.challenger`)."""
         settings = self.settings.reloaded()
         self.production_setting = settings.mlops.production_version
-        return settings, Registry(settings).require_production_version()
+        registry = Registry(settings)
+        snapshot = registry.snapshot()
+        entry = snapshot.production()
+        if entry is None:
+            entry = registry.require_production_version()  # raises, saying to train one
+        self.challenger = snapshot.challenger
+        return settings, entry
 
     def _watched_files(self) -> list[Path]:
         return [self.settings.config_file, self.settings.registry_file]
@@ -274,7 +321,8 @@ class ProductionFollower:
     def _stamp(self, settings: Settings, entry: ModelVersion) -> str:
         folder = Registry(settings).version_dir(entry)
         variant = settings.mlops.serve_variant
-        return f"{self._fingerprint}|{entry.version}|{variant}|{_folder_stamp(folder)}"
+        stamp = f"{self._fingerprint}|{entry.version}|{variant}|{_folder_stamp(folder)}"
+        return stamp + (f"|{self.challenger}" if self.challenger else "")
 
     def check(self, force: bool = False) -> ReloadOutcome:
         """Re-read the config and registry; load and swap if production moved.
@@ -291,7 +339,12 @@ class ProductionFollower:
             try:
                 settings, entry = self.production()
                 wanted = entry.version
-                identity = (entry.version, entry.trained_at, settings.mlops.serve_variant)
+                identity = (
+                    entry.version,
+                    entry.trained_at,
+                    settings.mlops.serve_variant,
+                    self.challenger if self.challenger != entry.version else None,
+                )
                 stamp = self._stamp(settings, entry)
                 unchanged = identity == previous.identity
                 if unchanged and (not force or stamp == self._loaded_stamp):

@@ -1,10 +1,12 @@
 """Forecast vs realised HH: every logged forecast matched to its realised week, errors per week,
 month and horizon, interval coverage, and an alert calibrated on the model's own intervals.
 
-Every forecast in the log (from the API, the web page or `hhforecast forecast`) whose target
-week is in the actuals is matched to it, once. Errors per horizon use every forecast; errors per
-week or month, and the alert, use for each week the latest forecast of each version and variant,
-the one planners saw last.
+A forecast asked many times (the page polled all week, a plan forecast every morning) is judged
+once: for each week, version, variant, source and horizon, the latest forecast issued before the
+week began, else the latest issued (prediction_store.py); the database keeps that choice and the
+count as it writes, so monitoring costs what the weeks cost, not what the polling did. Errors per
+horizon use every judged forecast; errors per week or month, and the alert, use for each week
+the judged forecast of each version and variant that ranks first by the same rule.
 
 The alert rule (docs/drift.md): each week's error is divided by the standard deviation the
 forecast's own interval implies (an 80% interval spans ±1.28 of them), giving a z-score. A
@@ -34,7 +36,9 @@ import pandas as pd
 from hhforecast.config import DatasetConfig, MonitoringConfig, Settings
 from hhforecast.datasets.weekly import DATE_COLUMN, load_weekly_dataset
 from hhforecast.registry.store import Registry
-from hhforecast.watch.prediction_store import PredictionLog, PredictionLogError, week_of
+from hhforecast.watch.log_store import open_prediction_log
+from hhforecast.watch.prediction_store import PredictionLogError, week_of
+from hhforecast.watch.sqlite_store import PredictionLog
 
 PERIODS = ("week", "month")
 HORIZON_BANDS = ((None, None, "unknown"), (None, 0, "≤ 0"), (1, 1, "1"), (2, 2, "2"),
@@ -77,14 +81,16 @@ class MonitorResult:
     """Every matched forecast, errors per period and horizon, alerts, and the verdict."""
 
     by: str
-    database: Path
+    database: Path | str
     periods: list[PeriodError]
     horizons: list[PeriodError]
     matched: pd.DataFrame
-    """One row per matched forecast (id, week, source, version, horizon, forecast, actual...)."""
+    """One row per judged forecast of a realised week (id, week, source, version, horizon,
+    forecast, actual, and `asked`: how many forecasts of its key were asked)."""
     alerts: pd.DataFrame
     """The weeks whose CUSUM passed the threshold: version, variant, week, direction, cusum."""
     logged: int
+    """Forecasts asked, all weeks."""
     pending: int
     """Logged forecasts whose week is not in the actuals (not realised yet, or missing)."""
     threshold: float
@@ -95,16 +101,31 @@ class MonitorResult:
         return bool(len(self.alerts))
 
     @property
+    def asked(self) -> int:
+        """Forecasts asked for the realised weeks (each judged forecast stands for its key's)."""
+        if "asked" not in self.matched.columns:
+            return len(self.matched)
+        return int(self.matched["asked"].sum())
+
+    @property
     def verdict(self) -> str:
         if not len(self.matched):
             return "insufficient"
         return "alert" if self.flagged else "ok"
 
     def sources(self) -> list[dict[str, Any]]:
-        """How many matched forecasts each source and version made."""
-        counts = self.matched.groupby(["source", "version"]).size().reset_index(name="n")
+        """How many forecasts of realised weeks each source and version asked, and judged."""
+        frame = self.matched.assign(
+            asked=self.matched["asked"] if "asked" in self.matched.columns else 1
+        )
+        counts = frame.groupby(["source", "version"])["asked"].agg(["sum", "size"]).reset_index()
         return [
-            {"source": str(r.source), "version": str(r.version), "forecasts": int(str(r.n))}
+            {
+                "source": str(r.source),
+                "version": str(r.version),
+                "forecasts": int(str(r.sum)),
+                "judged": int(str(r.size)),
+            }
             for r in counts.itertuples()
         ]
 
@@ -117,7 +138,8 @@ class MonitorResult:
             "by": self.by,
             "database": str(self.database),
             "forecasts_logged": self.logged,
-            "forecasts_matched": len(self.matched),
+            "forecasts_matched": self.asked,
+            "forecasts_judged": len(self.matched),
             "forecasts_pending": self.pending,
             "alert_threshold": self.threshold,
             "periods": [asdict(p) for p in self.periods],
@@ -252,9 +274,12 @@ def run_monitor(settings: Settings, actuals_path: Path, by: str = "week") -> Mon
     """Match every logged forecast to its realised week; errors, coverage and alerts."""
     if by not in PERIODS:
         raise PredictionLogError(f"--by {by!r} is not a period; use week or month")
-    logged = PredictionLog.from_settings(settings).frame()
+    log = open_prediction_log(settings)
+    judged = log.judged()
+    logged = int(judged["asked"].sum())
     actuals = read_actuals(actuals_path, settings.training.target, settings.dataset)
-    matched = logged.merge(actuals, on="week", how="inner", validate="many_to_one")
+    matched = judged.merge(actuals, on="week", how="inner", validate="many_to_one")
+    matched["asked"] = matched["asked"].astype(int)
     matched = matched.sort_values(["week", "id"]).reset_index(drop=True)
     matched["error"] = matched["hh_pred"] - matched["actual"]
     # A forecast logged without its interval (an older or hand-made log) has no bounds: NaN,
@@ -263,8 +288,13 @@ def run_monitor(settings: Settings, actuals_path: Path, by: str = "week") -> Mon
     matched[["hh_lower", "hh_upper"]] = bounds
     inside = (bounds["hh_lower"] <= matched["actual"]) & (matched["actual"] <= bounds["hh_upper"])
     matched["inside"] = inside.where(bounds.notna().all(axis=1))
-    # For each week, the latest forecast of each version: the one planners saw last.
-    latest = matched.sort_values("id").drop_duplicates(["version", "variant", "week"], keep="last")
+    # For each week, one forecast of each version: the judged one that ranks first by the rule
+    # (issued before the week, then the latest), whatever its source.
+    ranked = matched.assign(before=matched["logged_at"].astype(str) < matched["week"])
+    ranked = ranked.sort_values(["before", "logged_at", "id"])
+    latest = ranked.drop_duplicates(["version", "variant", "week"], keep="last").drop(
+        columns=["before"]
+    )
     latest = latest.sort_values("week").reset_index(drop=True)
     monitoring, registry = settings.monitoring, Registry(settings)
     alerts = []
@@ -298,11 +328,11 @@ def run_monitor(settings: Settings, actuals_path: Path, by: str = "week") -> Mon
         key=lambda p: (p.version, p.variant, order[p.period]),
     )
     matched = matched.drop(columns=["band"])
-    pending = len(logged) - len(matched)
+    pending = logged - int(matched["asked"].sum())
     if not len(matched):
         message = (
             f"insufficient data: no logged forecast is for a week of {actuals_path.name} "
-            f"({len(logged)} forecasts logged, {len(actuals)} realised weeks)"
+            f"({logged} forecasts logged, {len(actuals)} realised weeks)"
         )
     elif alerts:
         weeks = ", ".join(f"{w} ({v}, {d})" for v, _, w, d, _ in alerts)
@@ -312,7 +342,7 @@ def run_monitor(settings: Settings, actuals_path: Path, by: str = "week") -> Mon
         )
     else:
         message = (
-            f"no alert: {len(matched)} forecasts matched to {matched['week'].nunique()} realised "
+            f"no alert: {len(matched)} forecasts judged in {matched['week'].nunique()} realised "
             f"weeks, errors within what the forecasts' intervals allow"
         )
         baseline = monitoring.alert_baseline_weeks
@@ -326,12 +356,12 @@ def run_monitor(settings: Settings, actuals_path: Path, by: str = "week") -> Mon
             )
     return MonitorResult(
         by=by,
-        database=PredictionLog.from_settings(settings).path,
+        database=log.path if isinstance(log, PredictionLog) else log.location,
         periods=periods,
         horizons=horizons,
         matched=matched,
         alerts=alert_frame,
-        logged=len(logged),
+        logged=logged,
         pending=pending,
         threshold=monitoring.alert_threshold,
         message=message,

@@ -22,13 +22,13 @@ import collections
 import json
 import logging
 import os
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
 from hhforecast.config import Settings
+from hhforecast.watch.log_store import open_prediction_log
 from hhforecast.watch.prediction_rows import (
     PredictionEvent,
     events_rows,
@@ -37,11 +37,13 @@ from hhforecast.watch.prediction_rows import (
     split_answer,
 )
 from hhforecast.watch.prediction_store import (
-    PredictionLog,
+    LogWriteError,
     PredictionLogError,
     PredictionRecord,
+    PredictionStore,
     week_of,
 )
+from hhforecast.watch.sqlite_store import PredictionLog
 
 __all__ = [
     "PredictionEvent",
@@ -80,7 +82,7 @@ class PredictionRecorder:
 
     def __init__(
         self,
-        log: PredictionLog,
+        log: PredictionStore,
         interval: float = WRITE_INTERVAL_SECONDS,
         capacity: int = QUEUE_ROWS,
         shutdown_seconds: float = SHUTDOWN_SECONDS,
@@ -93,7 +95,7 @@ class PredictionRecorder:
         self.interval = interval
         self.capacity = capacity
         self.shutdown_seconds = shutdown_seconds
-        self.spill_path = log.path.with_name(log.path.name + ".unwritten.jsonl")
+        self.spill_path = log.spill_path
         # deque.append and popleft are atomic: the request path never waits for the writer.
         self._incoming: collections.deque[Any] = collections.deque()
         self._held: list[tuple[Any, ...]] = []  # writer thread only
@@ -129,11 +131,16 @@ class PredictionRecorder:
 
     @classmethod
     def from_settings(cls, settings: Settings, background: bool = True) -> PredictionRecorder:
-        """A recorder writing to `monitoring.database`, holding at most `monitoring.queue_rows`."""
+        """A recorder writing to `monitoring.database`, holding at most `monitoring.queue_rows`.
+
+        A log over the network (PostgreSQL) is always written from a thread of the recorder's
+        own: a server slow to answer must not stall the event loop that answers requests.
+        """
+        log = open_prediction_log(settings)
         return cls(
-            PredictionLog.from_settings(settings),
+            log,
             capacity=settings.monitoring.queue_rows,
-            background=background,
+            background=background or log.may_block,
         )
 
     @property
@@ -162,7 +169,7 @@ class PredictionRecorder:
         return {
             "status": "degraded" if self.problem else "ok",
             "reason": self.problem,
-            "path": str(self.log.path),
+            "path": self.log.location,
             "rows_written": self.rows_written,
             "rows_dropped": self.rows_dropped,
             "queue_depth": self._pending,
@@ -264,15 +271,15 @@ class PredictionRecorder:
         batch = self._held[:limit]
         try:
             written = self.log.record_rows(batch)
-        except (sqlite3.Error, OSError) as exc:
-            reason = f"cannot write {self.log.path} ({exc}); {len(self._held)} row(s) held"
+        except (LogWriteError, OSError) as exc:
+            reason = f"cannot write {self.log.location} ({exc}); {len(self._held)} row(s) held"
             if self.problem is None or self.problem.split(";")[0] != reason.split(";")[0]:
                 logger.error("prediction log: %s", reason)
             self.problem = reason
             return
         del self._held[: len(batch)]
         if self.problem is not None:
-            logger.info("prediction log: writing again to %s", self.log.path)
+            logger.info("prediction log: writing again to %s", self.log.location)
         self.problem = None
         self._settle(written, written=True)
 
@@ -312,7 +319,7 @@ class PredictionRecorder:
             logger.error(
                 "prediction log: %d row(s) could not be written to %s nor kept in %s (%s)",
                 len(self._held),
-                self.log.path,
+                self.log.location,
                 self.spill_path,
                 exc,
             )
@@ -354,7 +361,7 @@ class PredictionRecorder:
             )
         try:
             self.log.record_rows(rows)
-        except (sqlite3.Error, OSError) as exc:
+        except (LogWriteError, OSError) as exc:
             logger.error("prediction log: %s kept for later (%s)", self.spill_path, exc)
             self._append_kept(rows)
             claimed.unlink(missing_ok=True)

@@ -1,11 +1,16 @@
-"""The prediction log's SQLite file: its rows, how they are written, and how it is read back.
+"""The prediction log's rows, the interface its two backends share, and the judged forecast.
 
-`PredictionLog` appends forecasts (time, target week, version, variant, inputs, forecast and
-interval, where it came from and how many weeks ahead it was) to a SQLite database in WAL mode,
-so `hhforecast monitor` reads while the service writes. Before every write it checks that the
-file at its path is still the one it opened (device and inode): a log deleted or replaced while
-the service runs is reopened or recreated, and the rows being written go to the new file
-instead of vanishing with the old one.
+A log is SQLite (a file, `sqlite_store.py`) or PostgreSQL (a URL, `postgres_store.py`);
+`log_store.open_prediction_log` picks by `monitoring.database`. Both keep the same two tables:
+`predictions` (every forecast as logged: time, target week, version, variant, inputs, forecast
+and interval, where it came from, how many weeks ahead it was, and `asked`, how many forecasts
+the row stands for) and `judged` (one row per week, version, variant, source and horizon: the
+forecast `hhforecast monitor` judges, and how many were asked). `judged` is kept up to date in the
+transaction that writes the forecasts, so `monitor` reads a few rows however long the log.
+
+The judged forecast of a key is the latest issued before its week began (what planners had
+when the week started); when none was issued before, the latest issued at all. Ties go to the
+row written last. `compact()` keeps only those rows, each with its count.
 
 The week a forecast is for is the given ``date`` (any day of that week) when there is one, else
 the week of the time it was logged. Weeks start on Monday, like the dataset's ``date`` column.
@@ -13,12 +18,7 @@ the week of the time it was logged. Weeks start on Monday, like the dataset's ``
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import sqlite3
-import threading
-import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -27,44 +27,29 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from hhforecast.config import Settings
 from hhforecast.errors import EXIT_BAD_INPUT, HHForecastError
 
 if TYPE_CHECKING:
     from hhforecast.modeling.forecast import PlanForecast
 
 __all__ = [
+    "COLUMNS",
+    "SCHEMA_VERSION",
     "SOURCES",
-    "PredictionLog",
+    "CompactResult",
+    "LogWriteError",
     "PredictionLogError",
     "PredictionRecord",
+    "PredictionStore",
     "horizon_weeks",
+    "judged_batch",
     "week_of",
 ]
 
-BUSY_TIMEOUT_MS = 10_000
-"""How long a writer waits on another process's lock before the write fails (CLI, tests)."""
-PREPARE_ATTEMPTS = 20
 SOURCES = ("api", "web", "cli")
 """Where a logged forecast came from."""
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS predictions (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    logged_at TEXT NOT NULL,
-    week TEXT NOT NULL,
-    version TEXT NOT NULL,
-    variant TEXT NOT NULL,
-    inputs TEXT NOT NULL,
-    hh_pred REAL NOT NULL,
-    hh_lower REAL,
-    hh_upper REAL,
-    source TEXT NOT NULL DEFAULT 'api',
-    horizon INTEGER
-);
-CREATE INDEX IF NOT EXISTS predictions_week ON predictions (week);
-"""
-# Columns added since the first release; an older log gains them when first opened for writing.
-ADDED_COLUMNS = {"source": "TEXT NOT NULL DEFAULT 'api'", "horizon": "INTEGER"}
+SCHEMA_VERSION = 3
+"""1: the first layout; 2: `source` and `horizon` added; 3: `asked` and the `judged` table."""
 COLUMNS = (
     "logged_at",
     "week",
@@ -77,16 +62,55 @@ COLUMNS = (
     "source",
     "horizon",
 )
-_INSERT = f"INSERT INTO predictions ({', '.join(COLUMNS)}) VALUES "
-_ROW_PLACEHOLDERS = "(" + ",".join("?" * len(COLUMNS)) + ")"
-ROWS_PER_INSERT = 1000
-"""Rows written by one INSERT statement (fewer where SQLite allows fewer bound variables)."""
+"""The columns a row gives (PredictionRecord.row()), in order."""
+
+KEY_SQL = (
+    "week || '|' || version || '|' || variant || '|' || source || '|' || "
+    "COALESCE(CAST(horizon AS TEXT), '')"
+)
+"""The judged key of a row in SQL; `judged_key` gives the same text in Python."""
+RANK_SQL = (
+    "(CASE WHEN logged_at < week THEN '1' ELSE '0' END) || '|' || logged_at || '|' || {padded_id}"
+)
+"""A text that sorts the rows of a key as the judged rule does (greatest is judged)."""
+JUDGED_UPSERT = (
+    "INSERT INTO judged (key, prediction_id, rank, asked) VALUES {values} "
+    "ON CONFLICT (key) DO UPDATE SET asked = judged.asked + excluded.asked, "
+    "prediction_id = CASE WHEN excluded.rank > judged.rank "
+    "THEN excluded.prediction_id ELSE judged.prediction_id END, "
+    "rank = CASE WHEN excluded.rank > judged.rank THEN excluded.rank ELSE judged.rank END"
+)
+KEYS_PER_UPSERT = 200
+"""Judged keys per upsert statement (4 bound values each: within SQLite's oldest limit of 999)."""
+JUDGED_SELECT = (
+    "SELECT p.id, " + ", ".join(f"p.{c}" for c in COLUMNS) + ", j.asked "
+    "FROM judged j JOIN predictions p ON p.id = j.prediction_id ORDER BY p.week, p.id"
+)
+REBUILD_JUDGED = (
+    "INSERT INTO judged (key, prediction_id, rank, asked) "
+    "SELECT key, id, rank, total FROM (SELECT {key} AS key, id, {rank} AS rank, "
+    "SUM(asked) OVER (PARTITION BY {key}) AS total, "
+    "ROW_NUMBER() OVER (PARTITION BY {key} ORDER BY {rank} DESC) AS n FROM predictions) ranked "
+    "WHERE n = 1"
+)
+"""Fill `judged` from the rows (a log upgraded from a layout without it)."""
+COMPACT = (
+    "UPDATE predictions SET asked = (SELECT j.asked FROM judged j WHERE j.prediction_id = "
+    "predictions.id) WHERE id IN (SELECT prediction_id FROM judged)",
+    "DELETE FROM predictions WHERE id NOT IN (SELECT prediction_id FROM judged)",
+)
+"""Keep only the judged rows, each with the count of its key."""
 
 
 class PredictionLogError(HHForecastError):
     """The prediction log is missing or unreadable, or a monitor option is wrong."""
 
     exit_code = EXIT_BAD_INPUT
+
+
+class LogWriteError(Exception):
+    """The log cannot take rows now (locked, unreachable, read-only, not a database): nothing
+    of them was written; the message is the backend's."""
 
 
 def week_of(day: date | datetime | str) -> str:
@@ -143,146 +167,94 @@ class PredictionRecord:
         )
 
 
-def _variable_limit(connection: sqlite3.Connection) -> int:
-    """How many `?` one statement may bind (999 on SQLite before 3.32, 32766 or more after)."""
-    return int(connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER))
+def judged_key(row: tuple[Any, ...]) -> str:
+    """Week, version, variant, source and horizon of a row, as KEY_SQL writes them."""
+    horizon = row[9]
+    return f"{row[1]}|{row[2]}|{row[3]}|{row[8]}|{'' if horizon is None else int(horizon)}"
 
 
-def _prepare_database(connection: sqlite3.Connection) -> None:
-    """Switch the file to WAL, create the table and add missing columns, retrying while
-    another process does the same."""
-    # These need an exclusive lock, and SQLite does not always wait on its busy handler for
-    # them: several service workers starting at once can get "database is locked".
-    for attempt in range(PREPARE_ATTEMPTS):
-        try:
-            # WAL lets `hhforecast monitor` read while the service writes.
-            connection.execute("PRAGMA journal_mode = WAL")
-            connection.executescript(SCHEMA)
-            present = {row[1] for row in connection.execute("PRAGMA table_info(predictions)")}
-            for name, declaration in ADDED_COLUMNS.items():
-                if name not in present:
-                    connection.execute(f"ALTER TABLE predictions ADD COLUMN {name} {declaration}")
-            return
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or attempt == PREPARE_ATTEMPTS - 1:
-                raise
-            time.sleep(0.05 * (attempt + 1))
+def judged_rank(row: tuple[Any, ...], row_id: int) -> str:
+    """The text RANK_SQL gives the row: issued before its week first, then the latest."""
+    logged_at = str(row[0])
+    return f"{'1' if logged_at < str(row[1]) else '0'}|{logged_at}|{row_id:020d}"
 
 
-def _identity(path: Path) -> tuple[int, int] | None:
-    try:
-        info = os.stat(path)
-    except FileNotFoundError:
-        return None
-    return (info.st_dev, info.st_ino)
+def judged_batch(rows: list[tuple[Any, ...]], ids: list[int]) -> list[tuple[str, int, str, int]]:
+    """(key, id, rank, count) of each key's judged row among `rows` (written with `ids`),
+    sorted by key: writers that take row locks in the same order cannot deadlock."""
+    best: dict[str, tuple[int, str, int]] = {}
+    for row, row_id in zip(rows, ids, strict=True):
+        key, rank = judged_key(row), judged_rank(row, row_id)
+        held = best.get(key)
+        if held is None:
+            best[key] = (row_id, rank, 1)
+        elif rank > held[1]:
+            best[key] = (row_id, rank, held[2] + 1)
+        else:
+            best[key] = (held[0], held[1], held[2] + 1)
+    return [(key, *best[key]) for key in sorted(best)]
 
 
-class PredictionLog:
-    """Every logged forecast, in one SQLite file; safe to share between threads.
+@dataclass(frozen=True)
+class CompactResult:
+    """What `log compact` did: rows before and after, and the forecasts they stand for."""
 
-    Writes go through one connection under a lock (SQLite serialises writers anyway).
-    `busy_timeout_ms` is how long a write waits on another process's lock before failing.
-    """
+    location: str
+    rows_before: int
+    rows_after: int
+    forecasts: int
 
-    def __init__(self, path: Path, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> None:
-        self.path = path
-        self.busy_timeout_ms = busy_timeout_ms
-        self._lock = threading.Lock()
-        self._connection: sqlite3.Connection | None = None
-        self._opened: tuple[int, int] | None = None
-        self._wal_opened: tuple[int, int] | None = None  # the -wal file of that connection
-        self.reopened = 0
-        """How many times the file was found deleted or replaced and opened again."""
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "log": self.location,
+            "rows_before": self.rows_before,
+            "rows_after": self.rows_after,
+            "rows_removed": self.rows_before - self.rows_after,
+            "forecasts": self.forecasts,
+        }
 
-    @classmethod
-    def from_settings(
-        cls, settings: Settings, busy_timeout_ms: int = BUSY_TIMEOUT_MS
-    ) -> PredictionLog:
-        """The log named by `monitoring.database`, resolved against the config file's folder."""
-        return cls(settings.resolve(settings.monitoring.database), busy_timeout_ms)
 
-    def _connect(self) -> sqlite3.Connection:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        connection = sqlite3.connect(
-            self.path, timeout=self.busy_timeout_ms / 1000, check_same_thread=False
-        )
-        try:
-            connection.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
-            connection.execute("PRAGMA synchronous = NORMAL")
-            _prepare_database(connection)
-        except BaseException:
-            connection.close()
-            raise
-        return connection
+class PredictionStore:
+    """What the recorder, `forecast`, `monitor` and `log compact` use of a log, whichever
+    database holds it. Safe to share between threads."""
 
-    def _writer(self) -> sqlite3.Connection:
-        """The open connection, reopened first when the file was deleted or replaced."""
-        current = _identity(self.path)
-        if self._connection is not None and current != self._opened:
-            # Another file (or none) is at the path now: writing on would put the rows in a
-            # file nobody can open.
-            self._retire_connection()
-            self.reopened += 1
-        if self._connection is None:
-            self._connection = self._connect()
-            self._opened = _identity(self.path)
-        return self._connection
+    location: str
+    """Where the log is, for messages (a PostgreSQL URL without its password)."""
+    spill_path: Path
+    """The side file that keeps rows the log could not take before the service stopped."""
+    may_block = False
+    """True when a write waits on a network: the service then writes from a thread."""
+    busy_timeout_ms: int
+    """How long a write waits on a lock (or a server) before it fails."""
+    reopened = 0
+    """How many times the log was found deleted or replaced and opened again."""
 
-    def _retire_connection(self) -> None:
-        """Close a connection whose file was deleted or replaced, and remove its -wal file.
-
-        SQLite will not checkpoint into a moved file, so the old -wal would stay at the path
-        and be replayed into whatever file is there now, overwriting its pages.
+    def record_rows(self, rows: list[tuple[Any, ...]]) -> int:
+        """Append rows in COLUMNS order and count them in `judged`, all or none; return how
+        many were written. Raises LogWriteError (nothing written) when the log cannot take them.
         """
-        wal = self.path.with_name(self.path.name + "-wal")
-        ours = self._wal_opened is not None and _identity(wal) == self._wal_opened
-        self._close_connection()
-        if ours:
-            wal.unlink(missing_ok=True)
-            self.path.with_name(self.path.name + "-shm").unlink(missing_ok=True)
+        raise NotImplementedError
 
-    def _close_connection(self) -> None:
-        if self._connection is not None:
-            with contextlib.suppress(sqlite3.Error):
-                self._connection.close()
-        self._connection = None
-        self._opened = None
-        self._wal_opened = None
+    def frame(self) -> pd.DataFrame:
+        """Every row of the log, oldest first (id, COLUMNS, asked)."""
+        raise NotImplementedError
+
+    def judged(self) -> pd.DataFrame:
+        """The judged forecast of each week, version, variant, source and horizon (id, COLUMNS
+        and `asked`, how many forecasts of that key were asked), by week."""
+        raise NotImplementedError
+
+    def compact(self) -> CompactResult:
+        """Keep one row per judged key, with its count, in one transaction."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Close the connection (a later write opens it again)."""
+        raise NotImplementedError
 
     def record(self, records: Iterable[PredictionRecord]) -> int:
         """Append forecasts in one transaction; return how many were written."""
         return self.record_rows([r.row() for r in records])
-
-    def record_rows(self, rows: list[tuple[Any, ...]]) -> int:
-        """Append rows in the table's column order (PredictionRecord.row()), all or none.
-
-        Raises sqlite3.Error or OSError when the file cannot be written (locked past the busy
-        timeout, read-only, not a database); nothing of `rows` is then written.
-        """
-        if not rows:
-            return 0
-        with self._lock:
-            try:
-                connection = self._writer()
-                # Many rows per INSERT statement, not executemany: sqlite3 lets go of the GIL
-                # around every statement it steps, and a handoff per row made the writer
-                # thread fight the service's event loop for the GIL.
-                limit = _variable_limit(connection) // len(COLUMNS)
-                per_statement = max(1, min(ROWS_PER_INSERT, limit))
-                with connection:
-                    for start in range(0, len(rows), per_statement):
-                        chunk = rows[start : start + per_statement]
-                        connection.execute(
-                            _INSERT + ",".join([_ROW_PLACEHOLDERS] * len(chunk)),
-                            [value for row in chunk for value in row],
-                        )
-                if self._wal_opened is None:
-                    self._wal_opened = _identity(self.path.with_name(self.path.name + "-wal"))
-            except (sqlite3.Error, OSError):
-                # A broken connection is not reused: the next write opens the file afresh.
-                self._close_connection()
-                raise
-        return len(rows)
 
     def record_frame(
         self,
@@ -337,38 +309,3 @@ class PredictionLog:
             )
             for week in forecast.rows()
         )
-
-    def frame(self) -> pd.DataFrame:
-        """Every logged forecast, oldest first (a log from before `source` reads as api)."""
-        if not self.path.is_file():
-            raise PredictionLogError(
-                f"no prediction log at {self.path}: the service writes it once it has served a "
-                "prediction, and `hhforecast forecast` once it has forecast a week "
-                "(monitoring.database in the config names the file)"
-            )
-        try:
-            connection = sqlite3.connect(self.path, timeout=self.busy_timeout_ms / 1000)
-            try:
-                present = {row[1] for row in connection.execute("PRAGMA table_info(predictions)")}
-                wanted = ["id", *COLUMNS]
-                select = ", ".join(
-                    name if name in present else f"{_default(name)} AS {name}" for name in wanted
-                )
-                return pd.read_sql_query(
-                    f"SELECT {select} FROM predictions ORDER BY id", connection
-                )
-            finally:
-                connection.close()
-        except (sqlite3.DatabaseError, pd.errors.DatabaseError) as exc:
-            raise PredictionLogError(
-                f"{self.path} is not a readable prediction log ({exc})"
-            ) from None
-
-    def close(self) -> None:
-        """Close the connection (a later write opens it again)."""
-        with self._lock:
-            self._close_connection()
-
-
-def _default(column: str) -> str:
-    return "'api'" if column == "source" else "NULL"

@@ -1,0 +1,158 @@
+"""What logging into PostgreSQL costs the service: /api/predict with the log in a PostgreSQL
+database vs the bare FastAPI endpoint and vs the same service with the log off, under the same
+wrk load as `make bench` (bench/run_bench.py), alternating rounds.
+
+    .venv/bin/python bench/log_serving_postgres.py [--config config.yaml] [--postgres URL]
+        [--duration 8] [--rounds 5] [--write docs/benchmarks.md]
+
+Without --postgres a throw-away server is started (Debian's binaries, tests/postgres_server.py).
+Goal: /api/predict with the log on at least 0.85× the bare endpoint's requests per second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+sys.path.insert(0, str(ROOT))
+import run_bench as bench  # noqa: E402
+from log_scale import write_section  # noqa: E402
+
+SECTION = "log-postgres-serving"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--config", type=Path, default=None)
+    parser.add_argument("--postgres", help="A PostgreSQL server URL (its database is used).")
+    parser.add_argument("--duration", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--write", type=Path)
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is not installed: apt-get install -y wrk")
+    from hhforecast.config import load_settings
+
+    settings = load_settings(args.config)
+    server, url = None, args.postgres
+    if url is None:
+        from tests.postgres_server import start_postgres
+
+        server = start_postgres(Path(tempfile.mkdtemp(prefix="hhforecast-postgres-")))
+        url = server.url()
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as connection:
+        connection.execute("DROP DATABASE IF EXISTS bench_serving")
+        connection.execute("CREATE DATABASE bench_serving")
+        pg_version = connection.execute("SHOW server_version").fetchone()
+    database = url.rsplit("/", 1)[0] + "/bench_serving"
+    processes: dict[str, Any] = {}
+    urls: dict[str, str] = {}
+    logs = Path(tempfile.gettempdir())
+    command = shutil.which("hhforecast", path=str(Path(sys.executable).parent)) or "hhforecast"
+    runs: list[dict[str, Any]] = []
+    try:
+        for target, log_on in (("postgres", True), ("nolog", False)):
+            folder = bench.user_project(settings, log_on)
+            if log_on:
+                config = folder / "config.yaml"
+                data = yaml.safe_load(config.read_text()) if config.exists() else {}
+                data = data or {}
+                data.setdefault("monitoring", {})["database"] = database
+                config.write_text(yaml.safe_dump(data, sort_keys=False))
+            port = bench.free_port()
+            urls[target] = f"http://127.0.0.1:{port}"
+            processes[target] = bench.start(
+                [command, "serve", "--port", str(port)],
+                urls[target],
+                logs / f"hhforecast-bench-{target}.log",
+                cwd=folder,
+            )
+        port = bench.free_port()
+        urls["bare"] = f"http://127.0.0.1:{port}"
+        processes["bare"] = bench.start(
+            [sys.executable, "-m", "uvicorn", "bare_app:app", "--app-dir", str(bench.BENCH),
+             "--port", str(port), "--no-access-log", "--log-level", "warning"],
+            urls["bare"],
+            logs / "hhforecast-bench-bare.log",
+        )  # fmt: skip
+        for target in ("bare", "postgres", "nolog"):
+            bench.run_wrk(urls[target], 2, args.connections, processes[target].pid)
+        for round_number in range(1, args.rounds + 1):
+            for target in ("bare", "postgres", "nolog"):
+                result = bench.run_wrk(
+                    urls[target], args.duration, args.connections, processes[target].pid
+                )
+                runs.append({"target": target, **result})
+                print(f"round {round_number} {target}: {result}", flush=True)
+    finally:
+        for process in processes.values():
+            bench.stop(process)
+    with psycopg.connect(database) as connection:
+        row = connection.execute("SELECT count(*) FROM predictions").fetchone()
+        logged = int(row[0]) if row else 0
+    if server is not None:
+        server.stop()
+        shutil.rmtree(server.data.parent, ignore_errors=True)
+
+    def median(target: str, field: str) -> float:
+        return statistics.median(r[field] for r in runs if r["target"] == target)
+
+    answered = sum(r["requests"] for r in runs if r["target"] == "postgres")
+    load = " ".join(f"{v:.2f}" for v in os.getloadavg())
+    lines = [
+        f"<!-- section: {SECTION} -->",
+        "## Serving with the prediction log in PostgreSQL",
+        "",
+        "`hhforecast serve` (one worker, as a user starts it) with `monitoring.database` a "
+        "PostgreSQL database on the same machine, against the bare FastAPI endpoint and the "
+        "same service with the log off; wrk with "
+        f"{args.connections} connections, {args.rounds} rounds of {args.duration} s "
+        "alternating. The log is written from the recorder's thread (a PostgreSQL log always "
+        "is). Goal: the logged endpoint at least 0.85× the bare one. The PostgreSQL server "
+        "shares the machine's cores with the service and wrk (its CPU is taken from them; with "
+        "the database on another machine it is not); the server CPU per request is the "
+        "service's own. Written by `bench/log_serving_postgres.py`.",
+        "",
+        f"- Date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; {os.cpu_count()} cores shared with "
+        f"other work (load average after: {load}); PostgreSQL "
+        f"{pg_version[0] if pg_version else '?'}",
+        f"- Rows in the database after the run: {logged:,} of {answered:,} answers timed "
+        "(plus the warm-up's)",
+        "",
+        "| endpoint | requests/s | vs bare | p50 (ms) | p99 (ms) | server CPU per request (µs) |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    bare_rps = median("bare", "requests_per_s")
+    for target, label in (
+        ("bare", "bare FastAPI"),
+        ("postgres", "/api/predict, log in PostgreSQL"),
+        ("nolog", "/api/predict, log off"),
+    ):
+        rps = median(target, "requests_per_s")
+        lines.append(
+            f"| {label} | {rps:,.0f} | {rps / bare_rps:.2f}× | {median(target, 'p50_ms'):.1f} | "
+            f"{median(target, 'p99_ms'):.1f} | {median(target, 'cpu_us'):.0f} |"
+        )
+    lines += [f"<!-- end section: {SECTION} -->", ""]
+    text = "\n".join(lines)
+    print(text)
+    if args.write:
+        write_section(args.write, text, SECTION)
+
+
+if __name__ == "__main__":
+    main()
