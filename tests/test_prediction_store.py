@@ -97,13 +97,13 @@ def test_compact_keeps_one_row_per_key_and_monitor_reads_the_same(log_project: P
     log.record([record(500.0, at(2), "2024-01-15", version="1.1.0")])
     actuals = log_project.root / "actuals.csv"
     pd.DataFrame({"date": [WEEK, "2024-01-15"], "HH": [110.0, 480.0]}).to_csv(actuals, index=False)
-    before = run_monitor(log_project.settings, actuals).to_json()
+    before = run_monitor(log_project.settings, actuals).to_dict()
 
     result = log.compact()
 
     assert (result.rows_before, result.rows_after, result.forecasts) == (169, 2, 169)
     assert len(log.frame()) == 2 and log.frame()["asked"].tolist() == [168, 1]
-    after = run_monitor(log_project.settings, actuals).to_json()
+    after = run_monitor(log_project.settings, actuals).to_dict()
     assert after == before
     assert (after["forecasts_logged"], after["forecasts_matched"]) == (169, 169)
     assert after["forecasts_judged"] == 2
@@ -200,8 +200,10 @@ def test_a_log_of_todays_layout_is_upgraded_and_keeps_its_rows(tmp_path: Path) -
     old.close()
 
     with sqlite3.connect(path) as raw:
-        assert schema_version(raw) == 3
-        assert raw.execute("SELECT version FROM schema_version").fetchall() == [(3,)]
+        assert schema_version(raw) == 4
+        assert raw.execute("SELECT version FROM schema_version").fetchall() == [(4,)]
+        roles = raw.execute("SELECT DISTINCT role FROM predictions").fetchall()
+        assert roles == [("production",)]  # every earlier forecast was production's
     rows = old.frame()
     assert rows["hh_pred"].tolist() == [1.0, 2.0, 3.0, 4.0, 9.0]
     assert rows["asked"].tolist() == [1] * 5

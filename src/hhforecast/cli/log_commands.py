@@ -39,7 +39,7 @@ def compact(config: ConfigOption = None, json_output: JsonOption = False) -> Non
     finally:
         log.close()
     if json_output:
-        print_json(result.to_json())
+        print_json(result.to_dict())
         return
     console.print(
         f"Compacted {result.location}: {result.rows_before} rows -> {result.rows_after} "

@@ -134,10 +134,6 @@ class PlanForecast:
             "notes": list(self.notes),
         }
 
-    def to_json(self) -> dict[str, Any]:
-        """Former name of `to_dict` (to_dict is the convention: a dict, JSON-ready)."""
-        return self.to_dict()
-
     def table(self) -> pd.DataFrame:
         """The table written by --output: one line per week."""
         table = self.frame[[*PLAN_COLUMNS, *self.features]].assign(

@@ -86,6 +86,7 @@ class ServingState:
             weeks,
             source,
             served.last_trained_week,
+            served.challenger,
         )
         try:
             self.on_prediction(event)

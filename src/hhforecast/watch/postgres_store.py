@@ -11,17 +11,22 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from hhforecast.watch.prediction_store import (
+    ACTUALS_UPSERT,
     COLUMNS,
     COMPACT,
     JUDGED_SELECT,
     JUDGED_UPSERT,
+    KEY_SQL,
     KEYS_PER_UPSERT,
+    RANK_SQL,
+    REBUILD_JUDGED,
     SCHEMA_VERSION,
     CompactResult,
     LogWriteError,
@@ -54,9 +59,16 @@ CREATE TABLE IF NOT EXISTS predictions (
     hh_upper DOUBLE PRECISION,
     source TEXT NOT NULL DEFAULT 'api',
     horizon INTEGER,
-    asked BIGINT NOT NULL DEFAULT 1
+    asked BIGINT NOT NULL DEFAULT 1,
+    role TEXT NOT NULL DEFAULT 'production'
 );
 CREATE INDEX IF NOT EXISTS predictions_week ON predictions (week);
+CREATE TABLE IF NOT EXISTS actuals (
+    week TEXT COLLATE "C" PRIMARY KEY,
+    hh DOUBLE PRECISION NOT NULL,
+    recorded_at TEXT COLLATE "C" NOT NULL,
+    source TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS judged (
     key TEXT COLLATE "C" PRIMARY KEY,
     prediction_id BIGINT NOT NULL,
@@ -107,6 +119,8 @@ class PostgresPredictionLog(PredictionStore):
                     if found < SCHEMA_VERSION:
                         for statement in SCHEMA.split(";"):
                             connection.execute(statement)
+                    if 0 < found < SCHEMA_VERSION:
+                        _upgrade(connection)
             except BaseException:
                 connection.close()
                 raise
@@ -203,9 +217,45 @@ class PostgresPredictionLog(PredictionStore):
             ) from None
         return CompactResult(self.location, before, after, asked)
 
+    def record_actuals(self, weeks: list[tuple[str, float]], source: str) -> int:
+        if not weeks:
+            return 0
+        import psycopg
+
+        now = datetime.now(UTC).isoformat(timespec="microseconds")
+        with self._lock:
+            try:
+                connection = self._writer()
+                with connection.transaction(), connection.cursor() as cursor:
+                    cursor.executemany(
+                        ACTUALS_UPSERT.format(p="%s"), [(w, hh, now, source) for w, hh in weeks]
+                    )
+            except (psycopg.Error, OSError, LogWriteError) as exc:
+                self._close_connection()
+                raise PredictionLogError(
+                    f"cannot keep the realised weeks in {self.location} ({_first_line(exc)}); "
+                    "nothing was kept"
+                ) from None
+        return len(weeks)
+
+    def actuals(self) -> pd.DataFrame:
+        return self._read("SELECT week, hh, recorded_at, source FROM actuals ORDER BY week")
+
     def close(self) -> None:
         with self._lock:
             self._close_connection()
+
+
+def _upgrade(connection: psycopg.Connection[Any]) -> None:
+    """Bring a log of an earlier layout (3) to SCHEMA_VERSION, inside the caller's transaction:
+    the `role` column (every earlier row was production's), and `judged` keyed with it."""
+    connection.execute(
+        "ALTER TABLE predictions ADD COLUMN IF NOT EXISTS role TEXT NOT NULL DEFAULT 'production'"
+    )
+    connection.execute("DELETE FROM judged")
+    rank = RANK_SQL.format(padded_id="lpad(id::text, 20, '0')")
+    connection.execute(REBUILD_JUDGED.format(key=KEY_SQL, rank=rank))
+    connection.execute("UPDATE schema_version SET version = %s", (SCHEMA_VERSION,))
 
 
 def _first_line(exc: BaseException) -> str:

@@ -79,6 +79,9 @@ class PredictionEvent(NamedTuple):
     """Who asked: "api" (POST /api/predict) or "web" (the page)."""
     last_trained_week: str | None = None
     """The last week of the version's dataset, from which the horizon is counted."""
+    challenger: Any = None
+    """The challenger served beside production (a VariantModel), or None: its forecasts of the
+    same rows are computed when the rows are written, never on the request path."""
 
 
 @functools.lru_cache(maxsize=16)
@@ -100,7 +103,7 @@ def _horizon(week: str, last_week: str | None) -> int | None:
     return horizon_weeks(week, last_week)
 
 
-RunKey = tuple[str, str, tuple[str, ...], str, str | None]
+RunKey = tuple[str, str, tuple[str, ...], str, str | None, int]
 
 
 def events_rows(events: Sequence[PredictionEvent]) -> list[tuple[Any, ...]]:
@@ -113,7 +116,7 @@ def events_rows(events: Sequence[PredictionEvent]) -> list[tuple[Any, ...]]:
     rows: list[tuple[Any, ...]] = []
     for key, same in itertools.groupby(events, key=_run_key):
         run = list(same)
-        version, variant, features, source, last_week = key
+        version, variant, features, source, last_week, _ = key
         counts = [len(event.predictions) for event in run]
         at = np.repeat(np.array([event.at for event in run], dtype=np.float64), counts)
         template, order = _inputs_template(features)
@@ -137,19 +140,76 @@ def events_rows(events: Sequence[PredictionEvent]) -> list[tuple[Any, ...]]:
         )
         if any(len(column) != len(at) for column in (x, *values)):
             raise ValueError("an answer has fewer or more input rows, bounds than forecasts")
+        times = [stamp + "+00:00" for stamp in stamps.tolist()]
+        inputs = [template % tuple(row) for row in x.tolist()]
         rows.extend(
             zip(
-                [stamp + "+00:00" for stamp in stamps.tolist()],
+                times,
                 weeks,
                 itertools.repeat(version),
                 itertools.repeat(variant),
-                [template % tuple(row) for row in x.tolist()],
+                inputs,
                 *values,
                 itertools.repeat(source),
                 [_horizon(week, last_week) for week in weeks],
+                itertools.repeat("production"),
             )
         )
+        challenger = run[0].challenger
+        if challenger is not None:
+            raw = np.concatenate([event.x for event in run])
+            rows.extend(_challenger_rows(challenger, features, raw, times, weeks, inputs, source))
     return rows
+
+
+def _challenger_rows(
+    challenger: Any,
+    features: tuple[str, ...],
+    x: np.ndarray,
+    times: list[str],
+    weeks: list[str],
+    inputs: list[str],
+    source: str,
+) -> list[tuple[Any, ...]]:
+    """The challenger's forecasts of the rows production answered, as log rows (a NumPy
+    forward pass over the whole run); none when it cannot forecast them."""
+    from hhforecast.modeling.forecast import last_trained_week
+
+    try:
+        columns = [features.index(name) for name in challenger.features]
+        with np.errstate(all="ignore"):
+            predictions = challenger.predict(x[:, columns])
+        lower, upper = challenger.interval(predictions)
+    except Exception:  # the answer was production's; a challenger failure loses only its rows
+        return []
+    last_week = last_trained_week(challenger)
+    finite = np.isfinite(predictions) & np.isfinite(lower) & np.isfinite(upper)
+    return [
+        (
+            at,
+            week,
+            challenger.version,
+            challenger.variant,
+            given,
+            hh,
+            lo,
+            hi,
+            source,
+            _horizon(week, last_week),
+            "challenger",
+        )
+        for at, week, given, hh, lo, hi, ok in zip(
+            times,
+            weeks,
+            inputs,
+            predictions.tolist(),
+            lower.tolist(),
+            upper.tolist(),
+            finite.tolist(),
+            strict=True,
+        )
+        if ok
+    ]
 
 
 def _named_weeks(event: PredictionEvent, rows: int) -> Sequence[str | None]:
@@ -173,6 +233,7 @@ def _run_key(event: PredictionEvent) -> RunKey:
         tuple(event.features),
         event.source or "api",
         event.last_trained_week,
+        id(event.challenger),
     )
 
 
@@ -189,6 +250,8 @@ def kept_rows(data: bytes) -> tuple[list[tuple[Any, ...]], int]:
         except ValueError:  # JSONDecodeError, JSONDepthError, UnicodeDecodeError
             skipped += 1
             continue
+        if isinstance(row, list) and len(row) == len(COLUMNS) - 1:
+            row = [*row, "production"]  # kept before forecasts had a role
         if _is_row(row):
             rows.append(tuple(row))
         else:
@@ -199,7 +262,7 @@ def kept_rows(data: bytes) -> tuple[list[tuple[Any, ...]], int]:
 def _is_row(row: Any) -> bool:
     if not isinstance(row, list) or len(row) != len(COLUMNS):
         return False
-    texts = (row[0], row[1], row[2], row[3], row[4], row[8])
+    texts = (row[0], row[1], row[2], row[3], row[4], row[8], row[10])
     numbers = (row[5], row[6], row[7], row[9])
     return (
         all(isinstance(value, str) for value in texts)

@@ -33,7 +33,9 @@ if TYPE_CHECKING:
     from hhforecast.modeling.forecast import PlanForecast
 
 __all__ = [
+    "ACTUALS_UPSERT",
     "COLUMNS",
+    "ROLES",
     "SCHEMA_VERSION",
     "SOURCES",
     "CompactResult",
@@ -48,8 +50,11 @@ __all__ = [
 
 SOURCES = ("api", "web", "cli")
 """Where a logged forecast came from."""
-SCHEMA_VERSION = 3
-"""1: the first layout; 2: `source` and `horizon` added; 3: `asked` and the `judged` table."""
+SCHEMA_VERSION = 4
+"""1: the first layout; 2: `source` and `horizon` added; 3: `asked` and the `judged` table;
+4: `role` (a forecast of production or of the challenger beside it) and the `actuals` table."""
+ROLES = ("production", "challenger")
+"""Whose forecast a row is: the answer given (production's), or the challenger's beside it."""
 COLUMNS = (
     "logged_at",
     "week",
@@ -61,12 +66,13 @@ COLUMNS = (
     "hh_upper",
     "source",
     "horizon",
+    "role",
 )
 """The columns a row gives (PredictionRecord.row()), in order."""
 
 KEY_SQL = (
     "week || '|' || version || '|' || variant || '|' || source || '|' || "
-    "COALESCE(CAST(horizon AS TEXT), '')"
+    "COALESCE(CAST(horizon AS TEXT), '') || '|' || role"
 )
 """The judged key of a row in SQL; `judged_key` gives the same text in Python."""
 RANK_SQL = (
@@ -100,6 +106,12 @@ COMPACT = (
     "DELETE FROM predictions WHERE id NOT IN (SELECT prediction_id FROM judged)",
 )
 """Keep only the judged rows, each with the count of its key."""
+ACTUALS_UPSERT = (
+    "INSERT INTO actuals (week, hh, recorded_at, source) VALUES ({p}, {p}, {p}, {p}) "
+    "ON CONFLICT (week) DO UPDATE SET hh = excluded.hh, recorded_at = excluded.recorded_at, "
+    "source = excluded.source"
+)
+"""A realised week kept, the newest value winning ({p}: the driver's placeholder)."""
 
 
 class PredictionLogError(HHForecastError):
@@ -149,6 +161,7 @@ class PredictionRecord:
     source: str = "api"
     last_trained_week: str | None = None
     """The last week of the version's dataset: the horizon is counted from it."""
+    role: str = "production"
 
     def row(self) -> tuple[Any, ...]:
         """The values in the table's column order (COLUMNS)."""
@@ -164,13 +177,15 @@ class PredictionRecord:
             None if self.hh_upper is None else float(self.hh_upper),
             self.source,
             horizon_weeks(week, self.last_trained_week),
+            self.role,
         )
 
 
 def judged_key(row: tuple[Any, ...]) -> str:
-    """Week, version, variant, source and horizon of a row, as KEY_SQL writes them."""
+    """Week, version, variant, source, horizon and role of a row, as KEY_SQL writes them."""
     horizon = row[9]
-    return f"{row[1]}|{row[2]}|{row[3]}|{row[8]}|{'' if horizon is None else int(horizon)}"
+    shown = "" if horizon is None else int(horizon)
+    return f"{row[1]}|{row[2]}|{row[3]}|{row[8]}|{shown}|{row[10]}"
 
 
 def judged_rank(row: tuple[Any, ...], row_id: int) -> str:
@@ -204,7 +219,7 @@ class CompactResult:
     rows_after: int
     forecasts: int
 
-    def to_json(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "log": self.location,
             "rows_before": self.rows_before,
@@ -246,6 +261,15 @@ class PredictionStore:
 
     def compact(self) -> CompactResult:
         """Keep one row per judged key, with its count, in one transaction."""
+        raise NotImplementedError
+
+    def record_actuals(self, weeks: list[tuple[str, float]], source: str) -> int:
+        """Keep the realised HH of weeks (Monday, HH), the newest value of a week winning, in
+        one transaction; return how many weeks were written."""
+        raise NotImplementedError
+
+    def actuals(self) -> pd.DataFrame:
+        """Every realised week kept (week, hh, recorded_at, source), by week."""
         raise NotImplementedError
 
     def close(self) -> None:
@@ -290,22 +314,39 @@ class PredictionStore:
         return self.record(records)
 
     def record_forecast(
-        self, forecast: PlanForecast, source: str, logged_at: datetime | None = None
+        self,
+        forecast: PlanForecast,
+        source: str,
+        logged_at: datetime | None = None,
+        challenger: PlanForecast | None = None,
     ) -> int:
-        """Log every week of a plan's forecast, in one transaction."""
+        """Log every week of a plan's forecast, and the challenger's beside it, in one
+        transaction."""
         now = logged_at or datetime.now(UTC)
         return self.record(
-            PredictionRecord(
-                version=forecast.version,
-                variant=forecast.variant,
-                inputs=week["inputs"],
-                hh_pred=week["HH"],
-                hh_lower=week["HH_lower"],
-                hh_upper=week["HH_upper"],
-                week=week["week"],
-                logged_at=now,
-                source=source,
-                last_trained_week=forecast.last_trained_week,
-            )
-            for week in forecast.rows()
+            record
+            for plan, role in ((forecast, "production"), (challenger, "challenger"))
+            if plan is not None
+            for record in _plan_records(plan, source, now, role)
         )
+
+
+def _plan_records(
+    forecast: PlanForecast, source: str, now: datetime, role: str
+) -> Iterable[PredictionRecord]:
+    return (
+        PredictionRecord(
+            version=forecast.version,
+            variant=forecast.variant,
+            inputs=week["inputs"],
+            hh_pred=week["HH"],
+            hh_lower=week["HH_lower"],
+            hh_upper=week["HH_upper"],
+            week=week["week"],
+            logged_at=now,
+            source=source,
+            last_trained_week=forecast.last_trained_week,
+            role=role,
+        )
+        for week in forecast.rows()
+    )

@@ -15,6 +15,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ import pandas as pd
 
 from hhforecast.config import Settings
 from hhforecast.watch.prediction_store import (
+    ACTUALS_UPSERT,
     COLUMNS,
     COMPACT,
     JUDGED_SELECT,
@@ -58,9 +60,16 @@ CREATE TABLE IF NOT EXISTS predictions (
     hh_upper REAL,
     source TEXT NOT NULL DEFAULT 'api',
     horizon INTEGER,
-    asked INTEGER NOT NULL DEFAULT 1
+    asked INTEGER NOT NULL DEFAULT 1,
+    role TEXT NOT NULL DEFAULT 'production'
 );
 CREATE INDEX IF NOT EXISTS predictions_week ON predictions (week);
+CREATE TABLE IF NOT EXISTS actuals (
+    week TEXT PRIMARY KEY,
+    hh REAL NOT NULL,
+    recorded_at TEXT NOT NULL,
+    source TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS judged (
     key TEXT PRIMARY KEY,
     prediction_id INTEGER NOT NULL,
@@ -74,6 +83,7 @@ ADDED_COLUMNS = {
     "source": "TEXT NOT NULL DEFAULT 'api'",
     "horizon": "INTEGER",
     "asked": "INTEGER NOT NULL DEFAULT 1",
+    "role": "TEXT NOT NULL DEFAULT 'production'",
 }
 _RANK = RANK_SQL.format(padded_id="printf('%020d', id)")
 _INSERT = f"INSERT INTO predictions ({', '.join(COLUMNS)}) VALUES "
@@ -336,6 +346,32 @@ class PredictionLog(PredictionStore):
                 ) from None
         return CompactResult(self.location, int(before), int(after), int(asked))
 
+    def record_actuals(self, weeks: list[tuple[str, float]], source: str) -> int:
+        if not weeks:
+            return 0
+        now = datetime.now(UTC).isoformat(timespec="microseconds")
+        with self._lock:
+            try:
+                connection = self._writer()
+                with connection:  # one transaction: every week or none
+                    connection.executemany(
+                        ACTUALS_UPSERT.format(p="?"), [(w, hh, now, source) for w, hh in weeks]
+                    )
+            except (sqlite3.Error, OSError) as exc:
+                self._close_connection()
+                raise PredictionLogError(
+                    f"cannot keep the realised weeks in {self.path} ({exc}); nothing was kept"
+                ) from None
+        return len(weeks)
+
+    def actuals(self) -> pd.DataFrame:
+        def query(connection: sqlite3.Connection) -> str:
+            if schema_version(connection) >= 4:
+                return "SELECT week, hh, recorded_at, source FROM actuals ORDER BY week"
+            return "SELECT NULL AS week, NULL AS hh, NULL AS recorded_at, NULL AS source LIMIT 0"
+
+        return self._read(query)
+
     def close(self) -> None:
         with self._lock:
             self._close_connection()
@@ -344,7 +380,7 @@ class PredictionLog(PredictionStore):
 def _select_with_defaults(connection: sqlite3.Connection) -> str:
     """id, COLUMNS and asked, with the defaults of columns an older layout lacks."""
     present = {row[1] for row in connection.execute("PRAGMA table_info(predictions)")}
-    defaults = {"source": "'api'", "asked": "1"}
+    defaults = {"source": "'api'", "asked": "1", "role": "'production'"}
     return ", ".join(
         name if name in present else f"{defaults.get(name, 'NULL')} AS {name}"
         for name in ["id", *COLUMNS, "asked"]

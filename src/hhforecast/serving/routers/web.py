@@ -70,7 +70,7 @@ async def plan_forecast(request: Request, state: State) -> Any:
         weeks=frame["week"].tolist(),
         source="web",
     )
-    return result.to_json()
+    return result.to_dict()
 
 
 def _forecast_plan(
