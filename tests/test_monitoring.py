@@ -357,12 +357,37 @@ def test_the_rows_of_served_answers_dated_or_not_in_order() -> None:
     later = event._replace(at=1_795_780_521.25, version="1.1.0", last_trained_week=None)
     rows = events_rows([event, dated, later])
     stamp, later_stamp = "2026-11-26T11:55:21.500000+00:00", "2026-11-27T11:55:21.250000+00:00"
+    P = "production"
     inputs = ['{"Cycles": 2539.5, "acft": 249.0}', '{"Cycles": 2400.0, "acft": 251.0}']
     assert rows == [
-        (stamp, "2026-11-23", "1.0.0", "4features", inputs[0], 1200.5, 900.0, 1500.0, "api", 3),
-        (stamp, "2026-11-23", "1.0.0", "4features", inputs[1], 1300.25, 1000.0, 1600.0, "api", 3),
-        (stamp, "2026-11-30", "1.0.0", "4features", inputs[0], 1200.5, 900.0, 1500.0, "web", 4),
-        (stamp, "2026-11-23", "1.0.0", "4features", inputs[1], 1300.25, 1000.0, 1600.0, "web", 3),
+        (stamp, "2026-11-23", "1.0.0", "4features", inputs[0], 1200.5, 900.0, 1500.0, "api", 3, P),
+        (
+            stamp,
+            "2026-11-23",
+            "1.0.0",
+            "4features",
+            inputs[1],
+            1300.25,
+            1000.0,
+            1600.0,
+            "api",
+            3,
+            P,
+        ),
+        (stamp, "2026-11-30", "1.0.0", "4features", inputs[0], 1200.5, 900.0, 1500.0, "web", 4, P),
+        (
+            stamp,
+            "2026-11-23",
+            "1.0.0",
+            "4features",
+            inputs[1],
+            1300.25,
+            1000.0,
+            1600.0,
+            "web",
+            3,
+            P,
+        ),
         (
             later_stamp,
             "2026-11-23",
@@ -374,6 +399,7 @@ def test_the_rows_of_served_answers_dated_or_not_in_order() -> None:
             1500.0,
             "api",
             None,
+            P,
         ),
         (
             later_stamp,
@@ -386,6 +412,7 @@ def test_the_rows_of_served_answers_dated_or_not_in_order() -> None:
             1600.0,
             "api",
             None,
+            P,
         ),
     ]
 

@@ -58,7 +58,7 @@ def forecast(
 
     Example: hhforecast forecast --plan plan.csv --output forecast.csv
     """
-    from hhforecast.modeling.forecast import forecast_plan
+    from hhforecast.modeling.forecast import challenger_plan, forecast_plan
     from hhforecast.watch.log_store import open_prediction_log
     from hhforecast.watch.prediction_store import LogWriteError
 
@@ -70,7 +70,10 @@ def forecast(
     logged, problem = 0, None
     if not no_log:
         try:
-            logged = log.record_forecast(result, source="cli")
+            # The challenger forecasts the same weeks beside production (only for production's).
+            beside = challenger_plan(settings, plan) if version is None else None
+            logged = log.record_forecast(result, source="cli", challenger=beside)
+            logged = min(logged, len(result.frame))
         except (LogWriteError, OSError) as exc:
             problem = f"cannot write {log.location} ({exc})"
         finally:

@@ -9,6 +9,7 @@ after). Forecasts far ahead, or with features outside the training range, deserv
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
@@ -26,9 +27,12 @@ from hhforecast.errors import DatasetError, PlanError
 from hhforecast.modeling.inference import VariantModel
 from hhforecast.modeling.predict import load_model
 
+log = logging.getLogger("hhforecast.forecast")
+
 __all__ = [
     "PLAN_COLUMNS",
     "PlanForecast",
+    "challenger_plan",
     "forecast_plan",
     "forecast_weeks",
     "last_trained_week",
@@ -225,3 +229,19 @@ def forecast_plan(
     model = load_model(settings, version, variant)
     plan = load_weekly_dataset(plan_path, model.features, None, reading=settings.dataset)
     return replace(forecast_weeks(model, plan.frame), read_as=plan.read_as)
+
+
+def challenger_plan(settings: Settings, plan_path: Path) -> PlanForecast | None:
+    """The challenger's forecast of the same plan (logged beside production's), or None when
+    no challenger is named. A challenger that cannot forecast it is said, never fatal."""
+    from hhforecast.errors import HHForecastError
+    from hhforecast.registry.store import Registry
+
+    name = Registry(settings).read_document().challenger
+    if name is None:
+        return None
+    try:
+        return forecast_plan(settings, plan_path, name)
+    except HHForecastError as exc:
+        log.warning("the challenger %s did not forecast the plan: %s", name, exc)
+        return None

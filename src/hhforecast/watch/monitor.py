@@ -36,6 +36,7 @@ import pandas as pd
 from hhforecast.config import DatasetConfig, MonitoringConfig, Settings
 from hhforecast.datasets.weekly import DATE_COLUMN, load_weekly_dataset
 from hhforecast.registry.store import Registry
+from hhforecast.watch.challenge import ChallengeComparison, compare_challenger
 from hhforecast.watch.log_store import open_prediction_log
 from hhforecast.watch.prediction_store import PredictionLogError, week_of
 from hhforecast.watch.sqlite_store import PredictionLog
@@ -95,6 +96,10 @@ class MonitorResult:
     """Logged forecasts whose week is not in the actuals (not realised yet, or missing)."""
     threshold: float
     message: str
+    challenge: ChallengeComparison | None = None
+    """Production against the challenger on the realised weeks both forecast, when named."""
+    actuals_kept: int = 0
+    """Realised weeks kept in the log (those given now and before; the newest value wins)."""
 
     @property
     def flagged(self) -> bool:
@@ -147,6 +152,8 @@ class MonitorResult:
             "sources": self.sources(),
             "alerts": self.alerts.to_dict("records"),
             "forecasts": matched.to_dict("records"),
+            "realised_weeks_kept": self.actuals_kept,
+            "challenger_comparison": self.challenge.to_dict() if self.challenge else None,
         }
 
 
@@ -275,9 +282,20 @@ def run_monitor(settings: Settings, actuals_path: Path, by: str = "week") -> Mon
     if by not in PERIODS:
         raise PredictionLogError(f"--by {by!r} is not a period; use week or month")
     log = open_prediction_log(settings)
-    judged = log.judged()
-    logged = int(judged["asked"].sum())
+    everything = log.judged()
     actuals = read_actuals(actuals_path, settings.training.target, settings.dataset)
+    # The realised weeks are kept in the log (the newest value of a week wins), so evidence
+    # accumulates: weeks given earlier still count when a later file no longer holds them.
+    log.record_actuals(
+        list(zip(actuals["week"], actuals["actual"], strict=True)), actuals_path.name
+    )
+    kept = log.actuals().rename(columns={"hh": "actual"})[["week", "actual"]]
+    actuals = kept.astype({"actual": float}) if len(kept) else actuals
+    both = everything.merge(actuals, on="week", how="inner", validate="many_to_one")
+    # Production's forecasts (the answers given) are judged; the challenger's are compared.
+    production_rows = everything["role"] == "production" if "role" in everything else True
+    judged = everything[production_rows]
+    logged = int(judged["asked"].sum())
     matched = judged.merge(actuals, on="week", how="inner", validate="many_to_one")
     matched["asked"] = matched["asked"].astype(int)
     matched = matched.sort_values(["week", "id"]).reset_index(drop=True)
@@ -354,7 +372,18 @@ def run_monitor(settings: Settings, actuals_path: Path, by: str = "week") -> Mon
                 f" (not judged yet: {', '.join(young)}, whose first {baseline} realised weeks "
                 "give their usual error)"
             )
+    snapshot = registry.snapshot()
+    serving = snapshot.production() if snapshot.versions else None
+    challenge = (
+        compare_challenger(both, serving.version, snapshot.challenger, by, _band)
+        if serving is not None and snapshot.challenger is not None
+        else None
+    )
+    if challenge is not None:
+        message += f". Challenger {challenge.challenger}: {challenge.describe()}"
     return MonitorResult(
+        challenge=challenge,
+        actuals_kept=len(actuals),
         by=by,
         database=log.path if isinstance(log, PredictionLog) else log.location,
         periods=periods,
