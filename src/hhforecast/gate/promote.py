@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from hhforecast.config import Settings
 from hhforecast.errors import EXIT_CHECK_FAILED, HHForecastError
 from hhforecast.gate.handle import DatasetCache, VersionHandle, open_entry, open_version
+from hhforecast.gate.prospective import prospective_report
 from hhforecast.gate.validate import (
     UnreadableProduction,
     ValidationReport,
@@ -171,6 +172,30 @@ def _fair_weeks(
     return weeks
 
 
+def _prospective(
+    settings: Settings,
+    candidate: VersionHandle,
+    production: VersionHandle,
+    challenger: str | None,
+    variant: str,
+) -> ValidationReport | None:
+    """The challenger judged on the weeks it forecast before they happened (gate/prospective.py),
+    once both versions' files check out; None when there is not enough such evidence."""
+    report = prospective_report(settings, candidate, production, challenger, variant)
+    if report is None:
+        return None
+    report.artifacts = candidate.checks()
+    problem = candidate.integrity_problem()
+    if problem:
+        report.failures.append(f"integrity: {problem}")
+        raise ValidationFailedError(report)
+    candidate.model(variant)
+    production.model(variant)  # its files are hashed, for the re-check under the lock
+    if report.pair is not None and not report.pair.candidate_better:
+        raise PromotionRefusedError(report)
+    return report
+
+
 def _recheck(candidate: VersionHandle, production: VersionHandle | None, variant: str) -> Verify:
     """The check the registry runs under its lock: the version about to be production and the
     production it was compared with are, file for file, the ones judged."""
@@ -252,6 +277,10 @@ def _judge(
     beats production there. Returns the report and the production handle that was judged."""
     warnings: list[str] = []
     production = production_handle(registry, snapshot, datasets, warnings)
+    if isinstance(production, VersionHandle) and data is None:
+        prospective = _prospective(settings, candidate, production, snapshot.challenger, variant)
+        if prospective is not None:
+            return prospective, production
     weeks = _fair_weeks(settings, candidate, production, variant, data)
     report = judge_handles(settings, candidate, production, variant, weeks.weeks if weeks else data)
     report.warnings[:0] = warnings

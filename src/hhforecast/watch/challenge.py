@@ -25,7 +25,8 @@ PAIR_KEYS = ["week", "source", "logged_at"]
 
 def paired_weeks(matched: pd.DataFrame, production: str, challenger: str) -> pd.DataFrame:
     """One row per realised week: production's and the challenger's forecast of the same request
-    (the latest issued before the week, else the latest), with the realised HH.
+    (the latest issued before the week began; weeks forecast only later are left out), with
+    the realised HH.
 
     `matched` is the judged log joined to the realised weeks (`actual`), both roles."""
     role = matched["role"] if "role" in matched.columns else "production"
@@ -35,11 +36,10 @@ def paired_weeks(matched: pd.DataFrame, production: str, challenger: str) -> pd.
     pairs = ours[[*columns, "actual"]].merge(
         theirs[columns], on=PAIR_KEYS, suffixes=("", "_challenger")
     )
-    if pairs.empty:
-        return pairs
-    pairs = pairs.assign(before=pairs["logged_at"].astype(str) < pairs["week"])
-    pairs = pairs.sort_values(["before", "logged_at", "id"])
-    pairs = pairs.drop_duplicates("week", keep="last").drop(columns=["before"])
+    # Only forecasts issued before their week began: a week forecast once it was under way (or
+    # over, by a version trained since) is no evidence of forecasting the future.
+    pairs = pairs[pairs["logged_at"].astype(str) < pairs["week"]]
+    pairs = pairs.sort_values(["logged_at", "id"]).drop_duplicates("week", keep="last")
     return pairs.sort_values("week").reset_index(drop=True)
 
 
