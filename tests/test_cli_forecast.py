@@ -101,3 +101,39 @@ def test_a_bad_plan_is_one_error_line_and_exit_2(trained_project: Project, cli) 
     assert result.stderr.startswith("Error: dataset ")
     assert "sum_daily_hours" in result.stderr and "Traceback" not in result.stderr
     assert not (trained_project.models / "predictions.sqlite").exists()
+
+
+def test_horizons_count_from_the_week_the_served_fit_was_trained_through(
+    trained_project: Project, plan: Path, cli
+) -> None:
+    from .conftest import rerecord
+
+    # A version whose served fit learnt up to 2022-09-26 (as with --score-served-fit), though
+    # its dataset ends on 2023-12-25: the plan's first week is 66 weeks after what it learnt.
+    folder = trained_project.models / "1.1.0"
+    meta_path = folder / "model_metadata.json"
+    metadata = json.loads(meta_path.read_text())
+    metadata["trained_through"] = "2022-09-26"
+    meta_path.write_text(json.dumps(metadata))
+    rerecord(folder)
+    result = cli(
+        "forecast", "--plan", plan, "--json", "--no-log", "--config", trained_project.config
+    )
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["last_trained_week"] == "2022-09-26"
+    assert [w["horizon"] for w in data["weeks"]] == list(range(66, 74))
+
+
+def test_versions_without_trained_through_count_from_the_end_of_their_training_weeks(
+    trained_project: Project, plan: Path
+) -> None:
+    from hhforecast.modeling.artifacts import trained_through
+
+    # Trained before the field existed: the served fit was the scored fit, which learnt the
+    # fit and validation weeks, not the test weeks after them.
+    metadata = json.loads((trained_project.models / "1.0.0" / "model_metadata.json").read_text())
+    del metadata["trained_through"]
+    assert trained_through(metadata) == metadata["split"]["validation"]["end"] == "2022-09-26"
+    del metadata["split"]
+    assert trained_through(metadata) == "2023-12-25"

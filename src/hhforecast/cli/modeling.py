@@ -205,15 +205,16 @@ def train(
 
 def served_fit_text(metadata: dict[str, Any]) -> str:
     """What the served fit learnt, told apart from the scores above (the recipe's)."""
-    served = metadata["served_fit"]
-    learnt = (
-        f"every labelled week, {served['weeks']}"
-        if served["refit_on_all_weeks"]
-        else f"the scored fit's {served['weeks']} weeks (--score-served-fit)"
-    )
+    served, end = metadata["served_fit"], metadata["served_fit"]["trained_through"]
+    if served["refit_on_all_weeks"]:
+        return (
+            f"Served fit trained through {end}: it learnt every labelled week "
+            f"({served['weeks']}), the test weeks too; the scores above are the recipe's, "
+            "measured on weeks its scored fit had not learnt."
+        )
     return (
-        f"Served fit trained through {served['trained_through']} ({learnt}); the scores above "
-        "are the recipe's, on weeks its scored fit had not seen."
+        f"Served fit trained through {end}: the scored fit serves (no refit on all weeks), "
+        f"so it never learnt the {metadata['split']['test']['weeks']} test weeks."
     )
 
 

@@ -78,21 +78,21 @@ def fold_calibration(
     coverage: float,
     before_row: int | None = None,
 ) -> FoldCalibration | None:
-    """The interval calibrated on the errors of the last `folds` folds of `result` (of its
-    weeks before `before_row` only, when given); None when no fold week qualifies."""
+    """The interval calibrated on the errors of the last `folds` folds' worth of fold weeks of
+    `result` (`folds` x its horizon; of its weeks before `before_row` only, when given: a fold
+    cut by it still counts its earlier weeks); None when no fold week qualifies."""
     rows = result.fold_rows
     keep = np.ones(len(rows), dtype=bool) if before_row is None else rows < before_row
     if not keep.any():
         return None
-    numbers = result.fold_numbers[keep]
-    last = np.unique(numbers)[-folds:]
-    chosen = np.flatnonzero(keep)[np.isin(numbers, last)]
+    # Folds are in time order: the last qualifying weeks are the most recent ones.
+    chosen = np.flatnonzero(keep)[-folds * result.horizon :]
     predictions = result.fold_predictions[variant][chosen]
     errors = y[rows[chosen]] - predictions
     return FoldCalibration(
         halfwidth=conformal_relative_halfwidth(errors, predictions, coverage),
         weeks=len(chosen),
-        folds=len(last),
+        folds=len(np.unique(result.fold_numbers[chosen])),
         first_week=int(rows[chosen].min()),
         last_week=int(rows[chosen].max()),
         by_horizon=horizon_quantiles(errors, predictions, result.fold_horizons[chosen], coverage),
