@@ -35,6 +35,10 @@ FAST_TRAINING = {
     "units": 8,
     "batch_size": 64,
     "min_rows": 30,
+    # Two long rolling-origin folds on the sample: one is its 65 test weeks, one (the 65 weeks
+    # before) calibrates the intervals of the first.
+    "interval_folds": 1,
+    "backtest_horizon": 65,
 }
 
 

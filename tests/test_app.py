@@ -248,6 +248,7 @@ def test_info_shows_the_version_its_metrics_ranges_and_reload_status(
     assert info["variant"] == "5features"
     assert info["features"] == FEATURES
     assert info["trained_at"] == metadata["trained_at"]
+    assert info["trained_through"] == metadata["trained_through"] == "2023-12-25"
     assert info["metrics"] == metadata["variants"]["5features"]["metrics"]
     assert info["feature_ranges"] == metadata["variants"]["5features"]["feature_ranges"]
     assert info["production_setting"] == "latest"

@@ -58,6 +58,13 @@ def test_backtest_scores_every_model_per_fold_and_pooled(project: Project) -> No
     assert result.models == models
     assert [f["train_weeks"] for f in result.fold_scores] == [248, 254]
     assert result.fold_scores[1]["test_end"] == "2023-12-25"
+    # A warm-up fold (training.interval_folds: 1) before the scored ones: every scored fold's
+    # interval is calibrated on the network's errors in the fold before it.
+    assert result.warmup_folds == 1
+    assert list(result.fold_rows) == list(range(242, 260))
+    assert list(result.fold_horizons) == [1, 2, 3, 4, 5, 6] * 3
+    for fold in result.fold_scores:
+        assert fold["calibration_weeks"] == {"4features": 6, "5features": 6}
     for variant in ("4features", "5features"):
         assert list(result.overall[variant]) == models
         for fold in result.fold_scores:
@@ -94,9 +101,14 @@ def test_train_records_a_backtest_summary_when_configured(tmp_path: Any) -> None
     assert saved["backtest"]["overall"] == json.loads(json.dumps(backtest["overall"]))
 
 
-def test_train_skips_the_backtest_by_default(trained_project: Project) -> None:
+def test_train_always_scores_the_recipe_by_rolling_origin_folds(
+    trained_project: Project,
+) -> None:
     meta = json.loads((trained_project.models / "1.0.0" / "model_metadata.json").read_text())
-    assert "backtest" not in meta
+    assert "backtest" not in meta  # the earlier key, only with training.backtest_folds > 0
+    folds = meta["recipe_evidence"]["rolling_origin"]
+    assert (folds["folds"], folds["weeks"]) == (1, 65)
+    assert set(folds["overall"]["5features"]) == {NETWORK, *BASELINES}
 
 
 @pytest.mark.slow

@@ -180,3 +180,39 @@ def test_the_note_names_the_weeks_dataset_build_left_out(project: Project, cli) 
         "left out the 2 week(s) from 2024-01-01 because their month is not wholly in the logs "
         "(sum_uti_mensal is a whole month's flight hours)."
     ]
+
+
+def test_horizons_count_from_the_week_the_served_fit_was_trained_through(
+    trained_project: Project, plan: Path, cli
+) -> None:
+    from .conftest import rerecord
+
+    # A version whose served fit learnt up to 2022-09-26 (as with --score-served-fit), though
+    # its dataset ends on 2023-12-25: the plan's first week is 66 weeks after what it learnt.
+    folder = trained_project.models / "1.1.0"
+    meta_path = folder / "model_metadata.json"
+    metadata = json.loads(meta_path.read_text())
+    metadata["trained_through"] = "2022-09-26"
+    meta_path.write_text(json.dumps(metadata))
+    rerecord(folder)
+    result = cli(
+        "forecast", "--plan", plan, "--json", "--no-log", "--config", trained_project.config
+    )
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["last_trained_week"] == "2022-09-26"
+    assert [w["horizon"] for w in data["weeks"]] == list(range(66, 74))
+
+
+def test_versions_without_trained_through_count_from_the_end_of_their_training_weeks(
+    trained_project: Project, plan: Path
+) -> None:
+    from hhforecast.modeling.artifacts import trained_through
+
+    # Trained before the field existed: the served fit was the scored fit, which learnt the
+    # fit and validation weeks, not the test weeks after them.
+    metadata = json.loads((trained_project.models / "1.0.0" / "model_metadata.json").read_text())
+    del metadata["trained_through"]
+    assert trained_through(metadata) == metadata["split"]["validation"]["end"] == "2022-09-26"
+    del metadata["split"]
+    assert trained_through(metadata) == "2023-12-25"

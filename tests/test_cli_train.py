@@ -73,3 +73,42 @@ def test_four_parallel_trainings_keep_every_entry(project: Project) -> None:
     assert len(names) == len(set(names)) == 4
     for name in names:
         assert (project.models / name / "model_hh_semanal_5features.keras").is_file()
+
+
+@pytest.mark.slow
+def test_score_served_fit_serves_the_fit_that_was_scored(trained_project: Project, cli) -> None:
+    import numpy as np
+    import pandas as pd
+
+    from hhforecast.datasets.weekly import sample_dataset_path
+    from hhforecast.modeling.artifacts import load_variant
+
+    config = trained_project.config
+    result = cli("train", "--version", "scored", "--score-served-fit", "--config", config)
+    assert result.exit_code == 0, result.stderr
+    assert (
+        "Served fit trained through 2022-09-26: the scored fit serves (no refit on all weeks), "
+        "so it never learnt the 65 test weeks." in " ".join(result.stdout.split())
+    )
+    folder = trained_project.models / "scored"
+    meta = json.loads((folder / "model_metadata.json").read_text())
+    assert meta["served_fit"]["refit_on_all_weeks"] is False
+    assert meta["trained_through"] == meta["split"]["validation"]["end"] == "2022-09-26"
+    assert meta["served_fit"]["weeks"] == 195
+    # The same recipe, seed and config as 1.0.0, which was refit on every week: the scored fit
+    # was scaled on the 195 weeks before the test weeks, and its weights differ.
+    scored, refit = (
+        load_variant(folder, "5features"),
+        load_variant(trained_project.models / "1.0.0", "5features"),
+    )
+    x = pd.read_csv(sample_dataset_path())[scored.features].to_numpy(dtype=float)
+    np.testing.assert_allclose(scored.x_mean, x[:195].mean(axis=0))
+    assert not np.allclose(scored.weights["linear"][0], refit.weights["linear"][0])
+    # Its interval is the one whose coverage was measured on the test weeks.
+    evidence = meta["recipe_evidence"]["holdout"]["variants"]["5features"]
+    assert meta["variants"]["5features"]["interval"]["halfwidth"] == evidence["interval_halfwidth"]
+    # The registry entry and `registry show` say what it learnt.
+    shown = cli("registry", "show", "scored", "--config", config).stdout
+    assert "│ trained through   │ 2022-09-26" in shown
+    entry = json.loads(cli("registry", "show", "scored", "--json", "--config", config).stdout)
+    assert entry["trained_through"] == "2022-09-26"

@@ -53,7 +53,7 @@ def test_training_findings_say_what_the_fit_learnt() -> None:
         "every week."
     )
     assert messages["low_coverage"] == (
-        "4features: the 80% interval covered 41 of 65 test weeks (63%, p = 0.0012): far below "
+        "4features: the 80% interval covered 41 of 65 test weeks (63%, p = 0.0016): far below "
         "80%, too narrow for these weeks."
     )
     assert messages["worse_than_naive"] == (
@@ -63,11 +63,40 @@ def test_training_findings_say_what_the_fit_learnt() -> None:
 
 
 def test_coverage_is_judged_against_chance_not_a_fixed_gap() -> None:
-    # 44 of 65 (68%) is what an 80% interval does about 1 time in 75; 43 of 65 rarer than 1%.
+    # Two-sided at 1%: 44 of 65 (68%) happens to an 80% interval about 1 time in 50; 43 of 65
+    # rarer than 1 in 100.
     assert coverage_finding("5features", 44 / 65, 0.8, 65, "test weeks") is None
     assert coverage_finding("5features", 43 / 65, 0.8, 65, "test weeks") is not None
     # On 13 weeks, 8 covered (62%) is within chance.
     assert coverage_finding("5features", 8 / 13, 0.8, 13, "backtest weeks") is None
+
+
+def test_an_interval_covering_far_more_weeks_than_nominal_is_reported_too() -> None:
+    # 60 of 65 (92%) is within chance for an 80% interval (two-sided p = 0.012); 61 is not.
+    assert coverage_finding("5features", 60 / 65, 0.8, 65, "test weeks") is None
+    wide = coverage_finding("5features", 61 / 65, 0.8, 65, "test weeks")
+    assert wide is not None and wide.is_warning
+    assert (wide.kind, wide.message) == (
+        "high_coverage",
+        "5features: the 80% interval covered 61 of 65 test weeks (94%, p = 0.0029): far above "
+        "80%, wider than these weeks needed.",
+    )
+    # The fold weeks of the recipe's evidence are judged too.
+    metadata = {
+        "split": {"test": {"weeks": 65}},
+        "recipe_evidence": {
+            "rolling_origin": {"weeks": 200, "observed_coverage": {"5features": 0.9}}
+        },
+        "variants": {"5features": variant(False, 200.0, 0.3, 52 / 65)},
+    }
+    found = [(f.kind, f.message) for f in training_findings(metadata) if f.is_warning]
+    assert found == [
+        (
+            "high_coverage",
+            "5features: the 80% interval covered 180 of 200 rolling-origin fold weeks (90%, "
+            "p = 0.00019): far above 80%, wider than these weeks needed.",
+        )
+    ]
 
 
 def test_backtest_findings_count_the_folds_that_kept_the_correction() -> None:
@@ -85,13 +114,14 @@ def test_backtest_findings_count_the_folds_that_kept_the_correction() -> None:
             {"deep_correction_kept": {"4features": False, "5features": False}},
         ],
         overall={"4features": scores, "5features": {"network": {"RMSE": 200.0, "R2": 0.4}}},
-        coverage={"4features": 0.96, "5features": 0.5},
+        coverage={"4features": 1.0, "5features": 0.5},
         actual=np.zeros(26),
     )
     found = {(f.variant, f.kind): f.message for f in backtest_findings(result)}
     assert set(found) == {
         ("4features", "linear"),
         ("4features", "worse_than_naive"),
+        ("4features", "high_coverage"),
         ("5features", "linear"),
         ("5features", "low_coverage"),
     }

@@ -129,12 +129,14 @@ def test_predictions_shown_anywhere_carry_the_out_of_range_flag(
 ) -> None:
     model = load_variant(trained_project.models / "1.0.0", "5features")
     frame = pd.read_csv(sample_dataset_path()).drop(columns=["HH"])
-    # A training week, the same week with an impossible age, and the newest (test) week, whose
-    # age the model has never seen: the fleet only gets older.
-    weeks = frame.iloc[[100, 100, len(frame) - 1]].reset_index(drop=True)
+    # A training week, the same week with an impossible age, the newest week (the served fit
+    # learnt every week, so its age is in range) and the week after it: the fleet only gets
+    # older, so its age is one the model has never seen.
+    weeks = frame.iloc[[100, 100, len(frame) - 1, len(frame) - 1]].reset_index(drop=True)
     weeks.loc[1, "age_fleet"] = 1e12
+    weeks.loc[3, "age_fleet"] = frame["age_fleet"].max() * 1.01
     out = predict_frame(model, weeks)
-    assert list(out["out_of_range"]) == ["", "age_fleet", "age_fleet"]
+    assert list(out["out_of_range"]) == ["", "age_fleet", "", "age_fleet"]
 
 
 def test_a_version_without_the_variant_is_reported(trained_project: Project) -> None:
@@ -251,10 +253,8 @@ def test_a_trained_version_records_how_the_correction_was_judged(
     training = meta["variants"]["5features"]["training"]
     assert training["deep_path_excludes_trend_inputs"] == ["age_fleet"]
     assert training["deep_correction_kept"] is (training["deep_gain_t"] > model_module.DEEP_MIN_T)
-    assert (
-        training["refit_weeks"]
-        == meta["split"]["fit"]["weeks"] + meta["split"]["validation"]["weeks"]
-    )
+    # What serves learnt every week; its interval, the errors of the last rolling-origin folds.
+    assert training["refit_weeks"] == meta["served_fit"]["weeks"] == meta["dataset"]["rows"]
     interval = meta["variants"]["5features"]["interval"]
     assert interval["scale"] == "relative"
-    assert interval["calibration_weeks"] == meta["split"]["validation"]["weeks"]
+    assert interval["calibration_weeks"] == FAST_TRAINING["interval_folds"] * 65

@@ -82,3 +82,61 @@ def test_random_split_reproduces_the_original_protocol(project: Project, tmp_pat
     assert split["mode"] == "random"
     # random test weeks are spread over the whole history, not only its end
     assert split["test"]["start"] < split["fit"]["end"]
+
+
+def test_the_served_fit_learns_every_labelled_week(trained_project: Project) -> None:
+    from hhforecast.modeling.artifacts import load_variant
+    from hhforecast.modeling.reference import read_drift_reference
+
+    folder = trained_project.models / "1.0.0"
+    meta = json.loads((folder / "model_metadata.json").read_text())
+    assert meta["trained_through"] == meta["dataset"]["end"] == "2023-12-25"
+    served = meta["served_fit"]
+    assert (served["refit_on_all_weeks"], served["start"], served["end"], served["weeks"]) == (
+        True,
+        "2019-01-07",
+        "2023-12-25",
+        260,
+    )
+    assert served["fit"]["weeks"] + served["validation"]["weeks"] == 260
+    # The held-out split is still recorded, as the recipe's evidence was measured on it.
+    assert meta["split"]["test"] == {"start": "2022-10-03", "end": "2023-12-25", "weeks": 65}
+    sample = pd.read_csv(sample_dataset_path())
+    model = load_variant(folder, "5features")
+    x = sample[model.features].to_numpy(dtype=float)
+    # Scaled and ranged on every week: the newest weeks were learnt, not held out.
+    np.testing.assert_allclose(model.x_mean, x.mean(axis=0))
+    assert model.feature_ranges["age_fleet"] == (x[:, 4].min(), x[:, 4].max())
+    assert len(read_drift_reference(folder, model.features, meta)) == 260
+    # The registry's metrics stay the recipe's holdout score (what the gate compares).
+    entry = Registry(trained_project.settings).get("1.0.0")
+    holdout = meta["recipe_evidence"]["holdout"]
+    assert holdout["test"] == meta["split"]["test"]
+    assert entry.metrics["5features"] == holdout["variants"]["5features"]["metrics"]
+    assert entry.extra["trained_through"] == "2023-12-25"
+
+
+def test_the_served_interval_comes_from_the_last_folds_errors(trained_project: Project) -> None:
+    meta = json.loads((trained_project.models / "1.0.0" / "model_metadata.json").read_text())
+    folds = meta["recipe_evidence"]["rolling_origin"]
+    # 1 fold of 65 weeks covers the 65 test weeks; 1 warm-up fold before it calibrates it; the
+    # served interval is calibrated on the last fold (65 weeks up to the last).
+    assert (folds["folds"], folds["warmup_folds"], folds["horizon_weeks"]) == (1, 1, 65)
+    for variant in ("4features", "5features"):
+        interval = meta["variants"][variant]["interval"]
+        assert "rolling-origin folds" in interval["method"]
+        calibration = interval["calibration"]
+        assert interval["halfwidth"] == calibration["halfwidth"]
+        assert (calibration["weeks"], calibration["folds"], calibration["start"]) == (
+            65,
+            1,
+            "2022-10-03",
+        )
+        # The holdout coverage is of the scored fit's own interval, calibrated on fold weeks
+        # before the test weeks only: the warm-up fold's 65 weeks.
+        evidence = meta["recipe_evidence"]["holdout"]["variants"][variant]
+        assert interval["observed_coverage_test"] == evidence["observed_coverage_test"]
+        assert evidence["interval_calibration_weeks"] == 65
+        errors = folds["fold_errors"][variant]
+        assert (errors["weeks"], errors["folds"]) == (130, 2)
+        assert set(errors["halfwidth_by_horizon"]) == {"1-22", "23-43", "44-65"}

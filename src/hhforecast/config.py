@@ -76,9 +76,13 @@ class TrainingConfig(_Section):
     min_rows: int = Field(30, ge=8)
     interval_coverage: float = Field(0.8, gt=0.0, lt=1.0)
     backtest_folds: int = Field(0, ge=0, le=520)
-    """Rolling-origin folds `train` backtests and records in the metadata; 0 skips it."""
+    """Rolling-origin folds `train` scores the recipe on; 0: as many as cover the test weeks."""
     backtest_horizon: int = Field(13, ge=1, le=520)
     """Weeks scored per backtest fold (13 = a quarter)."""
+    interval_folds: int = Field(6, ge=1, le=104)
+    """Rolling-origin folds whose out-of-sample errors calibrate the prediction intervals."""
+    refit_on_all_weeks: bool = True
+    """Serve a fit of the recipe on every labelled week (false: serve the scored fit)."""
 
     @field_validator("variants")
     @classmethod

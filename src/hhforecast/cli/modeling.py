@@ -118,19 +118,33 @@ def train(
     force: Annotated[
         bool, typer.Option("--force", help="Replace an existing version (never production).")
     ] = False,
+    score_served_fit: Annotated[
+        bool,
+        typer.Option(
+            "--score-served-fit",
+            help="Serve the fit scored on the held-out weeks (it never learnt them) instead of "
+            "a refit on every week (training.refit_on_all_weeks: false).",
+        ),
+    ] = False,
     json_output: JsonOption = False,
     dayfirst: DayfirstOption = None,
 ) -> None:
-    """Train both variants and register them as a new version.
+    """Score the recipe on held-out weeks and rolling-origin folds, then fit what serves on
+    every labelled week, and register both variants as a new version.
 
-    When mlops.production_version is "latest", the new version serves as soon as it is
-    registered (the output says so); pin production with `hhforecast promote` to review first.
+    The registry's metrics are the recipe's score on the held-out (latest) weeks; the served fit
+    learns those weeks too (unless --score-served-fit) and its intervals come from the folds'
+    out-of-sample errors. When mlops.production_version is "latest", the new version serves as
+    soon as it is registered (the output says so); pin production with `hhforecast promote` to
+    review first.
 
     Example: hhforecast train --version 1.0.0
     """
     from hhforecast.tracking.training import train_tracked
 
-    settings = settings_from(config).with_training(epochs=epochs, seed=seed)
+    settings = settings_from(config).with_training(
+        epochs=epochs, seed=seed, refit_on_all_weeks=False if score_served_fit else None
+    )
     settings = settings.with_dataset(dayfirst=dayfirst)
     with training_progress(quiet=json_output) as on_epoch:
         trained = train_tracked(settings, dataset, version, force=force, on_epoch=on_epoch)
@@ -171,6 +185,7 @@ def train(
         f" (test weeks {result.metadata['split']['test']['start']} to "
         f"{result.metadata['split']['test']['end']}, split: {result.metadata['split']['mode']})."
     )
+    console.print(served_fit_text(result.metadata), highlight=False)
     if result.serving:
         console.print(
             f"[bold]{result.entry.version} is now serving[/]: mlops.production_version is "
@@ -189,16 +204,33 @@ def train(
         )
 
 
+def served_fit_text(metadata: dict[str, Any]) -> str:
+    """What the served fit learnt, told apart from the scores above (the recipe's)."""
+    served, end = metadata["served_fit"], metadata["served_fit"]["trained_through"]
+    if served["refit_on_all_weeks"]:
+        return (
+            f"Served fit trained through {end}: it learnt every labelled week "
+            f"({served['weeks']}), the test weeks too; the scores above are the recipe's, "
+            "measured on weeks its scored fit had not learnt."
+        )
+    return (
+        f"Served fit trained through {end}: the scored fit serves (no refit on all weeks), "
+        f"so it never learnt the {metadata['split']['test']['weeks']} test weeks."
+    )
+
+
 @contextmanager
 def training_progress(quiet: bool) -> Iterator[Callable[[str, int, int], None]]:
     """A progress bar per variant on stderr (none when quiet); yields the epoch callback."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from hhforecast.modeling.training import FOLDS_TASK
+
     progress = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("epochs"),
+        TextColumn("{task.fields[unit]}"),
         TimeElapsedColumn(),
         console=err_console,
         transient=quiet,
@@ -208,7 +240,8 @@ def training_progress(quiet: bool) -> Iterator[Callable[[str, int, int], None]]:
 
     def on_epoch(variant: str, done: int, total: int) -> None:
         if variant not in tasks:
-            tasks[variant] = progress.add_task(f"training {variant}", total=total)
+            unit = "folds" if variant == FOLDS_TASK else "epochs"
+            tasks[variant] = progress.add_task(f"training {variant}", total=total, unit=unit)
         progress.update(tasks[variant], completed=done)
 
     with progress:

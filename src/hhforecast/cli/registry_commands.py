@@ -169,6 +169,8 @@ def show_version(
     table.add_column("value", overflow="fold")
     for key in ("version", "trained_at", "dataset", "folder", "production", "challenger"):
         table.add_row(key, readable(data[key]))
+    if "trained_through" in entry.extra:
+        table.add_row("trained through", readable(entry.extra["trained_through"]))
     for variant, metrics in sorted(entry.metrics.items(), reverse=True):
         # Errors in HH on one line, R² on the next: each stays whole at 80 columns.
         for i, r2 in enumerate((False, True)):
@@ -180,7 +182,7 @@ def show_version(
                 ),
             )
     for key, value in entry.extra.items():
-        if key not in ("baselines",):
+        if key not in ("baselines", "trained_through"):
             table.add_row(key, readable(value))
     print_table(table)
 

@@ -38,6 +38,7 @@ __all__ = [
     "read_metadata",
     "recorded_metadata_sha256",
     "scaling_record",
+    "trained_through",
     "uses_pickled_scalers",
     "variant_from_verified",
     "verified_artifact",
@@ -110,6 +111,31 @@ def read_metadata(version_dir: Path, expected_sha256: str | None = None) -> dict
     if not isinstance(parsed, dict):
         raise ArtifactError(f"{path} must hold a JSON object")
     return parsed
+
+
+def _iso_day(value: Any) -> str | None:
+    text = str(value)[:10] if isinstance(value, str) else ""
+    return text if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text) else None
+
+
+def trained_through(metadata: Mapping[str, Any]) -> str | None:
+    """The last week (YYYY-MM-DD) the served fit learnt: `trained_through`; for versions
+    trained before it was recorded, the end of their fit and validation weeks (what they
+    learnt), else their dataset's last week; None when the metadata says none of these."""
+    recorded = _iso_day(metadata.get("trained_through"))
+    if recorded:
+        return recorded
+    split = metadata.get("split")
+    if isinstance(split, dict):
+        ends = [
+            _iso_day(split[part].get("end"))
+            for part in ("fit", "validation")
+            if isinstance(split.get(part), dict)
+        ]
+        if ends and all(ends):
+            return max(e for e in ends if e)
+    dataset = metadata.get("dataset")
+    return _iso_day(dataset.get("end")) if isinstance(dataset, dict) else None
 
 
 def recorded_metadata_sha256(entry_fields: Mapping[str, Any], where: str) -> str | None:

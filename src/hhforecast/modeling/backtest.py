@@ -23,7 +23,12 @@ from hhforecast.config import Settings, TrainingConfig
 from hhforecast.datasets.weekly import WeeklyDataset
 from hhforecast.errors import HHForecastError
 from hhforecast.modeling.artifacts import quiet_tensorflow
-from hhforecast.modeling.evaluation import BASELINES, baseline_predictions, regression_metrics
+from hhforecast.modeling.evaluation import (
+    BASELINES,
+    baseline_predictions,
+    conformal_relative_halfwidth,
+    regression_metrics,
+)
 from hhforecast.modeling.inference import interval_bounds
 from hhforecast.modeling.network import fit_network
 
@@ -36,6 +41,7 @@ __all__ = [
     "forecast_metrics",
     "original_recipe_predictions",
     "original_recipe_runs",
+    "plan_origins",
     "rolling_origins",
     "run_backtest",
 ]
@@ -89,12 +95,24 @@ class BacktestResult:
     array of one row per initialisation."""
     dataset_sha256: str = ""
     """SHA-256 of the weekly dataset backtested (recorded by tracking)."""
+    warmup_folds: int = 0
+    """Folds before the scored ones, run only for their errors: they calibrate the intervals
+    of the first scored folds."""
+    fold_rows: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=int))
+    """Dataset rows forecast by every fold (warm-up folds first), in order."""
+    fold_numbers: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=int))
+    """For each of `fold_rows`, its fold (1 = the first warm-up fold, or the first fold)."""
+    fold_horizons: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=int))
+    """For each of `fold_rows`, weeks after its fold's training weeks (1 = the week after)."""
+    fold_predictions: dict[str, np.ndarray] = field(default_factory=dict)
+    """Per variant, the network's forecast of each of `fold_rows` (out of sample)."""
 
     def to_dict(self) -> dict[str, Any]:
         """Everything as plain JSON-ready data."""
         return {
             "folds": self.folds,
             "horizon_weeks": self.horizon,
+            "warmup_folds": self.warmup_folds,
             "models": self.models,
             "interval_target": self.interval_target,
             "overall": self.overall,
@@ -109,6 +127,8 @@ class BacktestResult:
         return {
             "folds": self.folds,
             "horizon_weeks": self.horizon,
+            "weeks": len(self.actual),
+            "warmup_folds": self.warmup_folds,
             "interval_target": self.interval_target,
             "observed_coverage": self.coverage,
             "overall": {
@@ -118,14 +138,18 @@ class BacktestResult:
         }
 
 
+def _stamps(dates: Any) -> np.ndarray:
+    if isinstance(dates, int):
+        dates = np.datetime64("2000-01-03") + 7 * np.arange(dates).astype("timedelta64[D]")
+    return np.asarray(dates, dtype="datetime64[D]")
+
+
 def rolling_origins(dates: Any, folds: int, horizon: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """(training rows, test rows) of each fold, by date: fold k scores the `horizon` weeks from
     its origin and trains on every week before it; the last fold ends with the last week.
 
     `dates` are the dataset's weeks in order (or a row count, for rows one week apart)."""
-    if isinstance(dates, int):
-        dates = np.datetime64("2000-01-03") + 7 * np.arange(dates).astype("timedelta64[D]")
-    stamps = np.asarray(dates, dtype="datetime64[D]")
+    stamps = _stamps(dates)
     rows = len(stamps)
     if folds < 1 or horizon < 1:
         raise BacktestError(rows, folds, horizon)
@@ -140,6 +164,22 @@ def rolling_origins(dates: Any, folds: int, horizon: int) -> list[tuple[np.ndarr
             raise BacktestError(rows, folds, horizon)
         out.append((train, test))
     return out
+
+
+def plan_origins(
+    dates: Any, folds: int, horizon: int, warmup: int, *, fewer_folds: bool = False
+) -> tuple[list[tuple[np.ndarray, np.ndarray]], int]:
+    """`warmup + folds` rolling origins, with as many warm-up folds (up to `warmup`) as the
+    dataset has weeks for; with `fewer_folds`, fewer scored folds too (down to 1) rather than
+    a BacktestError. Returns the origins and the warm-up folds among them."""
+    rows = len(_stamps(dates))
+    for scored in range(folds, 0 if fewer_folds else folds - 1, -1):
+        for w in range(max(warmup, 0), -1, -1):
+            try:
+                return rolling_origins(dates, scored + w, horizon), w
+            except BacktestError:
+                continue
+    raise BacktestError(rows, folds, horizon)
 
 
 def original_recipe_predictions(
@@ -217,44 +257,81 @@ def run_backtest(
     on_fold: FoldCallback | None = None,
     *,
     original_epochs: int = ORIGINAL_EPOCHS,
+    warmup_folds: int | None = None,
+    fewer_folds: bool = False,
 ) -> BacktestResult:
     """Rolling-origin evaluation of every variant's network and the baselines.
 
-    With `original_inits` above 0 the original recipe is scored too, trained from that many
-    initialisations for `original_epochs` (its own 10 unless a quick check asks for fewer); its
-    scores are the mean of theirs.
+    The interval of each scored fold is calibrated on the network's errors in the
+    `cfg.interval_folds` folds before it (conformal, as the served intervals are); to have them
+    for the first scored folds, up to `warmup_folds` (default `cfg.interval_folds`) earlier folds
+    are run for their errors only. Only when no earlier fold fits in the dataset does a fold use
+    its own validation slice. With `original_inits` above 0 the original recipe is scored too,
+    trained from that many initialisations for `original_epochs` (its own 10 unless a quick
+    check asks for fewer); its scores are the mean of theirs. `fewer_folds`: score fewer folds
+    rather than refuse a dataset too short for `folds`.
     """
-    origins = rolling_origins(dataset.frame["date"].to_numpy(), folds, horizon)
+    dates = dataset.frame["date"]
+    stamps = _stamps(dates.to_numpy())
+    wanted = cfg.interval_folds if warmup_folds is None else warmup_folds
+    origins, warmup = plan_origins(stamps, folds, horizon, wanted, fewer_folds=fewer_folds)
+    folds = len(origins) - warmup
     models = [NETWORK, *([ORIGINAL_RECIPE] if original_inits else []), *BASELINES]
     y = dataset.frame[cfg.target].to_numpy(dtype=np.float64)
-    dates = dataset.frame["date"]
     result = BacktestResult(folds, horizon, models, interval_target=cfg.interval_coverage)
+    result.warmup_folds = warmup
     pooled: dict[str, dict[str, list[np.ndarray]]] = {
         v: {m: [] for m in models} for v in cfg.variants
     }
     inside: dict[str, list[np.ndarray]] = {v: [] for v in cfg.variants}
+    errors: dict[str, list[np.ndarray]] = {v: [] for v in cfg.variants}
+    forecasts: dict[str, list[np.ndarray]] = {v: [] for v in cfg.variants}
+    end = stamps[-1] + np.timedelta64(7, "D")
     for k, (train, test) in enumerate(origins):
         fit, validation = _validation_slice(train, cfg.validation_fraction)
+        origin = end - np.timedelta64(7 * horizon * (len(origins) - k), "D")
+        result.fold_horizons = np.concatenate(
+            [result.fold_horizons, (stamps[test] - origin).astype(int) // 7 + 1]
+        )
+        scored = k >= warmup
         fold: dict[str, Any] = {
-            "fold": k + 1,
+            "fold": k - warmup + 1,
             "train_weeks": len(train),
             "test_start": dates.iloc[test[0]].strftime("%Y-%m-%d"),
             "test_end": dates.iloc[test[-1]].strftime("%Y-%m-%d"),
             "variants": {},
             "observed_coverage": {},
+            "calibration_weeks": {},
             "deep_correction_kept": {},
         }
         for variant, features in cfg.variants.items():
             x = dataset.frame[features].to_numpy(dtype=np.float64)
             fitted = fit_network(x, y, fit, validation, cfg)
-            predictions = {NETWORK: fitted.predict(x[test])}
+            network = fitted.predict(x[test])
+            # The folds just before this one: their errors are out of sample and precede it.
+            earlier = slice(max(0, k - cfg.interval_folds), k)
+            calibration_errors = errors[variant][earlier]
+            forecasts[variant].append(network)
+            errors[variant].append(y[test] - network)
+            if not scored:
+                continue
+            if calibration_errors:
+                halfwidth = conformal_relative_halfwidth(
+                    np.concatenate(calibration_errors),
+                    np.concatenate(forecasts[variant][earlier]),
+                    cfg.interval_coverage,
+                )
+                fold["calibration_weeks"][variant] = int(sum(map(len, calibration_errors)))
+            else:
+                halfwidth = fitted.interval_halfwidth(cfg.interval_coverage)
+                fold["calibration_weeks"][variant] = len(fitted.validation_residuals)
+            predictions = {NETWORK: network}
             if original_inits:
                 predictions[ORIGINAL_RECIPE] = original_recipe_runs(
                     x, y, train, test, cfg.seed, original_inits, original_epochs
                 )
             predictions.update(baseline_predictions(x, y, train, test, dates.to_numpy()))
-            halfwidth = fitted.interval_halfwidth(cfg.interval_coverage)
-            lower, upper = interval_bounds(predictions[NETWORK], halfwidth, "relative")
+            lower, upper = interval_bounds(network, halfwidth, "relative")
             covered = (y[test] >= lower) & (y[test] <= upper)
             inside[variant].append(covered)
             fold["observed_coverage"][variant] = float(covered.mean())
@@ -264,10 +341,16 @@ def run_backtest(
             }
             for m in models:
                 pooled[variant][m].append(predictions[m])
-        result.fold_scores.append(fold)
+        if scored:
+            result.fold_scores.append(fold)
         if on_fold is not None:
-            on_fold(k + 1, folds)
-    result.test_rows = np.concatenate([test for _, test in origins])
+            on_fold(k + 1, len(origins))
+    result.fold_rows = np.concatenate([test for _, test in origins])
+    result.fold_numbers = np.concatenate(
+        [np.full(len(t), k + 1) for k, (_, t) in enumerate(origins)]
+    )
+    result.fold_predictions = {v: np.concatenate(p) for v, p in forecasts.items()}
+    result.test_rows = np.concatenate([test for _, test in origins[warmup:]])
     result.actual = y[result.test_rows]
     for variant, features in cfg.variants.items():
         # Folds side by side: the recipe's runs are (initialisation x week) arrays.

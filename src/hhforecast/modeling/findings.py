@@ -1,6 +1,7 @@
 """What a fit learnt, said in words: the deep correction dropped (the network is then the
 least-squares linear fit), a network worse than a naive forecast or than the weeks' mean
-(R² below 0), and intervals that cover far fewer weeks than their nominal level.
+(R² below 0), and intervals that cover significantly fewer or more weeks than their nominal
+level (too narrow: overconfident; too wide: less useful than they could be).
 
 `train`, `validate` and `backtest` show these under their tables and put them in their JSON.
 """
@@ -27,15 +28,15 @@ __all__ = [
 
 NAIVE_BASELINES = ("naive_last_week", "seasonal_naive")
 COVERAGE_ALPHA = 0.01
-"""An interval is reported as covering far too few weeks when so few covered weeks would happen
-with probability below this if it really covered its nominal share (one-sided binomial test):
-on 65 test weeks an 80% interval is reported at 43 covered weeks (66%) or fewer, not at 44."""
+"""An interval is reported when its count of covered weeks is that far from its nominal share:
+a two-sided exact binomial test (scipy.stats.binomtest) below this p-value. On 65 test weeks an
+80% interval is reported at 43 covered weeks (66%) or fewer and at 61 (94%) or more."""
 
 
 @dataclass(frozen=True)
 class Finding:
     """One thing a user should know about a variant's fit. `kind` is `linear` (a note) or
-    `worse_than_naive`, `negative_r2`, `low_coverage` (warnings)."""
+    `worse_than_naive`, `negative_r2`, `low_coverage`, `high_coverage` (warnings)."""
 
     variant: str
     kind: str
@@ -110,21 +111,29 @@ def score_findings(
 def coverage_finding(
     variant: str, observed: float, nominal: float, weeks: int, where: str
 ) -> Finding | None:
-    """A warning when an interval covered far fewer of `weeks` than its `nominal` share."""
-    from scipy.stats import binom
+    """A warning when an interval covered significantly fewer or more of `weeks` than its
+    `nominal` share (two-sided binomial test at COVERAGE_ALPHA)."""
+    from scipy.stats import binomtest
 
     if weeks <= 0:
         return None
     covered = round(observed * weeks)
-    p_value = float(binom.cdf(covered, weeks, nominal))
+    p_value = float(binomtest(covered, weeks, nominal).pvalue)
     if p_value >= COVERAGE_ALPHA:
         return None
+    said = f"the {nominal:.0%} interval covered {covered} of {weeks} {where} ({observed:.0%}, "
+    if covered < nominal * weeks:
+        return Finding(
+            variant,
+            "low_coverage",
+            f"{variant}: {said}p = {p_value:.2g}): far below {nominal:.0%}, too narrow for "
+            "these weeks.",
+        )
     return Finding(
         variant,
-        "low_coverage",
-        f"{variant}: the {nominal:.0%} interval covered {covered} of {weeks} {where} "
-        f"({observed:.0%}, p = {p_value:.2g}): far below {nominal:.0%}, too narrow for "
-        "these weeks.",
+        "high_coverage",
+        f"{variant}: {said}p = {p_value:.2g}): far above {nominal:.0%}, wider than these "
+        "weeks needed.",
     )
 
 
@@ -142,21 +151,31 @@ def training_findings(metadata: Mapping[str, Any]) -> list[Finding]:
         )
         interval = info.get("interval", {})
         if "observed_coverage_test" in interval:
-            low = coverage_finding(
+            off = coverage_finding(
                 variant,
                 interval["observed_coverage_test"],
                 interval["coverage"],
                 test_weeks,
                 "test weeks",
             )
-            found += [low] if low else []
+            found += [off] if off else []
+        folds = (metadata.get("recipe_evidence") or {}).get("rolling_origin") or {}
+        if variant in folds.get("observed_coverage", {}) and "coverage" in interval:
+            off = coverage_finding(
+                variant,
+                folds["observed_coverage"][variant],
+                interval["coverage"],
+                int(folds.get("weeks", 0)),
+                "rolling-origin fold weeks",
+            )
+            found += [off] if off else []
     return found
 
 
 def backtest_findings(result: BacktestResult) -> list[Finding]:
     """What a rolling-origin backtest showed, per variant, over the pooled weeks of all folds."""
     found: list[Finding] = []
-    weeks = result.folds * result.horizon
+    weeks = len(result.actual)
     for variant, scores in result.overall.items():
         kept = sum(bool(f["deep_correction_kept"][variant]) for f in result.fold_scores)
         note = linear_finding(variant, kept, len(result.fold_scores))
@@ -168,12 +187,12 @@ def backtest_findings(result: BacktestResult) -> list[Finding]:
                 variant, "network", network, baselines, "the pooled backtest weeks"
             )
         if variant in result.coverage:
-            low = coverage_finding(
+            off = coverage_finding(
                 variant,
                 result.coverage[variant],
                 result.interval_target,
                 weeks,
                 "backtest weeks",
             )
-            found += [low] if low else []
+            found += [off] if off else []
     return found

@@ -2,9 +2,9 @@
 
 A plan file has a ``date`` per week (any day of it names the week, Monday to Sunday, as the API's
 ``week`` does; one row per week) and the variant's features, as planners expect to fly them.
-Each forecast carries its horizon: how many
-weeks after the last week of the version's dataset the forecast week is (1 = the week right
-after). Forecasts far ahead, or with features outside the training range, deserve less trust.
+Each forecast carries its horizon: how many weeks after the last week the served fit learnt
+(`trained_through`) the forecast week is (1 = the week right after). Forecasts far ahead, or with
+features outside the training range, deserve less trust.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from hhforecast.datasets.reader import TableFormat
 from hhforecast.datasets.weekly import DATE_COLUMN, load_weekly_dataset
 from hhforecast.datasets.writer import csv_style, write_csv
 from hhforecast.errors import DatasetError, PlanError
+from hhforecast.modeling.artifacts import trained_through
 from hhforecast.modeling.inference import VariantModel
 from hhforecast.modeling.predict import load_model
 
@@ -50,12 +51,9 @@ def monday_of(day: date) -> date:
 
 
 def last_trained_week(model: VariantModel) -> str | None:
-    """The Monday of the last week of the version's dataset, when its metadata says."""
-    dataset = model.metadata.get("dataset")
-    end = dataset.get("end") if isinstance(dataset, dict) else None
-    if not end:
-        return None
-    return monday_of(date.fromisoformat(str(end)[:10])).isoformat()
+    """The Monday of the last week the served fit learnt, when its metadata says."""
+    end = trained_through(model.metadata)
+    return monday_of(date.fromisoformat(end)).isoformat() if end else None
 
 
 def read_plan(

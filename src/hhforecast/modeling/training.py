@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata as importlib_metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -23,6 +23,7 @@ from hhforecast.modeling.artifacts import (
     artifact_names,
     scaling_record,
 )
+from hhforecast.modeling.calibration import FoldCalibration, fold_calibration
 from hhforecast.modeling.evaluation import (
     BASELINES,
     Split,
@@ -31,12 +32,16 @@ from hhforecast.modeling.evaluation import (
     regression_metrics,
     split_weeks,
 )
+from hhforecast.modeling.evidence import recipe_evidence
 from hhforecast.modeling.inference import interval_bounds
 from hhforecast.modeling.network import fit_network
 from hhforecast.modeling.reference import write_drift_reference
 from hhforecast.registry.store import ModelVersion, Registry, registry_fields
 
-__all__ = ["EpochCallback", "TrainedVersion", "train_version"]
+if TYPE_CHECKING:
+    from hhforecast.modeling.backtest import BacktestResult
+
+__all__ = ["FOLDS_TASK", "EpochCallback", "TrainedVersion", "all_weeks_split", "train_version"]
 
 EpochCallback = Callable[[str, int, int], None]
 """Called as (variant, epochs done, epochs planned) after every epoch."""
@@ -66,61 +71,156 @@ def _library_versions() -> dict[str, str]:
     return versions
 
 
+def all_weeks_split(n_rows: int, validation_fraction: float) -> Split:
+    """Every week learnt: the recipe's fit and validation weeks taken from all of them (the
+    latest `validation_fraction` validate), no test week."""
+    rows = np.arange(n_rows)
+    n_val = max(1, round(n_rows * validation_fraction))
+    return Split(fit=rows[:-n_val], validation=rows[-n_val:], test=rows[:0])
+
+
+def _interval_record(
+    cfg: Any,
+    served: FoldCalibration | None,
+    fallback_weeks: int,
+    halfwidth: float,
+    dates: Any,
+) -> dict[str, Any]:
+    if served is None:
+        return {
+            "method": "split-conformal on the validation weeks (not seen by the first-stage "
+            "fit), |residual| / prediction: too few weeks for rolling-origin folds",
+            "scale": "relative",
+            "coverage": cfg.interval_coverage,
+            "halfwidth": halfwidth,
+            "calibration_weeks": fallback_weeks,
+        }
+    return {
+        "method": "split-conformal on the errors of rolling-origin folds of the recipe (each "
+        "forecasting weeks after those it trained on), |error| / forecast",
+        "scale": "relative",
+        "coverage": cfg.interval_coverage,
+        "halfwidth": halfwidth,
+        "calibration_weeks": served.weeks,
+        "calibration": served.to_dict(dates),
+    }
+
+
 def _fit_variant(
     name: str,
     x: np.ndarray,
     y: np.ndarray,
-    dates: np.ndarray,
+    dates: Any,
     split: Split,
+    served_split: Split | None,
+    folds: BacktestResult | None,
     settings: Settings,
     out_dir: Path,
     on_epoch: EpochCallback | None,
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The variant's record in the metadata, and its evidence (the scored fit's holdout)."""
     import joblib
 
     cfg = settings.training
     hook = None if on_epoch is None else (lambda done, total: on_epoch(name, done, total))
-    fitted = fit_network(x, y, split.fit, split.validation, cfg, hook)
-
+    scored = fit_network(x, y, split.fit, split.validation, cfg, hook)
+    test_pred = scored.predict(x[split.test])
+    # The scored fit's interval, calibrated as the served one is but only on fold weeks before
+    # the test weeks: its coverage on them is then out of sample.
+    before_test = int(split.test.min()) if cfg.split == "time" and len(split.test) else None
+    scored_cal = (
+        fold_calibration(folds, name, y, cfg.interval_folds, cfg.interval_coverage, before_test)
+        if folds is not None and before_test is not None
+        else None
+    )
+    scored_halfwidth = (
+        scored_cal.halfwidth if scored_cal else scored.interval_halfwidth(cfg.interval_coverage)
+    )
+    lower, upper = interval_bounds(test_pred, scored_halfwidth, "relative")
+    baselines = baseline_predictions(x, y, split.train, split.test, dates.to_numpy())
     k = x.shape[1]
-    test_pred = fitted.predict(x[split.test])
-    halfwidth = fitted.interval_halfwidth(cfg.interval_coverage)
-    lower, upper = interval_bounds(test_pred, halfwidth, "relative")
-    baselines = baseline_predictions(x, y, split.train, split.test, dates)
+    evidence = {
+        "metrics": regression_metrics(y[split.test], test_pred, k),
+        "interval_halfwidth": scored_halfwidth,
+        "interval_calibration_weeks": scored_cal.weeks
+        if scored_cal
+        else len(scored.validation_residuals),
+        "observed_coverage_test": interval_coverage(y[split.test], lower, upper),
+        "deep_correction_kept": scored.training["deep_correction_kept"],
+    }
+
+    if served_split is None:  # the scored fit serves
+        served, served_rows, served_cal = scored, split.train, scored_cal
+    else:
+        refit_hook = (
+            None
+            if on_epoch is None
+            else (lambda d, total: on_epoch(f"{name} (all weeks)", d, total))
+        )
+        served = fit_network(x, y, served_split.fit, served_split.validation, cfg, refit_hook)
+        served_rows = served_split.train
+        served_cal = (
+            fold_calibration(folds, name, y, cfg.interval_folds, cfg.interval_coverage)
+            if folds is not None
+            else None
+        )
+    halfwidth = (
+        served_cal.halfwidth if served_cal else served.interval_halfwidth(cfg.interval_coverage)
+    )
+    interval = _interval_record(cfg, served_cal, len(served.validation_residuals), halfwidth, dates)
+    served_test = served.predict(x[split.test]) if len(split.test) else test_pred
+    interval.update(
+        observed_coverage_test=evidence["observed_coverage_test"],
+        mean_halfwidth_test_hh=float(np.mean(halfwidth * np.abs(served_test))),
+    )
 
     names = artifact_names(name)
-    fitted.network.save(out_dir / names["model"])
+    served.network.save(out_dir / names["model"])
     # The joblib files keep the original system's layout; hhforecast itself loads the scalers
     # from the plain numbers in the metadata, never by unpickling (docs/artifacts.md).
-    joblib.dump(fitted.scaler_x, out_dir / names["scaler_X"])
-    joblib.dump(fitted.scaler_y, out_dir / names["scaler_y"])
+    joblib.dump(served.scaler_x, out_dir / names["scaler_X"])
+    joblib.dump(served.scaler_y, out_dir / names["scaler_y"])
     features = list(settings.training.variants[name])
-    return {
+    record = {
         "features": features,
-        "metrics": regression_metrics(y[split.test], test_pred, k),
+        # The recipe's score on the held-out weeks (the registry's metrics and the gate's).
+        "metrics": evidence["metrics"],
         "baselines": {b: regression_metrics(y[split.test], baselines[b], k) for b in BASELINES},
         "training": {
-            **fitted.training,
+            **served.training,
             "deep_path_excludes_trend_inputs": [
-                features[j] for j in fitted.training["deep_path_excludes_trend_inputs"]
+                features[j] for j in served.training["deep_path_excludes_trend_inputs"]
             ],
         },
-        "interval": {
-            "method": "split-conformal on the validation weeks (not seen by the first-stage "
-            "fit), |residual| / prediction",
-            "scale": "relative",
-            "coverage": cfg.interval_coverage,
-            "halfwidth": halfwidth,
-            "calibration_weeks": len(split.validation),
-            "observed_coverage_test": interval_coverage(y[split.test], lower, upper),
-            "mean_halfwidth_test_hh": float(np.mean(upper - test_pred)),
-        },
-        "scaling": scaling_record(fitted.scaler_x, fitted.scaler_y),
+        "interval": interval,
+        "scaling": scaling_record(served.scaler_x, served.scaler_y),
         "feature_ranges": {
-            f: [float(x[split.train, j].min()), float(x[split.train, j].max())]
+            f: [float(x[served_rows, j].min()), float(x[served_rows, j].max())]
             for j, f in enumerate(features)
         },
     }
+    return record, evidence
+
+
+def _recipe_folds(
+    dataset: WeeklyDataset, split: Split, settings: Settings, on_epoch: EpochCallback | None
+) -> BacktestResult | None:
+    """The rolling-origin folds of the recipe: the scored ones cover the test weeks (or
+    `training.backtest_folds` folds), warm-up folds before them; None if the data is too short."""
+    from hhforecast.modeling.backtest import BacktestError, run_backtest
+
+    cfg = settings.training
+    horizon = cfg.backtest_horizon
+    folds = cfg.backtest_folds or max(1, -(-len(split.test) // horizon))
+    hook = None if on_epoch is None else (lambda done, total: on_epoch(FOLDS_TASK, done, total))
+    try:
+        return run_backtest(dataset, cfg, folds, horizon, on_fold=hook, fewer_folds=True)
+    except BacktestError:
+        return None
+
+
+FOLDS_TASK = "rolling-origin folds"
+"""The name the epoch callback gets for the folds' progress (done and planned folds)."""
 
 
 def train_version(
@@ -132,8 +232,11 @@ def train_version(
     dataset: WeeklyDataset | None = None,
     extra_metadata: dict[str, Any] | None = None,
 ) -> TrainedVersion:
-    """Train every variant on a weekly dataset and publish the result as one registry version.
+    """Score the recipe on a weekly dataset, fit what serves, publish both variants as one version.
 
+    The recipe is scored on the latest weeks held out (the registry's metrics) and by
+    rolling-origin folds; with `training.refit_on_all_weeks` (the default) the served fit then
+    learns every week, and its intervals come from the folds' out-of-sample errors.
     `dataset`, when the caller has already loaded and checked it (from `dataset_path`), is used
     as it is instead of reading the file again. `extra_metadata` is added to
     model_metadata.json (the MLflow run the training is tracked in). Nothing is written to the
@@ -147,29 +250,47 @@ def train_version(
     split = split_weeks(
         dataset.rows, cfg.test_fraction, cfg.validation_fraction, cfg.split, cfg.seed
     )
+    served_split = (
+        all_weeks_split(dataset.rows, cfg.validation_fraction) if cfg.refit_on_all_weeks else None
+    )
 
     started = time.perf_counter()
+    folds = _recipe_folds(dataset, split, settings, on_epoch)
     with registry.staging_dir() as staging:
         y = dataset.frame[cfg.target].to_numpy(dtype=np.float64)
-        variants = {
+        fitted = {
             name: _fit_variant(
                 name,
                 dataset.frame[features].to_numpy(dtype=np.float64),
                 y,
-                dataset.frame["date"].to_numpy(),
+                dataset.frame["date"],
                 split,
+                served_split,
+                folds,
                 settings,
                 staging,
                 on_epoch,
             )
             for name, features in cfg.variants.items()
         }
+        variants = {name: record for name, (record, _) in fitted.items()}
         seconds = time.perf_counter() - started
         metadata = _metadata(settings, dataset, split, variants, seconds, staging)
-        if cfg.backtest_folds > 0:  # rolling-origin scores of the same recipe, for the record
-            metadata["backtest"] = _backtest_summary(dataset, settings)
+        learnt = served_split or split
+        metadata["served_fit"] = _served_fit(dataset, learnt, served_split is not None)
+        metadata["trained_through"] = metadata["served_fit"]["trained_through"]
+        metadata["recipe_evidence"] = recipe_evidence(
+            split,
+            dataset,
+            {n: e for n, (_, e) in fitted.items()},
+            folds,
+            cfg.target,
+            cfg.interval_coverage,
+        )
+        if cfg.backtest_folds > 0 and folds is not None:  # the earlier place of the summary
+            metadata["backtest"] = folds.summary()
         # Kept with the model, so that `drift` compares against the weeks it learnt from.
-        metadata["artifacts"].update(write_drift_reference(staging, dataset.frame, split))
+        metadata["artifacts"].update(write_drift_reference(staging, dataset.frame, learnt))
         metadata.update(extra_metadata or {})
         entry_fields = registry_fields(metadata)
 
@@ -187,11 +308,26 @@ def train_version(
     return TrainedVersion(entry, metadata, registry.version_dir(entry), published.serving)
 
 
-def _backtest_summary(dataset: WeeklyDataset, settings: Settings) -> dict[str, Any]:
-    from hhforecast.modeling.backtest import run_backtest
+def _period(dates: Any, rows: np.ndarray) -> dict[str, Any]:
+    chosen = dates.iloc[rows]
+    return {
+        "start": chosen.min().strftime("%Y-%m-%d"),
+        "end": chosen.max().strftime("%Y-%m-%d"),
+        "weeks": len(rows),
+    }
 
-    cfg = settings.training
-    return run_backtest(dataset, cfg, cfg.backtest_folds, cfg.backtest_horizon).summary()
+
+def _served_fit(dataset: WeeklyDataset, learnt: Split, refit: bool) -> dict[str, Any]:
+    """The weeks the served fit learnt: every week (refit) or the scored fit's."""
+    dates = dataset.frame["date"]
+    period = _period(dates, learnt.train)
+    return {
+        "refit_on_all_weeks": refit,
+        "trained_through": period["end"],
+        **period,
+        "fit": _period(dates, learnt.fit),
+        "validation": _period(dates, learnt.validation),
+    }
 
 
 def _metadata(
@@ -206,12 +342,7 @@ def _metadata(
     cfg = settings.training
 
     def period(rows: np.ndarray) -> dict[str, Any]:
-        chosen = dates.iloc[rows]
-        return {
-            "start": chosen.min().strftime("%Y-%m-%d"),
-            "end": chosen.max().strftime("%Y-%m-%d"),
-            "weeks": len(rows),
-        }
+        return _period(dates, rows)
 
     from hhforecast.datasets.build import read_manifest
 
@@ -251,7 +382,11 @@ def _metadata(
             "l2": cfg.l2,
             "optimizer": "adam",
             "loss": "mse",
-            "scaling": "StandardScaler on X and y, fitted on the fit + validation weeks",
+            "refit_on_all_weeks": cfg.refit_on_all_weeks,
+            "interval_folds": cfg.interval_folds,
+            "fold_weeks": cfg.backtest_horizon,
+            "scaling": "StandardScaler on X and y, fitted on the fit + validation weeks of "
+            "the served fit (served_fit)",
         },
         "seed": cfg.seed,
         "training_seconds": round(seconds, 3),

@@ -217,6 +217,9 @@ def registry_fields(metadata: dict[str, Any]) -> dict[str, Any]:
     fields["dataset_sha256"] = metadata["dataset"]["sha256"]
     fields["split"] = metadata["split"]["mode"]
     fields["test_period"] = metadata["split"]["test"]
+    if isinstance(metadata.get("trained_through"), str):
+        # The served fit's last week; the metrics above are the recipe's holdout score.
+        fields["trained_through"] = metadata["trained_through"]
     fields["baselines"] = {
         name: {b: {"RMSE": m["RMSE"], "MAE": m["MAE"]} for b, m in info["baselines"].items()}
         for name, info in metadata["variants"].items()

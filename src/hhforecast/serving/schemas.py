@@ -97,6 +97,8 @@ class ModelInfo(BaseModel):
     variant: str
     features: list[str]
     trained_at: str
+    trained_through: str | None = None
+    """The last week the served fit learnt (YYYY-MM-DD); forecast horizons count from it."""
     metrics: dict[str, float]
     feature_ranges: dict[str, list[float]]
     interval: dict[str, Any]

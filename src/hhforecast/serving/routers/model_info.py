@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from hhforecast._json import loads
+from hhforecast.modeling.artifacts import trained_through
 from hhforecast.serving.routers.health import prediction_log_check
 from hhforecast.serving.schemas import ErrorBody, ModelInfo, ReloadResponse
 from hhforecast.serving.state import ServingState, State, require_api_key
@@ -58,6 +59,8 @@ def model_info(state: ServingState) -> dict[str, Any]:
         "variant": model.variant,
         "features": model.features,
         "trained_at": served.entry.trained_at or str(model.metadata.get("trained_at", "")),
+        # The last week the served fit learnt: forecast horizons count from it.
+        "trained_through": trained_through(model.metadata),
         "metrics": metrics,
         "feature_ranges": {f: list(bounds) for f, bounds in model.feature_ranges.items()},
         "interval": {
