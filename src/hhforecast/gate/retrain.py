@@ -59,6 +59,8 @@ class RetrainOutcome:
     """Whether production was pinned from "latest" to its version before training."""
     mlflow: dict[str, Any] | None = None
     """With tracking on: the training's run, and the promotion's alias moves."""
+    challenger: bool = False
+    """Whether the new version was named the challenger (it could not be judged yet)."""
 
     def to_dict(self) -> dict[str, Any]:
         data = dict(vars(self))
@@ -112,15 +114,19 @@ def retrain(
             settings, candidate, require_better_rmse=True, data=data, reason=reason or "retrain"
         )
     except NotEnoughFairWeeksError as few:
+        # No week is unseen by both (a fit refit on every week learnt them all): the candidate
+        # earns its evidence as the challenger, forecasting beside production from now on.
+        named = _challenge(settings, candidate, before)
         return RetrainOutcome(
             candidate,
             False,
             before,
             before,
-            f"{few} Production stays.",
+            f"{few} Production stays. {named}",
             few.count,
             pinned=pinned,
             mlflow=tracked,
+            challenger=named.startswith(f"{candidate} is now the challenger"),
         )
     except EvaluationDataError as unsure:
         return RetrainOutcome(
@@ -161,6 +167,24 @@ def retrain(
         scores.production_rmse if scores else None,
         pinned,
         None if tracked is None else {**tracked, "promotion": _mirror(promoted)},
+    )
+
+
+def _challenge(settings: Settings, candidate: str, production: str | None) -> str:
+    """Name the candidate the challenger; the sentence the outcome says about it."""
+    from hhforecast.errors import HHForecastError
+    from hhforecast.gate.challenger import name_challenger
+
+    if production is None:
+        return ""
+    try:
+        name_challenger(settings, candidate, reason="retrain: to be judged on the weeks ahead")
+    except HHForecastError as exc:
+        return f"{candidate} could not be named the challenger: {exc}"
+    return (
+        f"{candidate} is now the challenger: it forecasts beside production, and once "
+        f"mlops.min_fair_weeks of those weeks are realised (monitor --actuals keeps them), "
+        f"`hhforecast promote {candidate} --require-better-rmse` judges it on them."
     )
 
 

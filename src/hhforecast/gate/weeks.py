@@ -161,23 +161,37 @@ def _split_rows(metadata: dict[str, Any], dates: Any) -> tuple[np.ndarray, np.nd
 
 
 def training_dates(version: VersionHandle) -> tuple[set[Any], str] | None:
-    """The weeks a version learnt from, exactly when its dataset is intact, else by period."""
+    """The weeks a version's served fit learnt, exactly when its dataset is intact, else by
+    period: every week up to `trained_through` for a fit refit on all weeks (`served_fit`),
+    else its fit and validation weeks."""
     import pandas as pd
 
     metadata = version.metadata
-    if not _has_split(metadata):
+    served = _served_period(metadata)
+    if served is None and not _has_split(metadata):
         return None
-    split = metadata["split"]
     own = version.dataset()
     if own.frame is not None:
         dates = own.frame[DATE_COLUMN]
+        if served is not None:
+            return set(dates[_period_mask(dates, served)]), "exact weeks"
         train, _ = _split_rows(metadata, dates)
         return set(dates.iloc[train]), "exact weeks"
-    periods = [split["fit"], split["validation"]]
+    periods = (
+        [served] if served is not None else [metadata["split"][p] for p in ("fit", "validation")]
+    )
     weeks = set()
     for period in periods:
         weeks |= set(pd.date_range(period["start"], period["end"], freq="D"))
     return weeks, "training periods (dataset unavailable)"
+
+
+def _served_period(metadata: dict[str, Any]) -> dict[str, Any] | None:
+    """The period the served fit learnt (start, end), when the metadata records it."""
+    served = metadata.get("served_fit")
+    if isinstance(served, dict) and served.get("start") and served.get("end"):
+        return served
+    return None
 
 
 def evaluation_frame(
@@ -267,9 +281,13 @@ def overlap(name: str, trained: tuple[set[Any], str] | None, evaluated: Any) -> 
 
 
 def training_end(metadata: dict[str, Any]) -> pd.Timestamp | None:
-    """The last week a version learnt from (its fit and validation weeks), if recorded."""
+    """The last week a version's served fit learnt (every week up to `trained_through` when it
+    was refit on all weeks; its fit and validation weeks otherwise), if recorded."""
     import pandas as pd
 
+    served = _served_period(metadata)
+    if served is not None:
+        return pd.Timestamp(served["end"])
     split = metadata.get("split", {})
     ends = [split[part]["end"] for part in ("fit", "validation") if part in split]
     return pd.Timestamp(max(ends)) if ends else None

@@ -147,10 +147,16 @@ class ServedModel:
 
     @cached_property
     def last_trained_week(self) -> str | None:
-        """The last week of the version's dataset: forecast horizons are counted from it."""
-        dataset = self.model.metadata.get("dataset")
-        end = dataset.get("end") if isinstance(dataset, dict) else None
-        return str(end)[:10] if end else None
+        """The last week the served fit learnt: forecast horizons are counted from it."""
+        from datetime import date, timedelta
+
+        from hhforecast.modeling.artifacts import trained_through
+
+        end = trained_through(self.model.metadata)
+        if not end:
+            return None
+        day = date.fromisoformat(end)
+        return (day - timedelta(days=day.weekday())).isoformat()
 
     @cached_property
     def _bounds(self) -> list[tuple[str, float, float]]:
