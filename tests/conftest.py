@@ -42,6 +42,12 @@ FAST_TRAINING = {
 }
 
 
+SCORED_IS_SERVED = {"refit_on_all_weeks": False}
+"""Versions whose served fit is the scored one (`train --score-served-fit`): their held-out weeks
+stay unseen, which the fair-week gate's tests need. The refit on every week is tested in
+test_training.py, test_cli_train.py and test_attacks_gate.py."""
+
+
 def write_config(folder: Path, **sections: dict) -> Path:
     """A config.yaml in `folder` with fast training plus any section overrides."""
     data: dict = {"training": dict(FAST_TRAINING)}
@@ -117,7 +123,7 @@ def _trained_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     def build(root: Path) -> None:
         from hhforecast.modeling.training import train_version
 
-        settings = load_settings(write_config(root))
+        settings = load_settings(write_config(root, training=SCORED_IS_SERVED))
         train_version(settings, version="1.0.0")
         train_version(settings.with_training(seed=7, epochs=4), version="1.1.0")
 

@@ -267,7 +267,8 @@ def test_production_s_dataset_is_read_with_the_configured_rules(project: Project
     frame["date"] = pd.to_datetime(frame["date"]).dt.strftime("%d/%m/%Y")
     exported = project.root / "export.csv"
     frame.to_csv(exported, sep=";", decimal=",", index=False, encoding="cp1252")
-    text = project.config.read_text() + "dataset:\n  dayfirst: true\n"
+    text = project.config.read_text().replace("training:", "training:\n  refit_on_all_weeks: false")
+    text += "dataset:\n  dayfirst: true\n"
     project.config.write_text(text)
     settings = project.settings.with_training(epochs=2)
     train_version(settings, exported, "1.0.0")

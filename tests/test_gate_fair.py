@@ -21,13 +21,13 @@ from hhforecast.gate.significance import diebold_mariano
 from hhforecast.modeling.training import train_version
 from hhforecast.registry.store import Registry
 
-from .conftest import Project, copy_project, shared_template, write_config
+from .conftest import SCORED_IS_SERVED, Project, copy_project, shared_template, write_config
 
 
 @pytest.fixture(scope="session")
 def _fair_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     def build(root: Path) -> None:
-        settings = load_settings(write_config(root))
+        settings = load_settings(write_config(root, training=SCORED_IS_SERVED))
         sample = pd.read_csv(sample_dataset_path())
         data = root / "data"
         data.mkdir()

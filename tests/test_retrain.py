@@ -11,7 +11,7 @@ from hhforecast.datasets.fleet import simulate_weekly_dataset
 from hhforecast.modeling.training import train_version
 from hhforecast.registry.store import Registry
 
-from .conftest import Project, copy_project, shared_template, write_config
+from .conftest import SCORED_IS_SERVED, Project, copy_project, shared_template, write_config
 
 
 def exports(folder: Path) -> tuple[Path, Path]:
@@ -23,10 +23,16 @@ def exports(folder: Path) -> tuple[Path, Path]:
     return old, new
 
 
+@pytest.fixture
+def project(tmp_path: Path) -> Project:
+    """An empty project whose versions serve the fit that was scored (fair weeks stay unseen)."""
+    return Project(root=tmp_path, config=write_config(tmp_path, training=SCORED_IS_SERVED))
+
+
 @pytest.fixture(scope="session")
 def _old_export_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     def build(root: Path) -> None:
-        project = Project(root=root, config=write_config(root))
+        project = Project(root=root, config=write_config(root, training=SCORED_IS_SERVED))
         old, _ = exports(root)
         train_version(project.settings, old, "1.0.0")
 
@@ -118,3 +124,19 @@ def test_bad_input_changes_nothing(trained_on_old: Project, cli) -> None:
     assert project.config.read_bytes() == config_before  # not even pinned
     assert project.registry_file.read_bytes() == registry_before
     assert not (project.models / "2.0.0").exists()
+
+
+@pytest.mark.slow
+def test_a_candidate_refit_on_every_week_becomes_the_challenger(tmp_path: Path, cli) -> None:
+    """With the default refit no week is unseen by the candidate: retrain keeps production and
+    names the candidate the challenger, to be judged on the weeks it forecasts from now on."""
+    project = Project(root=tmp_path, config=write_config(tmp_path))
+    old, new = exports(project.root)
+    train_version(project.settings.with_training(epochs=2), old, "1.0.0")
+    result = cli("retrain", "--dataset", new, "--version", "2.0.0", "--json")
+    assert result.exit_code == 1, result.stderr
+    outcome = json.loads(result.stdout)
+    assert (outcome["promoted"], outcome["challenger"], outcome["fair_weeks"]) == (False, True, 0)
+    assert "2.0.0 is now the challenger" in outcome["why"]
+    assert Registry(project.settings).read_document().challenger == "2.0.0"
+    assert Registry(project.settings).production_version().version == "1.0.0"
