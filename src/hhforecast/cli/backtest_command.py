@@ -14,6 +14,8 @@ from hhforecast.cli._common import (
     console,
     err_console,
     fmt,
+    SampleOption,
+    chosen_dataset,
     friendly_errors,
     print_findings,
     print_json,
@@ -28,6 +30,7 @@ if TYPE_CHECKING:
 @friendly_errors
 def backtest(
     dataset: DatasetOption = None,
+    sample: SampleOption = False,
     folds: Annotated[
         int | None,
         typer.Option(min=1, help="Number of folds (default: training.backtest_folds, else 4)."),
@@ -65,6 +68,7 @@ def backtest(
     from hhforecast.tracking.runs import log_backtest
 
     settings = settings_from(config).with_training(epochs=epochs)
+    dataset = chosen_dataset(settings, dataset, sample, "backtesting")
 
     def on_fold(done: int, total: int) -> None:
         if not json_output:
