@@ -135,7 +135,9 @@ def test_cli_backtest_table_and_bad_input(project: Project, cli: Callable[..., A
     assert "intervals covered" in result.stdout
     result = cli("backtest", "--folds", "40", "--horizon", "13")
     assert result.exit_code == 2
-    assert result.stderr.startswith("Error: a backtest of 40 fold(s) of 13 week(s) needs")
+    warning, error = result.stderr.split("\n", 1)
+    assert warning.startswith("Warning: backtesting on the simulated sample fleet")
+    assert error.startswith("Error: a backtest of 40 fold(s) of 13 week(s) needs")
 
 
 def test_the_original_recipe_is_scored_from_5_initialisations_by_default(

@@ -99,7 +99,7 @@ def test_registry_list_shows_every_column_when_there_is_room(
     monkeypatch.setenv("COLUMNS", "120")
     monkeypatch.setattr(console, "_width", None)
     result = cli("registry", "list")
-    assert "sample_weekly.csv" in result.stdout and "weekly.csv" in result.stdout
+    assert "simulated sample" in result.stdout and "weekly.csv" in result.stdout
     assert "Not shown" not in result.stdout
 
 

@@ -1,5 +1,6 @@
 import numpy as np
 import pandas as pd
+import pytest
 
 from hhforecast.datasets.fleet import (
     FleetChange,
@@ -126,7 +127,8 @@ def test_expected_hh_is_what_the_weeks_bring_on_average() -> None:
     assert min(correlations) > 0.4, correlations
     # A profile with twice the items expects twice the HH from the same flying.
     fleet = simulate_fleet(seed=1, weeks=20)
-    double = expected_weekly_hh(fleet, weeks=20, profile=FleetProfile(items_per_day=2.0))
+    twice = FleetProfile(items_per_day=2 * FleetProfile().items_per_day)
+    double = expected_weekly_hh(fleet, weeks=20, profile=twice)
     np.testing.assert_allclose(double, 2 * expected_weekly_hh(fleet, weeks=20))
 
 
@@ -140,3 +142,43 @@ def test_more_weeks_extend_the_same_fleet(tmp_path, cli) -> None:
     n_util, n_events = len(short.utilisation), len(short.events)
     pd.testing.assert_frame_equal(short.utilisation, long.utilisation.iloc[:n_util])
     pd.testing.assert_frame_equal(short.events, long.events.iloc[:n_events])
+
+
+def test_a_later_start_continues_the_sample_fleet(tmp_path, cli) -> None:
+    # The weeks after the sample are the same fleet a year on (ages, aircraft, hours), not a
+    # new fleet entering service on --start: drift on them compares like with like.
+    assert cli("sample", "--weeks", "338", "--out", "long.csv").exit_code == 0
+    later = cli("sample", "--weeks", "26", "--start", "2024-12-30", "--out", "later.csv")
+    assert later.exit_code == 0, later.stderr
+    long = (tmp_path / "long.csv").read_text().splitlines()
+    assert (tmp_path / "later.csv").read_text().splitlines() == [long[0], *long[313:]]
+    # The raw logs hold the months of the weeks asked for, and build the same weeks back.
+    fleet = simulate_fleet(weeks=26, start="2024-12-30", fleet_start="2019-01-07")
+    assert fleet.utilisation["date"].min() == pd.Timestamp("2024-12-01")
+    rows = weekly_dataset(fleet, weeks=26, start="2024-12-30")
+    pd.testing.assert_frame_equal(
+        rows.reset_index(drop=True),
+        pd.read_csv(tmp_path / "later.csv").astype(rows.dtypes.to_dict()),
+        check_exact=False,
+    )
+
+
+@pytest.mark.slow
+def test_the_sample_fleets_utilisation_explains_a_fair_share_of_hh(tmp_path) -> None:
+    # Default training settings, time-ordered holdout: a model that cannot beat the mean of the
+    # test weeks would say nothing about what utilisation does to HH.
+    from hhforecast.config import load_settings
+    from hhforecast.modeling.training import train_version
+
+    settings = load_settings(cwd=tmp_path)
+    assert settings.source is None and settings.training.split == "time"
+    trained = train_version(settings, version="1.0.0")
+    metrics = trained.metadata["variants"]["5features"]["metrics"]
+    assert metrics["R2"] >= 0.3, metrics
+    # The expectation the simulation knows explains more still: the rest is item noise.
+    fleet = simulate_fleet()
+    test = trained.metadata["split"]["test"]
+    expected = expected_weekly_hh(fleet, weeks=260).loc[test["start"] : test["end"]]
+    realised = weekly_dataset(fleet, weeks=260).set_index("date")["HH"].loc[expected.index]
+    oracle = 1 - ((realised - expected) ** 2).sum() / ((realised - realised.mean()) ** 2).sum()
+    assert oracle > metrics["R2"] - 0.05, (oracle, metrics)

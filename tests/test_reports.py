@@ -4,6 +4,7 @@ import dataclasses
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from hhforecast.config import DriftConfig
 from hhforecast.datasets.fleet import simulate_weekly_dataset
@@ -95,3 +96,40 @@ def test_a_hostile_log_path_and_period_are_escaped_in_the_monitor_report() -> No
         '<td><span class="drift">alert</span></td></tr>'
     ) in html
     assert 'alt="forecast vs realised" src="data:image/png;base64,' in html
+
+
+@pytest.mark.parametrize("weeks", [1, 2, 6, 9, 17, 40, 300])
+def test_the_monitor_charts_dates_never_overlap(weeks: int) -> None:
+    from matplotlib.dates import num2date
+
+    from hhforecast.reports.charts import monitor_figure
+
+    dates = pd.date_range("2024-01-01", periods=weeks, freq="7D").strftime("%Y-%m-%d")
+    matched = pd.DataFrame(
+        {
+            "week": [*dates, *dates],
+            "actual": 1000.0,
+            "hh_pred": 1010.0,
+            "hh_lower": 900.0,
+            "hh_upper": 1100.0,
+            "version": "1.0.0",
+            "source": ["api"] * weeks + ["web"] * weeks,
+        }
+    )
+    figure = monitor_figure(matched)
+    renderer = figure.canvas.get_renderer()
+    figure.draw(renderer)
+    axes = figure.axes[0]
+    labels = [t for t in axes.get_xticklabels() if t.get_visible() and t.get_text()]
+    assert 2 <= len(labels) <= 8, [t.get_text() for t in labels]
+    boxes = [t.get_window_extent(renderer) for t in labels]
+    overlapping = [
+        (labels[i].get_text(), labels[j].get_text())
+        for i in range(len(boxes))
+        for j in range(i + 1, len(boxes))
+        if boxes[i].overlaps(boxes[j])
+    ]
+    assert overlapping == []
+    low, high = (num2date(x) for x in axes.get_xlim())
+    # The axis spans the weeks shown, not years around a single week.
+    assert (high - low).days <= max(10, 7 * weeks * 1.2)

@@ -108,7 +108,7 @@ def test_the_page_predicts_what_the_api_predicts(live_url: str, browser: object)
         field = browser.find_element(By.ID, name)
         field.clear()
         field.send_keys(value)
-    browser.find_element(By.ID, "predict").click()
+    browser.find_element(By.ID, "what-if").click()
     shown = wait.until(
         lambda d: d.find_element(By.ID, "result-hh").get_attribute("data-value") or None
     )
@@ -123,13 +123,106 @@ def test_the_page_predicts_what_the_api_predicts(live_url: str, browser: object)
     assert browser.find_element(By.ID, "result-version").text == (
         f"model version 1.1.0 (5features), for the week of {monday.isoformat()}"
     )
+    assert browser.find_element(By.ID, "result-logged").text == "What if: not logged."
 
     field = browser.find_element(By.ID, "acft")
     field.clear()
     field.send_keys("-5")
-    browser.find_element(By.ID, "predict").click()
+    browser.find_element(By.ID, "what-if").click()
     error = wait.until(lambda d: d.find_element(By.ID, "result-error").text or None)
     assert error.startswith("acft must be ≥ 0")
+
+
+def answer_of(browser: Any, button: str) -> str:
+    """Click `button` and wait for the forecast or the error the page shows."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.find_element(By.ID, button).click()
+    return str(
+        WebDriverWait(browser, 20).until(
+            lambda d: (
+                d.find_element(By.ID, "result-hh").get_attribute("data-value")
+                or d.find_element(By.ID, "result-error").text
+                or None
+            )
+        )
+    )
+
+
+def shown(value: float) -> str:
+    """A range bound as the page writes it (en-US grouping, at most one decimal)."""
+    text = f"{value:,.1f}"
+    return text.removesuffix(".0")
+
+
+def test_hints_and_starting_values_come_from_the_served_versions_training_ranges(
+    live_url: str, browser: object
+) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.remote.webdriver import WebDriver
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    assert isinstance(browser, WebDriver)
+    info = httpx.get(live_url + "/api/info").json()
+    browser.get(live_url + "/")
+    WebDriverWait(browser, 20).until(
+        lambda d: d.find_element(By.ID, "model-version").text == "1.1.0"
+    )
+    for name, (low, high) in info["feature_ranges"].items():
+        value = float(browser.find_element(By.ID, name).get_attribute("value"))
+        whole = float(low).is_integer() and float(high).is_integer()
+        # The middle of the range, rounded to a whole number or to one decimal like the bounds.
+        assert value == pytest.approx((low + high) / 2, abs=0.5 if whole else 0.051), name
+        assert value == round(value) if whole else round(value, 1)
+        hint = browser.find_element(By.ID, f"hint-{name}").text
+        assert hint.endswith(f"(seen in training: {shown(low)} – {shown(high)})"), hint
+    assert "typical" not in browser.find_element(By.ID, "predict-form").text
+    # With the starting values the served model answers inside its training range.
+    assert float(answer_of(browser, "what-if")) > 0
+    assert browser.find_element(By.ID, "result-warning").text == ""
+
+
+def test_a_decimal_comma_is_read_and_an_ambiguous_number_refused(
+    live_url: str, browser: object
+) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.remote.webdriver import WebDriver
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    assert isinstance(browser, WebDriver)
+    browser.get(live_url + "/")
+    WebDriverWait(browser, 20).until(
+        lambda d: d.find_element(By.ID, "model-version").text == "1.1.0"
+    )
+    expected = httpx.post(
+        live_url + "/api/predict", json={k: float(v) for k, v in WEEK.items()}
+    ).json()["HH"]
+    for written in ("2412,7", "2.412,7", "2,412.7", "2 412,7"):
+        typed = {**WEEK, "sum_daily_hours": written, "sum_uti_mensal": "10480,2"}
+        for name, value in typed.items():
+            field = browser.find_element(By.ID, name)
+            field.clear()
+            field.send_keys(value)
+        assert float(answer_of(browser, "what-if")) == expected, written
+    field = browser.find_element(By.ID, "Cycles")
+    field.clear()
+    field.send_keys("1,590")
+    assert answer_of(browser, "what-if") == (
+        'Cycles: "1,590" can be read as 1590 or as 1.590; write 1590 (no thousands separator) '
+        "or 1.590 (a decimal point)"
+    )
+    field.clear()
+    field.send_keys("15.90,5")
+    assert answer_of(browser, "what-if") == 'Cycles: "15.90,5" is not a number'
+
+
+def test_the_page_has_an_icon(live_url: str) -> None:
+    icon = httpx.get(live_url + "/favicon.ico")
+    assert icon.status_code == 200
+    assert icon.headers["content-type"] == "image/x-icon"
+    assert icon.content[:4] == b"\x00\x00\x01\x00"  # the ICO header
+    assert '<link rel="icon" href="/favicon.ico">' in httpx.get(live_url + "/").text
 
 
 def test_the_page_says_when_the_history_is_unavailable(

@@ -19,6 +19,7 @@ __all__ = [
     "PlanError",
     "RegistryCorruptError",
     "RegistryError",
+    "SampleNotChosenError",
     "VariantNotFoundError",
     "VersionExistsError",
     "VersionNotFoundError",
@@ -68,6 +69,21 @@ class PlanError(DatasetError):
     """A plan of weeks to forecast cannot be used (read like a weekly dataset)."""
 
     kind = "plan"
+
+
+class SampleNotChosenError(HHForecastError):
+    """The config describes the user's own data, yet no dataset was named: the bundled
+    simulated sample would be used without the user asking for it."""
+
+    def __init__(self, config_file: Path | str, own_keys: list[str]) -> None:
+        self.own_keys = own_keys
+        super().__init__(
+            f"{config_file} describes your own data ({', '.join(own_keys)}) but names no weekly "
+            "dataset (paths.dataset is null), so the simulated sample fleet bundled with "
+            "hhforecast would be used. Pass --dataset FILE (a weekly CSV, such as one made by "
+            "`hhforecast dataset build`), set paths.dataset, or pass --sample to use the "
+            "simulated sample anyway."
+        )
 
 
 class RegistryError(HHForecastError):

@@ -43,8 +43,16 @@ DatasetOption = Annotated[
     Path | None,
     typer.Option(
         "--dataset",
-        help="Weekly CSV (default: paths.dataset, else the bundled sample).",
+        help="Weekly CSV (default: paths.dataset, else the simulated sample: see --sample).",
         dir_okay=False,
+    ),
+]
+SampleOption = Annotated[
+    bool,
+    typer.Option(
+        "--sample",
+        help="Use the simulated sample fleet bundled with hhforecast (a demonstration, not "
+        "your data); needed when config.yaml describes your own data.",
     ),
 ]
 DayfirstOption = Annotated[
@@ -92,6 +100,17 @@ def settings_from(config: Path | None, say_defaults: bool = True) -> Settings:
             soft_wrap=True,
         )
     return settings
+
+
+def chosen_dataset(settings: Settings, dataset: Path | None, sample: bool, action: str) -> Path:
+    """The weekly CSV a command trains on; a loud warning on stderr when it is the sample."""
+    from hhforecast.datasets.weekly import sample_dataset_path, sample_warning
+    from hhforecast.datasets.weekly import training_dataset_path as resolve
+
+    path = resolve(settings, dataset, sample)
+    if path == sample_dataset_path():
+        err_console.print(f"[bold yellow]Warning:[/] {sample_warning(action)}", highlight=False)
+    return path
 
 
 def friendly_errors(command: Callable[P, R]) -> Callable[P, R]:

@@ -12,6 +12,8 @@ from hhforecast.cli._common import (
     DatasetOption,
     DayfirstOption,
     JsonOption,
+    SampleOption,
+    chosen_dataset,
     console,
     err_console,
     fmt,
@@ -29,6 +31,7 @@ if TYPE_CHECKING:
 @friendly_errors
 def backtest(
     dataset: DatasetOption = None,
+    sample: SampleOption = False,
     folds: Annotated[
         int | None,
         typer.Option(min=1, help="Number of folds (default: training.backtest_folds, else 4)."),
@@ -67,6 +70,7 @@ def backtest(
     from hhforecast.tracking.runs import log_backtest
 
     settings = settings_from(config).with_training(epochs=epochs).with_dataset(dayfirst=dayfirst)
+    dataset = chosen_dataset(settings, dataset, sample, "backtesting")
 
     def on_fold(done: int, total: int) -> None:
         if not json_output:

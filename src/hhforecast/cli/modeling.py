@@ -17,7 +17,9 @@ from hhforecast.cli._common import (
     DatasetOption,
     DayfirstOption,
     JsonOption,
+    SampleOption,
     VersionOption,
+    chosen_dataset,
     console,
     err_console,
     fmt,
@@ -46,9 +48,13 @@ def sample(
     ] = None,
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same file.")] = 7,
     weeks: Annotated[int, typer.Option(min=8, max=5200, help="Number of weeks.")] = 260,
-    start: Annotated[str, typer.Option(help="First week (a date; its Monday is used).")] = (
-        "2019-01-07"
-    ),
+    start: Annotated[
+        str,
+        typer.Option(
+            help="First week (a date; its Monday is used). The fleet enters service on "
+            "2019-01-07 (or on --start, when earlier): a later start continues that fleet."
+        ),
+    ] = "2019-01-07",
     csv_style: CsvStyleOption = CsvStyleChoice.input,
     config: ConfigOption = None,
     json_output: JsonOption = False,
@@ -63,7 +69,7 @@ def sample(
     import pandas as pd
 
     from hhforecast.config import load_settings
-    from hhforecast.datasets.fleet import raw_logs, simulate_fleet, weekly_dataset
+    from hhforecast.datasets.fleet import SAMPLE_START, raw_logs, simulate_fleet, weekly_dataset
     from hhforecast.datasets.writer import csv_style as style_named
     from hhforecast.datasets.writer import write_csv
     from hhforecast.errors import HHForecastError
@@ -75,7 +81,7 @@ def sample(
         pd.Timestamp(start)
     except ValueError:
         raise HHForecastError(f"--start {start!r} is not a date (use YYYY-MM-DD)") from None
-    fleet = simulate_fleet(seed=seed, weeks=weeks, start=start)
+    fleet = simulate_fleet(seed=seed, weeks=weeks, start=start, fleet_start=SAMPLE_START)
     frame = weekly_dataset(fleet, weeks, start)
     span = f"{frame['date'].iloc[0]} to {frame['date'].iloc[-1]}, seed {seed}"
     if raw is not None:
@@ -111,6 +117,7 @@ def sample(
 @friendly_errors
 def train(
     dataset: DatasetOption = None,
+    sample: SampleOption = False,
     version: VersionOption = None,
     config: ConfigOption = None,
     epochs: Annotated[int | None, typer.Option(min=1, help="Maximum epochs.")] = None,
@@ -146,6 +153,7 @@ def train(
         epochs=epochs, seed=seed, refit_on_all_weeks=False if score_served_fit else None
     )
     settings = settings.with_dataset(dayfirst=dayfirst)
+    dataset = chosen_dataset(settings, dataset, sample, "training")
     with training_progress(quiet=json_output) as on_epoch:
         trained = train_tracked(settings, dataset, version, force=force, on_epoch=on_epoch)
     result, tracked = trained.result, trained.run
@@ -253,6 +261,7 @@ def training_progress(quiet: bool) -> Iterator[Callable[[str, int, int], None]]:
 @friendly_errors
 def retrain(
     dataset: DatasetOption = None,
+    sample: SampleOption = False,
     version: VersionOption = None,
     reason: Annotated[str, typer.Option(help="Kept in the promotion history.")] = "",
     config: ConfigOption = None,
@@ -285,11 +294,15 @@ def retrain(
     Example: hhforecast retrain --utilization 'exports/util-\\*.csv' --events
     'exports/ev-\\*.csv' --reason "monthly retrain"
     """
+    from hhforecast.errors import HHForecastError
     from hhforecast.gate.retrain import retrain as retrain_version
 
     settings = settings_from(config).with_training(epochs=epochs).with_dataset(dayfirst=dayfirst)
     if utilization or events:
+        if sample:
+            raise HHForecastError("pass either --sample or --utilization/--events, not both")
         dataset = _build_for_retrain(settings, dataset, utilization, events, out, json_output)
+    dataset = chosen_dataset(settings, dataset, sample, "retraining")
     with training_progress(quiet=json_output) as on_epoch:
         outcome = retrain_version(settings, dataset, version, reason, on_epoch=on_epoch)
     for problem in outcome.mlflow_warnings():

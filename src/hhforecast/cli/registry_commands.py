@@ -135,8 +135,10 @@ def _short_time(trained_at: str) -> str:
 
 
 def _short_dataset(dataset: str) -> str:
-    """The file name only; the full path is in `registry show`."""
-    return dataset.removeprefix("sample:").rsplit("/", 1)[-1] if dataset else "-"
+    """The file name only (the full path is in `registry show`); the bundled sample by name."""
+    if dataset.startswith("sample:"):
+        return "simulated sample"
+    return dataset.rsplit("/", 1)[-1] if dataset else "-"
 
 
 @registry_app.command("show", cls=Command)

@@ -15,7 +15,7 @@ from hhforecast.config import DatasetConfig, Settings, shown_value
 from hhforecast.datasets.dates import parse_dates
 from hhforecast.datasets.grid import PLAN_HINT, check_weekly_grid, monday_of
 from hhforecast.datasets.reader import TableFormat, read_table
-from hhforecast.errors import DatasetError
+from hhforecast.errors import DatasetError, HHForecastError, SampleNotChosenError
 
 __all__ = [
     "DATE_COLUMN",
@@ -28,8 +28,11 @@ __all__ = [
     "dataset_path_of",
     "load_training_dataset",
     "load_weekly_dataset",
+    "own_data_keys",
     "recorded_dataset",
     "sample_dataset_path",
+    "sample_warning",
+    "training_dataset_path",
 ]
 
 DATE_COLUMN = "date"
@@ -52,6 +55,11 @@ class WeeklyDataset:
     @property
     def rows(self) -> int:
         return len(self.frame)
+
+    @property
+    def is_sample(self) -> bool:
+        """Whether this is the simulated sample bundled with the package."""
+        return self.path == sample_dataset_path()
 
 
 def sample_dataset_path() -> Path:
@@ -224,19 +232,59 @@ def load_weekly_dataset(
     return WeeklyDataset(frame.reset_index(drop=True), path, file_sha256(path), read_as)
 
 
-def load_training_dataset(settings: Settings, dataset_path: Path | None = None) -> WeeklyDataset:
-    """The dataset to train on: `dataset_path`, else paths.dataset, else the bundled sample,
-    checked for every variant's features and the target."""
-    cfg = settings.training
-    if dataset_path is None and settings.paths.dataset:
-        dataset_path = settings.resolve(settings.paths.dataset)
-        if not dataset_path.exists():
+def own_data_keys(settings: Settings) -> list[str]:
+    """The `dataset:` keys the config sets away from their defaults: a config that maps raw
+    columns or says how files are written describes the user's own data."""
+    defaults = DatasetConfig().model_dump()
+    return [
+        f"dataset.{key}"
+        for key, value in settings.dataset.model_dump().items()
+        if value != defaults[key]
+    ]
+
+
+def sample_warning(action: str) -> str:
+    """The warning printed whenever the simulated sample is used (`action`: "training")."""
+    return (
+        f"{action} on the simulated sample fleet bundled with hhforecast, not on your data: "
+        "its figures say nothing about your fleet. Pass --dataset FILE or set paths.dataset "
+        "to use yours."
+    )
+
+
+def training_dataset_path(
+    settings: Settings, dataset_path: Path | None = None, use_sample: bool = False
+) -> Path:
+    """The file to train on: `dataset_path`, else the sample when `use_sample`, else
+    paths.dataset, else the bundled sample, unless the config describes the user's own data
+    (then SampleNotChosenError: the sample is never used there without being asked for)."""
+    if use_sample:
+        if dataset_path is not None:
+            raise HHForecastError("pass either --dataset FILE or --sample, not both")
+        return sample_dataset_path()
+    if dataset_path is not None:
+        return dataset_path
+    if settings.paths.dataset:
+        path = settings.resolve(settings.paths.dataset)
+        if not path.exists():
             raise DatasetError(
-                dataset_path,
+                path,
                 "no such file",
                 f"It is paths.dataset in {settings.config_file}: fix it there, or pass "
                 "--dataset FILE.",
             )
+        return path
+    own = own_data_keys(settings)
+    if own:
+        raise SampleNotChosenError(settings.config_file, own)
+    return sample_dataset_path()
+
+
+def load_training_dataset(settings: Settings, dataset_path: Path | None = None) -> WeeklyDataset:
+    """The dataset to train on (chosen by `training_dataset_path`), checked for every
+    variant's features and the target."""
+    cfg = settings.training
+    dataset_path = training_dataset_path(settings, dataset_path)
     features = list(dict.fromkeys(f for fs in cfg.variants.values() for f in fs))
     return load_weekly_dataset(
         dataset_path, features, cfg.target, min_rows=cfg.min_rows, reading=settings.dataset

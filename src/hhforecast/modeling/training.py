@@ -363,6 +363,7 @@ def _metadata(
             "sha256": dataset.sha256,
             "start": dates.min().strftime("%Y-%m-%d"),
             "end": dates.max().strftime("%Y-%m-%d"),
+            "simulated_sample": dataset.is_sample,
             **({"manifest": manifest} if manifest is not None else {}),
         },
         "split": {

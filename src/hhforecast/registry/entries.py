@@ -212,6 +212,9 @@ def registry_fields(metadata: dict[str, Any]) -> dict[str, Any]:
         "trained_at": metadata["trained_at"],
         "dataset": metadata["dataset"]["path"],
     }
+    if metadata["dataset"].get("simulated_sample"):
+        # Said in the registry too, so that `registry list` and `show` flag such a version.
+        fields["simulated_sample"] = True
     for name, info in metadata["variants"].items():
         fields[f"metrics_{name}"] = info["metrics"]
     fields["dataset_sha256"] = metadata["dataset"]["sha256"]

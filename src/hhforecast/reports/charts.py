@@ -18,7 +18,13 @@ from hhforecast.datasets.weekly import DATE_COLUMN
 from hhforecast.watch.signals import PREDICTION_COLUMN
 from hhforecast.watch.statistics import SignalDrift
 
-__all__ = ["monitor_chart", "predicted_vs_realised", "signal_histogram"]
+__all__ = [
+    "date_axis",
+    "monitor_chart",
+    "monitor_figure",
+    "predicted_vs_realised",
+    "signal_histogram",
+]
 
 
 def _figure(width: float, height: float) -> Any:
@@ -28,6 +34,21 @@ def _figure(width: float, height: float) -> Any:
     figure = Figure(figsize=(width, height))
     FigureCanvasAgg(figure)
     return figure
+
+
+def date_axis(axes: Any, dates: Any) -> None:
+    """Weekly dates on the x axis, readable at any span: a few ticks, labels that say only what
+    changes (ConciseDateFormatter: days under a month, then months, then years) and never
+    overlap; a single week gets a few days either side instead of matplotlib's years."""
+    from matplotlib.dates import AutoDateLocator, ConciseDateFormatter, date2num
+
+    locator = AutoDateLocator(minticks=3, maxticks=7)
+    axes.xaxis.set_major_locator(locator)
+    axes.xaxis.set_major_formatter(ConciseDateFormatter(locator))
+    when = pd.to_datetime(pd.Series(dates))
+    if len(when) and when.min() == when.max():
+        middle = float(date2num(when.min()))
+        axes.set_xlim(middle - 4, middle + 4)
 
 
 def _data_uri(figure: Any) -> str:
@@ -63,12 +84,17 @@ def predicted_vs_realised(recent: pd.DataFrame, target: str, version: str, varia
     axes.set_ylabel("HH per week")
     axes.set_title(f"Version {version} ({variant}) on the recent weeks", fontsize=9)
     axes.legend(fontsize=8)
-    figure.autofmt_xdate()
+    date_axis(axes, recent[DATE_COLUMN])
     return _data_uri(figure)
 
 
 def monitor_chart(matched: pd.DataFrame) -> str:
     """Realised HH per week, and every matched forecast with its interval, by version and source."""
+    return _data_uri(monitor_figure(matched))
+
+
+def monitor_figure(matched: pd.DataFrame) -> Any:
+    """The figure of `monitor_chart`, before it is written as a PNG."""
     figure = _figure(8.0, 3.6)
     axes = figure.add_subplot()
     realised = matched.drop_duplicates("week").sort_values("week")
@@ -85,5 +111,5 @@ def monitor_chart(matched: pd.DataFrame) -> str:
         )
     axes.set_ylabel("HH per week")
     axes.legend(fontsize=8)
-    figure.autofmt_xdate()
-    return _data_uri(figure)
+    date_axis(axes, matched["week"])
+    return figure

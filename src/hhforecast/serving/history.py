@@ -42,6 +42,8 @@ def render_history_png(settings: Settings, model: VariantModel) -> bytes:
     from matplotlib.dates import date2num
     from matplotlib.figure import Figure
 
+    from hhforecast.reports.charts import date_axis
+
     path = training_dataset_path(settings, model)
     target = str(model.metadata.get("target", settings.training.target))
     dataset = load_weekly_dataset(path, model.features, target, reading=settings.dataset)
@@ -73,6 +75,7 @@ def render_history_png(settings: Settings, model: VariantModel) -> bytes:
         f"Weekly unscheduled HH: realised vs model {model.version} ({model.variant})", fontsize=10
     )
     axes.legend(loc="upper left", fontsize=8, ncols=4)
+    date_axis(axes, frame["date"])
     axes.grid(alpha=0.3)
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")

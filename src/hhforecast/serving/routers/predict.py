@@ -177,11 +177,50 @@ async def predict(request: Request) -> Response:
     return await _predict(request, "api")
 
 
+CONFIRM_OUT_OF_RANGE = "confirm_out_of_range"
+"""Query parameter (`=true`) by which the page confirms logging out-of-range inputs."""
+
+
+def confirmed_out_of_range(request: Request) -> bool:
+    """Whether the request confirms that a forecast from out-of-range inputs is to be logged."""
+    return request.query_params.get(CONFIRM_OUT_OF_RANGE, "").lower() == "true"
+
+
 async def predict_from_page(request: Request) -> Response:
-    """POST /web/predict: /api/predict for the web page, logged with source "web"; JSON from
-    the page's own origin only (same_origin.py)."""
+    """POST /web/predict: the page's forecast of one week for planning, logged with source "web".
+
+    `monitor` scores the latest logged forecast of each week, so only a deliberate one is
+    logged: one week with its `date`, and inputs outside the training range only when the
+    request confirms them (?confirm_out_of_range=true); otherwise 409 and nothing is logged.
+    Trying values is POST /web/what-if, never logged.
+    """
     check_page_post(request, "application/json")
-    return await _predict(request, "web")
+    state: ServingState = request.app.state.serving
+    body = await read_body(request, state.settings.serving.max_body_bytes)
+    served = state.follower.current
+    content, parsed, prediction = answer_body(served, body, 1)
+    if parsed.batch:
+        raise InvalidRequest(
+            "rows", "one_week", "the page forecasts one week at a time; upload a plan for several"
+        )
+    if not parsed.weeks or parsed.weeks[0] is None:
+        raise InvalidRequest(
+            "date",
+            "required",
+            "date (any day of the week forecast) is needed to log a forecast for planning: "
+            "monitor compares it with that week's realised HH",
+        )
+    outside = served.out_of_range_week(parsed.x[0])
+    if outside and not confirmed_out_of_range(request):
+        raise InvalidRequest(
+            "out_of_range",
+            CONFIRM_OUT_OF_RANGE,
+            f"{', '.join(outside)} outside the range version {served.entry.version} was trained "
+            "on, so this forecast was not logged: check the values, or confirm to log it anyway",
+            409,
+        )
+    state.record(served, parsed.x, *prediction, weeks=parsed.weeks, source="web")
+    return Response(content, media_type="application/json")
 
 
 async def _predict(request: Request, source: str) -> Response:
@@ -191,17 +230,18 @@ async def _predict(request: Request, source: str) -> Response:
     served = state.follower.current  # one model for the whole request, even during a swap
     if len(body) > THREAD_BODY_BYTES:
         content, parsed, prediction = await run_in_threadpool(
-            _respond, served, body, limits.max_batch_rows
+            answer_body, served, body, limits.max_batch_rows
         )
     else:
-        content, parsed, prediction = _respond(served, body, limits.max_batch_rows)
+        content, parsed, prediction = answer_body(served, body, limits.max_batch_rows)
     state.record(served, parsed.x, *prediction, weeks=parsed.weeks, source=source)
     return Response(content, media_type="application/json")
 
 
-def _respond(
+def answer_body(
     served: ServedModel, body: bytes, max_rows: int
 ) -> tuple[bytes, ParsedRequest, Prediction]:
+    """Parse a prediction body and answer it: the JSON bytes, the parsed rows, the forecasts."""
     parsed = parse_predict_body(body, served.model.features, max_rows)
     answer = _answer_batch if parsed.batch else _answer_week
     content, prediction = answer(served, parsed.x)

@@ -1,5 +1,6 @@
-"""GET / (the forecast page), POST /web/plan (the page's plan upload) and GET /api/history.png
-(realised vs fitted HH). The page's single-week forecasts go to POST /web/predict (predict.py)."""
+"""GET / (the forecast page), POST /web/what-if (trying values, never logged), POST /web/plan
+(the page's plan upload), GET /api/history.png (realised vs fitted HH) and GET /favicon.ico.
+The page's forecast of a week for planning goes to POST /web/predict (predict.py), logged."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from hhforecast.config import DatasetConfig
 from hhforecast.errors import DatasetError
 from hhforecast.serving.production import ServedModel
-from hhforecast.serving.routers.predict import read_body
+from hhforecast.serving.routers.predict import answer_body, confirmed_out_of_range, read_body
 from hhforecast.serving.same_origin import check_page_post
 from hhforecast.serving.schemas import ErrorBody
 from hhforecast.serving.state import State
@@ -39,6 +40,40 @@ def index() -> HTMLResponse:
     return HTMLResponse(page_html())
 
 
+@cache
+def favicon_bytes() -> bytes:
+    """The page's icon, shipped inside the package."""
+    return (resources.files("hhforecast") / "serving" / "static" / "favicon.ico").read_bytes()
+
+
+@router.get("/favicon.ico", include_in_schema=False)
+def favicon() -> Response:
+    """The icon browsers ask for on every page."""
+    return Response(
+        favicon_bytes(), media_type="image/x-icon", headers={"Cache-Control": "max-age=86400"}
+    )
+
+
+@router.post(
+    "/web/what-if",
+    summary="Forecast values the page is trying out: answered as /api/predict, never logged",
+    response_model=None,
+    responses={
+        400: {"model": ErrorBody, "description": "Not JSON"},
+        403: {"model": ErrorBody, "description": "Posted from another site"},
+        415: {"model": ErrorBody, "description": "Not application/json"},
+        422: {"model": ErrorBody, "description": "A field broke a rule (named in the body)"},
+    },
+)
+async def what_if(request: Request, state: State) -> Response:
+    """What HH would these inputs give? Nothing is logged, so `monitor` never scores it. JSON
+    from the page's own origin only, as every /web/* post (same_origin.py)."""
+    check_page_post(request, "application/json")
+    body = await read_body(request, state.settings.serving.max_body_bytes)
+    content, _, _ = answer_body(state.follower.current, body, 1)
+    return Response(content, media_type="application/json")
+
+
 @router.post(
     "/web/plan",
     summary="Forecast every week of an uploaded plan (CSV body), logged with source web",
@@ -50,8 +85,12 @@ def index() -> HTMLResponse:
     },
 )
 async def plan_forecast(request: Request, state: State) -> Any:
-    """The body is a plan file (date and the served variant's features, one row per week),
-    posted as text/csv by the page; refused from another origin (same_origin.py)."""
+    """The body is a plan file (date and the served variant's features, one row per week).
+
+    Every week is logged for monitoring, unless a week's inputs are outside the training range
+    and the request does not confirm them (?confirm_out_of_range=true): then nothing is logged
+    and the answer says so (`logged`: false). Posted as text/csv by the page; refused from
+    another origin (same_origin.py)."""
     check_page_post(request, "text/csv")
     limits = state.settings.serving
     body = await read_body(request, limits.max_body_bytes)
@@ -61,16 +100,20 @@ async def plan_forecast(request: Request, state: State) -> Any:
         _forecast_plan, served, body, name, limits.max_batch_rows, state.settings.dataset
     )
     frame = result.frame
-    state.record(
-        served,
-        frame[result.features].to_numpy(dtype=np.float64),
-        frame["HH_pred"].to_numpy(dtype=np.float64),
-        frame["HH_lower"].to_numpy(dtype=np.float64),
-        frame["HH_upper"].to_numpy(dtype=np.float64),
-        weeks=frame["week"].tolist(),
-        source="web",
-    )
-    return result.to_dict()
+    answer = result.to_dict()
+    outside = any(week["out_of_range"] for week in answer["weeks"])
+    answer["logged"] = not outside or confirmed_out_of_range(request)
+    if answer["logged"]:
+        state.record(
+            served,
+            frame[result.features].to_numpy(dtype=np.float64),
+            frame["HH_pred"].to_numpy(dtype=np.float64),
+            frame["HH_lower"].to_numpy(dtype=np.float64),
+            frame["HH_upper"].to_numpy(dtype=np.float64),
+            weeks=frame["week"].tolist(),
+            source="web",
+        )
+    return answer
 
 
 def _forecast_plan(
