@@ -118,16 +118,32 @@ def copy_template(template: Path, folder: Path) -> None:
     shutil.copytree(template, folder, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".built"))
 
 
-@pytest.fixture(scope="session")
-def _trained_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def _two_versions(**training: object) -> Callable[[Path], None]:
     def build(root: Path) -> None:
         from hhforecast.modeling.training import train_version
 
-        settings = load_settings(write_config(root, training=SCORED_IS_SERVED))
+        settings = load_settings(write_config(root, training=dict(training)))
         train_version(settings, version="1.0.0")
         train_version(settings.with_training(seed=7, epochs=4), version="1.1.0")
 
-    return shared_template(tmp_path_factory, "trained", build)
+    return build
+
+
+@pytest.fixture(scope="session")
+def _trained_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return shared_template(tmp_path_factory, "trained", _two_versions())
+
+
+@pytest.fixture(scope="session")
+def _scored_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return shared_template(tmp_path_factory, "scored", _two_versions(**SCORED_IS_SERVED))
+
+
+@pytest.fixture
+def scored_project(tmp_path: Path, _scored_template: Path) -> Project:
+    """Versions 1.0.0 and 1.1.0 serving the fit that was scored: their held-out weeks are
+    unseen, the ground the fair-week gate judges on."""
+    return copy_project(_scored_template, tmp_path)
 
 
 def copy_project(template: Path, folder: Path) -> Project:
@@ -148,12 +164,12 @@ INFLATED_DATASET = "inflated_hh.csv"
 
 
 @pytest.fixture(scope="session")
-def _ranked_template(tmp_path_factory: pytest.TempPathFactory, _trained_template: Path) -> Path:
+def _ranked_template(tmp_path_factory: pytest.TempPathFactory, _scored_template: Path) -> Path:
     def build(root: Path) -> None:
         from hhforecast.datasets.weekly import sample_dataset_path
         from hhforecast.modeling.training import train_version
 
-        project = copy_project(_trained_template, root)
+        project = copy_project(_scored_template, root)
         frame = pd.read_csv(sample_dataset_path())
         learnt = len(frame) - HELD_OUT_WEEKS
         frame.loc[: learnt - 1, "HH"] *= 1.6

@@ -149,9 +149,9 @@ def test_production_replaced_while_judged_is_noticed(
 
 
 def test_plain_promote_refuses_metadata_the_registry_does_not_record(
-    trained_project: Project, cli
+    scored_project: Project, cli
 ) -> None:
-    project = trained_project
+    project = scored_project
     promote(project.settings, "1.0.0")
     before = state(project)
     meta = project.models / "1.1.0" / "model_metadata.json"
@@ -207,10 +207,8 @@ def test_a_production_that_cannot_be_scored_refuses_the_gate(ranked_project: Pro
     assert state(project) == before
 
 
-def test_a_candidate_trained_on_scrambled_features_is_refused(
-    trained_project: Project, cli
-) -> None:
-    project = trained_project
+def test_a_candidate_trained_on_scrambled_features_is_refused(scored_project: Project, cli) -> None:
+    project = scored_project
     promote(project.settings, "1.0.0")
     scrambled = project.root / "scrambled.csv"
     frame = pd.read_csv(sample_dataset_path())

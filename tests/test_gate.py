@@ -57,8 +57,8 @@ def tamper(path: Path) -> None:
     path.write_bytes(bytes(data))
 
 
-def test_integrity_passes_for_a_trained_version(trained_project: Project) -> None:
-    folder = trained_project.models / "1.0.0"
+def test_integrity_passes_for_a_trained_version(scored_project: Project) -> None:
+    folder = scored_project.models / "1.0.0"
     checks = check_integrity(folder)
     recorded = json.loads((folder / "model_metadata.json").read_text())["artifacts"]
     assert (
@@ -73,23 +73,23 @@ def test_integrity_passes_for_a_trained_version(trained_project: Project) -> Non
     assert all(c.ok for c in checks)
 
 
-def test_a_changed_byte_fails_validation(trained_project: Project) -> None:
-    tamper(trained_project.models / "1.1.0" / "scaler_X_5features.joblib")
-    report = validate_version(trained_project.settings, "1.1.0")
+def test_a_changed_byte_fails_validation(scored_project: Project) -> None:
+    tamper(scored_project.models / "1.1.0" / "scaler_X_5features.joblib")
+    report = validate_version(scored_project.settings, "1.1.0")
     assert not report.passed
     assert report.failures == ["integrity: scaler_X_5features.joblib changed"]
     assert report.scores == []  # a tampered model is never loaded
 
 
-def test_a_missing_artifact_fails_validation(trained_project: Project) -> None:
-    (trained_project.models / "1.0.0" / "model_hh_semanal_4features.keras").unlink()
-    report = validate_version(trained_project.settings, "1.0.0")
+def test_a_missing_artifact_fails_validation(scored_project: Project) -> None:
+    (scored_project.models / "1.0.0" / "model_hh_semanal_4features.keras").unlink()
+    report = validate_version(scored_project.settings, "1.0.0")
     assert report.failures == ["integrity: model_hh_semanal_4features.keras missing"]
 
 
-def test_validate_scores_everyone_on_the_candidate_test_weeks(trained_project: Project) -> None:
-    report = validate_version(trained_project.settings, "1.0.0")
-    metadata = json.loads((trained_project.models / "1.0.0" / "model_metadata.json").read_text())
+def test_validate_scores_everyone_on_the_candidate_test_weeks(scored_project: Project) -> None:
+    report = validate_version(scored_project.settings, "1.0.0")
+    metadata = json.loads((scored_project.models / "1.0.0" / "model_metadata.json").read_text())
     test = metadata["split"]["test"]
     assert report.passed
     assert report.weeks is not None
@@ -118,10 +118,10 @@ def test_validate_scores_everyone_on_the_candidate_test_weeks(trained_project: P
     assert report.to_dict()["overlaps_production_training"] is False
 
 
-def test_weeks_production_trained_on_are_flagged(trained_project: Project, tmp_path: Path) -> None:
+def test_weeks_production_trained_on_are_flagged(scored_project: Project, tmp_path: Path) -> None:
     data = tmp_path / "all_weeks.csv"
     shutil.copy(sample_dataset_path(), data)
-    report = validate_version(trained_project.settings, "1.0.0", data=data)
+    report = validate_version(scored_project.settings, "1.0.0", data=data)
     assert report.passed
     overlap = next(o for o in report.overlaps if o.model == "1.1.0")
     assert overlap.weeks > 0 and overlap.method == "exact weeks"
@@ -139,38 +139,38 @@ def test_weeks_production_trained_on_are_flagged(trained_project: Project, tmp_p
     )
 
 
-def test_a_vanished_dataset_asks_for_data(trained_project: Project) -> None:
-    metadata_file = trained_project.models / "1.0.0" / "model_metadata.json"
+def test_a_vanished_dataset_asks_for_data(scored_project: Project) -> None:
+    metadata_file = scored_project.models / "1.0.0" / "model_metadata.json"
     metadata = json.loads(metadata_file.read_text())
     metadata["dataset"]["path"] = "data/gone.csv"
     metadata_file.write_text(json.dumps(metadata))
     rerecord(metadata_file.parent)
     with pytest.raises(EvaluationDataError) as info:
-        validate_version(trained_project.settings, "1.0.0")
+        validate_version(scored_project.settings, "1.0.0")
     assert str(info.value) == (
         "cannot find the held-out weeks of version 1.0.0: its dataset data/gone.csv is gone "
-        f"({trained_project.root / 'data' / 'gone.csv'}). Pass --data FILE with labelled weeks "
+        f"({scored_project.root / 'data' / 'gone.csv'}). Pass --data FILE with labelled weeks "
         "(date, the features and HH) to evaluate on"
     )
     assert info.value.exit_code == 2
 
 
-def test_a_changed_dataset_asks_for_data(trained_project: Project, tmp_path: Path) -> None:
+def test_a_changed_dataset_asks_for_data(scored_project: Project, tmp_path: Path) -> None:
     changed = tmp_path / "data" / "weeks.csv"
     changed.parent.mkdir()
     changed.write_text(sample_dataset_path().read_text() + "\n")  # same weeks, new bytes
-    metadata_file = trained_project.models / "1.0.0" / "model_metadata.json"
+    metadata_file = scored_project.models / "1.0.0" / "model_metadata.json"
     metadata = json.loads(metadata_file.read_text())
     metadata["dataset"]["path"] = "data/weeks.csv"
     metadata_file.write_text(json.dumps(metadata))
     rerecord(metadata_file.parent)
     with pytest.raises(EvaluationDataError, match=r"has changed since training \(SHA-256"):
-        validate_version(trained_project.settings, "1.0.0")
+        validate_version(scored_project.settings, "1.0.0")
 
 
-def test_an_unknown_variant_is_bad_input(trained_project: Project) -> None:
+def test_an_unknown_variant_is_bad_input(scored_project: Project) -> None:
     with pytest.raises(VariantNotFoundError) as info:
-        validate_version(trained_project.settings, "1.0.0", "6features")
+        validate_version(scored_project.settings, "1.0.0", "6features")
     assert str(info.value) == (
         "version 1.0.0 has no variant '6features' (variants: 4features, 5features); "
         "pass --variant with one of them"
@@ -209,49 +209,49 @@ def test_the_gate_refuses_the_worse_and_accepts_the_better(ranked_project: Proje
     assert Registry(settings).history() == history
 
 
-def test_a_tampered_candidate_is_never_promoted(trained_project: Project) -> None:
-    tamper(trained_project.models / "1.0.0" / "model_hh_semanal_5features.keras")
-    config = trained_project.config.read_bytes()
+def test_a_tampered_candidate_is_never_promoted(scored_project: Project) -> None:
+    tamper(scored_project.models / "1.0.0" / "model_hh_semanal_5features.keras")
+    config = scored_project.config.read_bytes()
     with pytest.raises(ArtifactError, match=r"version 1\.0\.0 failed its integrity check"):
-        promote(trained_project.settings, "1.0.0")
-    assert trained_project.config.read_bytes() == config
+        promote(scored_project.settings, "1.0.0")
+    assert scored_project.config.read_bytes() == config
 
 
-def test_rollback_is_recorded_with_reason_rollback(trained_project: Project) -> None:
-    promote(trained_project.settings, "1.0.0")
-    result = rollback(load_settings(trained_project.config), "forecasts too high")
+def test_rollback_is_recorded_with_reason_rollback(scored_project: Project) -> None:
+    promote(scored_project.settings, "1.0.0")
+    result = rollback(load_settings(scored_project.config), "forecasts too high")
     assert (result.record.to_version, result.record.reason) == (
         "1.1.0",
         "rollback: forecasts too high",
     )
-    assert rollback(load_settings(trained_project.config)).record.reason == "rollback"
+    assert rollback(load_settings(scored_project.config)).record.reason == "rollback"
 
 
 def test_a_pointer_to_a_vanished_version_does_not_block_the_gate(
-    trained_project: Project,
+    scored_project: Project,
 ) -> None:
-    text = trained_project.config.read_text()
-    trained_project.config.write_text(text + 'mlops:\n  production_version: "0.9.0"\n')
-    result = promote(trained_project.settings, "1.0.0", require_better_rmse=True)
+    text = scored_project.config.read_text()
+    scored_project.config.write_text(text + 'mlops:\n  production_version: "0.9.0"\n')
+    result = promote(scored_project.settings, "1.0.0", require_better_rmse=True)
     assert result.report is not None
     assert result.report.warnings[0].startswith(
         "version '0.9.0' (named by mlops.production_version"
     )
     assert (result.record.from_version, result.record.to_version) == ("0.9.0", "1.0.0")
-    assert load_settings(trained_project.config).mlops.production_version == "1.0.0"
+    assert load_settings(scored_project.config).mlops.production_version == "1.0.0"
 
 
 def test_data_still_evaluates_when_the_training_dataset_is_gone(
-    trained_project: Project, tmp_path: Path
+    scored_project: Project, tmp_path: Path
 ) -> None:
-    metadata_file = trained_project.models / "1.0.0" / "model_metadata.json"
+    metadata_file = scored_project.models / "1.0.0" / "model_metadata.json"
     metadata = json.loads(metadata_file.read_text())
     metadata["dataset"]["path"] = "data/gone.csv"
     metadata_file.write_text(json.dumps(metadata))
     rerecord(metadata_file.parent)
     data = tmp_path / "weeks.csv"
     shutil.copy(sample_dataset_path(), data)
-    report = validate_version(trained_project.settings, "1.0.0", data=data)
+    report = validate_version(scored_project.settings, "1.0.0", data=data)
     assert report.passed
     assert report.warnings[0].startswith(
         "version 1.0.0's training weeks cannot be read (its dataset data/gone.csv is gone"
@@ -262,15 +262,15 @@ def test_data_still_evaluates_when_the_training_dataset_is_gone(
     assert own.weeks == metadata["split"]["fit"]["weeks"] + metadata["split"]["validation"]["weeks"]
 
 
-def test_non_finite_forecasts_fail_validation(trained_project: Project) -> None:
+def test_non_finite_forecasts_fail_validation(scored_project: Project) -> None:
     # A degenerate scaler (zero spread) recorded with matching checksums: integrity passes,
     # the forecasts are infinite.
-    folder = trained_project.models / "1.0.0"
+    folder = scored_project.models / "1.0.0"
     metadata = json.loads((folder / "model_metadata.json").read_text())
     metadata["variants"]["5features"]["scaling"]["x_scale"][0] = 0.0
     (folder / "model_metadata.json").write_text(json.dumps(metadata))
     rerecord(folder)
-    report = validate_version(trained_project.settings, "1.0.0")
+    report = validate_version(scored_project.settings, "1.0.0")
     assert not report.passed
     assert report.failures == [
         "non-finite forecasts for weeks inside its training range",

@@ -50,6 +50,7 @@ def test_a_challenger_proves_itself_on_weeks_it_forecast_beforehand(
     try:
         info = httpx.get(f"{server.url}/api/info", timeout=10.0).json()
         assert info["model_version"] == "1.0.0"
+        assert info["challenger"] == {"version": "1.1.0", "loaded": True, "problem": None}
         rows = weeks[["date", *FEATURES]].iloc[: WEEKS // 2].to_dict("records")
         answer = httpx.post(f"{server.url}/api/predict", json={"rows": rows}, timeout=30.0)
         assert answer.status_code == 200, answer.text

@@ -21,7 +21,7 @@ import pandas as pd
 
 from hhforecast.config import DatasetConfig, Settings
 from hhforecast.datasets.reader import TableFormat
-from hhforecast.datasets.weekly import DATE_COLUMN, load_weekly_dataset
+from hhforecast.datasets.weekly import DATE_COLUMN, WeeklyDataset, load_weekly_dataset
 from hhforecast.datasets.writer import csv_style, write_csv
 from hhforecast.errors import DatasetError, PlanError
 from hhforecast.modeling.artifacts import trained_through
@@ -61,9 +61,13 @@ def read_plan(
 ) -> pd.DataFrame:
     """The plan's weeks: ``date`` (any day of each week, as written) and the features, checked
     like any weekly file on the weeks' Mondays (`reading`: config `dataset:`)."""
-    # Read by the shared weekly reader, as every weekly file is.
+    return _plan_file(path, features, reading).frame
+
+
+def _plan_file(path: Path, features: list[str], reading: DatasetConfig | None) -> WeeklyDataset:
+    # Read by the shared weekly reader, as every weekly file is; with how it was written.
     try:
-        return load_weekly_dataset(path, features, None, reading=reading, plan=True).frame
+        return load_weekly_dataset(path, features, None, reading=reading, plan=True)
     except DatasetError as exc:  # a plan is not a dataset to the planner who wrote it
         raise PlanError(exc.source, exc.problem, exc.hint) from None
 
@@ -225,7 +229,7 @@ def forecast_plan(
 ) -> PlanForecast:
     """Forecast every week of a plan file with a version (default: production)."""
     model = load_model(settings, version, variant)
-    plan = load_weekly_dataset(plan_path, model.features, None, reading=settings.dataset)
+    plan = _plan_file(plan_path, model.features, settings.dataset)
     return replace(forecast_weeks(model, plan.frame), read_as=plan.read_as)
 
 

@@ -105,6 +105,8 @@ class ModelInfo(BaseModel):
     dataset: dict[str, Any]
     loaded_at: str
     production_setting: str
+    challenger: dict[str, Any] = {}
+    """The challenger named beside production: version (None when none), loaded, problem."""
     history: dict[str, Any]
     limits: dict[str, Any]
     reload: dict[str, Any]

@@ -72,6 +72,12 @@ def model_info(state: ServingState) -> dict[str, Any]:
         "dataset": dataset if isinstance(dataset, dict) else {"path": dataset},
         "loaded_at": served.loaded_at,
         "production_setting": state.follower.production_setting,
+        # The version forecasting beside production (its forecasts logged, never answered).
+        "challenger": {
+            "version": served.challenger_named,
+            "loaded": served.challenger is not None,
+            "problem": served.challenger_problem,
+        },
         "history": {
             "available": served.history_png is not None,
             "url": "/api/history.png" if served.history_png is not None else None,
