@@ -22,7 +22,7 @@ from hhforecast.datasets.writer import neutralise_formulas
 from hhforecast.errors import ConfigError, DatasetError
 from hhforecast.modeling.predict import predict_file
 
-from .conftest import Project
+from .conftest import Project, write_config
 
 LIMITS_HINT = "Split the file, or raise dataset.limits in config.yaml (docs/configuration.md)."
 _NS = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
@@ -105,6 +105,7 @@ def test_a_far_cell_workbook_is_refused_by_dataset_build(tmp_path: Path, dimensi
 
 def test_a_far_cell_workbook_is_refused_by_predict_and_train(tmp_path: Path) -> None:
     hostile = hostile_xlsx(tmp_path / "w.xlsx", {"A1": "1", "XFD1048576": "2"}, None)
+    write_config(tmp_path)  # a project folder: no note about built-in defaults
     for args in (
         ["predict", "--input", hostile, "--output", "o.csv"],
         ["train", "--dataset", hostile],
@@ -118,6 +119,7 @@ def test_a_far_cell_workbook_is_refused_by_predict_and_train(tmp_path: Path) -> 
 
 def test_a_workbook_of_too_many_cells_is_refused(tmp_path: Path) -> None:
     hostile = hostile_xlsx(tmp_path / "w.xlsx", {"A1": "1", "ALL100000": "2"}, "A1:B2")
+    write_config(tmp_path)
     done = run_cli("predict", "--input", hostile, "--output", "o.csv", cwd=tmp_path)
     assert done.returncode == 2
     assert done.stderr == (
@@ -162,7 +164,8 @@ def test_the_web_plan_answers_a_far_cell_workbook_with_a_400(
                          follow_production=False)
         with TestClient(app) as client:
             answer = client.post("/web/plan", content=Path({str(hostile)!r}).read_bytes(),
-                                 headers={{"x-filename": "plan.xlsx"}})
+                                 headers={{"x-filename": "plan.xlsx",
+                                          "Content-Type": "text/csv"}})
             print(answer.status_code, answer.json()["error"]["message"])
             print(client.get("/health").status_code)
         """
@@ -249,7 +252,7 @@ def test_a_plan_dated_9999_is_not_forecast(trained_project: Project, tmp_path: P
     result = cli("forecast", "--plan", plan, "--config", trained_project.config)
     assert result.exit_code == 2
     assert result.stderr == (
-        f"Error: dataset {plan}: column 'date', line 2: '9999-12-27' is outside the years 1900 "
+        f"Error: plan {plan}: column 'date', line 2: '9999-12-27' is outside the years 1900 "
         "to 2200 that hhforecast reads. Check the year.\n"
     )
 

@@ -28,7 +28,11 @@ WEEK = {
     "Cycles": 1591,
     "sum_uti_mensal": 11261.3,
     "age_fleet": 8037205.9,
+    "date": "2026-12-07",  # a planning forecast names its week
 }
+INPUTS = {name: value for name, value in WEEK.items() if name != "date"}
+CONFIRMED = "?confirm_out_of_range=true"
+"""The page's own planning forecast, confirmed: these values lie outside the sample's ranges."""
 
 
 def kept_line(hh: float) -> str:
@@ -161,10 +165,10 @@ def test_json_from_another_origin_is_refused_on_every_page_endpoint(
 ) -> None:
     events: list = []
     client = page_client(trained_project, events)
-    week = client.post("/web/predict", json=WEEK, headers=headers)
+    week = client.post("/web/predict" + CONFIRMED, json=WEEK, headers=headers)
     assert week.status_code == 403, week.text
     assert week.json()["error"]["rule"] == "same_origin"
-    plan = "date," + ",".join(WEEK) + "\n2024-01-01," + ",".join(map(str, WEEK.values())) + "\n"
+    plan = "date," + ",".join(INPUTS) + "\n2024-01-01," + ",".join(map(str, INPUTS.values())) + "\n"
     csv = client.post("/web/plan", content=plan, headers={"Content-Type": "text/csv", **headers})
     assert csv.status_code == 403
     assert events == []
@@ -174,12 +178,15 @@ def test_the_page_own_requests_and_scripts_are_answered(trained_project: Project
     events: list = []
     client = page_client(trained_project, events)
     page = {"Origin": "http://testserver", "Sec-Fetch-Site": "same-origin"}
-    assert client.post("/web/predict", json=WEEK, headers=page).status_code == 200
-    assert client.post("/web/predict", json=WEEK).status_code == 200  # curl: neither header
-    plan = "date," + ",".join(WEEK) + "\n2024-01-01," + ",".join(map(str, WEEK.values())) + "\n"
+    assert client.post("/web/predict" + CONFIRMED, json=WEEK, headers=page).status_code == 200
+    curl = client.post("/web/predict" + CONFIRMED, json=WEEK)  # neither header
+    assert curl.status_code == 200
+    plan = "date," + ",".join(INPUTS) + "\n2024-01-01," + ",".join(map(str, INPUTS.values())) + "\n"
     form = client.post("/web/plan", content=plan, headers={"Content-Type": "text/plain", **page})
     assert form.status_code == 415
-    csv = client.post("/web/plan", content=plan, headers={"Content-Type": "text/csv", **page})
+    csv = client.post(
+        "/web/plan" + CONFIRMED, content=plan, headers={"Content-Type": "text/csv", **page}
+    )
     assert csv.status_code == 200
     assert [event.source for event in events] == ["web", "web", "web"]
 
@@ -314,7 +321,9 @@ def test_a_cross_site_form_post_through_uvicorn_is_refused_and_not_logged(
         assert form.headers["content-type"] == "application/json"
         assert form.json()["error"]["field"] == "Sec-Fetch-Site"
         page = {"Origin": server.url, "Sec-Fetch-Site": "same-origin"}
-        ours = httpx.post(f"{server.url}/web/predict", json=WEEK, headers=page, timeout=10.0)
+        ours = httpx.post(
+            f"{server.url}/web/predict{CONFIRMED}", json=WEEK, headers=page, timeout=10.0
+        )
         assert ours.status_code == 200
         wait_for(lambda: log_check(server)["rows_written"] == 1, "the page's row")
     finally:
