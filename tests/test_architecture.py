@@ -76,7 +76,13 @@ def test_modules_stay_small_enough_to_hold_one_concern():
 
 
 LAYERS = [
-    ["hhforecast._fs", "hhforecast._json", "hhforecast.errors", "hhforecast.config"],
+    [
+        "hhforecast._fs",
+        "hhforecast._json",
+        "hhforecast._yaml",
+        "hhforecast.errors",
+        "hhforecast.config",
+    ],
     ["hhforecast.datasets"],
     [
         "hhforecast.registry",  # the package; registry.check sits higher

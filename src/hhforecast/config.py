@@ -16,6 +16,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from hhforecast._yaml import read_config_yaml
 from hhforecast.errors import ConfigError
 
 __all__ = [
@@ -40,7 +41,6 @@ __all__ = [
 
 CONFIG_ENV = "HHFORECAST_CONFIG"
 MLFLOW_URI_ENV = "MLFLOW_TRACKING_URI"
-MAX_CONFIG_BYTES = 1_000_000
 """A config file is a few hundred lines; anything far larger is not one."""
 MAX_SHOWN_VALUE = 80
 
@@ -378,7 +378,7 @@ def load_settings(explicit: Path | None = None, cwd: Path | None = None) -> Sett
     raw: Any = {}
     if source is not None:
         try:
-            raw = _read_yaml(source)
+            raw = read_config_yaml(source)
         except yaml.YAMLError as exc:
             raise ConfigError(source, f"not valid YAML ({_first_line(exc)})") from None
         except RecursionError:
@@ -410,29 +410,6 @@ def load_settings(explicit: Path | None = None, cwd: Path | None = None) -> Sett
         dataset=parsed.dataset,
         mlflow=parsed.mlflow,
     )
-
-
-class _NoAliasLoader(yaml.SafeLoader):
-    """YAML without aliases: a config never needs them, and nested aliases expand a few
-    hundred bytes into gigabytes (a "billion laughs")."""
-
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        if self.check_event(yaml.AliasEvent):
-            line = self.peek_event().start_mark.line + 1
-            raise yaml.YAMLError(f"line {line}: aliases (*name) are not allowed in a config file")
-        return super().compose_node(parent, index)
-
-
-def _read_yaml(source: Path) -> Any:
-    size = source.stat().st_size
-    if size > MAX_CONFIG_BYTES:
-        raise ConfigError(
-            source,
-            f"the file is {size:,} bytes; a config file is at most {MAX_CONFIG_BYTES:,}",
-            "Check that --config names the YAML config, not a data file.",
-        )
-    text = source.read_text(encoding="utf-8")
-    return yaml.load(text, Loader=_NoAliasLoader) or {}  # a SafeLoader
 
 
 def shown_value(value: Any) -> str:
