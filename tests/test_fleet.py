@@ -1,7 +1,7 @@
 import numpy as np
 import pandas as pd
-import pytest
 
+from hhforecast.config import FIVE_FEATURES
 from hhforecast.datasets.fleet import (
     FleetChange,
     FleetProfile,
@@ -163,22 +163,26 @@ def test_a_later_start_continues_the_sample_fleet(tmp_path, cli) -> None:
     )
 
 
-@pytest.mark.slow
-def test_the_sample_fleets_utilisation_explains_a_fair_share_of_hh(tmp_path) -> None:
-    # Default training settings, time-ordered holdout: a model that cannot beat the mean of the
-    # test weeks would say nothing about what utilisation does to HH.
-    from hhforecast.config import load_settings
-    from hhforecast.modeling.training import train_version
-
-    settings = load_settings(cwd=tmp_path)
-    assert settings.source is None and settings.training.split == "time"
-    trained = train_version(settings, version="1.0.0")
-    metrics = trained.metadata["variants"]["5features"]["metrics"]
-    assert metrics["R2"] >= 0.3, metrics
+def test_the_sample_fleets_utilisation_explains_a_fair_share_of_hh() -> None:
+    # Time-ordered holdout (the newest quarter), as `train` scores: least squares on the five
+    # features, the network's linear part, must explain a fair share of the test weeks' HH
+    # (the earlier sample: R² -0.05). The network's own figures on it, with the default
+    # settings, are in docs/model-quality.md (`make quality`).
+    sample = pd.read_csv(sample_dataset_path())
+    x = np.c_[sample[FIVE_FEATURES].to_numpy(float), np.ones(len(sample))]
+    y = sample["HH"].to_numpy(float)
+    cut = len(sample) - len(sample) // 4
+    centre, scale = x[:cut].mean(axis=0), x[:cut].std(axis=0)
+    centre[-1], scale[-1] = 0.0, 1.0
+    scaled = (x - centre) / scale
+    coef, *_ = np.linalg.lstsq(scaled[:cut], y[:cut], rcond=None)
+    test, predicted = y[cut:], scaled[cut:] @ coef
+    r2 = 1 - ((test - predicted) ** 2).sum() / ((test - test.mean()) ** 2).sum()
+    assert r2 >= 0.3, r2
     # The expectation the simulation knows explains more still: the rest is item noise.
     fleet = simulate_fleet()
-    test = trained.metadata["split"]["test"]
-    expected = expected_weekly_hh(fleet, weeks=260).loc[test["start"] : test["end"]]
-    realised = weekly_dataset(fleet, weeks=260).set_index("date")["HH"].loc[expected.index]
+    weeks = sample["date"].iloc[cut:]
+    expected = expected_weekly_hh(fleet, weeks=len(sample)).loc[weeks.iloc[0] : weeks.iloc[-1]]
+    realised = sample.set_index("date")["HH"].loc[expected.index]
     oracle = 1 - ((realised - expected) ** 2).sum() / ((realised - realised.mean()) ** 2).sum()
-    assert oracle > metrics["R2"] - 0.05, (oracle, metrics)
+    assert oracle > r2 - 0.05, (oracle, r2)
