@@ -236,3 +236,19 @@ def test_drift_table_fits_80_columns(columns80) -> None:
         "effective recent weeks. Not shown at this width: detect. (see --json).",
     ]
     assert verdict.startswith("Verdict: [bold red]drift[/]")
+
+
+def test_display_numbers_br_writes_tables_as_a_brazilian_excel_reads_them(
+    trained_project, cli, columns80, monkeypatch
+) -> None:
+    import hhforecast.cli._common as common
+    from hhforecast.registry.store import Registry
+
+    monkeypatch.setattr(common, "_NUMBERS", "intl")  # put back after the test
+    config = trained_project.config
+    config.write_text(config.read_text() + "display:\n  numbers: br\n")
+    rmse = Registry(trained_project.settings).get("1.0.0").metric("5features", "RMSE")
+    shown = cli("registry", "list", "--config", config).stdout
+    intl = f"{rmse:,.1f}"
+    assert intl.replace(".", ",") in shown and intl not in shown
+    assert common.fmt(1042.5) == "1.042,5"

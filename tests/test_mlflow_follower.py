@@ -71,6 +71,8 @@ def test_replicas_without_models_follow_a_promote_from_elsewhere_and_refuse_bad_
             maps = Path(f"/proc/{server.process.pid}/maps").read_text()
             assert "libtensorflow" not in maps
             assert json.dumps(info).count(names["5features"]) >= 1
+            # Production is named by the alias here, not by the unused config setting.
+            assert info["production_setting"] == f"MLflow alias production of {names['5features']}"
 
         promoted = cli("promote", "1.1.0", "--reason", "from elsewhere", "--config", admin)
         assert promoted.exit_code == 0, promoted.output

@@ -226,6 +226,11 @@ class MlflowConfig(_Section):
         return self.registered_models.get(variant, f"hhforecast-{variant}")
 
 
+class DisplayConfig(_Section):
+    numbers: Literal["intl", "br"] = "intl"
+    """How tables show numbers: intl 1,042.5; br 1.042,5 (as a Brazilian Excel reads them)."""
+
+
 class _ConfigFile(_Section):
     paths: PathsConfig = Field(default_factory=PathsConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
@@ -235,6 +240,7 @@ class _ConfigFile(_Section):
     monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
     dataset: DatasetConfig = Field(default_factory=DatasetConfig)
     mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
+    display: DisplayConfig = Field(default_factory=DisplayConfig)
 
 
 @dataclass(frozen=True)
@@ -251,6 +257,7 @@ class Settings:
     monitoring: MonitoringConfig
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     mlflow: MlflowConfig = field(default_factory=MlflowConfig)
+    display: DisplayConfig = field(default_factory=DisplayConfig)
 
     def resolve(self, value: str | Path) -> Path:
         """A path from the config, made absolute against the config file's folder."""
@@ -409,6 +416,7 @@ def load_settings(explicit: Path | None = None, cwd: Path | None = None) -> Sett
         monitoring=parsed.monitoring,
         dataset=parsed.dataset,
         mlflow=parsed.mlflow,
+        display=parsed.display,
     )
 
 

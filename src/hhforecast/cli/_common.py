@@ -91,6 +91,8 @@ def settings_from(config: Path | None, say_defaults: bool = True) -> Settings:
     """Load the settings for a command; say on stderr when no config file was found (unless
     `say_defaults` is False: a command that uses no project folder, models or registry)."""
     settings = load_settings(config)
+    global _NUMBERS
+    _NUMBERS = settings.display.numbers
     if settings.source is None and say_defaults:
         err_console.print(
             f"Note: no config.yaml in {settings.base_dir} or the folders above it; using the "
@@ -233,11 +235,17 @@ def _finite(value: Any) -> Any:
     return value
 
 
+_NUMBERS = "intl"
+"""display.numbers of the command's config: how `fmt` writes thousands and decimals."""
+_BR_MARKS = str.maketrans({",": ".", ".": ","})
+
+
 def fmt(value: float | None, digits: int = 1) -> str:
-    """A number for a table cell; '-' when unknown."""
+    """A number for a table cell, with the marks display.numbers names; '-' when unknown."""
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "-"
-    return f"{value:,.{digits}f}"
+    text = f"{value:,.{digits}f}"
+    return text.translate(_BR_MARKS) if _NUMBERS == "br" else text
 
 
 @dataclass(frozen=True)

@@ -327,6 +327,8 @@ class AliasFollower(ProductionFollower):
         self.source = source or AliasSource(settings)
         self._target = target
         super().__init__(settings, served, loader=self._load_target, **kwargs)
+        # What names production here: the alias, not mlops.production_version (unused).
+        self.production_setting = f"MLflow alias production of {self.source.model}"
 
     def production(self) -> tuple[Settings, ModelVersion]:
         self._target = self.source.resolve()
