@@ -7,6 +7,7 @@ trained once per session into a template project and copied into each test's fol
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import itertools
 import os
 import shutil
@@ -233,12 +234,19 @@ def rerecord(folder: Path, *names: str, registry: bool = True) -> None:
 
 
 @pytest.fixture(scope="session")
-def mlflow_server(tmp_path_factory: pytest.TempPathFactory):
-    """A real `mlflow server` (SQLite, local artifacts, free loopback port) for the session."""
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest):
+    """A real `mlflow server` (free loopback port, local artifacts) for the session, its backend
+    store in the session's PostgreSQL as docs/mlflow.md's scale-out recipe says (SQLite when
+    PostgreSQL is not installed)."""
     pytest.importorskip("mlflow", reason="MLflow is not installed: pip install '.[mlflow]'")
     from .mlflow_server import MlflowServer
 
-    server = MlflowServer(tmp_path_factory.mktemp("mlflow-server"))
+    backend = None
+    if postgres_bin() is not None and importlib.util.find_spec("psycopg") is not None:
+        cluster = request.getfixturevalue("postgres")
+        url = cluster.create_database(f"mlflow_{os.getpid()}")
+        backend = url.replace("postgresql://", "postgresql+psycopg://", 1)
+    server = MlflowServer(tmp_path_factory.mktemp("mlflow-server"), backend=backend)
     server.start()
     yield server
     server.stop()

@@ -29,6 +29,9 @@ class MlflowServer:
     root: Path
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+    backend: str | None = None
+    """The backend store: a database URL (PostgreSQL, as docs/mlflow.md's recipe says), else a
+    SQLite file in `root`."""
 
     @property
     def url(self) -> str:
@@ -44,7 +47,7 @@ class MlflowServer:
             str(mlflow) if mlflow.exists() else "mlflow",
             "server",
             "--backend-store-uri",
-            f"sqlite:///{self.root / 'mlflow.db'}",
+            self.backend or f"sqlite:///{self.root / 'mlflow.db'}",
             "--artifacts-destination",
             (self.root / "artifacts").as_uri(),
             "--host",

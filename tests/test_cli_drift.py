@@ -67,11 +67,12 @@ def test_a_shrunk_fleet_flying_longer_shorter_sectors_is_drift(
     assert data["version"] == "1.1.0"  # production is the latest version
     assert {"acft", "sum_daily_hours", "Cycles", "sector_length"} <= set(data["drifted_features"])
     assert data["recent"]["weeks"] == 26
+    # The reference is the weeks the served fit learnt: every week of the sample (the refit).
     assert data["reference"] == {
         "source": "drift_reference.csv",
-        "weeks": 195,
+        "weeks": 260,
         "start": "2019-01-07",
-        "end": "2022-09-26",
+        "end": "2023-12-25",
     }
     assert set(data["performance"]) == {"recent", "training"}
     signals = {s["name"]: s for s in data["signals"]}

@@ -77,12 +77,12 @@ def test_gate_refuses_worse_accepts_better_rolls_back_and_keeps_history(
     assert "rollback" in table.stdout and ranking.better in table.stdout
 
 
-def test_validate_prints_a_verdict_and_json(trained_project: Project, cli) -> None:
-    result = cli("validate", "1.0.0", "--config", trained_project.config)
+def test_validate_prints_a_verdict_and_json(scored_project: Project, cli) -> None:
+    result = cli("validate", "1.0.0", "--config", scored_project.config)
     assert result.exit_code == 0, result.stderr
     assert "PASS 1.0.0 is valid" in one_line(result.stdout)
     assert "linear_regression" in result.stdout and "1.1.0 (production)" in result.stdout
-    data = json.loads(cli("validate", "1.0.0", "--json", "--config", trained_project.config).stdout)
+    data = json.loads(cli("validate", "1.0.0", "--json", "--config", scored_project.config).stdout)
     assert data["passed"] is True
     assert data["production_version"] == "1.1.0"
     assert data["overlaps_production_training"] is False
@@ -140,15 +140,15 @@ def test_promoting_the_version_already_serving_says_so(trained_project: Project,
 
 
 def test_a_gated_promotion_with_no_production_before_says_so(
-    trained_project: Project, cli, columns80
+    scored_project: Project, cli, columns80
 ) -> None:
     from hhforecast.registry.pointer import rewrite_production_version
 
-    config = trained_project.config
+    config = scored_project.config
     config.write_text(rewrite_production_version(config.read_text(), "0.0.9"))
     from hhforecast.registry.store import Registry
 
-    rmse = Registry(trained_project.settings).get("1.0.0").metric("5features", "RMSE")
+    rmse = Registry(scored_project.settings).get("1.0.0").metric("5features", "RMSE")
     result = cli("promote", "1.0.0", "--require-better-rmse")
     assert result.exit_code == 0, result.stderr
     assert result.stdout == (
