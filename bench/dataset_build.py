@@ -17,7 +17,6 @@ import argparse
 import json
 import os
 import platform
-import re
 import statistics
 import subprocess
 import sys
@@ -27,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from sections import write_section
 
 SECTION = "dataset-build"
 AIRCRAFT = 60
@@ -180,18 +180,6 @@ def render(iso: dict[str, float], br: dict[str, float], sizes: dict[str, float])
     )
 
 
-def write_section(path: Path, section: str) -> None:
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(
-        rf"<!-- section: {SECTION} -->.*?<!-- end section: {SECTION} -->\n?", re.DOTALL
-    )
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section, text)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
@@ -216,7 +204,7 @@ def main() -> None:
         }
     section = render(iso, br, sizes)
     if args.write:
-        write_section(args.write, section)
+        write_section(args.write, section, SECTION)
         print(f"Wrote the {SECTION} section of {args.write}")
     else:
         print(section)

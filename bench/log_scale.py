@@ -18,7 +18,6 @@ import argparse
 import json
 import os
 import platform
-import re
 import shutil
 import sqlite3
 import statistics
@@ -35,6 +34,8 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT))
+
+from sections import write_section  # noqa: E402
 
 from hhforecast.config import load_settings  # noqa: E402
 from hhforecast.watch.log_store import open_prediction_log  # noqa: E402
@@ -240,17 +241,6 @@ def section(results: list[dict[str, Any]], postgres_note: str) -> str:
     return "\n".join(lines)
 
 
-def write_section(path: Path, text_section: str, name: str = SECTION) -> None:
-    """Put `text_section` in place of the page's section `name`, or append it."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(rf"<!-- section: {name} -->.*?<!-- end section: {name} -->\n?", re.DOTALL)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: text_section, text)
-    else:
-        text = text.rstrip("\n") + "\n\n" + text_section
-    path.write_text(text)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--forecasts", type=int, default=1_000_000)
@@ -309,7 +299,7 @@ def main() -> None:
     text = section(results, note)
     print(text)
     if args.write:
-        write_section(args.write, text)
+        write_section(args.write, text, SECTION)
 
 
 if __name__ == "__main__":

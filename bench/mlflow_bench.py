@@ -40,6 +40,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from run_bench import ROOT, free_port, grab, machine, to_ms
+from sections import write_section
 
 BENCH = ROOT / "bench"
 WEEK = {
@@ -286,18 +287,6 @@ def uses_tensorflow(pid: int) -> bool:
     return False
 
 
-def write_section(path: Path, section: str) -> None:
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(
-        rf"<!-- section: {SECTION} -->.*?<!-- end section: {SECTION} -->\n?", re.DOTALL
-    )
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section, text)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", type=Path, default=None)
@@ -435,7 +424,7 @@ def run_targets(
             if t.process is not None:
                 stop_group(t.process)
     load_after = " ".join(f"{v:.2f}" for v in os.getloadavg())
-    write_section(args.output, render(targets, runs, args, version, hh, info, load_after))
+    write_section(args.output, render(targets, runs, args, version, hh, info, load_after), SECTION)
 
 
 def stop_group(process: subprocess.Popen[bytes]) -> None:

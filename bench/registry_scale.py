@@ -26,11 +26,15 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from sections import write_section
+
 ROOT = Path(__file__).resolve().parent.parent
 START = "<!-- section: registry-scale -->"
 END = "<!-- end section: registry-scale -->"
 CONFIG = """training:
   epochs: 3
+  interval_folds: 1
+  backtest_horizon: 65
   units: 8
   batch_size: 64
   min_rows: 30
@@ -139,16 +143,6 @@ artifact of every version, so it grows with the versions by design.
 {END}"""
 
 
-def write_section(path: Path, section: str) -> None:
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    if START in text and END in text:
-        before, rest = text.split(START, 1)
-        text = before + section + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    path.write_text(text, encoding="utf-8")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--versions", type=int, default=1000)
@@ -161,7 +155,7 @@ def main() -> None:
         print(f"{name}: {r['wall']:.2f} s wall, {r['cpu']:.2f} s CPU", flush=True)
     section = render(results, args.command)
     if args.write is not None:
-        write_section(args.write, section)
+        write_section(args.write, section, "registry-scale")
         print(f"wrote {args.write}")
     else:
         print(section)

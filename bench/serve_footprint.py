@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+from sections import write_section
 
 ROOT = Path(__file__).resolve().parent.parent
 START = "<!-- section: serve-footprint -->"
@@ -159,17 +160,6 @@ TensorFlow mapped; the TensorFlow-free code in the same conditions: ready after 
 {END}"""
 
 
-def write_section(path: Path, section: str) -> None:
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    if START in text and END in text:
-        before, rest = text.split(START, 1)
-        after = rest.split(END, 1)[1]
-        text = before + section + after
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    path.write_text(text, encoding="utf-8")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", type=Path, default=None)
@@ -184,7 +174,7 @@ def main() -> None:
         runs.append(result)
     section = render(runs, args.command)
     if args.write is not None:
-        write_section(args.write, section)
+        write_section(args.write, section, "serve-footprint")
         print(f"wrote {args.write}")
     else:
         print(section)
