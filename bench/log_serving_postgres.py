@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT))
 import run_bench as bench  # noqa: E402
-from log_scale import write_section  # noqa: E402
+from sections import write_section  # noqa: E402
 
 SECTION = "log-postgres-serving"
 
