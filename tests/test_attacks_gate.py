@@ -12,7 +12,9 @@ import io
 import json
 import os
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -62,6 +64,27 @@ def spy_on_moves(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return refusals
 
 
+def after_judging(monkeypatch: pytest.MonkeyPatch, act: Callable[[Any], None]) -> None:
+    """Run `act(candidate handle)` right after each judgement, before the move under the lock:
+    what another process could do in that window."""
+    real_judge = promote_module.judge_handles
+
+    def judge_then_act(settings: Any, candidate: Any, *args: Any, **kwargs: Any) -> Any:
+        report = real_judge(settings, candidate, *args, **kwargs)
+        act(candidate)
+        return report
+
+    monkeypatch.setattr(promote_module, "judge_handles", judge_then_act)
+
+
+def append_a_byte(path: Path) -> Callable[[Any], None]:
+    def act(_: Any) -> None:
+        with path.open("ab") as handle:  # after its hash matched, before the lock
+            handle.write(b"\0")
+
+    return act
+
+
 def test_a_candidate_retrained_while_it_is_judged_is_judged_again(
     ranked_project: Project, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -74,16 +97,14 @@ def test_a_candidate_retrained_while_it_is_judged_is_judged_again(
     frame["HH"] = frame["HH"].sample(frac=1.0, random_state=3).to_numpy() * 13
     frame.to_csv(noise, index=False)
     judged: list[str] = []
-    real_judge = promote_module.judge_handles
 
-    def judge_then_retrain(settings, candidate, *args, **kwargs):
-        report = real_judge(settings, candidate, *args, **kwargs)
+    def retrain(candidate: Any) -> None:
         judged.append(str(candidate.metadata_sha256))
         if len(judged) == 1:  # another terminal runs `train --force 1.0.0` on a bad export
-            train_version(settings.with_training(epochs=1), noise, "1.0.0", force=True)
-        return report
+            settings = project.settings.with_training(epochs=1)
+            train_version(settings, noise, "1.0.0", force=True)
 
-    monkeypatch.setattr(promote_module, "judge_handles", judge_then_retrain)
+    after_judging(monkeypatch, retrain)
     moves = spy_on_moves(monkeypatch)
     with pytest.raises(HHForecastError) as refused:  # the new 1.0.0, looked at in turn
         promote(project.settings, "1.0.0", require_better_rmse=True)
@@ -102,15 +123,7 @@ def test_a_candidate_changed_at_every_attempt_is_never_promoted(
     promote(project.settings, "1.2.0")
     before = state(project)
     model = project.models / "1.0.0" / artifact_names("5features")["model"]
-    real_judge = promote_module.judge_handles
-
-    def judge_then_append(*args, **kwargs):
-        report = real_judge(*args, **kwargs)
-        with model.open("ab") as handle:  # after its hash matched, before the lock
-            handle.write(b"\0")
-        return report
-
-    monkeypatch.setattr(promote_module, "judge_handles", judge_then_append)
+    after_judging(monkeypatch, append_a_byte(model))
     moves = spy_on_moves(monkeypatch)
     with pytest.raises(ValidationFailedError) as refused:  # the second look sees the change
         promote(project.settings, "1.0.0", require_better_rmse=True)
@@ -129,15 +142,7 @@ def test_production_replaced_while_judged_is_noticed(
     promote(project.settings, "1.2.0")
     before = state(project)
     theirs = project.models / "1.2.0" / artifact_names("5features")["model"]
-    real_judge = promote_module.judge_handles
-
-    def judge_then_swap(*args, **kwargs):
-        report = real_judge(*args, **kwargs)
-        with theirs.open("ab") as handle:
-            handle.write(b"\0")
-        return report
-
-    monkeypatch.setattr(promote_module, "judge_handles", judge_then_swap)
+    after_judging(monkeypatch, append_a_byte(theirs))
     moves = spy_on_moves(monkeypatch)
     with pytest.raises(ProductionUnscoredError):  # the second look cannot score production
         promote(project.settings, "1.0.0", require_better_rmse=True)
