@@ -195,6 +195,30 @@ def test_a_kept_correction_is_refitted_for_the_chosen_epochs(
     assert not np.allclose(fitted.predict(x[split.test]), raw_ols.predict(x[split.test]))
 
 
+def test_a_network_trained_after_others_in_the_process_is_the_one_trained_first(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Stages reuse a compiled network of their shape; its weights and Adam's moments and step
+    # count must start where a new network's do, or a fit would depend on the fits before it.
+    monkeypatch.setattr(model_module, "DEEP_MIN_T", float("-inf"))  # train both stages
+    x, y = sample_xy()
+    split = split_weeks(len(y), 0.25, 0.2, "time", 42)
+    cfg = TrainingConfig(**{**FAST_TRAINING, "epochs": 4, "patience": 10})
+
+    def weights(fitted: model_module.FittedNetwork) -> list[np.ndarray]:
+        return [np.asarray(w) for w in fitted.network.get_weights()]
+
+    first = fit_network(x, y, split.fit, split.validation, cfg)
+    other = fit_network(x, y * 1.3, split.fit, split.validation, cfg.model_copy(update={"seed": 9}))
+    again = fit_network(x, y, split.fit, split.validation, cfg)
+    assert first.training["epochs_refit"] >= 1
+    for before, after in zip(weights(first), weights(again), strict=True):
+        np.testing.assert_array_equal(before, after)
+    np.testing.assert_array_equal(first.validation_predictions, again.validation_predictions)
+    # The first fit's network is its own: later fits did not overwrite it.
+    assert not np.array_equal(weights(first)[-2], weights(other)[-2])
+
+
 @pytest.mark.slow
 def test_a_real_non_linear_effect_is_kept_and_beats_linear_regression() -> None:
     # Weeks whose demand bends with utilisation (a kink like long flying days adding findings):

@@ -131,7 +131,7 @@ def _train_stage(
     zx = scaler_x.transform(x)
     zy = scaler_y.transform(y.reshape(-1, 1))
 
-    network = build_network(x.shape[1], cfg.units, cfg.l2, cfg.seed)
+    network = _compiled_network(x.shape[1], cfg)
     low, high = zx[rows].min(axis=0), zx[rows].max(axis=0)
     span = np.where(high > low, high - low, 1.0) / RANGE_SPAN
     trend = trending_inputs(zx[rows])
@@ -148,13 +148,9 @@ def _train_stage(
     ols = LinearRegression().fit(zx[rows], zy[rows])
     linear = network.get_layer("linear")
     linear.set_weights([ols.coef_.T.astype("float32"), ols.intercept_.astype("float32")])
-    # Frozen: Adam would otherwise walk the slopes away from least squares chasing a few
-    # heavy-tailed weeks, and the slopes are what the forecast extrapolates with.
-    linear.trainable = False
-    network.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate), loss="mse")
     info: dict[str, Any] = {"trend_inputs": [int(j) for j in np.flatnonzero(trend)]}
     if epochs == 0:
-        return network, scaler_x, scaler_y, info
+        return _detached(network, x.shape[1], cfg), scaler_x, scaler_y, info
 
     callbacks: list[Any] = []
     fit_kwargs: dict[str, Any] = {}
@@ -187,7 +183,53 @@ def _train_stage(
     if validation is not None:
         # EarlyStopping restores this epoch's weights at the end of training.
         info["best_epoch"] = int(np.argmin(history.history["val_loss"])) + 1
-    return network, scaler_x, scaler_y, info
+    return _detached(network, x.shape[1], cfg), scaler_x, scaler_y, info
+
+
+_COMPILED: dict[tuple[Any, ...], tuple[Any, list[np.ndarray]]] = {}
+"""One compiled network per shape, settings and thread, with its optimizer's starting state.
+
+Tracing Keras's training step into a TensorFlow graph costs far more than training this small
+network for dozens of epochs, and a new network is traced anew: `train` fits the network eight
+times or more (folds, the scored fit, the refit, two stages each). So each stage reuses the
+compiled network of its shape, with every weight and optimizer variable set back to where a
+newly built one starts: the same seed gives the same weights as a network built afresh."""
+
+
+def _compiled_network(n_features: int, cfg: TrainingConfig) -> Any:
+    """A compiled network of this shape with freshly initialised weights (seeded by cfg.seed)
+    and a reset optimizer, the one traced by earlier stages in this thread when there is one."""
+    import threading
+
+    import keras
+
+    fresh = build_network(n_features, cfg.units, cfg.l2, cfg.seed)
+    key = (n_features, cfg.units, cfg.l2, cfg.learning_rate, threading.get_ident())
+    cached = _COMPILED.get(key)
+    if cached is None:
+        network = fresh
+        # Frozen: Adam would otherwise walk the slopes away from least squares chasing a few
+        # heavy-tailed weeks, and the slopes are what the forecast extrapolates with.
+        network.get_layer("linear").trainable = False
+        network.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate), loss="mse")
+        network.optimizer.build(network.trainable_variables)
+        start = [np.array(v.numpy()) for v in network.optimizer.variables]
+        _COMPILED[key] = (network, start)
+        return network
+    network, start = cached
+    network.set_weights(fresh.get_weights())
+    for variable, value in zip(network.optimizer.variables, start, strict=True):
+        variable.assign(value)
+    return network
+
+
+def _detached(network: Any, n_features: int, cfg: TrainingConfig) -> Any:
+    """An uncompiled copy of a trained network, so that the next stage can reuse the compiled
+    one while the caller keeps (and saves) this copy."""
+    copy = build_network(n_features, cfg.units, cfg.l2, cfg.seed)
+    copy.get_layer("linear").trainable = False
+    copy.set_weights(network.get_weights())
+    return copy
 
 
 def trending_inputs(x: np.ndarray) -> np.ndarray:
