@@ -91,7 +91,7 @@ def backtest(
     for variant, rmses in result.original_rmse_by_init.items():
         console.print(
             f"{variant} original_recipe: mean of {len(rmses)} initialisations, pooled RMSE "
-            f"{min(rmses):,.1f} to {max(rmses):,.1f}.",
+            f"{fmt(min(rmses))} to {fmt(max(rmses))}.",
             highlight=False,
         )
     coverage = ", ".join(f"{v} {c:.0%}" for v, c in result.coverage.items())
