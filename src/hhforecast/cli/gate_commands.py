@@ -90,10 +90,11 @@ def _findings(settings: Settings, report: ValidationReport) -> list[Finding]:
     try:
         training = read_metadata(registry.version_dir(registry.get(report.version)))
         kept = training["variants"][report.variant]["training"]["deep_correction_kept"]
-    except (HHForecastError, KeyError, TypeError):
-        kept = None
+        refit = bool((training.get("served_fit") or {}).get("refit_on_all_weeks"))
+    except (HHForecastError, KeyError, TypeError, AttributeError):
+        kept, refit = None, False
     if kept is not None:
-        note = linear_finding(report.variant, int(bool(kept)), 1)
+        note = linear_finding(report.variant, int(bool(kept)), 1, refit=refit)
         found += [note] if note else []
     candidate = next((s for s in report.scores if s.role == "candidate"), None)
     if candidate is not None and report.weeks is not None:

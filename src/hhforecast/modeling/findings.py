@@ -50,8 +50,12 @@ class Finding:
         return asdict(self)
 
 
-def linear_finding(variant: str, kept: int, fits: int) -> Finding | None:
-    """The note that the deep correction was dropped in `fits - kept` of `fits` fits."""
+def linear_finding(variant: str, kept: int, fits: int, refit: bool = False) -> Finding | None:
+    """The note that the deep correction was dropped in `fits - kept` of `fits` fits.
+
+    `refit`: the fit is the served refit on every week, scored beside a linear_regression
+    fitted on fewer weeks (validate), so their rows differ and the note does not say they match.
+    """
     if kept == fits:
         return None
     if fits == 1:
@@ -65,6 +69,14 @@ def linear_finding(variant: str, kept: int, fits: int) -> Finding | None:
         said = (
             f"deep correction kept in {kept} of {fits} folds; in the others (no clear gain on "
             "the validation weeks) the network"
+        )
+    if refit:
+        return Finding(
+            variant,
+            "linear",
+            f"{variant}: {said} is the least-squares linear fit of every week it learnt "
+            "(linear_regression here learnt only the weeks before the evaluation weeks, so "
+            "their scores differ).",
         )
     return Finding(
         variant,
@@ -141,8 +153,12 @@ def training_findings(metadata: Mapping[str, Any]) -> list[Finding]:
     """What `train` learnt, per variant, from a version's model_metadata.json."""
     found: list[Finding] = []
     test_weeks = int(metadata.get("split", {}).get("test", {}).get("weeks", 0))
+    # The table train prints is the scored fit's: its own decision, not the served refit's.
+    holdout = ((metadata.get("recipe_evidence") or {}).get("holdout") or {}).get("variants", {})
     for variant, info in metadata.get("variants", {}).items():
-        kept = info.get("training", {}).get("deep_correction_kept")
+        kept = holdout.get(variant, {}).get(
+            "deep_correction_kept", info.get("training", {}).get("deep_correction_kept")
+        )
         if kept is not None:
             note = linear_finding(variant, int(bool(kept)), 1)
             found += [note] if note else []
