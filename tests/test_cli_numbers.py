@@ -137,3 +137,47 @@ def test_backtest_original_recipe_line_writes_rmses_with_brazilian_marks(
         r"\d{1,3}(\.\d{3})*,\d to \d{1,3}(\.\d{3})*,\d\.",
         line,
     ), line
+
+
+def test_findings_write_their_numbers_with_brazilian_marks(br) -> None:
+    from hhforecast.modeling.findings import training_findings
+
+    from .test_findings import variant
+
+    common._NUMBERS = "br"  # as a command reading display.numbers: br sets it
+    metadata = {
+        "split": {"test": {"weeks": 65}},
+        "variants": {
+            "4features": variant(False, 1413.5, -0.581, 41 / 65),
+            "5features": variant(True, 480.0, 0.093, 49 / 65),
+        },
+    }
+    messages = [f.message for f in training_findings(metadata, common.number)]
+    assert messages[1:] == [
+        "4features: network RMSE 1.413,5 on the test weeks is worse than seasonal_naive's 462,2 "
+        "(repeating past HH).",
+        "4features: network R² -0,581 on the test weeks: worse than forecasting their mean HH "
+        "every week.",
+        "4features: the 80% interval covered 41 of 65 test weeks (63%, p = 0,0016): far below "
+        "80%, too narrow for these weeks.",
+        "5features: network RMSE 480,0 on the test weeks is worse than seasonal_naive's 462,2 "
+        "(repeating past HH).",
+    ]
+
+
+def test_train_prints_its_findings_with_the_configured_marks(project: Project, cli, br) -> None:
+    from hhforecast.modeling.findings import training_findings
+
+    result = cli("train", "--version", "1.0.0", "--config", brazilian(project.config))
+    assert result.exit_code == 0, result.stderr
+    metadata = json.loads((project.models / "1.0.0" / "model_metadata.json").read_text())
+    shown = [f for f in training_findings(metadata, lambda v, s: br_format(v, s)) if f.is_warning]
+    assert shown, "the fast training on the sample gives at least one warning with a number"
+    err = " ".join(result.stderr.split())
+    for finding in shown:
+        assert " ".join(finding.message.split()) in err
+        assert re.search(r"\d,\d", finding.message), finding.message
+
+
+def br_format(value: float, spec: str) -> str:
+    return format(value, spec).translate(str.maketrans({",": ".", ".": ","}))

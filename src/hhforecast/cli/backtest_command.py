@@ -18,6 +18,7 @@ from hhforecast.cli._common import (
     err_console,
     fmt,
     friendly_errors,
+    number,
     print_findings,
     print_json,
     print_table,
@@ -99,7 +100,7 @@ def backtest(
         f"Network {result.interval_target:.0%} intervals covered: {coverage} "
         f"of the {result.folds * result.horizon} backtest weeks."
     )
-    print_findings(findings)
+    print_findings(backtest_findings(result, number))
     if tracked.run_id and not tracked.problem:
         console.print(f"MLflow run {tracked.run_id} at {tracked.tracking_uri}.", highlight=False)
 

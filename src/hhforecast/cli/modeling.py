@@ -24,6 +24,7 @@ from hhforecast.cli._common import (
     err_console,
     fmt,
     friendly_errors,
+    number,
     print_findings,
     print_json,
     print_table,
@@ -187,7 +188,7 @@ def train(
             f"covered {interval['observed_coverage_test']:.0%} of the test weeks.",
             highlight=False,
         )
-    print_findings(findings)
+    print_findings(training_findings(result.metadata, number))
     console.print(
         f"Registered version [bold]{result.entry.version}[/] in {result.path}"
         f" (test weeks {result.metadata['split']['test']['start']} to "
