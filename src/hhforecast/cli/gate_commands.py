@@ -249,7 +249,10 @@ def promote(
                 {"promoted": False, "error": str(refused), "validation": refused.report.to_dict()}
             )
         raise
-    for warning in result.report.warnings if result.report else []:
+    moved = result.record is not None and result.record.from_version != result.record.to_version
+    # A version compared with itself (already production, or pinned from "latest"): the
+    # report's warnings are about a comparison that was not made.
+    for warning in result.report.warnings if result.report and moved else []:
         err_console.print(f"[yellow]Warning:[/] {warning}", highlight=False)
     if result.record is None:
         if json_output:
