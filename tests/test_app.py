@@ -457,6 +457,31 @@ def test_history_picture_and_its_absence(trained_project: Project) -> None:
     assert missing.json()["error"]["message"] == history["reason"]
 
 
+def test_history_legend_says_the_served_refit_learnt_the_test_weeks(
+    trained_project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a refit on every week the fitted line over the test weeks is no forecast: the
+    shaded weeks are not called held out."""
+    from matplotlib.figure import Figure
+
+    from hhforecast.serving.history import render_history_png
+
+    legends: list[list[str]] = []
+    save = Figure.savefig
+
+    def record(figure: Figure, *args: object, **kwargs: object) -> None:
+        legends.append([text.get_text() for text in figure.axes[0].get_legend().get_texts()])
+        save(figure, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", record)
+    model = load_model(trained_project.settings, "1.0.0", "5features")
+    assert model.metadata["served_fit"]["refit_on_all_weeks"] is True
+    assert render_history_png(trained_project.settings, model).startswith(b"\x89PNG")
+    assert legends == [
+        ["80% interval", "realised HH", "model 1.0.0", "test weeks (the served refit learnt them)"]
+    ]
+
+
 def test_page_and_openapi(trained_project: Project) -> None:
     client = client_for(trained_project)
     page = client.get("/")

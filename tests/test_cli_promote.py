@@ -139,6 +139,25 @@ def test_promoting_the_version_already_serving_says_so(trained_project: Project,
     )
 
 
+def test_a_gated_promotion_that_moves_nothing_prints_no_comparison_warnings(
+    trained_project: Project, cli
+) -> None:
+    """Pinning the version already serving, or promoting the pinned one, compares it with
+    itself: no "nothing to compare" or "optimistic" warning about a comparison not made."""
+    config = trained_project.config.resolve()
+    pinned = cli("promote", "1.1.0", "--require-better-rmse")
+    assert pinned.exit_code == 0, pinned.stderr
+    assert pinned.stdout == (
+        '1.1.0 was already production (mlops.production_version was "latest"); it is now '
+        f"pinned by name in {config}.\n"
+    )
+    assert pinned.stderr == ""
+    again = cli("promote", "1.1.0", "--require-better-rmse")
+    assert again.exit_code == 0, again.stderr
+    assert again.stdout == "1.1.0 is already in production; nothing was changed.\n"
+    assert again.stderr == ""
+
+
 def test_a_gated_promotion_with_no_production_before_says_so(
     scored_project: Project, cli, columns80
 ) -> None:

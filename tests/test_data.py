@@ -38,6 +38,23 @@ def test_missing_column_is_named(tmp_path: Path) -> None:
         load_weekly_dataset(path, FEATURES, "HH")
 
 
+def test_portuguese_headers_get_the_names_to_use(tmp_path: Path) -> None:
+    """A realised-weeks file exported with Portuguese headers ('Data', 'Ciclos'): the message
+    names the column each one stands for, and that the config's mapping does not apply."""
+    path = tmp_path / "realizado.csv"
+    path.write_text("Data;Cycles;HH\n01/01/2024;1400;1100,5\n", encoding="cp1252")
+    with pytest.raises(DatasetError) as raised:
+        load_weekly_dataset(path, ["Cycles"], "HH", min_rows=1)
+    assert str(raised.value) == (
+        f"dataset {path}: missing column(s) date (closest in the file: 'Data'); columns present: "
+        "Data, Cycles, HH. Name the columns as docs/data.md lists them (the dataset: mapping in "
+        "config.yaml is for raw logs only)."
+    )
+    path.write_text("date;Ciclos;HH\n2024-01-01;1400;1100,5\n", encoding="cp1252")
+    with pytest.raises(DatasetError, match=r"missing column\(s\) Cycles \(closest in the file: "):
+        load_weekly_dataset(path, ["Cycles"], "HH")
+
+
 @pytest.mark.parametrize(
     ("value", "message"),
     [

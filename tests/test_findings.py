@@ -162,3 +162,44 @@ def test_validate_and_its_json_carry_the_findings(trained_project: Project, cli,
     assert ("linear" in kinds) == (not kept)
     candidate = next(s for s in data["scores"] if s["role"] == "candidate")
     assert ("negative_r2" in kinds) == (candidate["metrics"]["R2"] < 0)
+
+
+def test_train_notes_the_scored_fits_correction_not_the_served_refits() -> None:
+    """The table train prints is the scored fit's; the refit that serves decides on its own."""
+
+    def metadata(scored_kept: bool, served_kept: bool) -> dict:
+        return {
+            "split": {"test": {"weeks": 65}},
+            "variants": {"5features": variant(served_kept, 110.8, 0.595, 52 / 65)},
+            "recipe_evidence": {
+                "holdout": {"variants": {"5features": {"deep_correction_kept": scored_kept}}}
+            },
+        }
+
+    kinds = [f.kind for f in training_findings(metadata(scored_kept=False, served_kept=True))]
+    assert kinds == ["linear"]
+    assert [f.kind for f in training_findings(metadata(scored_kept=True, served_kept=False))] == []
+
+
+def test_validate_does_not_say_a_refit_scores_as_linear_regression(
+    trained_project: Project, cli
+) -> None:
+    """validate scores the served refit (every week) beside a linear_regression fitted on the
+    weeks before the evaluation weeks: their rows differ, and the note says why."""
+    from .conftest import rerecord
+
+    folder = trained_project.models / "1.0.0"
+    path = folder / "model_metadata.json"
+    metadata = json.loads(path.read_text())
+    assert metadata["served_fit"]["refit_on_all_weeks"] is True
+    metadata["variants"]["5features"]["training"]["deep_correction_kept"] = False
+    path.write_text(json.dumps(metadata, indent=2))
+    rerecord(folder)
+    result = cli("validate", "1.0.0", "--config", trained_project.config)
+    assert result.exit_code == 0, result.stderr
+    assert (
+        "Note: 5features: deep correction not kept (no clear gain on the validation weeks), so "
+        "the network is the least-squares linear fit of every week it learnt (linear_regression "
+        "here learnt only the weeks before the evaluation weeks, so their scores differ)."
+    ) in " ".join(result.stdout.split())
+    assert "scores as linear_regression" not in result.stdout

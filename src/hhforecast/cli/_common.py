@@ -244,7 +244,12 @@ def fmt(value: float | None, digits: int = 1) -> str:
     """A number for a table cell, with the marks display.numbers names; '-' when unknown."""
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "-"
-    text = f"{value:,.{digits}f}"
+    return number(value, f",.{digits}f")
+
+
+def number(value: float, spec: str) -> str:
+    """`format(value, spec)` with the marks display.numbers names (for sentences)."""
+    text = format(value, spec)
     return text.translate(_BR_MARKS) if _NUMBERS == "br" else text
 
 

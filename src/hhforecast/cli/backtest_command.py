@@ -18,6 +18,7 @@ from hhforecast.cli._common import (
     err_console,
     fmt,
     friendly_errors,
+    number,
     print_findings,
     print_json,
     print_table,
@@ -91,7 +92,7 @@ def backtest(
     for variant, rmses in result.original_rmse_by_init.items():
         console.print(
             f"{variant} original_recipe: mean of {len(rmses)} initialisations, pooled RMSE "
-            f"{min(rmses):,.1f} to {max(rmses):,.1f}.",
+            f"{fmt(min(rmses))} to {fmt(max(rmses))}.",
             highlight=False,
         )
     coverage = ", ".join(f"{v} {c:.0%}" for v, c in result.coverage.items())
@@ -99,7 +100,7 @@ def backtest(
         f"Network {result.interval_target:.0%} intervals covered: {coverage} "
         f"of the {result.folds * result.horizon} backtest weeks."
     )
-    print_findings(findings)
+    print_findings(backtest_findings(result, number))
     if tracked.run_id and not tracked.problem:
         console.print(f"MLflow run {tracked.run_id} at {tracked.tracking_uri}.", highlight=False)
 

@@ -108,15 +108,16 @@ def _print_summary(m: dict[str, Any], out: Path, manifest: Path, report: Path | 
         highlight=False,
     )
     console.print(
-        f"Utilisation: {util['rows_read']:,} rows, {util['aircraft_days']:,} aircraft-days of "
-        f"{util['aircraft']} aircraft, {util['duplicates_dropped']:,} repeated rows dropped.",
+        f"Utilisation: {fmt(util['rows_read'], 0)} rows, {fmt(util['aircraft_days'], 0)} "
+        f"aircraft-days of {util['aircraft']} aircraft, {fmt(util['duplicates_dropped'], 0)} "
+        "repeated rows dropped.",
         highlight=False,
     )
     excluded = ", ".join(
-        f"{name} {fmt(v['HH'])} HH ({v['rows']:,})" for name, v in ev["excluded"].items()
+        f"{name} {fmt(v['HH'])} HH ({fmt(v['rows'], 0)})" for name, v in ev["excluded"].items()
     )
     console.print(
-        f"Events: {ev['rows_read']:,} rows, {fmt(ev['counted']['HH'])} HH counted; "
+        f"Events: {fmt(ev['rows_read'], 0)} rows, {fmt(ev['counted']['HH'])} HH counted; "
         f"excluded {excluded or 'none'}.",
         highlight=False,
     )
@@ -137,7 +138,7 @@ def _print_summary(m: dict[str, Any], out: Path, manifest: Path, report: Path | 
     ):
         if ev[key]["rows"]:
             err_console.print(
-                f"[yellow]Dropped[/] {ev[key]['rows']:,} event(s) {label} "
+                f"[yellow]Dropped[/] {fmt(ev[key]['rows'], 0)} event(s) {label} "
                 f"({fmt(ev[key]['HH'])} HH).",
                 highlight=False,
             )

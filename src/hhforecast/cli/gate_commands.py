@@ -20,6 +20,7 @@ from hhforecast.cli._common import (
     fitted_table,
     fmt,
     friendly_errors,
+    number,
     print_findings,
     print_json,
     print_table,
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
     from hhforecast.config import Settings
     from hhforecast.gate.promote import PromotionResult
     from hhforecast.gate.validate import ValidationReport
-    from hhforecast.modeling.findings import Finding
+    from hhforecast.modeling.findings import Finding, NumberText
 
 DataOption = Annotated[
     Path | None,
@@ -68,17 +69,19 @@ def validate(
 
     settings = settings_from(config).with_dataset(dayfirst=dayfirst)
     report = validate_version(settings, version, variant, data)
-    findings = _findings(settings, report)
     if json_output:
+        findings = _findings(settings, report)
         print_json({**report.to_dict(), "findings": [f.to_dict() for f in findings]})
     else:
         _render_report(report)
-        print_findings(findings)
+        print_findings(_findings(settings, report, number))
     if not report.passed:
         raise typer.Exit(EXIT_CHECK_FAILED)
 
 
-def _findings(settings: Settings, report: ValidationReport) -> list[Finding]:
+def _findings(
+    settings: Settings, report: ValidationReport, numbers: NumberText = format
+) -> list[Finding]:
     """The candidate's scores against the naive baselines on the weeks validated, and whether
     its deep correction was kept (from its model_metadata.json, when it has one)."""
     from hhforecast.errors import HHForecastError
@@ -90,16 +93,19 @@ def _findings(settings: Settings, report: ValidationReport) -> list[Finding]:
     try:
         training = read_metadata(registry.version_dir(registry.get(report.version)))
         kept = training["variants"][report.variant]["training"]["deep_correction_kept"]
-    except (HHForecastError, KeyError, TypeError):
-        kept = None
+        refit = bool((training.get("served_fit") or {}).get("refit_on_all_weeks"))
+    except (HHForecastError, KeyError, TypeError, AttributeError):
+        kept, refit = None, False
     if kept is not None:
-        note = linear_finding(report.variant, int(bool(kept)), 1)
+        note = linear_finding(report.variant, int(bool(kept)), 1, refit=refit)
         found += [note] if note else []
     candidate = next((s for s in report.scores if s.role == "candidate"), None)
     if candidate is not None and report.weeks is not None:
         baselines = {s.name: s.metrics for s in report.scores if s.role == "baseline"}
         weeks = f"these {report.weeks.weeks} weeks"
-        found += score_findings(report.variant, report.version, candidate.metrics, baselines, weeks)
+        found += score_findings(
+            report.variant, report.version, candidate.metrics, baselines, weeks, numbers
+        )
     return found
 
 
@@ -243,7 +249,10 @@ def promote(
                 {"promoted": False, "error": str(refused), "validation": refused.report.to_dict()}
             )
         raise
-    for warning in result.report.warnings if result.report else []:
+    moved = result.record is not None and result.record.from_version != result.record.to_version
+    # A version compared with itself (already production, or pinned from "latest"): the
+    # report's warnings are about a comparison that was not made.
+    for warning in result.report.warnings if result.report and moved else []:
         err_console.print(f"[yellow]Warning:[/] {warning}", highlight=False)
     if result.record is None:
         if json_output:

@@ -24,6 +24,7 @@ from hhforecast.cli._common import (
     err_console,
     fmt,
     friendly_errors,
+    number,
     print_findings,
     print_json,
     print_table,
@@ -68,13 +69,13 @@ def sample(
     """
     import pandas as pd
 
-    from hhforecast.config import load_settings
     from hhforecast.datasets.fleet import SAMPLE_START, raw_logs, simulate_fleet, weekly_dataset
     from hhforecast.datasets.writer import csv_style as style_named
     from hhforecast.datasets.writer import write_csv
     from hhforecast.errors import HHForecastError
 
-    load_settings(config)  # the simulation needs no setting, but a broken file is said at once
+    # The simulation needs no setting, but a broken file is said at once (and display.numbers).
+    settings_from(config, say_defaults=False)
     if out is None and raw is None:
         raise HHForecastError("nothing to write: pass --output FILE, --raw DIR, or both")
     try:
@@ -106,8 +107,8 @@ def sample(
     if raw is not None:
         console.print(
             f"Wrote the raw logs of {len(frame)} weeks ({span}) to {raw.resolve()}: "
-            f"utilization.csv ({len(utilisation):,} aircraft-days), events.csv "
-            f"({len(events):,} items)",
+            f"utilization.csv ({fmt(len(utilisation), 0)} aircraft-days), events.csv "
+            f"({fmt(len(events), 0)} items)",
             highlight=False,
         )
     if out is not None:
@@ -187,7 +188,7 @@ def train(
             f"covered {interval['observed_coverage_test']:.0%} of the test weeks.",
             highlight=False,
         )
-    print_findings(findings)
+    print_findings(training_findings(result.metadata, number))
     console.print(
         f"Registered version [bold]{result.entry.version}[/] in {result.path}"
         f" (test weeks {result.metadata['split']['test']['start']} to "

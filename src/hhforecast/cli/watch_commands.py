@@ -79,7 +79,7 @@ def drift(
 
 
 def _pvalue(value: float) -> str:
-    return "<0.0001" if value < 1e-4 else f"{value:.4f}"
+    return f"<{fmt(1e-4, 4)}" if value < 1e-4 else fmt(value, 4)
 
 
 def _print_drift(result: Any) -> None:
@@ -118,7 +118,7 @@ def drift_tables(data: dict[str, Any]) -> list[Table | str]:
             _pvalue(s["ks_pvalue"]),
             _pvalue(s["mean_pvalue"]),
             fmt(s["detectable_shift_std"], 2),
-            f"{s['n_effective_recent']:.0f}",
+            fmt(s["n_effective_recent"], 0),
             verdict,
         ]
         rows.append(Row(cells, style=None if vote else "dim"))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+import unicodedata
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -123,6 +125,30 @@ def read_csv(
     return read_table(path, reading, numeric=numeric)[0]
 
 
+def missing_columns(source: Path | str, missing: list[str], header: Any) -> DatasetError:
+    """The error for a weeks file without some columns: each one's closest name in the file
+    (accents and case ignored: 'Data' for date), and that the names are the file's to change."""
+    folded = {_folded(str(c)): str(c) for c in reversed(list(header))}
+    named = []
+    for column in missing:
+        close = difflib.get_close_matches(_folded(column), list(folded), n=1, cutoff=0.6)
+        named.append(
+            f"{column} (closest in the file: {shown_value(folded[close[0]])})" if close else column
+        )
+    present = ", ".join(map(str, header)) or "none"
+    return DatasetError(
+        source,
+        f"missing column(s) {', '.join(named)}; columns present: {present}",
+        "Name the columns as docs/data.md lists them (the dataset: mapping in config.yaml is "
+        "for raw logs only).",
+    )
+
+
+def _folded(name: str) -> str:
+    plain = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode("ascii")
+    return " ".join(plain.casefold().split())
+
+
 def check_feature_frame(
     frame: pd.DataFrame,
     source: Path | str,
@@ -134,12 +160,7 @@ def check_feature_frame(
     """
     missing = [c for c in columns if c not in frame.columns]
     if missing:
-        present = ", ".join(map(str, frame.columns)) or "none"
-        raise DatasetError(
-            source,
-            f"missing column(s) {', '.join(missing)} (columns present: {present})",
-            DATASET_HINT,
-        )
+        raise missing_columns(source, missing, frame.columns)
     if frame.empty:
         raise DatasetError(source, "has a header but no rows", DATASET_HINT)
     out = pd.DataFrame(index=frame.index)
@@ -186,10 +207,7 @@ def check_dates(
     In a `plan` any day names its week: the grid is checked on the weeks' Mondays, and the dates
     are returned as written (the forecast says which were moved to their Monday)."""
     if DATE_COLUMN not in frame.columns:
-        present = ", ".join(map(str, frame.columns)) or "none"
-        raise DatasetError(
-            source, f"missing column(s) date (columns present: {present})", DATASET_HINT
-        )
+        raise missing_columns(source, [DATE_COLUMN], frame.columns)
     dates = frame[DATE_COLUMN]
     if not pd.api.types.is_datetime64_any_dtype(dates):
         dates = parse_dates(dates, source, DATE_COLUMN, (reading or DatasetConfig()).dayfirst)

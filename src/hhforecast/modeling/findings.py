@@ -8,7 +8,7 @@ level (too narrow: overconfident; too wide: less useful than they could be).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +25,10 @@ __all__ = [
     "score_findings",
     "training_findings",
 ]
+
+NumberText = Callable[[float, str], str]
+"""How a message writes a number: (value, format spec such as ',.1f') -> text. The default is
+`format` (1,042.5); the CLI passes one that follows display.numbers (1.042,5)."""
 
 NAIVE_BASELINES = ("naive_last_week", "seasonal_naive")
 COVERAGE_ALPHA = 0.01
@@ -50,8 +54,12 @@ class Finding:
         return asdict(self)
 
 
-def linear_finding(variant: str, kept: int, fits: int) -> Finding | None:
-    """The note that the deep correction was dropped in `fits - kept` of `fits` fits."""
+def linear_finding(variant: str, kept: int, fits: int, refit: bool = False) -> Finding | None:
+    """The note that the deep correction was dropped in `fits - kept` of `fits` fits.
+
+    `refit`: the fit is the served refit on every week, scored beside a linear_regression
+    fitted on fewer weeks (validate), so their rows differ and the note does not say they match.
+    """
     if kept == fits:
         return None
     if fits == 1:
@@ -66,6 +74,14 @@ def linear_finding(variant: str, kept: int, fits: int) -> Finding | None:
             f"deep correction kept in {kept} of {fits} folds; in the others (no clear gain on "
             "the validation weeks) the network"
         )
+    if refit:
+        return Finding(
+            variant,
+            "linear",
+            f"{variant}: {said} is the least-squares linear fit of every week it learnt "
+            "(linear_regression here learnt only the weeks before the evaluation weeks, so "
+            "their scores differ).",
+        )
     return Finding(
         variant,
         "linear",
@@ -79,6 +95,7 @@ def score_findings(
     metrics: Mapping[str, float],
     baselines: Mapping[str, Mapping[str, float]],
     weeks: str,
+    number: NumberText = format,
 ) -> list[Finding]:
     """Warnings when `metrics` lose to a naive baseline's RMSE or have R² below 0."""
     found = []
@@ -91,8 +108,8 @@ def score_findings(
                 Finding(
                     variant,
                     "worse_than_naive",
-                    f"{variant}: {model} RMSE {rmse:,.1f} on {weeks} is worse than {best}'s "
-                    f"{naive[best]:,.1f} (repeating past HH).",
+                    f"{variant}: {model} RMSE {number(rmse, ',.1f')} on {weeks} is worse than "
+                    f"{best}'s {number(naive[best], ',.1f')} (repeating past HH).",
                 )
             )
     r2 = metrics.get("R2")
@@ -101,15 +118,20 @@ def score_findings(
             Finding(
                 variant,
                 "negative_r2",
-                f"{variant}: {model} R² {r2:.3f} on {weeks}: worse than forecasting their mean "
-                "HH every week.",
+                f"{variant}: {model} R² {number(r2, '.3f')} on {weeks}: worse than forecasting "
+                "their mean HH every week.",
             )
         )
     return found
 
 
 def coverage_finding(
-    variant: str, observed: float, nominal: float, weeks: int, where: str
+    variant: str,
+    observed: float,
+    nominal: float,
+    weeks: int,
+    where: str,
+    number: NumberText = format,
 ) -> Finding | None:
     """A warning when an interval covered significantly fewer or more of `weeks` than its
     `nominal` share (two-sided binomial test at COVERAGE_ALPHA)."""
@@ -126,28 +148,37 @@ def coverage_finding(
         return Finding(
             variant,
             "low_coverage",
-            f"{variant}: {said}p = {p_value:.2g}): far below {nominal:.0%}, too narrow for "
-            "these weeks.",
+            f"{variant}: {said}p = {number(p_value, '.2g')}): far below {nominal:.0%}, too "
+            "narrow for these weeks.",
         )
     return Finding(
         variant,
         "high_coverage",
-        f"{variant}: {said}p = {p_value:.2g}): far above {nominal:.0%}, wider than these "
-        "weeks needed.",
+        f"{variant}: {said}p = {number(p_value, '.2g')}): far above {nominal:.0%}, wider "
+        "than these weeks needed.",
     )
 
 
-def training_findings(metadata: Mapping[str, Any]) -> list[Finding]:
+def training_findings(metadata: Mapping[str, Any], number: NumberText = format) -> list[Finding]:
     """What `train` learnt, per variant, from a version's model_metadata.json."""
     found: list[Finding] = []
     test_weeks = int(metadata.get("split", {}).get("test", {}).get("weeks", 0))
+    # The table train prints is the scored fit's: its own decision, not the served refit's.
+    holdout = ((metadata.get("recipe_evidence") or {}).get("holdout") or {}).get("variants", {})
     for variant, info in metadata.get("variants", {}).items():
-        kept = info.get("training", {}).get("deep_correction_kept")
+        kept = holdout.get(variant, {}).get(
+            "deep_correction_kept", info.get("training", {}).get("deep_correction_kept")
+        )
         if kept is not None:
             note = linear_finding(variant, int(bool(kept)), 1)
             found += [note] if note else []
         found += score_findings(
-            variant, "network", info["metrics"], info.get("baselines", {}), "the test weeks"
+            variant,
+            "network",
+            info["metrics"],
+            info.get("baselines", {}),
+            "the test weeks",
+            number,
         )
         interval = info.get("interval", {})
         if "observed_coverage_test" in interval:
@@ -157,6 +188,7 @@ def training_findings(metadata: Mapping[str, Any]) -> list[Finding]:
                 interval["coverage"],
                 test_weeks,
                 "test weeks",
+                number,
             )
             found += [off] if off else []
         folds = (metadata.get("recipe_evidence") or {}).get("rolling_origin") or {}
@@ -167,12 +199,13 @@ def training_findings(metadata: Mapping[str, Any]) -> list[Finding]:
                 interval["coverage"],
                 int(folds.get("weeks", 0)),
                 "rolling-origin fold weeks",
+                number,
             )
             found += [off] if off else []
     return found
 
 
-def backtest_findings(result: BacktestResult) -> list[Finding]:
+def backtest_findings(result: BacktestResult, number: NumberText = format) -> list[Finding]:
     """What a rolling-origin backtest showed, per variant, over the pooled weeks of all folds."""
     found: list[Finding] = []
     weeks = len(result.actual)
@@ -184,7 +217,7 @@ def backtest_findings(result: BacktestResult) -> list[Finding]:
         if network is not None:
             baselines = {m: s for m, s in scores.items() if m != "network"}
             found += score_findings(
-                variant, "network", network, baselines, "the pooled backtest weeks"
+                variant, "network", network, baselines, "the pooled backtest weeks", number
             )
         if variant in result.coverage:
             off = coverage_finding(
@@ -193,6 +226,7 @@ def backtest_findings(result: BacktestResult) -> list[Finding]:
                 result.interval_target,
                 weeks,
                 "backtest weeks",
+                number,
             )
             found += [off] if off else []
     return found

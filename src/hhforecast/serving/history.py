@@ -16,7 +16,12 @@ from hhforecast.datasets.weekly import load_weekly_dataset, recorded_dataset
 from hhforecast.errors import HHForecastError
 from hhforecast.modeling.inference import VariantModel
 
-__all__ = ["HistoryUnavailable", "render_history_png", "training_dataset_path"]
+__all__ = [
+    "HistoryUnavailable",
+    "render_history_png",
+    "test_weeks_label",
+    "training_dataset_path",
+]
 
 
 class HistoryUnavailable(HHForecastError):
@@ -34,6 +39,14 @@ def training_dataset_path(settings: Settings, model: VariantModel) -> Path:
     if recorded.problem == "changed":
         raise HistoryUnavailable(f"{about} has changed since training (SHA-256 differs)")
     return recorded.path
+
+
+def test_weeks_label(metadata: dict) -> str:
+    """The legend of the shaded test weeks: held out from the scored fit, but learnt by a
+    served fit refit on every week, whose line there is a fit, not a forecast."""
+    if (metadata.get("served_fit") or {}).get("refit_on_all_weeks"):
+        return "test weeks (the served refit learnt them)"
+    return "held-out test weeks"
 
 
 def render_history_png(settings: Settings, model: VariantModel) -> bytes:
@@ -68,7 +81,7 @@ def render_history_png(settings: Settings, model: VariantModel) -> bytes:
             date2num(np.datetime64(test["end"])),
             color="#cccccc",
             alpha=0.35,
-            label="held-out test weeks",
+            label=test_weeks_label(model.metadata),
         )
     axes.set_ylabel("man-hours per week")
     axes.set_title(
