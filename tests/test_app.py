@@ -550,6 +550,31 @@ def test_ready_is_503_when_the_served_model_stops_answering(trained_project: Pro
     assert client.get("/health").status_code == 200
 
 
+def test_an_unexpected_error_answering_a_prediction_is_a_500_counted_and_raised(
+    trained_project: Project,
+) -> None:
+    app = create_app(trained_project.settings, follow_production=False)
+    follower = app.state.serving.follower
+    served = follower.current
+    # Weights of the wrong shape: the forward pass itself fails, as a bug would.
+    broken = dataclasses.replace(served.model, x_scale=np.ones(2))
+    follower._served = dataclasses.replace(served, model=broken)
+    with pytest.raises(ValueError):  # raised to the server, which logs it
+        TestClient(app).post("/api/predict", json=WEEK)
+    client = TestClient(app, raise_server_exceptions=False)
+    answer = client.post("/api/predict", json=WEEK)
+    assert (answer.status_code, answer.text) == (500, "Internal Server Error")
+    assert client.post("/api/predict", json={"acft": -1}).status_code == 422
+    assert (
+        metric_value(client, "hhforecast_http_requests_total", path="/api/predict", status="500")
+        == 2.0
+    )
+    assert (
+        metric_value(client, "hhforecast_http_request_duration_seconds_count", path="/api/predict")
+        == 3.0
+    )
+
+
 def test_serve_refuses_a_port_in_use_before_loading(trained_project: Project, cli: Any) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,7 +22,6 @@ from hhforecast.watch.prediction_store import (
     ACTUALS_UPSERT,
     COLUMNS,
     COMPACT,
-    JUDGED_SELECT,
     JUDGED_UPSERT,
     KEY_SQL,
     KEYS_PER_UPSERT,
@@ -166,7 +166,7 @@ class PostgresPredictionLog(PredictionStore):
                 raise LogWriteError(_first_line(exc)) from exc
         return len(rows)
 
-    def _read(self, query: str) -> pd.DataFrame:
+    def _read(self, query: Callable[[psycopg.Connection[Any]], str]) -> pd.DataFrame:
         import psycopg
 
         try:
@@ -177,7 +177,7 @@ class PostgresPredictionLog(PredictionStore):
                         "has served a prediction, and `hhforecast forecast` once it has "
                         "forecast a week (monitoring.database in the config names it)"
                     )
-                cursor = connection.execute(query)
+                cursor = connection.execute(query(connection))
                 names = [d.name for d in cursor.description or []]
                 return pd.DataFrame(cursor.fetchall(), columns=names)
         except psycopg.Error as exc:
@@ -185,11 +185,20 @@ class PostgresPredictionLog(PredictionStore):
                 f"cannot read the prediction log at {self.location} ({_first_line(exc)})"
             ) from None
 
+    # A log of an earlier layout is read as it is, without changing it (the first write
+    # upgrades it): its rows were all production's, and it kept no realised weeks.
     def frame(self) -> pd.DataFrame:
-        return self._read(f"SELECT id, {', '.join(COLUMNS)}, asked FROM predictions ORDER BY id")
+        return self._read(
+            lambda c: f"SELECT id, {_columns(c, '')}, asked FROM predictions ORDER BY id"
+        )
 
     def judged(self) -> pd.DataFrame:
-        return self._read(JUDGED_SELECT)
+        return self._read(
+            lambda c: (
+                f"SELECT p.id, {_columns(c, 'p.')}, j.asked "
+                "FROM judged j JOIN predictions p ON p.id = j.prediction_id ORDER BY p.week, p.id"
+            )
+        )
 
     def compact(self) -> CompactResult:
         import psycopg
@@ -239,7 +248,12 @@ class PostgresPredictionLog(PredictionStore):
         return len(weeks)
 
     def actuals(self) -> pd.DataFrame:
-        return self._read("SELECT week, hh, recorded_at, source FROM actuals ORDER BY week")
+        def query(connection: psycopg.Connection[Any]) -> str:
+            if _version(connection) >= SCHEMA_VERSION:
+                return "SELECT week, hh, recorded_at, source FROM actuals ORDER BY week"
+            return "SELECT NULL AS week, NULL AS hh, NULL AS recorded_at, NULL AS source LIMIT 0"
+
+        return self._read(query)
 
     def close(self) -> None:
         with self._lock:
@@ -256,6 +270,13 @@ def _upgrade(connection: psycopg.Connection[Any]) -> None:
     rank = RANK_SQL.format(padded_id="lpad(id::text, 20, '0')")
     connection.execute(REBUILD_JUDGED.format(key=KEY_SQL, rank=rank))
     connection.execute("UPDATE schema_version SET version = %s", (SCHEMA_VERSION,))
+
+
+def _columns(connection: psycopg.Connection[Any], prefix: str) -> str:
+    """COLUMNS as a select list (each after `prefix`), `role` given when the layout lacks it."""
+    if _version(connection) >= SCHEMA_VERSION:
+        return ", ".join(prefix + c for c in COLUMNS)
+    return ", ".join(prefix + c if c != "role" else "'production' AS role" for c in COLUMNS)
 
 
 def _first_line(exc: BaseException) -> str:
