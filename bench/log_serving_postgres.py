@@ -1,20 +1,24 @@
 """What logging into PostgreSQL costs the service: /api/predict with the log in a PostgreSQL
-database vs the bare FastAPI endpoint and vs the same service with the log off, under the same
-wrk load as `make bench` (bench/run_bench.py), alternating rounds.
+database vs the bare FastAPI endpoint and vs the same service with the log off, and with a
+challenger named (each answer computed and logged by it as well), under the same wrk load as
+`make bench` (bench/run_bench.py), alternating rounds.
 
     .venv/bin/python bench/log_serving_postgres.py [--config config.yaml] [--postgres URL]
         [--duration 8] [--rounds 5] [--write docs/benchmarks.md]
 
 Without --postgres a throw-away server is started (Debian's binaries, tests/postgres_server.py).
-Goal: /api/predict with the log on at least 0.85× the bare endpoint's requests per second.
+Goals: /api/predict with the log on at least 0.85× the bare endpoint's requests per second;
+with a challenger as well, at least 0.9×.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 from datetime import UTC, datetime
@@ -65,7 +69,7 @@ def main() -> None:
     command = shutil.which("hhforecast", path=str(Path(sys.executable).parent)) or "hhforecast"
     runs: list[dict[str, Any]] = []
     try:
-        for target, log_on in (("postgres", True), ("nolog", False)):
+        for target, log_on in (("postgres", True), ("nolog", False), ("challenger", True)):
             folder = bench.user_project(settings, log_on)
             if log_on:
                 config = folder / "config.yaml"
@@ -73,6 +77,8 @@ def main() -> None:
                 data = data or {}
                 data.setdefault("monitoring", {})["database"] = database
                 config.write_text(yaml.safe_dump(data, sort_keys=False))
+            if target == "challenger":
+                name_a_challenger(command, folder)
             port = bench.free_port()
             urls[target] = f"http://127.0.0.1:{port}"
             processes[target] = bench.start(
@@ -89,10 +95,11 @@ def main() -> None:
             urls["bare"],
             logs / "hhforecast-bench-bare.log",
         )  # fmt: skip
-        for target in ("bare", "postgres", "nolog"):
+        targets = ("bare", "postgres", "nolog", "challenger")
+        for target in targets:
             bench.run_wrk(urls[target], 2, args.connections, processes[target].pid)
         for round_number in range(1, args.rounds + 1):
-            for target in ("bare", "postgres", "nolog"):
+            for target in targets:
                 result = bench.run_wrk(
                     urls[target], args.duration, args.connections, processes[target].pid
                 )
@@ -111,7 +118,7 @@ def main() -> None:
     def median(target: str, field: str) -> float:
         return statistics.median(r[field] for r in runs if r["target"] == target)
 
-    answered = sum(r["requests"] for r in runs if r["target"] == "postgres")
+    answered = sum(r["requests"] for r in runs if r["target"] in ("postgres", "challenger"))
     load = " ".join(f"{v:.2f}" for v in os.getloadavg())
     lines = [
         f"<!-- section: {SECTION} -->",
@@ -122,7 +129,10 @@ def main() -> None:
         "same service with the log off; wrk with "
         f"{args.connections} connections, {args.rounds} rounds of {args.duration} s "
         "alternating. The log is written from the recorder's thread (a PostgreSQL log always "
-        "is). Goal: the logged endpoint at least 0.85× the bare one. The PostgreSQL server "
+        "is). The last row names a challenger (`bench/log_serving_postgres.py` trains one "
+        "with one epoch in its copy of the project): each answer is computed by it as well and "
+        "both rows are logged. Goals: the logged endpoint at least 0.85× the bare one, with a "
+        "challenger at least 0.9×. The PostgreSQL server "
         "shares the machine's cores with the service and wrk (its CPU is taken from them; with "
         "the database on another machine it is not); the server CPU per request is the "
         "service's own. Written by `bench/log_serving_postgres.py`.",
@@ -141,6 +151,7 @@ def main() -> None:
         ("bare", "bare FastAPI"),
         ("postgres", "/api/predict, log in PostgreSQL"),
         ("nolog", "/api/predict, log off"),
+        ("challenger", "/api/predict, log in PostgreSQL, challenger on"),
     ):
         rps = median(target, "requests_per_s")
         lines.append(
@@ -152,6 +163,25 @@ def main() -> None:
     print(text)
     if args.write:
         write_section(args.write, text, SECTION)
+
+
+def name_a_challenger(command: str, folder: Path) -> None:
+    """Pin production, train a one-epoch version on the sample and name it the challenger."""
+
+    def run(*args: str) -> str:
+        done = subprocess.run(
+            [command, *args], cwd=folder, capture_output=True, text=True, check=False
+        )
+        if done.returncode != 0:
+            sys.exit(f"hhforecast {' '.join(args)} failed:\n{done.stderr}")
+        return done.stdout
+
+    production = json.loads(run("registry", "list", "--json"))["production_version"]
+    if production is None:
+        sys.exit("no production version to serve: run `make train` first")
+    run("promote", production)
+    run("train", "--sample", "--version", "bench-challenger", "--epochs", "1")
+    run("promote", "bench-challenger", "--challenger")
 
 
 if __name__ == "__main__":
