@@ -5,12 +5,12 @@ A forecast asked many times (the page polled all week, a plan forecast every mor
 once: for each week, version, variant, source and horizon, the latest forecast issued before the
 week began, else the latest issued (prediction_store.py); the database keeps that choice and the
 count as it writes, so monitoring costs what the weeks cost, not what the polling did. Errors per
-horizon use every judged forecast; errors per week or month, and the alert, use for each week
-the judged forecast of each version and variant that ranks first by the same rule.
+horizon use every judged forecast; errors per week or month use for each week the judged
+forecast of each version and variant that ranks first by the same rule.
 
-The alert rule (alerts.py, docs/drift.md) judges the deployment: for each variant, the forecast
-production served for each realised week, whichever version issued it, on the scale of its own
-interval; a version change resets neither its reference nor its CUSUM. A month is flagged when
+The alert rule (alerts.py, docs/drift.md) judges the deployment: for each variant and week, of
+those the one that ranks first whichever version issued it (what production served), each on
+the scale of its own interval; a version change resets neither its reference nor its CUSUM. A month is flagged when
 one of its weeks raised an alert; the alert names the version that served the week.
 """
 
