@@ -384,6 +384,13 @@ def render(
         )
     table = "\n".join(lines)
     load = os.getloadavg()[0]
+    configured = dict(results)["configured"]
+    healthy, caught = configured["healthy_alert_rate"], configured["caught_within_8"]
+    verdict = (
+        f"The configured rule: {healthy:.1%} of healthy months alerted, goal at most 5% "
+        f"{'met' if healthy <= 0.05 else 'not met'}; {caught:.0%} of shifts flagged within 8 "
+        f"weeks, goal at least 60% {'met' if caught >= 0.6 else 'not met'}."
+    )
     return f"""{SECTION_START}
 ## The alert rule under a monthly retrain
 
@@ -408,6 +415,8 @@ on them. Goal: at most 5% of healthy months alerted, at least 60% of shifts flag
 | rule | healthy months with an alert | +15% flagged within 8 weeks | median weeks to flag |
 |---|---|---|---|
 {table}
+
+{verdict}
 {SECTION_END}"""
 
 
@@ -420,6 +429,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=MONTHLY_EPOCHS, help="Monthly schedule.")
     parser.add_argument("--write", type=Path, default=None, help="Update this Markdown file.")
     parser.add_argument("--command", default="make bench-alerts", help=argparse.SUPPRESS)
+    parser.add_argument("--made", default=None, help=argparse.SUPPRESS)  # how a cache was made
     args = parser.parse_args()
     monthly = args.schedule == "monthly"
     seeds = args.seeds or list(range(101, 107 if monthly else 149))
@@ -434,7 +444,7 @@ def main() -> None:
         f"{len(todo)} fleets trained and forecast in {(time.perf_counter() - started) / 60:.0f} "
         f"min with {args.jobs} worker processes"
         if todo
-        else "the forecasts read from `--cache` (made by an earlier run; timed there)"
+        else args.made or "the forecasts read from `--cache` (made by an earlier run)"
     )
     settings = load_settings(None)
     coverage = settings.training.interval_coverage
