@@ -10,8 +10,9 @@ forecast of each version and variant that ranks first by the same rule.
 
 The alert rule (alerts.py, docs/drift.md) judges the deployment: for each variant and week, of
 those the one that ranks first whichever version issued it (what production served), each on
-the scale of its own interval; a version change resets neither its reference nor its CUSUM. A month is flagged when
-one of its weeks raised an alert; the alert names the version that served the week.
+the scale of its own interval; a version change resets neither its reference nor its CUSUM. A
+month is flagged when one of its weeks raised an alert; the alert names the version that served
+the week.
 """
 
 from __future__ import annotations
