@@ -376,6 +376,37 @@ def test_the_reference_leaves_out_the_guard_weeks_and_one_heavy_week_is_clipped(
     assert alert_weeks(heavy, rule) == []
 
 
+def test_the_deployment_reads_each_forecast_with_its_versions_coverage() -> None:
+    from hhforecast.config import MonitoringConfig
+    from hhforecast.watch.alerts import deployments
+
+    # Week 1 served by "a" (80% intervals), week 2 by "b" (50%), both ±50 around 1,000 and 100
+    # HH short; "a" also forecast week 2, earlier, so "b"'s later forecast is the one served.
+    judged = pd.DataFrame(
+        {
+            "id": [1, 2, 3],
+            "week": ["2024-01-01", "2024-01-08", "2024-01-08"],
+            "logged_at": ["2023-12-28", "2023-12-28", "2024-01-04"],
+            "version": ["a", "a", "b"],
+            "variant": ["5features"] * 3,
+            "hh_pred": [1000.0] * 3,
+            "hh_lower": [950.0] * 3,
+            "hh_upper": [1050.0] * 3,
+            "actual": [1100.0] * 3,
+        }
+    )
+    covers = {"a": 0.8, "b": 0.5}
+    (series,) = deployments(judged, lambda v, _: covers[v], MonitoringConfig())
+    assert series.weeks["version"].tolist() == ["a", "b"]
+    # sigma = 50 / 1.2816 = 39.02 for "a" (z = 100 / 39.02 = 2.563), 50 / 0.6745 = 74.13 for
+    # "b" (z = 100 / 74.13 = 1.349): the same miss is a smaller surprise for a wider interval.
+    np.testing.assert_allclose(series.weeks["z"], [2.5631, 1.3490], atol=1e-4)
+    assert series.to_dict()["served"] == [
+        {"version": "a", "first_week": "2024-01-01", "last_week": "2024-01-01", "weeks": 1},
+        {"version": "b", "first_week": "2024-01-08", "last_week": "2024-01-08", "weeks": 1},
+    ]
+
+
 def test_cusum_alarms_and_restarts() -> None:
     from hhforecast.watch.alerts import cusum_alarms
 
