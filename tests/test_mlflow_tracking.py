@@ -164,6 +164,56 @@ def test_the_challenger_alias_follows_the_challenger(
             c.get_model_version_by_alias(name, "challenger")
 
 
+def test_sync_moves_and_removes_the_challenger_alias_mlflow_missed(
+    trained_project: Project, mlflow_server, cli
+) -> None:
+    from mlflow.exceptions import MlflowException
+
+    names = track(trained_project, mlflow_server.url)
+    config = trained_project.config
+    assert cli("promote", "1.0.0", "--config", config).exit_code == 0
+    c = client(mlflow_server.url)
+    # The challenger named, then cleared, each while MLflow is down: the local change stands,
+    # and `mlflow sync` brings the alias in line afterwards.
+    mlflow_server.stop()
+    try:
+        named = cli("promote", "1.1.0", "--challenger", "--config", config)
+        assert named.exit_code == 0, named.output
+        assert "hhforecast mlflow sync" in named.stderr
+    finally:
+        mlflow_server.start()
+    synced = cli("mlflow", "sync", "--config", config, "--json")
+    assert synced.exit_code == 0, synced.output
+    report = json.loads(synced.stdout)
+    assert report["challenger"] == "1.1.0"
+    moves = [(m["model"], m["version"], m["previous_version"]) for m in report["challenger_moves"]]
+    assert sorted(moves) == sorted((name, "1.1.0", None) for name in names.values())
+    for name in names.values():
+        assert c.get_model_version_by_alias(name, "challenger").tags["hhforecast.version"] == (
+            "1.1.0"
+        )
+    again = json.loads(cli("mlflow", "sync", "--config", config, "--json").stdout)
+    assert again["challenger_moves"] == []  # in line: nothing moved twice
+
+    mlflow_server.stop()
+    try:
+        assert cli("registry", "clear-challenger", "--config", config).exit_code == 0
+    finally:
+        mlflow_server.start()
+    for name in names.values():  # MLflow missed the clearing: the alias is still there
+        c.get_model_version_by_alias(name, "challenger")
+    cleared = cli("mlflow", "sync", "--config", config)
+    assert cleared.exit_code == 0, cleared.output
+    removed = sorted(line for line in cleared.stdout.splitlines() if "@challenger" in line)
+    assert removed == sorted(
+        f"Removed {name}@challenger (was 1.1.0): no challenger is named locally."
+        for name in names.values()
+    )
+    for name in names.values():
+        with pytest.raises(MlflowException):
+            c.get_model_version_by_alias(name, "challenger")
+
+
 def test_a_promote_during_an_outage_stays_local_and_sync_brings_mlflow_in_line(
     trained_project: Project, mlflow_server, cli
 ) -> None:

@@ -3,7 +3,7 @@
 import math
 import sqlite3
 import threading
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -203,10 +203,14 @@ def test_the_alert_follows_the_forecasts_own_intervals(trained_project: Project)
     project = _monitored_project(trained_project)
     write_config(project.root, monitoring={"alert_baseline_weeks": 0})
     project = Project(project.root, project.config)
-    # ±50 is an 80% interval: sigma = 50 / 1.2816 = 39 HH. With no earlier week to judge by
-    # (the 26 guard weeks leave no reference), the interval alone sets centre 0 and spread 1.
-    # Two February weeks 100 HH above their forecasts give z = 2.563 each; the CUSUM (slack
-    # 0.75) reaches 2 x (2.563 - 0.75) = 3.63 > 3.5 in the second.
+    # ±50 is an 80% interval: sigma = 50 / 1.2816 = 39.02 HH. The deployment series is the
+    # forecast production served for each week, whichever version: 2024-01-01's is 1.1.0's
+    # (150 vs 110; logged at the same time as 1.0.0's, and written last), z = -40 / 39.02 =
+    # -1.025; the others are 1.0.0's. With no earlier week to judge by (the 26 guard weeks leave
+    # no reference), the interval alone sets centre 0 and spread 1. The low sum reaches only
+    # 1.025 - 0.75 = 0.275 and falls back to 0; the two February weeks 100 HH above their
+    # forecasts give z = 2.563 each, and the high CUSUM (slack 0.75) reaches
+    # 2 x (2.563 - 0.75) = 3.63 > 3.5 in the second.
     weekly = run_monitor(project.settings, project.root / "actuals.csv", "week")
     assert weekly.alerts.to_dict("records") == [
         {"version": "1.0.0", "variant": "5features", "week": "2024-02-12", "direction": "high",
@@ -221,35 +225,137 @@ def test_the_alert_follows_the_forecasts_own_intervals(trained_project: Project)
     assert run_monitor(load_settings(project.config), project.root / "actuals.csv").verdict == "ok"
 
 
-def test_each_week_is_judged_against_the_versions_earlier_weeks(trained_project: Project) -> None:
+def test_each_week_is_judged_against_the_deployments_earlier_weeks(
+    trained_project: Project,
+) -> None:
     project = _monitored_project(trained_project)
-    # January's z-scores (0.256, -0.256, 0.769, 0, -0.513) are 1.0.0's reference: median 0,
-    # MAD-spread 1.4826 x 0.256 = 0.380, shrunk toward the interval's 1 with 13 weeks' weight:
-    # sqrt((5 x 0.380^2 + 13) / 18) = 0.873. February's z = 2.563 count 2.935 each, and the
-    # CUSUM reaches 2 x (2.935 - 0.75) = 4.37.
+    # The deployment's first five weeks are its reference, whichever version served them:
+    # z = -1.025 (1.1.0), then 1.0.0's -0.256, 0.769, 0, -0.513. Sorted: -1.025, -0.513,
+    # -0.256, 0, 0.769: median -0.256; distances to it 0.769, 0, 1.025, 0.256, 0.256: median
+    # 0.256, MAD-spread 1.4826 x 0.256 = 0.380, shrunk toward the interval's 1 with 13 weeks'
+    # weight: sqrt((5 x 0.380^2 + 13) / 18) = 0.873. February's z = 2.563 count
+    # (2.563 + 0.256) / 0.873 = 3.23 each, clipped to 3, and the CUSUM reaches
+    # 2 x (3 - 0.75) = 4.5.
     write_config(project.root, monitoring={"alert_baseline_weeks": 5})
     result = run_monitor(load_settings(project.config), project.root / "actuals.csv")
-    assert result.alerts[["week", "cusum"]].to_dict("records") == [
-        {"week": "2024-02-12", "cusum": 4.37}
+    assert result.alerts[["version", "week", "cusum"]].to_dict("records") == [
+        {"version": "1.0.0", "week": "2024-02-12", "cusum": 4.5}
     ]
-    # Trusting the interval's spread alone (a heavy prior): 2 x (2.563 - 0.75) = 3.63.
+    # Trusting the interval's spread alone (a heavy prior), only the centre moves:
+    # 2 x (2.563 + 0.256 - 0.75) = 4.14.
     write_config(
         project.root, monitoring={"alert_baseline_weeks": 5, "alert_prior_weeks": 1_000_000}
     )
     result = run_monitor(load_settings(project.config), project.root / "actuals.csv")
-    assert result.alerts["cusum"].tolist() == [3.63]
-    # Seven realised weeks are not enough to know how 1.0.0 usually errs: no alert yet.
+    assert result.alerts["cusum"].tolist() == [4.14]
+    # Seven realised weeks are not enough to know how the deployment usually errs: no alert yet.
     write_config(project.root, monitoring={"alert_baseline_weeks": 7})
     young = run_monitor(load_settings(project.config), project.root / "actuals.csv")
     assert young.verdict == "ok"
     assert young.message.endswith(
-        "(not judged yet: 1.0.0, 1.1.0, whose first 7 realised weeks give their usual error)"
+        "(not judged yet: 7 realised weeks of 5features; the deployment's first 7 give its usual "
+        "error)"
+    )
+    assert young.to_dict()["deployment"] == [
+        {
+            "variant": "5features",
+            "realised_weeks": 7,
+            "baseline_weeks": 7,
+            "judged": False,
+            "served": [
+                {"version": "1.1.0", "first_week": "2024-01-01", "last_week": "2024-01-01",
+                 "weeks": 1},
+                {"version": "1.0.0", "first_week": "2024-01-08", "last_week": "2024-02-12",
+                 "weeks": 6},
+            ],
+        }
+    ]  # fmt: skip
+
+
+MONTHLY_VERSIONS = ("1.0.0", "1.1.0", "1.2.0", "1.3.0")
+"""A monthly retrain: each version serves 5, 4, 5 then 4 weeks (18 weeks from 2024-01-01)."""
+SERVED_WEEKS = (5, 4, 5, 4)
+
+
+def _monthly_deployment(project: Project, errors: list[float]) -> Path:
+    """Log 18 weeks served by four versions in turn, as a planning loop does: each week
+    forecast at 1,000 HH (±50) on the Thursday before it; at a retrain the outgoing version had
+    forecast the new one's first week a week earlier. A challenger forecasts every week far off
+    (its rows are compared, never judged). Realised HH: 1,000 + each week's error."""
+    weeks = [date(2024, 1, 1) + timedelta(weeks=i) for i in range(len(errors))]
+    served = [v for v, n in zip(MONTHLY_VERSIONS, SERVED_WEEKS, strict=True) for _ in range(n)]
+    records = []
+    for i, (week, version) in enumerate(zip(weeks, served, strict=True)):
+        thursday = datetime.combine(week - timedelta(days=4), datetime.min.time(), UTC)
+        records += [
+            record(str(week), 1000.0, version, logged_at=thursday, source="cli"),
+            record(str(week), 1500.0, "9.9.9", logged_at=thursday, role="challenger"),
+        ]
+        if i and served[i - 1] != version:  # superseded by the new version's forecast
+            records.append(record(str(week), 900.0, served[i - 1], logged_at=thursday - WEEK))
+    log = PredictionLog.from_settings(project.settings)
+    log.record(records)
+    log.close()
+    actuals = project.root / "actuals.csv"
+    realised = [1000.0 + e for e in errors]
+    pd.DataFrame({"date": [str(w) for w in weeks], "HH": realised}).to_csv(actuals, index=False)
+    return actuals
+
+
+WEEK = timedelta(weeks=1)
+HEALTHY = [20.0, -20.0, 0.0] * 6
+"""Errors (realised − forecast) of healthy weeks: median 0, MAD 20 HH."""
+
+
+def test_a_monthly_retrain_is_judged_as_one_deployment(trained_project: Project) -> None:
+    # Weeks 1-13 (versions 1.0.0 to 1.2.0) are healthy; from week 14 (1.2.0's last) the fleet
+    # needs 60 HH more than forecast. Judged per version from scratch, no version reaches 13
+    # realised weeks and nothing would ever be judged; as one deployment, the first 13 weeks
+    # are its baseline and reference. Their z-scores (sigma = 39.02 HH): 20 / 39.02 = 0.513 five
+    # times, -0.513 four times, 0 four times: median 0, MAD 0.513, MAD-spread 1.4826 x 0.513 =
+    # 0.760, shrunk toward 1 with 13 weeks' weight: sqrt((13 x 0.760^2 + 13) / 26) = 0.888.
+    # Each shifted week: z = 60 / 39.02 = 1.538, standardised 1.538 / 0.888 = 1.732, adding
+    # 1.732 - 0.75 = 0.982 to the high CUSUM: 0.98 (week 14, 1.2.0), 1.96, 2.95, then
+    # 3.93 > 3.5 in week 17, served by 1.3.0. The version change in week 15 did not reset the
+    # sum: restarted with 1.3.0, it would pass only in week 18.
+    actuals = _monthly_deployment(trained_project, HEALTHY[:13] + [60.0] * 5)
+    result = run_monitor(trained_project.settings, actuals)
+    assert result.alerts.to_dict("records") == [
+        {"version": "1.3.0", "variant": "5features", "week": "2024-04-22", "direction": "high",
+         "cusum": 3.93}
+    ]  # fmt: skip
+    assert result.message == (
+        "1 alert(s): errors beyond what the forecasts' own intervals allow, first passing the "
+        "threshold in 2024-04-22 (1.3.0, high)"
+    )
+    assert [(p.period, p.version) for p in result.periods if p.flagged] == [("2024-04-22", "1.3.0")]
+    # Per-version figures are kept: 1.3.0's four weeks all 60 HH under the realised.
+    by_version = run_monitor(trained_project.settings, actuals, "month").periods
+    april = {p.version: p for p in by_version if p.period == "2024-04"}
+    assert (april["1.3.0"].weeks, april["1.3.0"].bias) == (4, -60.0)
+    (deployment,) = result.to_dict()["deployment"]
+    assert (deployment["realised_weeks"], deployment["judged"]) == (18, True)
+    assert [(s["version"], s["weeks"]) for s in deployment["served"]] == list(
+        zip(MONTHLY_VERSIONS, SERVED_WEEKS, strict=True)
+    )
+
+
+def test_a_healthy_monthly_retrain_does_not_alert(trained_project: Project) -> None:
+    # The same four versions, every week healthy: the standardised errors are 0 or
+    # ±0.513 / 0.888 = ±0.577, below the slack 0.75, so neither CUSUM ever rises above 0.
+    actuals = _monthly_deployment(trained_project, HEALTHY)
+    result = run_monitor(trained_project.settings, actuals)
+    assert result.verdict == "ok"
+    # 18 weeks served, and the 3 forecasts superseded at a retrain judged for their versions.
+    assert result.message == (
+        "no alert: 21 forecasts judged in 18 realised weeks, errors within what the forecasts' "
+        "intervals allow"
     )
 
 
 def test_the_reference_leaves_out_the_guard_weeks_and_one_heavy_week_is_clipped() -> None:
     from hhforecast.config import MonitoringConfig
-    from hhforecast.watch.monitor import alert_weeks, standardised_errors
+    from hhforecast.watch.alerts import alert_weeks, standardised_errors
 
     rule = MonitoringConfig(alert_baseline_weeks=4, alert_guard_weeks=3, alert_prior_weeks=0)
     z = np.array([1.0, -1.0, 1.0, -1.0, 1.0, -1.0, 1.0, 3.0, 3.0, 3.0, 3.0])
@@ -270,8 +376,39 @@ def test_the_reference_leaves_out_the_guard_weeks_and_one_heavy_week_is_clipped(
     assert alert_weeks(heavy, rule) == []
 
 
+def test_the_deployment_reads_each_forecast_with_its_versions_coverage() -> None:
+    from hhforecast.config import MonitoringConfig
+    from hhforecast.watch.alerts import deployments
+
+    # Week 1 served by "a" (80% intervals), week 2 by "b" (50%), both ±50 around 1,000 and 100
+    # HH short; "a" also forecast week 2, earlier, so "b"'s later forecast is the one served.
+    judged = pd.DataFrame(
+        {
+            "id": [1, 2, 3],
+            "week": ["2024-01-01", "2024-01-08", "2024-01-08"],
+            "logged_at": ["2023-12-28", "2023-12-28", "2024-01-04"],
+            "version": ["a", "a", "b"],
+            "variant": ["5features"] * 3,
+            "hh_pred": [1000.0] * 3,
+            "hh_lower": [950.0] * 3,
+            "hh_upper": [1050.0] * 3,
+            "actual": [1100.0] * 3,
+        }
+    )
+    covers = {"a": 0.8, "b": 0.5}
+    (series,) = deployments(judged, lambda v, _: covers[v], MonitoringConfig())
+    assert series.weeks["version"].tolist() == ["a", "b"]
+    # sigma = 50 / 1.2816 = 39.02 for "a" (z = 100 / 39.02 = 2.563), 50 / 0.6745 = 74.13 for
+    # "b" (z = 100 / 74.13 = 1.349): the same miss is a smaller surprise for a wider interval.
+    np.testing.assert_allclose(series.weeks["z"], [2.5631, 1.3490], atol=1e-4)
+    assert series.to_dict()["served"] == [
+        {"version": "a", "first_week": "2024-01-01", "last_week": "2024-01-01", "weeks": 1},
+        {"version": "b", "first_week": "2024-01-08", "last_week": "2024-01-08", "weeks": 1},
+    ]
+
+
 def test_cusum_alarms_and_restarts() -> None:
-    from hhforecast.watch.monitor import cusum_alarms
+    from hhforecast.watch.alerts import cusum_alarms
 
     z = np.array([1.0, 1.0, 1.0, 1.0, 1.0, np.nan, -3.0, -3.0, 0.0])
     # high: 0.5, 1.0, 1.5, 2.0, 2.5 (no alarm at 4); low: 2.5, 5.0 -> alarm at index 7

@@ -294,5 +294,6 @@ def test_monitor_says_how_many_forecasts_were_asked_and_judged(
         "Forecasts matched: 7 of 8 logged (api 6 (1.0.0), web 1 (1.0.0)); 2 judged (one per "
         f"week, version, source and horizon); 1 not realised yet. Log: {where} no alert: 2 "
         "forecasts judged in 1 realised weeks, errors within what the forecasts' intervals "
-        "allow (not judged yet: 1.0.0, whose first 13 realised weeks give their usual error)"
+        "allow (not judged yet: 1 realised week of 5features; the deployment's first 13 give "
+        "its usual error)"
     )

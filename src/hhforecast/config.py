@@ -139,16 +139,17 @@ class MonitoringConfig(_Section):
     queue_rows: int = Field(200_000, ge=1)
     """Rows the service holds at most while the log cannot be written; more are dropped."""
     alert_baseline_weeks: int = Field(13, ge=0)
-    """A version's first realised weeks: they start its reference; no alert is raised in them."""
+    """The deployment's first realised weeks (counted once, across versions): they start its
+    reference; no alert is raised in them."""
     alert_guard_weeks: int = Field(26, ge=0)
     """The weeks just before the one judged stay out of its reference, so that a recent change is
-    compared with how the version did before it, not absorbed into it."""
+    compared with how the deployment did before it, not absorbed into it."""
     alert_prior_weeks: float = Field(13.0, ge=0.0)
     """How much the forecasts' own intervals weigh in the error spread, in weeks of evidence."""
     alert_clip: float = Field(3.0, gt=0.0)
     """Standardised errors are clipped to ± this before they are summed (one heavy week)."""
     alert_slack: float = Field(0.75, ge=0.0)
-    """CUSUM slack, in standard deviations of the version's errors."""
+    """CUSUM slack, in standard deviations of the deployment's errors."""
     alert_threshold: float = Field(3.5, gt=0.0)
     """CUSUM threshold: `monitor` alerts in the week the sum passes it (docs/drift.md)."""
     error_factor: float | None = Field(None, gt=0.0)

@@ -71,6 +71,7 @@ def _warn_mlflow(result: ChallengerResult) -> None:
     if result.mlflow is not None and result.mlflow.problem:
         err_console.print(
             f"[yellow]Warning:[/] {result.mlflow.problem}. The challenger is set locally "
-            "(registry.json is the source of truth); MLflow's `challenger` alias was not moved.",
+            "(registry.json is the source of truth); MLflow's `challenger` alias was not moved: "
+            "run `hhforecast mlflow sync` once MLflow is back.",
             highlight=False,
         )

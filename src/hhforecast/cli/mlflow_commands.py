@@ -25,9 +25,10 @@ mlflow_app = typer.Typer(
 @mlflow_app.command("sync", cls=Command)
 @friendly_errors
 def sync(config: ConfigOption = None, json_output: JsonOption = False) -> None:
-    """Register in MLflow every version it lacks, and point `production` at local production.
+    """Register in MLflow every version it lacks; point `production` and `challenger` at local's.
 
-    For versions trained before tracking was on, and after a promotion MLflow missed.
+    For versions trained before tracking was on, and after a promotion or a challenger named or
+    cleared that MLflow missed.
     Exit 0: in line; 2: MLflow not configured, not installed or not reachable.
 
     Example: hhforecast mlflow sync --json
@@ -56,3 +57,12 @@ def sync(config: ConfigOption = None, json_output: JsonOption = False) -> None:
         console.print("Nothing is in production locally; no alias moved.")
     elif not report.moves:
         console.print(f"production already points at {report.production}.", highlight=False)
+    for move in report.challenger_moves:
+        was = f"was {move.previous_version or 'unset'}"
+        to = f"v{move.model_version} (version {move.version}; {was})"
+        console.print(
+            f"Moved {move.model}@challenger to {to}."
+            if move.version
+            else f"Removed {move.model}@challenger ({was}): no challenger is named locally.",
+            highlight=False,
+        )

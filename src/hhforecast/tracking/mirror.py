@@ -165,7 +165,7 @@ def production_model_version(conn: MlflowConnection, variant: str) -> MlflowMode
 
 @dataclass(frozen=True)
 class AliasMove:
-    """One registered model's `production` alias, moved."""
+    """One registered model's alias (`production`, or `challenger` in sync.py), moved."""
 
     model: str
     model_version: str

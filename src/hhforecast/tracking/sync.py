@@ -3,7 +3,8 @@
 `promote` and `rollback` move the local pointer first, then the `production` alias
 (`mirror_promotion`); if MLflow cannot be reached the local move stands and the command says so.
 `hhforecast mlflow sync` later registers every version MLflow lacks (versions trained before
-tracking was on, or while the server was down) and moves the alias to local production.
+tracking was on, or while the server was down), moves the alias to local production, and the
+`challenger` alias to the local challenger (or removes it when none is named).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from hhforecast.registry.store import ModelVersion, Registry
 from hhforecast.tracking.client import (
     VERSION_TAG,
     MlflowConnection,
+    MlflowUnreachableError,
     connect,
     tracking_enabled,
 )
@@ -192,46 +194,76 @@ def mirror_promotion(settings: Settings, record: PromotionRecord) -> MirrorOutco
     return outcome
 
 
+def _challenger_model_version(conn: MlflowConnection, variant: str) -> Any | None:
+    """The model version `challenger` points at for a variant (None if unset or no model)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return conn.client.get_model_version_by_alias(conn.model_name(variant), CHALLENGER_ALIAS)
+    except MlflowException as exc:
+        if getattr(exc, "error_code", "") in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            return None
+        raise MlflowUnreachableError(conn.uri, "read the challenger alias", exc) from None
+    except Exception as exc:  # refused, timed out: MLflow cannot say where the alias is
+        raise MlflowUnreachableError(conn.uri, "read the challenger alias", exc) from None
+
+
+def _align_challenger(
+    conn: MlflowConnection, registry: Registry, variants: list[str], version: str | None
+) -> tuple[list[AliasMove], bool]:
+    """Point `challenger` at `version` on every registered model, or remove it (`version`
+    None) from those of `variants`; an alias already where it should be is left alone. The
+    moves (a removal has an empty `version`) and whether `version` had to be registered."""
+    moves = []
+    if version is None:
+        for variant in variants:
+            before = _challenger_model_version(conn, variant)
+            if before is None:
+                continue
+            name = conn.model_name(variant)
+            conn.call(
+                "remove the challenger alias",
+                conn.client.delete_registered_model_alias,
+                name,
+                CHALLENGER_ALIAS,
+            )
+            moves.append(AliasMove(name, "", "", before.tags.get(VERSION_TAG)))
+        return moves, False
+    entry = registry.get(version)
+    metadata, backfilled = _ensure_mirrored(conn, registry, entry)
+    for variant in _variants(metadata):
+        found = find_model_version(conn, variant, version, str(metadata.get("trained_at", "")))
+        if found is None:
+            raise HHForecastError(f"MLflow lost the model version of {version} ({variant})")
+        before = _challenger_model_version(conn, variant)
+        if before is not None and str(before.version) == str(found.version):
+            continue
+        name = conn.model_name(variant)
+        conn.call(
+            "move the challenger alias",
+            conn.client.set_registered_model_alias,
+            name,
+            CHALLENGER_ALIAS,
+            found.version,
+        )
+        previous = before.tags.get(VERSION_TAG) if before is not None else None
+        moves.append(AliasMove(name, str(found.version), version, previous))
+    return moves, backfilled
+
+
 def mirror_challenger(settings: Settings, version: str | None) -> MirrorOutcome:
-    """After the challenger was named (or cleared, `version` None): move (or delete) the
+    """After the challenger was named (or cleared, `version` None): move (or remove) the
     `challenger` alias on every registered model. A failure is reported, never undoes it."""
     outcome = MirrorOutcome(tracking=tracking_enabled(settings))
     if not outcome.tracking:
         return outcome
     try:
         conn = connect(settings)
-        if version is None:
-            from mlflow.exceptions import MlflowException
-
-            for variant in settings.training.variants:
-                try:
-                    conn.client.delete_registered_model_alias(
-                        conn.model_name(variant), CHALLENGER_ALIAS
-                    )
-                except MlflowException as exc:  # no such model or alias: nothing to clear
-                    if getattr(exc, "error_code", "") not in (
-                        "RESOURCE_DOES_NOT_EXIST",
-                        "INVALID_PARAMETER_VALUE",
-                    ):
-                        raise
-            return outcome
-        registry = Registry(settings)
-        entry = registry.get(version)
-        metadata, backfilled = _ensure_mirrored(conn, registry, entry)
-        outcome.backfilled += [version] if backfilled else []
-        for variant in _variants(metadata):
-            found = find_model_version(conn, variant, version, str(metadata.get("trained_at", "")))
-            if found is None:
-                raise HHForecastError(f"MLflow lost the model version of {version} ({variant})")
-            name = conn.model_name(variant)
-            conn.call(
-                "move the challenger alias",
-                conn.client.set_registered_model_alias,
-                name,
-                CHALLENGER_ALIAS,
-                found.version,
-            )
-            outcome.moves.append(AliasMove(name, str(found.version), version, None))
+        variants = list(settings.training.variants)
+        moves, backfilled = _align_challenger(conn, Registry(settings), variants, version)
+        # What the command prints are the aliases now set; a removal is said by its verdict.
+        outcome.moves += [move for move in moves if move.version]
+        outcome.backfilled += [str(version)] if backfilled else []
     except HHForecastError as exc:
         outcome.problem = str(exc)
     except Exception as exc:  # MLflow is bookkeeping: never undo a local change over it
@@ -266,15 +298,21 @@ class SyncReport:
     skipped: dict[str, str] = field(default_factory=dict)
     production: str | None = None
     moves: list[AliasMove] = field(default_factory=list)
+    challenger: str | None = None
+    """The local challenger, which the `challenger` alias now follows (None: removed)."""
+    challenger_moves: list[AliasMove] = field(default_factory=list)
+    """The `challenger` aliases moved or removed (a removal has an empty `version`)."""
 
     def to_dict(self) -> dict[str, Any]:
         data = dict(vars(self))
         data["moves"] = [m.to_dict() for m in self.moves]
+        data["challenger_moves"] = [m.to_dict() for m in self.challenger_moves]
         return data
 
 
 def sync(settings: Settings) -> SyncReport:
-    """Register every local version MLflow lacks, then point `production` at local production.
+    """Register every local version MLflow lacks, point `production` at local production, and
+    `challenger` at the local challenger (removed when none is named).
 
     Raises MlflowUnreachableError when MLflow cannot be reached (nothing local changes).
     """
@@ -313,4 +351,9 @@ def sync(settings: Settings) -> SyncReport:
         _move_aliases(conn, registry, production, why, outcome)
         report.moves = outcome.moves
         (report.backfilled if outcome.backfilled else report.already).append(production.version)
+    # A challenger named or cleared while MLflow was down: its alias follows it now.
+    report.challenger = registry.snapshot().challenger
+    report.challenger_moves, _ = _align_challenger(
+        conn, registry, list(settings.training.variants), report.challenger
+    )
     return report

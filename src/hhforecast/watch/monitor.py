@@ -5,40 +5,34 @@ A forecast asked many times (the page polled all week, a plan forecast every mor
 once: for each week, version, variant, source and horizon, the latest forecast issued before the
 week began, else the latest issued (prediction_store.py); the database keeps that choice and the
 count as it writes, so monitoring costs what the weeks cost, not what the polling did. Errors per
-horizon use every judged forecast; errors per week or month, and the alert, use for each week
-the judged forecast of each version and variant that ranks first by the same rule.
+horizon use every judged forecast; errors per week or month use for each week the judged
+forecast of each version and variant that ranks first by the same rule.
 
-The alert rule (docs/drift.md): each week's error is divided by the standard deviation the
-forecast's own interval implies (an 80% interval spans ±1.28 of them), giving a z-score. A
-healthy model forecasting beyond its data is rarely unbiased, and a fleet's weekly HH carry rare
-heavy items: measured on simulated fleets, a version's z-scores centred anywhere from -0.5 to
-+0.5 and spread from 0.7 to 1.6. So each week is judged against the version's own reference: the
-median and the robust spread (MAD) of its earlier weeks, leaving out the
-`monitoring.alert_guard_weeks` just before (a recent change is not its own reference), the spread
-shrunk toward the interval's as if the interval were `monitoring.alert_prior_weeks` more weeks.
-The standardised error, clipped to ±`monitoring.alert_clip`, feeds a two-sided CUSUM (slack
-`monitoring.alert_slack`) that alerts in the week it passes `monitoring.alert_threshold`, and
-starts again from zero. No alert in a version's first `monitoring.alert_baseline_weeks` realised
-weeks. A month is flagged when one of its weeks raised an alert.
+The alert rule (alerts.py, docs/drift.md) judges the deployment: for each variant and week, of
+those the one that ranks first whichever version issued it (what production served), each on
+the scale of its own interval; a version change resets neither its reference nor its CUSUM. A
+month is flagged when one of its weeks raised an alert; the alert names the version that served
+the week.
 """
 
 from __future__ import annotations
 
+import functools
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from statistics import NormalDist
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from hhforecast.config import DatasetConfig, MonitoringConfig, Settings
+from hhforecast.config import DatasetConfig, Settings
 from hhforecast.datasets.weekly import DATE_COLUMN, load_weekly_dataset
 from hhforecast.registry.store import Registry
+from hhforecast.watch.alerts import Deployment, deployments
 from hhforecast.watch.challenge import ChallengeComparison, compare_challenger
 from hhforecast.watch.log_store import open_prediction_log
-from hhforecast.watch.prediction_store import PredictionLogError, week_of
+from hhforecast.watch.prediction_store import PredictionLogError, first_ranked, week_of
 from hhforecast.watch.sqlite_store import PredictionLog
 
 PERIODS = ("week", "month")
@@ -47,16 +41,7 @@ HORIZON_BANDS = ((None, None, "unknown"), (None, 0, "≤ 0"), (1, 1, "1"), (2, 2
                  (27, None, "> 26"))  # fmt: skip
 """Horizon bands in weeks ahead: (first, last, label); None is open."""
 
-__all__ = [
-    "MonitorResult",
-    "PeriodError",
-    "alert_weeks",
-    "cusum_alarms",
-    "monitor_html",
-    "run_monitor",
-    "standardised_errors",
-    "z_scores",
-]
+__all__ = ["MonitorResult", "PeriodError", "monitor_html", "run_monitor"]
 
 
 @dataclass(frozen=True)
@@ -89,7 +74,8 @@ class MonitorResult:
     """One row per judged forecast of a realised week (id, week, source, version, horizon,
     forecast, actual, and `asked`: how many forecasts of its key were asked)."""
     alerts: pd.DataFrame
-    """The weeks whose CUSUM passed the threshold: version, variant, week, direction, cusum."""
+    """The weeks whose CUSUM passed the threshold: version (the one that served the week),
+    variant, week, direction, cusum."""
     logged: int
     """Forecasts asked, all weeks."""
     pending: int
@@ -100,6 +86,9 @@ class MonitorResult:
     """Production against the challenger on the realised weeks both forecast, when named."""
     actuals_kept: int = 0
     """Realised weeks kept in the log (those given now and before; the newest value wins)."""
+    deployments: list[Deployment] = field(default_factory=list)
+    """Per variant, the series the alert rule judges: the forecast production served for
+    each realised week, whichever version issued it."""
 
     @property
     def flagged(self) -> bool:
@@ -151,6 +140,7 @@ class MonitorResult:
             "horizons": [asdict(p) for p in self.horizons],
             "sources": self.sources(),
             "alerts": self.alerts.to_dict("records"),
+            "deployment": [d.to_dict() for d in self.deployments],
             "forecasts": matched.to_dict("records"),
             "realised_weeks_kept": self.actuals_kept,
             "challenger_comparison": self.challenge.to_dict() if self.challenge else None,
@@ -169,67 +159,6 @@ def read_actuals(path: Path, target: str, reading: DatasetConfig | None = None) 
             "row per week"
         )
     return actuals
-
-
-def z_scores(frame: pd.DataFrame, coverage: float) -> np.ndarray:
-    """(realised − forecast) over the standard deviation the forecast's interval implies."""
-    z_edge = NormalDist().inv_cdf(0.5 + coverage / 2)
-    sigma = (frame["hh_upper"].to_numpy(float) - frame["hh_lower"].to_numpy(float)) / (2 * z_edge)
-    error = frame["actual"].to_numpy(float) - frame["hh_pred"].to_numpy(float)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(sigma > 0, error / sigma, np.nan)
-
-
-def cusum_alarms(z: np.ndarray, slack: float, threshold: float) -> list[tuple[int, str, float]]:
-    """Two-sided CUSUM over weekly z-scores: (index, "high" or "low", sum) of each alarm.
-
-    Both sums restart from zero after an alarm, so a lasting shift alarms again later.
-    """
-    high = low = 0.0
-    alarms = []
-    for i, value in enumerate(z.tolist()):
-        if not math.isfinite(value):
-            continue
-        high = max(0.0, high + value - slack)
-        low = max(0.0, low - value - slack)
-        if high > threshold or low > threshold:
-            alarms.append((i, "high" if high > threshold else "low", max(high, low)))
-            high = low = 0.0
-    return alarms
-
-
-def standardised_errors(z: np.ndarray, rule: MonitoringConfig) -> np.ndarray:
-    """Each week's z-score against the version's own reference weeks (oldest first), clipped.
-
-    The reference of week t is every earlier finite week but the `alert_guard_weeks` just before
-    it, and at least the first `alert_baseline_weeks`. Its median is the version's usual bias;
-    its MAD, shrunk toward 1 (the interval's own spread) with `alert_prior_weeks` of weight, is
-    the usual spread. Without reference weeks the interval alone judges: centre 0, spread 1.
-    """
-    out = np.full(len(z), np.nan)
-    for t in range(len(z)):
-        if not math.isfinite(z[t]):
-            continue
-        reference = z[: max(rule.alert_baseline_weeks, t - rule.alert_guard_weeks)]
-        reference = reference[np.isfinite(reference)]
-        n = len(reference)
-        centre = float(np.median(reference)) if n else 0.0
-        mad = 1.4826 * float(np.median(np.abs(reference - centre))) if n else 1.0
-        prior = rule.alert_prior_weeks
-        spread = math.sqrt((n * mad**2 + prior) / (n + prior)) if n + prior > 0 else 1.0
-        # Weeks that all erred alike (no spread, and no weight on the interval): the interval's.
-        out[t] = (z[t] - centre) / (spread if spread > 0 else 1.0)
-    return np.clip(out, -rule.alert_clip, rule.alert_clip)
-
-
-def alert_weeks(z: np.ndarray, rule: MonitoringConfig) -> list[tuple[int, str, float]]:
-    """The alarms of one version's weekly z-scores (oldest first): (index, direction, sum)."""
-    baseline = rule.alert_baseline_weeks
-    if len(z) <= baseline:
-        return []
-    u = standardised_errors(z, rule)[baseline:]
-    alarms = cusum_alarms(u, rule.alert_slack, rule.alert_threshold)
-    return [(i + baseline, direction, total) for i, direction, total in alarms]
 
 
 def _errors(group: pd.DataFrame) -> dict[str, Any]:
@@ -308,19 +237,13 @@ def run_monitor(settings: Settings, actuals_path: Path, by: str = "week") -> Mon
     matched["inside"] = inside.where(bounds.notna().all(axis=1))
     # For each week, one forecast of each version: the judged one that ranks first by the rule
     # (issued before the week, then the latest), whatever its source.
-    ranked = matched.assign(before=matched["logged_at"].astype(str) < matched["week"])
-    ranked = ranked.sort_values(["before", "logged_at", "id"])
-    latest = ranked.drop_duplicates(["version", "variant", "week"], keep="last").drop(
-        columns=["before"]
-    )
+    latest = first_ranked(matched, ["version", "variant", "week"])
     latest = latest.sort_values("week").reset_index(drop=True)
     monitoring, registry = settings.monitoring, Registry(settings)
-    alerts = []
-    for (version, variant), series in latest.groupby(["version", "variant"], sort=True):
-        z = z_scores(series, _coverage(settings, registry, str(version), str(variant)))
-        for i, direction, total in alert_weeks(z, monitoring):
-            week = str(series["week"].iloc[i])
-            alerts.append((str(version), str(variant), week, direction, round(total, 2)))
+    coverage = functools.cache(lambda v, var: _coverage(settings, registry, v, var))
+    # The alert rule judges the deployment: each week's forecast as served, whichever version.
+    judged_series = deployments(latest, coverage, monitoring)
+    alerts = [alert for series in judged_series for alert in series.alerts()]
     alert_frame = pd.DataFrame(alerts, columns=["version", "variant", "week", "direction", "cusum"])
     alerted = {(v, var, w if by == "week" else w[:7]) for v, var, w, _, _ in alerts}
 
@@ -363,14 +286,14 @@ def run_monitor(settings: Settings, actuals_path: Path, by: str = "week") -> Mon
             f"no alert: {len(matched)} forecasts judged in {matched['week'].nunique()} realised "
             f"weeks, errors within what the forecasts' intervals allow"
         )
-        baseline = monitoring.alert_baseline_weeks
-        young = sorted(
-            str(v) for v, n in latest.groupby("version")["week"].nunique().items() if n <= baseline
-        )
+        young = [series for series in judged_series if not series.judged]
         if young:
+            n = len(young[0].weeks)
+            counts = [f"{n} realised week{'' if n == 1 else 's'} of {young[0].variant}"]
+            counts += [f"{len(series.weeks)} of {series.variant}" for series in young[1:]]
             message += (
-                f" (not judged yet: {', '.join(young)}, whose first {baseline} realised weeks "
-                "give their usual error)"
+                f" (not judged yet: {', '.join(counts)}; the deployment's first "
+                f"{monitoring.alert_baseline_weeks} give its usual error)"
             )
     snapshot = registry.snapshot()
     serving = snapshot.production() if snapshot.versions else None
@@ -383,6 +306,7 @@ def run_monitor(settings: Settings, actuals_path: Path, by: str = "week") -> Mon
         message += f". Challenger {challenge.challenger}: {challenge.describe()}"
     return MonitorResult(
         challenge=challenge,
+        deployments=judged_series,
         actuals_kept=len(actuals),
         by=by,
         database=log.path if isinstance(log, PredictionLog) else log.location,

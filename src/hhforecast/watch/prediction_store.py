@@ -43,6 +43,7 @@ __all__ = [
     "PredictionLogError",
     "PredictionRecord",
     "PredictionStore",
+    "first_ranked",
     "horizon_weeks",
     "judged_batch",
     "week_of",
@@ -192,6 +193,14 @@ def judged_rank(row: tuple[Any, ...], row_id: int) -> str:
     """The text RANK_SQL gives the row: issued before its week first, then the latest."""
     logged_at = str(row[0])
     return f"{'1' if logged_at < str(row[1]) else '0'}|{logged_at}|{row_id:020d}"
+
+
+def first_ranked(judged: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """For each value of `keys`, the forecast of `judged` (week, logged_at, id columns) that
+    ranks first by the same rule: issued before its week, then the latest, then written last."""
+    ranked = judged.assign(_before=judged["logged_at"].astype(str) < judged["week"])
+    ranked = ranked.sort_values(["_before", "logged_at", "id"])
+    return ranked.drop_duplicates(keys, keep="last").drop(columns=["_before"])
 
 
 def judged_batch(rows: list[tuple[Any, ...]], ids: list[int]) -> list[tuple[str, int, str, int]]:

@@ -1,0 +1,171 @@
+"""The alert rule of `monitor`: the deployment is judged, not each version from scratch.
+
+For each variant, one deployment series: for every realised week, the forecast production served
+for it (of the judged forecasts of that week, the one that ranks first by the log's rule,
+prediction_store.first_ranked, whichever version issued it), oldest first. Each week's error is
+divided by the standard deviation the forecast's own interval implies (an 80% interval spans
+±1.28 of them), giving a z-score on one scale whatever version issued the forecast: a retrain or
+a promotion changes who forecasts, not what the series measures, so it resets neither the
+reference nor the CUSUM.
+
+A healthy model forecasting beyond its data is rarely unbiased, and a fleet's weekly HH carry rare
+heavy items: measured on simulated fleets, z-scores centred anywhere from -0.5 to +0.5 and spread
+from 0.7 to 1.6. So each week is judged against the deployment's own reference: the median and
+the robust spread (MAD) of its earlier weeks, leaving out the `monitoring.alert_guard_weeks` just
+before (a recent change is not its own reference), the spread shrunk toward the interval's as if
+the interval were `monitoring.alert_prior_weeks` more weeks. The standardised error, clipped to
+±`monitoring.alert_clip`, feeds a two-sided CUSUM (slack `monitoring.alert_slack`) that alerts in
+the week it passes `monitoring.alert_threshold`, and starts again from zero. No alert in the
+deployment's first `monitoring.alert_baseline_weeks` realised weeks, counted once for the series.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from statistics import NormalDist
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from hhforecast.config import MonitoringConfig
+from hhforecast.watch.prediction_store import first_ranked
+
+__all__ = [
+    "Deployment",
+    "alert_weeks",
+    "cusum_alarms",
+    "deployments",
+    "standardised_errors",
+    "z_scores",
+]
+
+
+def z_scores(frame: pd.DataFrame, coverage: float | np.ndarray) -> np.ndarray:
+    """(realised − forecast) over the standard deviation the forecast's interval implies;
+    `coverage` is the intervals' (one for all rows, or one per row)."""
+    edges = np.vectorize(lambda c: NormalDist().inv_cdf(0.5 + c / 2), otypes=[float])(coverage)
+    sigma = (frame["hh_upper"].to_numpy(float) - frame["hh_lower"].to_numpy(float)) / (2 * edges)
+    error = frame["actual"].to_numpy(float) - frame["hh_pred"].to_numpy(float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(sigma > 0, error / sigma, np.nan)
+
+
+def cusum_alarms(z: np.ndarray, slack: float, threshold: float) -> list[tuple[int, str, float]]:
+    """Two-sided CUSUM over weekly z-scores: (index, "high" or "low", sum) of each alarm.
+
+    Both sums restart from zero after an alarm, so a lasting shift alarms again later.
+    """
+    high = low = 0.0
+    alarms = []
+    for i, value in enumerate(z.tolist()):
+        if not math.isfinite(value):
+            continue
+        high = max(0.0, high + value - slack)
+        low = max(0.0, low - value - slack)
+        if high > threshold or low > threshold:
+            alarms.append((i, "high" if high > threshold else "low", max(high, low)))
+            high = low = 0.0
+    return alarms
+
+
+def standardised_errors(z: np.ndarray, rule: MonitoringConfig) -> np.ndarray:
+    """Each week's z-score against the series' own reference weeks (oldest first), clipped.
+
+    The reference of week t is every earlier finite week but the `alert_guard_weeks` just before
+    it, and at least the first `alert_baseline_weeks`. Its median is the usual bias; its MAD,
+    shrunk toward 1 (the interval's own spread) with `alert_prior_weeks` of weight, is the
+    usual spread. Without reference weeks the interval alone judges: centre 0, spread 1.
+    """
+    out = np.full(len(z), np.nan)
+    for t in range(len(z)):
+        if not math.isfinite(z[t]):
+            continue
+        reference = z[: max(rule.alert_baseline_weeks, t - rule.alert_guard_weeks)]
+        reference = reference[np.isfinite(reference)]
+        n = len(reference)
+        centre = float(np.median(reference)) if n else 0.0
+        mad = 1.4826 * float(np.median(np.abs(reference - centre))) if n else 1.0
+        prior = rule.alert_prior_weeks
+        spread = math.sqrt((n * mad**2 + prior) / (n + prior)) if n + prior > 0 else 1.0
+        # Weeks that all erred alike (no spread, and no weight on the interval): the interval's.
+        out[t] = (z[t] - centre) / (spread if spread > 0 else 1.0)
+    return np.clip(out, -rule.alert_clip, rule.alert_clip)
+
+
+def alert_weeks(z: np.ndarray, rule: MonitoringConfig) -> list[tuple[int, str, float]]:
+    """The alarms of a series' weekly z-scores (oldest first): (index, direction, sum)."""
+    baseline = rule.alert_baseline_weeks
+    if len(z) <= baseline:
+        return []
+    u = standardised_errors(z, rule)[baseline:]
+    alarms = cusum_alarms(u, rule.alert_slack, rule.alert_threshold)
+    return [(i + baseline, direction, total) for i, direction, total in alarms]
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """One variant's deployment series and the alerts the rule raised in it."""
+
+    variant: str
+    weeks: pd.DataFrame
+    """week, version, z: the forecast production served for each realised week, oldest first."""
+    alarms: list[tuple[int, str, float]]
+    """(row of `weeks`, "high" or "low", CUSUM) of each alert."""
+    baseline: int
+
+    @property
+    def judged(self) -> bool:
+        """Whether the rule judges a week yet: more realised weeks than the baseline."""
+        return len(self.weeks) > self.baseline
+
+    def alerts(self) -> list[tuple[str, str, str, str, float]]:
+        """(version that served the week, variant, week, direction, CUSUM) of each alert."""
+        return [
+            (str(self.weeks["version"].iloc[i]), self.variant, str(self.weeks["week"].iloc[i]),
+             direction, round(total, 2))
+            for i, direction, total in self.alarms
+        ]  # fmt: skip
+
+    def served(self) -> list[dict[str, Any]]:
+        """The versions that served, in order: each run of consecutive weeks of one version."""
+        versions = self.weeks["version"]
+        runs = (versions != versions.shift()).cumsum()
+        return [
+            {
+                "version": str(run["version"].iloc[0]),
+                "first_week": str(run["week"].iloc[0]),
+                "last_week": str(run["week"].iloc[-1]),
+                "weeks": len(run),
+            }
+            for _, run in self.weeks.groupby(runs, sort=True)
+        ]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: the weeks realised, whether they are judged yet, who served them."""
+        return {
+            "variant": self.variant,
+            "realised_weeks": len(self.weeks),
+            "baseline_weeks": self.baseline,
+            "judged": self.judged,
+            "served": self.served(),
+        }
+
+
+def deployments(
+    judged: pd.DataFrame, coverage: Callable[[str, str], float], rule: MonitoringConfig
+) -> list[Deployment]:
+    """The deployment series of each variant in `judged` (production's judged forecasts of
+    realised weeks, with `actual`), judged by the rule; `coverage(version, variant)` is the
+    coverage a version's intervals were built for."""
+    served = first_ranked(judged, ["variant", "week"]).sort_values("week")
+    out = []
+    for variant, series in served.groupby("variant", sort=True):
+        series = series.reset_index(drop=True)
+        covers = {v: coverage(str(v), str(variant)) for v in series["version"].unique()}
+        z = z_scores(series, series["version"].map(covers).to_numpy(float))
+        weeks = series[["week", "version"]].assign(z=z)
+        out.append(Deployment(str(variant), weeks, alert_weeks(z, rule), rule.alert_baseline_weeks))
+    return out
