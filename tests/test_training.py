@@ -3,6 +3,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from hhforecast._fs import file_sha256
 from hhforecast.datasets.weekly import sample_dataset_path
@@ -140,3 +141,22 @@ def test_the_served_interval_comes_from_the_last_folds_errors(trained_project: P
         errors = folds["fold_errors"][variant]
         assert (errors["weeks"], errors["folds"]) == (130, 2)
         assert set(errors["halfwidth_by_horizon"]) == {"1-22", "23-43", "44-65"}
+
+
+def test_the_first_fold_on_the_test_weeks_and_the_held_out_score_are_one_fit(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Per variant: the warm-up fold, the fold on the 65 test weeks (which learns the same 195
+    # weeks as the held-out score) and the refit on every week: three fits, not four.
+    import hhforecast.modeling.network as network
+
+    learnt: list[tuple[int, int]] = []
+    fit_network = network.fit_network
+
+    def counted(x, y, fit, validation, cfg, on_epoch=None):  # type: ignore[no-untyped-def]
+        learnt.append((len(fit), len(validation)))
+        return fit_network(x, y, fit, validation, cfg, on_epoch)
+
+    monkeypatch.setattr(network, "fit_network", counted)
+    train_version(project.settings, version="1.0.0")
+    assert sorted(learnt) == sorted([(104, 26), (156, 39), (208, 52)] * 2)

@@ -30,7 +30,7 @@ from hhforecast.modeling.evaluation import (
     regression_metrics,
 )
 from hhforecast.modeling.inference import interval_bounds
-from hhforecast.modeling.network import fit_network
+from hhforecast.modeling.network import FitMemo
 
 __all__ = [
     "NETWORK",
@@ -259,6 +259,7 @@ def run_backtest(
     original_epochs: int = ORIGINAL_EPOCHS,
     warmup_folds: int | None = None,
     fewer_folds: bool = False,
+    fits: FitMemo | None = None,
 ) -> BacktestResult:
     """Rolling-origin evaluation of every variant's network and the baselines.
 
@@ -269,8 +270,10 @@ def run_backtest(
     its own validation slice. With `original_inits` above 0 the original recipe is scored too,
     trained from that many initialisations for `original_epochs` (its own 10 unless a quick
     check asks for fewer); its scores are the mean of theirs. `fewer_folds`: score fewer folds
-    rather than refuse a dataset too short for `folds`.
+    rather than refuse a dataset too short for `folds`. `fits`: the caller's memo of fits, to
+    share with its own fits on the same weeks.
     """
+    fits = fits or FitMemo()
     dates = dataset.frame["date"]
     stamps = _stamps(dates.to_numpy())
     wanted = cfg.interval_folds if warmup_folds is None else warmup_folds
@@ -306,7 +309,7 @@ def run_backtest(
         }
         for variant, features in cfg.variants.items():
             x = dataset.frame[features].to_numpy(dtype=np.float64)
-            fitted = fit_network(x, y, fit, validation, cfg)
+            fitted = fits.fit(variant, x, y, fit, validation, cfg)
             network = fitted.predict(x[test])
             # The folds just before this one: their errors are out of sample and precede it.
             earlier = slice(max(0, k - cfg.interval_folds), k)

@@ -34,7 +34,14 @@ from hhforecast.modeling.inference import RANGE_LAYER, RANGE_SPAN
 if TYPE_CHECKING:
     from hhforecast.config import TrainingConfig
 
-__all__ = ["DEEP_MIN_T", "FittedNetwork", "build_network", "fit_network", "trending_inputs"]
+__all__ = [
+    "DEEP_MIN_T",
+    "FitMemo",
+    "FittedNetwork",
+    "build_network",
+    "fit_network",
+    "trending_inputs",
+]
 
 
 TREND_RANK_CORRELATION = 0.9
@@ -308,3 +315,31 @@ def fit_network(
         "refit_weeks": len(train_rows),
     }
     return FittedNetwork(network, scaler_x, scaler_y, y[validation] - val_pred, val_pred, training)
+
+
+class FitMemo:
+    """The fits made for one training, by variant and the weeks they learnt from.
+
+    A fit is a function of its rows, the configuration and the seed (the same weights bit for
+    bit), so a fit asked again is the one made before: `train`'s first scored fold learns the
+    same weeks as its held-out score. One memo serves one dataset and one configuration.
+    """
+
+    def __init__(self) -> None:
+        self._fits: dict[tuple[str, bytes, bytes], FittedNetwork] = {}
+
+    def fit(
+        self,
+        variant: str,
+        x: np.ndarray,
+        y: np.ndarray,
+        fit: np.ndarray,
+        validation: np.ndarray,
+        cfg: TrainingConfig,
+        on_epoch: EpochHook | None = None,
+    ) -> FittedNetwork:
+        """`fit_network` on these rows, or the fit it made on them before."""
+        key = (variant, np.asarray(fit).tobytes(), np.asarray(validation).tobytes())
+        if key not in self._fits:
+            self._fits[key] = fit_network(x, y, fit, validation, cfg, on_epoch)
+        return self._fits[key]

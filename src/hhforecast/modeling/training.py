@@ -34,7 +34,7 @@ from hhforecast.modeling.evaluation import (
 )
 from hhforecast.modeling.evidence import recipe_evidence
 from hhforecast.modeling.inference import interval_bounds
-from hhforecast.modeling.network import fit_network
+from hhforecast.modeling.network import FitMemo
 from hhforecast.modeling.reference import write_drift_reference
 from hhforecast.registry.store import ModelVersion, Registry, registry_fields
 
@@ -114,6 +114,7 @@ def _fit_variant(
     split: Split,
     served_split: Split | None,
     folds: BacktestResult | None,
+    fits: FitMemo,
     settings: Settings,
     out_dir: Path,
     on_epoch: EpochCallback | None,
@@ -123,7 +124,8 @@ def _fit_variant(
 
     cfg = settings.training
     hook = None if on_epoch is None else (lambda done, total: on_epoch(name, done, total))
-    scored = fit_network(x, y, split.fit, split.validation, cfg, hook)
+    # The first fold scored on the test weeks learnt the same weeks: the memo has this fit.
+    scored = fits.fit(name, x, y, split.fit, split.validation, cfg, hook)
     test_pred = scored.predict(x[split.test])
     # The scored fit's interval, calibrated as the served one is but only on fold weeks before
     # the test weeks: its coverage on them is then out of sample.
@@ -157,7 +159,7 @@ def _fit_variant(
             if on_epoch is None
             else (lambda d, total: on_epoch(f"{name} (all weeks)", d, total))
         )
-        served = fit_network(x, y, served_split.fit, served_split.validation, cfg, refit_hook)
+        served = fits.fit(name, x, y, served_split.fit, served_split.validation, cfg, refit_hook)
         served_rows = served_split.train
         served_cal = (
             fold_calibration(folds, name, y, cfg.interval_folds, cfg.interval_coverage)
@@ -203,7 +205,11 @@ def _fit_variant(
 
 
 def _recipe_folds(
-    dataset: WeeklyDataset, split: Split, settings: Settings, on_epoch: EpochCallback | None
+    dataset: WeeklyDataset,
+    split: Split,
+    settings: Settings,
+    fits: FitMemo,
+    on_epoch: EpochCallback | None,
 ) -> BacktestResult | None:
     """The rolling-origin folds of the recipe: the scored ones cover the test weeks (or
     `training.backtest_folds` folds), warm-up folds before them; None if the data is too short."""
@@ -214,7 +220,7 @@ def _recipe_folds(
     folds = cfg.backtest_folds or max(1, -(-len(split.test) // horizon))
     hook = None if on_epoch is None else (lambda done, total: on_epoch(FOLDS_TASK, done, total))
     try:
-        return run_backtest(dataset, cfg, folds, horizon, on_fold=hook, fewer_folds=True)
+        return run_backtest(dataset, cfg, folds, horizon, on_fold=hook, fewer_folds=True, fits=fits)
     except BacktestError:
         return None
 
@@ -255,7 +261,8 @@ def train_version(
     )
 
     started = time.perf_counter()
-    folds = _recipe_folds(dataset, split, settings, on_epoch)
+    fits = FitMemo()
+    folds = _recipe_folds(dataset, split, settings, fits, on_epoch)
     with registry.staging_dir() as staging:
         y = dataset.frame[cfg.target].to_numpy(dtype=np.float64)
         fitted = {
@@ -267,6 +274,7 @@ def train_version(
                 split,
                 served_split,
                 folds,
+                fits,
                 settings,
                 staging,
                 on_epoch,
