@@ -693,3 +693,27 @@ def test_the_page_plan_endpoint_forecasts_and_refuses_bad_plans(trained_project:
     too_many = small.post("/web/plan", content=plan, headers=CSV)
     assert too_many.status_code == 413
     assert len(events) == 3  # refused plans are never logged
+
+
+def test_a_plan_with_weeks_out_of_range_says_which_and_how_to_log_it(
+    trained_project: Project,
+) -> None:
+    events: list[PredictionEvent] = []
+    client = client_for(trained_project, on_prediction=events.append)
+    high = client.get("/api/info").json()["feature_ranges"]["acft"][1]
+    header = "date," + ",".join(FEATURES)
+    inside = ",".join(str(v) for v in WEEK.values())
+    outside = ",".join(str(v) for v in {**WEEK, "acft": high + 40}.values())
+    plan = f"{header}\n2024-01-01,{inside}\n2024-01-08,{outside}\n"
+    held = client.post("/web/plan", content=plan, headers=CSV).json()
+    assert held["logged"] is False and events == []
+    assert held["not_logged"] == {
+        "reason": "1 of the 2 weeks has inputs outside the range version 1.1.0 was trained on "
+        "(2024-01-08: acft), so no week of the plan was logged",
+        "weeks": [{"week": "2024-01-08", "out_of_range": ["acft"]}],
+        "confirm": "check these weeks' inputs; to log the plan as it is, post it again with "
+        "?confirm_out_of_range=true (the page's Log these forecasts anyway)",
+    }
+    confirmed = client.post("/web/plan?confirm_out_of_range=true", content=plan, headers=CSV)
+    assert confirmed.json()["logged"] is True and confirmed.json()["not_logged"] is None
+    assert [event.weeks for event in events] == [["2024-01-01", "2024-01-08"]]

@@ -152,7 +152,6 @@ class PlanForecast:
         """Write `table()` to `path` in the plan's CSV style, or the one `style` names."""
         write_csv(self.table(), path, csv_style(style, self.read_as))
 
-
     def out_of_range_weeks(self) -> OutOfRangeWeeks | None:
         """The weeks whose inputs lie outside the training range (None when there are none):
         a plan holding any is logged only once the planner confirms it, on every surface."""
@@ -178,7 +177,8 @@ class OutOfRangeWeeks:
         shown = "; ".join(f"{week}: {', '.join(names)}" for week, names in self.weeks[:6])
         more = f"; and {len(self.weeks) - 6} more" if len(self.weeks) > 6 else ""
         return (
-            f"{len(self.weeks)} of the {self.plan_weeks} weeks have inputs outside the range "
+            f"{len(self.weeks)} of the {self.plan_weeks} weeks "
+            f"{'has' if len(self.weeks) == 1 else 'have'} inputs outside the range "
             f"version {self.version} was trained on ({shown}{more}), so no week of the plan was "
             "logged"
         )
