@@ -116,7 +116,9 @@ def forecast(
     elif no_log and not json_output:
         console.print("Not logged (--no-log).")
     if held is not None:
-        err_console.print(f"Not logged: {held.reason()}; {CLI_CONFIRM}.", highlight=False)
+        err_console.print(
+            f"Not logged: {held.reason()}; {CLI_CONFIRM}.", highlight=False, markup=False
+        )
         raise typer.Exit(1)
 
 

@@ -107,10 +107,9 @@ async def plan_forecast(request: Request, state: State) -> Any:
     )
     frame = result.frame
     answer = result.to_dict()
-    outside = result.out_of_range_weeks()
-    held = outside is not None and not confirmed_out_of_range(request)
-    answer["logged"] = not held
-    answer["not_logged"] = outside.to_dict(PLAN_CONFIRM) if held and outside else None
+    held = None if confirmed_out_of_range(request) else result.out_of_range_weeks()
+    answer["logged"] = held is None
+    answer["not_logged"] = held.to_dict(PLAN_CONFIRM) if held else None
     if answer["logged"]:
         state.record(
             served,
