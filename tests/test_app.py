@@ -257,6 +257,71 @@ def test_info_shows_the_version_its_metrics_ranges_and_reload_status(
     assert info["reload"]["failing"] is False and info["reload"]["last_failure"] is None
 
 
+def test_info_summarises_the_dataset_without_a_path_on_the_server(
+    trained_project: Project,
+) -> None:
+    """The manifest `dataset build` recorded names every raw file by its path: /api/info, a
+    public endpoint, keeps their names, counts and SHA-256s, never a folder."""
+    folder = trained_project.models / "1.1.0"
+    metadata = json.loads((folder / "model_metadata.json").read_text())
+    recorded = metadata["dataset"]
+    raw = {"rows": 10, "sha256": "ab" * 32, "format": {"encoding": "utf-8"}}
+    metadata["dataset"] = {
+        **recorded,
+        "path": "/srv/hangar/exports/weekly.csv",
+        "manifest": {
+            "built_at": "2026-11-30T08:00:00+00:00",
+            "inputs": {
+                "utilization": [
+                    {**raw, "path": "/srv/hangar/exports/util-2023.csv"},
+                    {**raw, "path": "/srv/hangar/exports/util-2024.csv", "rows": 12},
+                ],
+                "events": [{**raw, "path": "C:\\Users\\planner\\ev-2023.csv"}],
+            },
+            "mapping": {"utilization": {"date": "Dep. Date"}},
+            "weeks": {
+                "kept": 260,
+                "first": "2019-01-07",
+                "last": "2023-12-25",
+                "dropped_partial": ["2019-01-01"],
+                "dropped_month_not_covered": ["2024-01-01", "2024-01-08"],
+            },
+            "output": {"path": "weekly.csv", "sha256": recorded["sha256"]},
+        },
+    }
+    (folder / "model_metadata.json").write_text(json.dumps(metadata))
+    rerecord(folder)
+    dataset = client_for(trained_project).get("/api/info").json()["dataset"]
+    assert dataset == {
+        "name": "weekly.csv",
+        "rows": recorded["rows"],
+        "sha256": recorded["sha256"],
+        "start": recorded["start"],
+        "end": recorded["end"],
+        "simulated_sample": recorded["simulated_sample"],
+        "built_from": {
+            "utilization": [
+                {"name": "util-2023.csv", "rows": 10, "sha256": "ab" * 32},
+                {"name": "util-2024.csv", "rows": 12, "sha256": "ab" * 32},
+            ],
+            "events": [{"name": "ev-2023.csv", "rows": 10, "sha256": "ab" * 32}],
+            "weeks_kept": 260,
+            "weeks_dropped": 3,
+            "built_at": "2026-11-30T08:00:00+00:00",
+        },
+    }
+    assert "hangar" not in json.dumps(dataset) and "planner" not in json.dumps(dataset)
+
+
+def test_info_names_the_marks_the_page_writes_numbers_with(trained_project: Project) -> None:
+    from hhforecast.config import DisplayConfig
+
+    assert client_for(trained_project).get("/api/info").json()["display"] == {"numbers": "intl"}
+    settings = dataclasses.replace(trained_project.settings, display=DisplayConfig(numbers="br"))
+    app = create_app(settings, follow_production=False)
+    assert TestClient(app).get("/api/info").json()["display"] == {"numbers": "br"}
+
+
 def test_health_and_ready(trained_project: Project) -> None:
     client = client_for(trained_project)
     assert client.get("/health").json() == {"status": "ok"}
@@ -653,3 +718,27 @@ def test_the_page_plan_endpoint_forecasts_and_refuses_bad_plans(trained_project:
     too_many = small.post("/web/plan", content=plan, headers=CSV)
     assert too_many.status_code == 413
     assert len(events) == 3  # refused plans are never logged
+
+
+def test_a_plan_with_weeks_out_of_range_says_which_and_how_to_log_it(
+    trained_project: Project,
+) -> None:
+    events: list[PredictionEvent] = []
+    client = client_for(trained_project, on_prediction=events.append)
+    high = client.get("/api/info").json()["feature_ranges"]["acft"][1]
+    header = "date," + ",".join(FEATURES)
+    inside = ",".join(str(v) for v in WEEK.values())
+    outside = ",".join(str(v) for v in {**WEEK, "acft": high + 40}.values())
+    plan = f"{header}\n2024-01-01,{inside}\n2024-01-08,{outside}\n"
+    held = client.post("/web/plan", content=plan, headers=CSV).json()
+    assert held["logged"] is False and events == []
+    assert held["not_logged"] == {
+        "reason": "1 of the 2 weeks has inputs outside the range version 1.1.0 was trained on "
+        "(2024-01-08: acft), so no week of the plan was logged",
+        "weeks": [{"week": "2024-01-08", "out_of_range": ["acft"]}],
+        "confirm": "check these weeks' inputs; to log the plan as it is, post it again with "
+        "?confirm_out_of_range=true (the page's Log these forecasts anyway)",
+    }
+    confirmed = client.post("/web/plan?confirm_out_of_range=true", content=plan, headers=CSV)
+    assert confirmed.json()["logged"] is True and confirmed.json()["not_logged"] is None
+    assert [event.weeks for event in events] == [["2024-01-01", "2024-01-08"]]

@@ -73,6 +73,7 @@ def test_json_says_logged_only_when_it_was(trained_project: Project, plan: Path,
     assert result.exit_code == 0, result.stderr
     data = json.loads(result.stdout)
     assert data["logged"] is True and data["log"]["rows"] == 8
+    assert data["not_logged"] is None
     assert [w["horizon"] for w in data["weeks"]] == list(range(1, 9))
     assert data["weeks"][0]["HH_lower"] <= data["weeks"][0]["HH"] <= data["weeks"][0]["HH_upper"]
 
@@ -216,3 +217,54 @@ def test_versions_without_trained_through_count_from_the_end_of_their_training_w
     assert trained_through(metadata) == metadata["split"]["validation"]["end"] == "2022-09-26"
     del metadata["split"]
     assert trained_through(metadata) == "2023-12-25"
+
+
+def test_weeks_outside_the_training_range_are_logged_only_once_confirmed(
+    trained_project: Project, cli, columns80
+) -> None:
+    """As the web page: forecasts from inputs the model never saw are shown, not logged, and
+    the planner is told which weeks, which inputs, and how to log them anyway."""
+    metadata = json.loads((trained_project.models / "1.1.0" / "model_metadata.json").read_text())
+    high = metadata["variants"]["5features"]["feature_ranges"]["acft"][1]
+    plan = plan_file(trained_project.root, ["2024-01-01", "2024-01-08", "2024-01-15"])
+    weeks = pd.read_csv(plan)
+    weeks.loc[1:, "acft"] = high + 40
+    weeks.to_csv(plan, index=False)
+
+    shown = cli("forecast", "--plan", plan)
+    assert shown.exit_code == 1
+    assert shown.stderr == (
+        "Not logged: 2 of the 3 weeks have inputs outside the range version 1.1.0 was trained "
+        "on (2024-01-08: acft; 2024-01-15: acft), so no week of the plan was logged; check "
+        "these weeks' inputs, or log the plan as it is: run the command again with "
+        "--confirm-out-of-range.\n"
+    )
+    assert "2024-01-15" in shown.stdout and "Logged" not in shown.stdout
+    assert not (trained_project.models / "predictions.sqlite").exists()  # nothing logged
+
+    scripted = cli("forecast", "--plan", plan, "--json")
+    assert scripted.exit_code == 1
+    data = json.loads(scripted.stdout)
+    assert [w["week"] for w in data["weeks"]] == ["2024-01-01", "2024-01-08", "2024-01-15"]
+    assert data["logged"] is False and data["log"]["rows"] == 0
+    assert data["not_logged"] == {
+        "reason": "2 of the 3 weeks have inputs outside the range version 1.1.0 was trained on "
+        "(2024-01-08: acft; 2024-01-15: acft), so no week of the plan was logged",
+        "weeks": [
+            {"week": "2024-01-08", "out_of_range": ["acft"]},
+            {"week": "2024-01-15", "out_of_range": ["acft"]},
+        ],
+        "confirm": "check these weeks' inputs, or log the plan as it is: run the command again "
+        "with --confirm-out-of-range",
+    }
+    assert not (trained_project.models / "predictions.sqlite").exists()  # nothing logged
+
+    unlogged = cli("forecast", "--plan", plan, "--no-log", "--json")
+    assert unlogged.exit_code == 0 and json.loads(unlogged.stdout)["not_logged"] is None
+
+    confirmed = cli("forecast", "--plan", plan, "--confirm-out-of-range", "--json")
+    assert confirmed.exit_code == 0, confirmed.stderr
+    data = json.loads(confirmed.stdout)
+    assert data["logged"] is True and data["not_logged"] is None and data["log"]["rows"] == 3
+    logged = PredictionLog.from_settings(trained_project.settings).frame()
+    assert logged["week"].tolist() == ["2024-01-01", "2024-01-08", "2024-01-15"]

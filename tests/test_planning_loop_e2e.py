@@ -40,7 +40,15 @@ def test_forecasts_from_cli_api_and_page_are_each_matched_once(trained_project: 
 
     server = start_server(trained_project)
     try:
-        cli = hhforecast(trained_project, "forecast", "--plan", str(plan_file), "--json")
+        # The plan's inputs lie beyond the sample's: logged as the planner confirms them.
+        cli = hhforecast(
+            trained_project,
+            "forecast",
+            "--plan",
+            str(plan_file),
+            "--confirm-out-of-range",
+            "--json",
+        )
         assert cli.returncode == 0, cli.stderr
         from_cli = json.loads(cli.stdout)
         assert from_cli["logged"] is True

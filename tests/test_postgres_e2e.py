@@ -83,7 +83,8 @@ def test_two_replicas_log_into_one_database_and_monitor_elsewhere_matches_them(
             assert {
                 client.post(f"{s.url}/api/predict", json=WEEK).status_code for s in servers
             } == {200}
-        cli = hhforecast(first, "forecast", "--plan", str(first.root / "plan.csv"), "--json")
+        plan_file = str(first.root / "plan.csv")
+        cli = hhforecast(first, "forecast", "--plan", plan_file, "--confirm-out-of-range", "--json")
         assert cli.returncode == 0, cli.stderr
         assert json.loads(cli.stdout)["log"]["rows"] == 8
     finally:

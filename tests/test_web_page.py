@@ -183,6 +183,89 @@ def test_hints_and_starting_values_come_from_the_served_versions_training_ranges
     assert browser.find_element(By.ID, "result-warning").text == ""
 
 
+def test_with_display_numbers_br_the_page_writes_a_decimal_comma(
+    trained_project: Project, browser: object
+) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.remote.webdriver import WebDriver
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from .conftest import write_config
+
+    assert isinstance(browser, WebDriver)
+    br = str.maketrans({",": ".", ".": ","})
+    write_config(trained_project.root, display={"numbers": "br"})
+    with serve_in_thread(Project(trained_project.root, trained_project.config)) as url:
+        info = httpx.get(url + "/api/info").json()
+        assert info["display"] == {"numbers": "br"}
+        browser.get(url + "/")
+        WebDriverWait(browser, 20).until(
+            lambda d: d.find_element(By.ID, "model-version").text == "1.1.0"
+        )
+        for name, (low, high) in info["feature_ranges"].items():
+            hint = browser.find_element(By.ID, f"hint-{name}").text
+            expected = (
+                f"(seen in training: {shown(low).translate(br)} – {shown(high).translate(br)})"
+            )
+            assert hint.endswith(expected), hint
+            assert "." not in browser.find_element(By.ID, name).get_attribute("value"), name
+        # The starting values, written with a decimal comma, are read back as they were meant.
+        starting = {
+            name: float(browser.find_element(By.ID, name).get_attribute("value").replace(",", "."))
+            for name in info["features"]
+        }
+        expected_answer = httpx.post(url + "/api/predict", json=starting).json()
+        assert float(answer_of(browser, "what-if")) == expected_answer["HH"]
+        assert browser.find_element(By.ID, "result-hh").text == (
+            f"{expected_answer['HH']:,.1f}".translate(br)
+        )
+        assert browser.find_element(By.ID, "result-interval").text == (
+            f"interval {expected_answer['HH_lower']:,.1f}".translate(br)
+            + f" – {expected_answer['HH_upper']:,.1f} HH".translate(br)
+        )
+
+
+def test_the_week_field_says_how_far_it_lies_from_the_served_fit(
+    live_url: str, browser: object
+) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.remote.webdriver import WebDriver
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    assert isinstance(browser, WebDriver)
+    assert httpx.get(live_url + "/api/info").json()["trained_through"] == "2023-12-25"
+    browser.get(live_url + "/")
+    ahead = WebDriverWait(browser, 20).until(
+        lambda d: d.find_element(By.ID, "week-ahead").text or None
+    )
+    monday = date.today() + timedelta(days=(7 - date.today().weekday()) or 7)  # the default
+    weeks = (monday - date(2023, 12, 25)).days // 7
+    assert browser.find_element(By.ID, "week").get_attribute("value") == monday.isoformat()
+    assert ahead == f"{weeks} weeks ahead of the served model's last trained week (2023-12-25)."
+    warning = browser.find_element(By.ID, "week-warning")
+    assert warning.is_displayed()
+    assert warning.text == (
+        f"The week of {monday.isoformat()} is {weeks} weeks ahead of the last week the served "
+        "model learnt (2023-12-25): the forecast extrapolates that far. Use it with care, or "
+        "serve a version trained on recent weeks."
+    )
+    for day, said, warned in (
+        ("2024-01-10", "2 weeks ahead of", False),  # a Wednesday: the week of 2024-01-08
+        ("2024-02-19", "8 weeks ahead of", False),
+        ("2024-02-26", "9 weeks ahead of", True),
+        ("2023-12-25", "It is", False),
+        ("2023-12-18", "1 week before", False),
+    ):
+        browser.execute_script(
+            "arguments[0].value = arguments[1];arguments[0].dispatchEvent(new Event('change'))",
+            browser.find_element(By.ID, "week"),
+            day,
+        )
+        text = browser.find_element(By.ID, "week-ahead").text
+        assert text.startswith(said) and text.endswith("(2023-12-25)."), (day, text)
+        assert warning.is_displayed() is warned, day
+
+
 def test_a_decimal_comma_is_read_and_an_ambiguous_number_refused(
     live_url: str, browser: object
 ) -> None:

@@ -21,6 +21,7 @@ pytestmark = pytest.mark.skipif(
     not Path("/usr/bin/chromium").exists(), reason="no chromium binary (install chromium)"
 )
 FEATURES = ["acft", "sum_daily_hours", "Cycles", "sum_uti_mensal", "age_fleet"]
+CSV = {"Content-Type": "text/csv"}
 
 
 @pytest.fixture
@@ -162,15 +163,25 @@ def test_a_plan_upload_shows_each_week_with_its_interval_and_logs_it(
     later[["date", *FEATURES]].to_csv(later_plan, index=False)
     browser.find_element(By.ID, "plan-file").send_keys(str(later_plan))  # type: ignore[attr-defined]
     browser.find_element(By.ID, "plan-forecast").click()  # type: ignore[attr-defined]
-    note = wait.until(lambda d: d.find_element(By.ID, "plan-note").text or None)
-    assert note.endswith(
-        "Not logged: some weeks are outside the range seen in training (last column); check "
-        "them, or log these forecasts anyway."
+    held = wait.until(lambda d: d.find_elements(By.ID, "plan-not-logged") or None)[0]
+    # The page says which weeks and which inputs kept the plan out of the log, and how to log it.
+    answer = httpx.post(url + "/web/plan", content=later_plan.read_bytes(), headers=CSV).json()
+    reason = answer["not_logged"]["reason"]
+    assert held.text == (
+        f"Not logged: {reason}. Check those weeks' inputs (last column), or log these forecasts "
+        "anyway (button below)."
     )
+    for week in answer["not_logged"]["weeks"]:
+        assert f"{week['week']}: {', '.join(week['out_of_range'])}" in held.text
     assert recorder.flush()
     assert (recorder.log.frame()["source"] == "web").sum() == 8
     browser.find_element(By.ID, "plan-confirm").click()  # type: ignore[attr-defined]
-    wait.until(lambda d: "Not logged" not in d.find_element(By.ID, "plan-note").text or None)
+    wait.until(
+        lambda d: (
+            (d.find_elements(By.ID, "plan-note") and not d.find_elements(By.ID, "plan-not-logged"))
+            or None
+        )
+    )
     assert recorder.flush()
     assert recorder.log.frame()["week"].tolist()[-4:] == later["date"].tolist()
 

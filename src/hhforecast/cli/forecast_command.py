@@ -41,6 +41,13 @@ def forecast(
     no_log: Annotated[
         bool, typer.Option("--no-log", help="Do not record the forecasts in the prediction log.")
     ] = False,
+    confirm_out_of_range: Annotated[
+        bool,
+        typer.Option(
+            "--confirm-out-of-range",
+            help="Log the plan even when some weeks' inputs are outside the training range.",
+        ),
+    ] = False,
     version: Annotated[str | None, typer.Option(help="Version (default: production).")] = None,
     variant: Annotated[
         str | None, typer.Option(help="Variant (default: mlops.serve_variant, 5features).")
@@ -54,7 +61,8 @@ def forecast(
 
     --output is written in the plan's CSV style (separator, decimal mark, date order) unless
     --csv-style says otherwise. Each forecast is logged (monitoring.database) for
-    `hhforecast monitor`, unless --no-log.
+    `hhforecast monitor`, unless --no-log. When a week's inputs are outside the training range,
+    no week is logged (exit 1, the forecasts still shown) unless --confirm-out-of-range.
 
     Example: hhforecast forecast --plan plan.csv --output forecast.csv
     """
@@ -66,9 +74,12 @@ def forecast(
     result = forecast_plan(settings, plan, version, variant)
     if output is not None:
         result.write_csv(output, csv_style.value)
+    outside = result.out_of_range_weeks()
+    # As on the web page: out-of-range inputs are logged for monitoring only once confirmed.
+    held = outside if not (no_log or confirm_out_of_range) else None
     log = open_prediction_log(settings)
     logged, problem = 0, None
-    if not no_log:
+    if not no_log and held is None:
         try:
             # The challenger forecasts the same weeks beside production (only for production's).
             beside = challenger_plan(settings, plan) if version is None else None
@@ -84,6 +95,7 @@ def forecast(
                 **result.to_dict(),
                 "logged": logged == len(result.frame),
                 "log": {"path": log.location, "rows": logged, "problem": problem},
+                "not_logged": held.to_dict(CLI_CONFIRM) if held else None,
                 "output": str(output) if output else None,
             }
         )
@@ -103,6 +115,17 @@ def forecast(
         )
     elif no_log and not json_output:
         console.print("Not logged (--no-log).")
+    if held is not None:
+        err_console.print(
+            f"Not logged: {held.reason()}; {CLI_CONFIRM}.", highlight=False, markup=False
+        )
+        raise typer.Exit(1)
+
+
+CLI_CONFIRM = (
+    "check these weeks' inputs, or log the plan as it is: run the command again with "
+    "--confirm-out-of-range"
+)
 
 
 def _table(result: Any) -> Table:

@@ -32,6 +32,7 @@ log = logging.getLogger("hhforecast.forecast")
 
 __all__ = [
     "PLAN_COLUMNS",
+    "OutOfRangeWeeks",
     "PlanForecast",
     "challenger_plan",
     "forecast_plan",
@@ -150,6 +151,45 @@ class PlanForecast:
     def write_csv(self, path: Path, style: str = "input") -> None:
         """Write `table()` to `path` in the plan's CSV style, or the one `style` names."""
         write_csv(self.table(), path, csv_style(style, self.read_as))
+
+    def out_of_range_weeks(self) -> OutOfRangeWeeks | None:
+        """The weeks whose inputs lie outside the training range (None when there are none):
+        a plan holding any is logged only once the planner confirms it, on every surface."""
+        weeks = tuple(
+            (week["week"], tuple(week["out_of_range"]))
+            for week in self.rows()
+            if week["out_of_range"]
+        )
+        return OutOfRangeWeeks(self.version, weeks, len(self.frame)) if weeks else None
+
+
+@dataclass(frozen=True)
+class OutOfRangeWeeks:
+    """Why a plan was not logged: its weeks with inputs outside the version's training range."""
+
+    version: str
+    weeks: tuple[tuple[str, tuple[str, ...]], ...]
+    """Each such week (its Monday) and the inputs outside the range."""
+    plan_weeks: int
+
+    def reason(self) -> str:
+        """One sentence: how many weeks, which, and which inputs."""
+        shown = "; ".join(f"{week}: {', '.join(names)}" for week, names in self.weeks[:6])
+        more = f"; and {len(self.weeks) - 6} more" if len(self.weeks) > 6 else ""
+        return (
+            f"{len(self.weeks)} of the {self.plan_weeks} weeks "
+            f"{'has' if len(self.weeks) == 1 else 'have'} inputs outside the range "
+            f"version {self.version} was trained on ({shown}{more}), so no week of the plan was "
+            "logged"
+        )
+
+    def to_dict(self, confirm: str) -> dict[str, Any]:
+        """JSON-ready: the reason, every such week with its inputs, and how to confirm."""
+        return {
+            "reason": self.reason(),
+            "weeks": [{"week": week, "out_of_range": list(names)} for week, names in self.weeks],
+            "confirm": confirm,
+        }
 
 
 def forecast_weeks(model: VariantModel, plan: pd.DataFrame) -> PlanForecast:

@@ -103,7 +103,12 @@ class ModelInfo(BaseModel):
     feature_ranges: dict[str, list[float]]
     interval: dict[str, Any]
     dataset: dict[str, Any]
+    """The training dataset: name (no folders), rows, sha256, start, end, simulated_sample, and
+    built_from (each raw file's name, rows and sha256; weeks kept and dropped) when built by
+    `dataset build`. No server path."""
     loaded_at: str
+    display: dict[str, Any] = {}
+    """How the web page writes numbers: numbers is display.numbers (intl 1,042.5; br 1.042,5)."""
     production_setting: str
     challenger: dict[str, Any] = {}
     """The challenger named beside production: version (None when none), loaded, problem."""

@@ -69,8 +69,10 @@ def model_info(state: ServingState) -> dict[str, Any]:
             # relative: the half-width is a share of the prediction; absolute: in HH
             "scale": getattr(model, "interval_scale", "absolute"),
         },
-        "dataset": dataset if isinstance(dataset, dict) else {"path": dataset},
+        "dataset": dataset_summary(dataset),
         "loaded_at": served.loaded_at,
+        # How the page writes numbers: display.numbers, as the CLI's tables do.
+        "display": {"numbers": state.settings.display.numbers},
         "production_setting": state.follower.production_setting,
         # The version forecasting beside production (its forecasts logged, never answered).
         "challenger": {
@@ -89,6 +91,60 @@ def model_info(state: ServingState) -> dict[str, Any]:
         },
         "reload": state.follower.status(),
         "prediction_log": prediction_log_check(state),
+    }
+
+
+def dataset_summary(recorded: Any) -> dict[str, Any]:
+    """The training dataset as /api/info shows it: file names without their folders, counts and
+    SHA-256s, never a path on the server (the recorded manifest names every raw file's path)."""
+    dataset = recorded if isinstance(recorded, dict) else {"path": recorded}
+    label = str(dataset.get("path") or "")
+    summary: dict[str, Any] = {
+        # "sample:sample_weekly.csv" names the bundled sample, not a file on the server.
+        "name": label if label.startswith("sample:") else _file_name(label) or None,
+        **{
+            key: dataset[key]
+            for key in ("rows", "sha256", "start", "end", "simulated_sample")
+            if key in dataset
+        },
+    }
+    manifest = dataset.get("manifest")
+    if isinstance(manifest, dict):
+        summary["built_from"] = _built_from(manifest)
+    return summary
+
+
+def _file_name(path: str) -> str:
+    """The last part of a path written on any system (a version trained on Windows included)."""
+    return path.replace("\\", "/").rsplit("/", 1)[-1]
+
+
+def _built_from(manifest: dict[str, Any]) -> dict[str, Any]:
+    """What `dataset build` read: each raw file's name, rows and SHA-256, and the weeks kept."""
+    inputs = manifest.get("inputs")
+    logs: dict[str, Any] = {}
+    for kind in ("utilization", "events"):
+        files = inputs.get(kind) if isinstance(inputs, dict) else None
+        logs[kind] = [
+            {
+                "name": _file_name(str(f.get("path", ""))),
+                "rows": f.get("rows"),
+                "sha256": f.get("sha256"),
+            }
+            for f in files or []
+            if isinstance(f, dict)
+        ]
+    weeks = manifest.get("weeks")
+    weeks = weeks if isinstance(weeks, dict) else {}
+    return {
+        **logs,
+        "weeks_kept": weeks.get("kept"),
+        "weeks_dropped": sum(
+            len(dropped)
+            for key in ("dropped_partial", "dropped_month_not_covered")
+            if isinstance(dropped := weeks.get(key), list)
+        ),
+        "built_at": manifest.get("built_at"),
     }
 
 

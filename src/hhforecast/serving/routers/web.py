@@ -25,6 +25,11 @@ from hhforecast.serving.validation import InvalidRequest
 
 router = APIRouter(tags=["web page"])
 
+PLAN_CONFIRM = (
+    "check these weeks' inputs; to log the plan as it is, post it again with "
+    "?confirm_out_of_range=true (the page's Log these forecasts anyway)"
+)
+
 
 @cache
 def page_html() -> str:
@@ -89,7 +94,8 @@ async def plan_forecast(request: Request, state: State) -> Any:
 
     Every week is logged for monitoring, unless a week's inputs are outside the training range
     and the request does not confirm them (?confirm_out_of_range=true): then nothing is logged
-    and the answer says so (`logged`: false). Posted as text/csv by the page; refused from
+    and the answer says so (`logged`: false) and why (`not_logged`: the weeks, their inputs
+    outside the range, how to confirm). Posted as text/csv by the page; refused from
     another origin (same_origin.py)."""
     check_page_post(request, "text/csv")
     limits = state.settings.serving
@@ -101,8 +107,9 @@ async def plan_forecast(request: Request, state: State) -> Any:
     )
     frame = result.frame
     answer = result.to_dict()
-    outside = any(week["out_of_range"] for week in answer["weeks"])
-    answer["logged"] = not outside or confirmed_out_of_range(request)
+    held = None if confirmed_out_of_range(request) else result.out_of_range_weeks()
+    answer["logged"] = held is None
+    answer["not_logged"] = held.to_dict(PLAN_CONFIRM) if held else None
     if answer["logged"]:
         state.record(
             served,
