@@ -7,7 +7,9 @@ DEV_STAMP := $(VENV)/.installed-dev
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 # Test workers: one per core, at most 4 (each worker trains the shared test versions once).
-PYTEST_ARGS ?= -n auto --maxprocesses 4 --durations=10
+# Four workers even on two cores: much of the suite waits (servers starting, processes
+# killed and restarted, outages held), and the waits of one worker overlap another's work.
+PYTEST_ARGS ?= -n 4 --durations=10
 
 .PHONY: install install-dev run train test pytest lint format bench footprint bench-dataset bench-mlflow bench-log bench-log-serving bench-alerts bench-alerts-once bench-registry clean quality
 
