@@ -141,7 +141,8 @@ def main() -> None:
         f"other work (load average after: {load}); PostgreSQL "
         f"{pg_version[0] if pg_version else '?'}",
         f"- Rows in the database after the run: {logged:,} of {answered:,} answers timed "
-        "(plus the warm-up's)",
+        "(plus the warm-up's; with the challenger on, each answer logs two rows: production's "
+        "and the challenger's)",
         "",
         "| endpoint | requests/s | vs bare | p50 (ms) | p99 (ms) | server CPU per request (µs) |",
         "|---|---:|---:|---:|---:|---:|",
