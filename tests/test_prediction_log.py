@@ -15,6 +15,8 @@ import pytest
 from hhforecast.watch.prediction_log import PredictionLog, PredictionRecord, PredictionRecorder
 from hhforecast.watch.prediction_rows import PredictionEvent
 
+from .conftest import Project
+
 FEATURES = ("acft", "sum_daily_hours", "Cycles", "sum_uti_mensal", "age_fleet")
 AT = datetime(2026, 11, 25, 12, 0, tzinfo=UTC).timestamp()  # a Wednesday
 
@@ -285,4 +287,28 @@ def test_a_big_answer_is_written_over_several_cycles_in_order(tmp_path: Path) ->
     weeks = recorder.log.frame()["week"].tolist()
     assert weeks[1 : CYCLE_ROWS + 1] == ["2026-12-07"] * CYCLE_ROWS
     assert weeks[CYCLE_ROWS + 1 : -1] == ["2027-01-04"] * (rows - CYCLE_ROWS)
+    recorder.close()
+
+
+def test_a_challengers_rows_ride_with_the_answers_they_belong_to(
+    tmp_path: Path, trained_project: Project, background: bool
+) -> None:
+    # Each answer holds two rows (production's, the challenger's); the queue counts answers:
+    # flush() returns once every answer is written, and the queue is empty, never below zero.
+    from hhforecast.modeling.artifacts import load_variant
+
+    challenger = load_variant(trained_project.models / "1.1.0", "5features")
+    recorder = PredictionRecorder(PredictionLog(tmp_path / "log.sqlite"), background=background)
+    answers = 3000  # more than one write cycle takes
+    for i in range(answers):
+        recorder(answer(float(i), challenger=challenger))
+    assert recorder.flush(timeout=60)
+    roles = recorder.log.frame()["role"].value_counts().to_dict()
+    assert roles == {"production": answers, "challenger": answers}
+    status = recorder.status()
+    assert (status["queue_depth"], status["rows_written"], status["rows_dropped"]) == (
+        0,
+        answers,
+        0,
+    )
     recorder.close()

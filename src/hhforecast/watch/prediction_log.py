@@ -37,6 +37,7 @@ from hhforecast.watch.prediction_rows import (
     split_answer,
 )
 from hhforecast.watch.prediction_store import (
+    COLUMNS,
     LogWriteError,
     PredictionLogError,
     PredictionRecord,
@@ -73,8 +74,16 @@ five cycles, and the event loop answers requests in between."""
 SHUTDOWN_SECONDS = 10.0
 """How long closing waits for a locked log before keeping the rows in the side file."""
 
+ROLE = COLUMNS.index("role")
+
 Progress = Callable[[int, int, int], None]
 """Called by the writer with (rows written since the last call, rows dropped since, queued)."""
+
+
+def answered(rows: list[tuple[Any, ...]]) -> int:
+    """How many of `rows` are production's answers. The queue counts answers' rows; a
+    challenger's rows ride along with them and are never counted on their own."""
+    return sum(1 for row in rows if row[ROLE] != "challenger")
 
 
 class PredictionRecorder:
@@ -211,7 +220,9 @@ class PredictionRecorder:
         with no second thread to hand the GIL to and back.
         """
         with self._cycle_lock:
-            full = self._collect(CYCLE_ROWS)
+            # Held rows first: with a challenger each answer holds two rows, and collecting a
+            # cycle's worth of answers every cycle would outgrow what a cycle writes.
+            full = self._collect(max(0, CYCLE_ROWS - len(self._held)))
             self._write_held(CYCLE_ROWS)
             self._behind = full or bool(self._held)
         self.report()
@@ -270,7 +281,7 @@ class PredictionRecorder:
             return
         batch = self._held[:limit]
         try:
-            written = self.log.record_rows(batch)
+            self.log.record_rows(batch)
         except (LogWriteError, OSError) as exc:
             reason = f"cannot write {self.log.location} ({exc}); {len(self._held)} row(s) held"
             if self.problem is None or self.problem.split(";")[0] != reason.split(";")[0]:
@@ -281,7 +292,7 @@ class PredictionRecorder:
         if self.problem is not None:
             logger.info("prediction log: writing again to %s", self.log.location)
         self.problem = None
-        self._settle(written, written=True)
+        self._settle(answered(batch), written=True)
 
     def _settle(self, rows: int, written: bool = False, dropped: bool = False) -> None:
         """Rows that left the queue: written, kept in the side file, or lost (counted)."""
@@ -323,7 +334,7 @@ class PredictionRecorder:
                 self.spill_path,
                 exc,
             )
-            self._settle(len(self._held), dropped=True)
+            self._settle(answered(self._held), dropped=True)
             self._held.clear()
             return
         logger.warning(
@@ -331,7 +342,7 @@ class PredictionRecorder:
             len(self._held),
             self.spill_path,
         )
-        self._settle(len(self._held))
+        self._settle(answered(self._held))
         self._held.clear()
 
     def _take_spilled(self) -> None:
@@ -368,7 +379,7 @@ class PredictionRecorder:
             return
         claimed.unlink(missing_ok=True)
         with self._lock:
-            self.rows_written += len(rows)
+            self.rows_written += answered(rows)
         logger.info("prediction log: wrote %d kept row(s) from %s", len(rows), self.spill_path)
 
     def _append_kept(self, rows: list[tuple[Any, ...]]) -> None:
