@@ -515,3 +515,26 @@ def test_a_partial_download_left_by_a_killed_replica_is_removed(
     source = AliasSource(project.settings)
     source.fetch(source.resolve())
     assert leftovers(project) == [".download-fresh0000000"]
+
+
+@pytest.mark.parametrize(
+    "tag",
+    ["[/]", "[bold red]1.0.0[/]", "1.0.0\x1b[2J", "../../etc", "9" * 65, ""],
+)
+def test_a_version_tag_an_alias_move_would_repeat_is_shown_only_when_it_is_a_version_name(
+    tag: str,
+) -> None:
+    # `mlflow sync` and promote print the version an alias pointed at before, read from the
+    # model version's tag on the tracking server: markup there made rich raise, control
+    # characters reached the terminal.
+    pytest.importorskip("mlflow", reason="MLflow is not installed: pip install '.[mlflow]'")
+    from mlflow.entities.model_registry import ModelVersion, ModelVersionTag
+
+    from hhforecast.tracking.client import VERSION_TAG
+    from hhforecast.tracking.mirror import UNNAMED, tagged_version
+
+    crafted = ModelVersion("hh5", "3", 0, tags=[ModelVersionTag(VERSION_TAG, tag)])
+    assert tagged_version(crafted) == UNNAMED
+    named = ModelVersion("hh5", "3", 0, tags=[ModelVersionTag(VERSION_TAG, "1.0.0")])
+    assert tagged_version(named) == "1.0.0"
+    assert tagged_version(ModelVersion("hh5", "3", 0)) == UNNAMED

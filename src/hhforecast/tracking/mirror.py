@@ -38,6 +38,7 @@ __all__ = [
     "move_production_alias",
     "production_model_version",
     "register_version",
+    "tagged_version",
 ]
 
 FILES_TAG = "hhforecast.files_sha256"
@@ -190,7 +191,7 @@ def move_production_alias(
     name = conn.model_name(variant)
     client = conn.client
     before = production_model_version(conn, variant)
-    previous = before.tags.get(VERSION_TAG) if before is not None else None
+    previous = tagged_version(before) if before is not None else None
     version = model_version.tags.get(VERSION_TAG, "")
     conn.call(
         "move the production alias",
@@ -219,3 +220,18 @@ def move_production_alias(
         at,
     )
     return AliasMove(name, str(model_version.version), version, previous)
+
+
+UNNAMED = "a model version with no hhforecast version name"
+
+
+def tagged_version(model_version: MlflowModelVersion) -> str:
+    """The hhforecast version a model version's tag names, as shown to the user. The tag comes
+    from the tracking server: anything but a valid version name (markup, control characters,
+    a path, pages of text) is not repeated, only said to be there."""
+    from hhforecast.registry.entries import MAX_VERSION_LENGTH, VERSION_PATTERN
+
+    tag = model_version.tags.get(VERSION_TAG)
+    if isinstance(tag, str) and len(tag) <= MAX_VERSION_LENGTH and VERSION_PATTERN.fullmatch(tag):
+        return tag
+    return UNNAMED

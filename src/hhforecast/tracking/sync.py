@@ -31,6 +31,7 @@ from hhforecast.tracking.mirror import (
     move_production_alias,
     production_model_version,
     register_version,
+    tagged_version,
 )
 from hhforecast.tracking.runs import METADATA_KEY, RunOutcome, log_version, public_uri
 
@@ -227,7 +228,7 @@ def _align_challenger(
                 name,
                 CHALLENGER_ALIAS,
             )
-            moves.append(AliasMove(name, "", "", before.tags.get(VERSION_TAG)))
+            moves.append(AliasMove(name, "", "", tagged_version(before)))
         return moves, False
     entry = registry.get(version)
     metadata, backfilled = _ensure_mirrored(conn, registry, entry)
@@ -246,7 +247,7 @@ def _align_challenger(
             CHALLENGER_ALIAS,
             found.version,
         )
-        previous = before.tags.get(VERSION_TAG) if before is not None else None
+        previous = tagged_version(before) if before is not None else None
         moves.append(AliasMove(name, str(found.version), version, previous))
     return moves, backfilled
 
