@@ -1,7 +1,8 @@
 """What logging into PostgreSQL costs the service: /api/predict with the log in a PostgreSQL
 database vs the bare FastAPI endpoint and vs the same service with the log off, and with a
-challenger named (each answer computed and logged by it as well), under the same wrk load as
-`make bench` (bench/run_bench.py), alternating rounds.
+challenger named (each answer computed and logged by it as well), in PostgreSQL and in the
+default SQLite file, under the same wrk load as `make bench` (bench/run_bench.py), alternating
+rounds.
 
     .venv/bin/python bench/log_serving_postgres.py [--config config.yaml] [--postgres URL]
         [--duration 8] [--rounds 5] [--write docs/benchmarks.md]
@@ -69,15 +70,20 @@ def main() -> None:
     command = shutil.which("hhforecast", path=str(Path(sys.executable).parent)) or "hhforecast"
     runs: list[dict[str, Any]] = []
     try:
-        for target, log_on in (("postgres", True), ("nolog", False), ("challenger", True)):
+        for target, log_on in (
+            ("postgres", True),
+            ("nolog", False),
+            ("challenger", True),
+            ("sqlite-challenger", True),
+        ):
             folder = bench.user_project(settings, log_on)
-            if log_on:
+            if log_on and target != "sqlite-challenger":
                 config = folder / "config.yaml"
                 data = yaml.safe_load(config.read_text()) if config.exists() else {}
                 data = data or {}
                 data.setdefault("monitoring", {})["database"] = database
                 config.write_text(yaml.safe_dump(data, sort_keys=False))
-            if target == "challenger":
+            if target.endswith("challenger"):
                 name_a_challenger(command, folder)
             port = bench.free_port()
             urls[target] = f"http://127.0.0.1:{port}"
@@ -95,7 +101,7 @@ def main() -> None:
             urls["bare"],
             logs / "hhforecast-bench-bare.log",
         )  # fmt: skip
-        targets = ("bare", "postgres", "nolog", "challenger")
+        targets = ("bare", "postgres", "nolog", "challenger", "sqlite-challenger")
         for target in targets:
             bench.run_wrk(urls[target], 2, args.connections, processes[target].pid)
         for round_number in range(1, args.rounds + 1):
@@ -129,9 +135,10 @@ def main() -> None:
         "same service with the log off; wrk with "
         f"{args.connections} connections, {args.rounds} rounds of {args.duration} s "
         "alternating. The log is written from the recorder's thread (a PostgreSQL log always "
-        "is). The last row names a challenger (`bench/log_serving_postgres.py` trains one "
+        "is). The last two rows name a challenger (`bench/log_serving_postgres.py` trains one "
         "with one epoch in its copy of the project): each answer is computed by it as well and "
-        "both rows are logged. Goals: the logged endpoint at least 0.85× the bare one, with a "
+        "both rows are logged, in PostgreSQL and in the default SQLite file (written from the "
+        "event loop). Goals: the logged endpoint at least 0.85× the bare one, with a "
         "challenger at least 0.9×. The PostgreSQL server "
         "shares the machine's cores with the service and wrk (its CPU is taken from them; with "
         "the database on another machine it is not); the server CPU per request is the "
@@ -153,6 +160,7 @@ def main() -> None:
         ("postgres", "/api/predict, log in PostgreSQL"),
         ("nolog", "/api/predict, log off"),
         ("challenger", "/api/predict, log in PostgreSQL, challenger on"),
+        ("sqlite-challenger", "/api/predict, log in SQLite (the default), challenger on"),
     ):
         rps = median(target, "requests_per_s")
         lines.append(
