@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -243,3 +244,52 @@ def test_serve_with_two_workers_uses_the_app_factory_and_adds_up_metrics(
         stop_server(running)
     assert running.process.returncode == 0, running.output()
     assert not list(scratch.iterdir()), "the metrics folder is removed when the server stops"
+
+
+BLAS_THREADS = """
+import json, sys
+import numpy  # noqa: F401  (BLAS is loaded with it)
+import uvicorn
+from threadpoolctl import threadpool_info
+
+def blas_threads():
+    return [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+
+print(json.dumps(blas_threads()))
+if sys.argv[1] == "serve":
+    from hhforecast.config import load_settings
+    from hhforecast.serving.server import plan_server, run_server
+
+    uvicorn.run = lambda *args, **kwargs: print(json.dumps(blas_threads()))
+    settings = load_settings()
+    run_server(settings, plan_server(settings, port=int(sys.argv[2])))
+else:
+    from hhforecast.serving.app import app_from_environment
+
+    app_from_environment()
+    print(json.dumps(blas_threads()))
+"""
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="BLAS runs one thread on one core anyway")
+@pytest.mark.parametrize("entry", ["serve", "worker"])
+def test_a_serving_process_runs_blas_on_one_thread(trained_project: Project, entry: str) -> None:
+    """A forward pass is a few products of matrices at most `units` wide; OpenBLAS shared one
+    of a few hundred rows (a challenger's forecasts of one write cycle) among threads that then
+    spun waiting for more work, nearly doubling the service's CPU per answer (wrk: 319 to 191 µs,
+    docs/benchmarks.md). `hhforecast serve` and each worker of `--workers N` run one."""
+    env = {**os.environ, "HHFORECAST_CONFIG": str(trained_project.config)}
+    done = subprocess.run(
+        [sys.executable, "-c", BLAS_THREADS, entry, str(free_port())],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=trained_project.root,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    before, serving = (json.loads(line) for line in done.stdout.splitlines()[-2:])
+    assert before, f"NumPy loaded no BLAS:\n{done.stdout}"
+    if max(before) == 1:
+        pytest.skip("this NumPy's BLAS runs one thread anyway: nothing to tell apart")
+    assert serving and set(serving) == {1}, done.stdout
