@@ -242,7 +242,7 @@ async def _write_prediction_log(recorder: PredictionSink) -> None:
 
 def app_from_environment() -> FastAPI:
     """The app for `uvicorn --factory` worker processes: settings from $HHFORECAST_CONFIG."""
-    from hhforecast.serving.server import one_blas_thread
+    from hhforecast.serving.connections import one_blas_thread
     from hhforecast.watch.prediction_log import PredictionRecorder
 
     one_blas_thread()

@@ -19,6 +19,9 @@ request (/health too) once the slow connections reach it, while keeping them ope
 
 It also sends each answer's head (status line and headers) with the start of its body, in one
 write: uvicorn writes them apart, a second system call and a second TCP segment per answer.
+
+And it sets what the serving process itself may use: open files for `max_connections`, and one
+BLAS thread (`one_blas_thread`).
 """
 
 from __future__ import annotations
@@ -34,7 +37,13 @@ import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.server import ServerState
 
-__all__ = ["GuardedH11Protocol", "accept_batch", "guarded_protocol", "raise_open_file_limit"]
+__all__ = [
+    "GuardedH11Protocol",
+    "accept_batch",
+    "guarded_protocol",
+    "one_blas_thread",
+    "raise_open_file_limit",
+]
 
 log = logging.getLogger("hhforecast.serving")
 
@@ -207,3 +216,17 @@ def raise_open_file_limit(max_connections: int) -> int:
             fits,
         )
     return fits
+
+
+def one_blas_thread() -> None:
+    """Let NumPy's BLAS run one thread in this process, as each serving process should.
+
+    An answer's forward pass is a few products of matrices at most 32 wide: threads gain
+    nothing on them. OpenBLAS nevertheless shares a product of a few hundred rows (the
+    challenger's forecasts of one write cycle's answers) among its threads, which then spin
+    waiting for more work: that nearly doubled the service's CPU per answer with a challenger
+    named (docs/benchmarks.md).
+    """
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1, user_api="blas")
