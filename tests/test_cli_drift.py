@@ -235,11 +235,25 @@ def test_monitor_reports_served_predictions_per_week_and_month(
 
 
 def test_monitor_without_a_log_is_exit_2(project: Project, tmp_path: Path, cli) -> None:
+    """The actuals file is checked first; then a missing log is one error line saying where it
+    was looked for and how forecasts get logged; no log is created, no week is kept."""
+    database = project.root / "models" / "predictions.sqlite"
+    bad = tmp_path / "bad.csv"
+    bad.write_text("date,HH\n2024-01-01,lots\n")
+    result = cli("monitor", "--actuals", bad, "--config", project.config)
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"Error: dataset {bad}: column 'HH', line 2: 'lots' is not")
     actuals = tmp_path / "actuals.csv"
     actuals.write_text("date,HH\n2024-01-01,100\n")
     result = cli("monitor", "--actuals", actuals, "--config", project.config)
     assert result.exit_code == 2
-    assert "Error: no prediction log at" in result.stderr
+    assert result.stderr == (
+        f"Error: no prediction log at {database}: no forecast has been logged yet. Forecasts "
+        "are logged by `hhforecast serve` (every answer) and by `hhforecast forecast --plan "
+        "FILE` (every week of the plan); monitoring.database in the config names the log.\n"
+    )
+    assert result.stdout == ""
+    assert not database.exists() and not database.parent.exists()
 
 
 def test_predictions_served_by_the_api_are_monitored(
