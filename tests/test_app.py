@@ -227,11 +227,17 @@ def test_oversized_bodies_and_batches_are_refused(trained_project: Project) -> N
         "(serving.max_batch_rows): split the batch",
     }
     big = json.dumps({"rows": [WEEK] * 30}).encode()
-    declared = client.post("/api/predict", content=big)
+    declared = client.post(
+        "/api/predict", content=big, headers={"Content-Type": "application/json"}
+    )
     assert declared.status_code == 413
     assert declared.json()["error"]["rule"] == "max_body_bytes"
     # Without a Content-Length (chunked upload) the limit holds while reading.
-    streamed = client.post("/api/predict", content=iter([big[:1500], big[1500:]]))
+    streamed = client.post(
+        "/api/predict",
+        content=iter([big[:1500], big[1500:]]),
+        headers={"Content-Type": "application/json"},
+    )
     assert streamed.status_code == 413
     assert streamed.json()["error"]["message"] == (
         "the body is larger than 2048 bytes (serving.max_body_bytes): split the batch"

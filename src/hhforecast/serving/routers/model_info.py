@@ -14,7 +14,7 @@ from hhforecast.serving.public import file_name, public_failure, without_folders
 from hhforecast.serving.routers.health import prediction_log_check
 from hhforecast.serving.schemas import ErrorBody, ModelInfo, ReloadResponse
 from hhforecast.serving.state import ServingState, State, require_api_key
-from hhforecast.serving.validation import InvalidRequest
+from hhforecast.serving.validation import InvalidRequest, is_json_media
 
 router = APIRouter(tags=["model"])
 
@@ -26,11 +26,11 @@ async def check_reload_body(request: Request) -> None:
     or multipart bodies without a preflight, but never application/json."""
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
     body = await request.body()
-    if (body or media) and media != "application/json":
+    if (body or media) and not is_json_media(media):
         raise InvalidRequest(
             "Content-Type",
             "media_type",
-            f"POST /api/reload takes an empty body or JSON (Content-Type: application/json), "
+            "POST /api/reload takes an empty body or JSON (Content-Type: application/json), "
             f"not {media or 'a body without a Content-Type'}",
             415,
         )
