@@ -14,11 +14,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from hhforecast.config import Settings
+from hhforecast.watch.log_store import is_database_url
 
 __all__ = ["file_name", "log_location", "public_failure", "public_log_status", "without_folders"]
-
-URL_SCHEMES = ("postgresql://", "postgres://")
-
 
 def file_name(path: str) -> str:
     """The last part of a path written on any system (a version trained on Windows included)."""
@@ -28,7 +26,7 @@ def file_name(path: str) -> str:
 def log_location(location: str) -> str:
     """The prediction log as the public sees it: its file's name, or a PostgreSQL URL's host,
     port and database, with no user, password or query (which may carry a password too)."""
-    if not location.strip().lower().startswith(URL_SCHEMES):
+    if not is_database_url(location):
         return file_name(location)
     parts = urlsplit(location.strip())
     host = parts.hostname or ""
