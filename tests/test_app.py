@@ -227,11 +227,17 @@ def test_oversized_bodies_and_batches_are_refused(trained_project: Project) -> N
         "(serving.max_batch_rows): split the batch",
     }
     big = json.dumps({"rows": [WEEK] * 30}).encode()
-    declared = client.post("/api/predict", content=big)
+    declared = client.post(
+        "/api/predict", content=big, headers={"Content-Type": "application/json"}
+    )
     assert declared.status_code == 413
     assert declared.json()["error"]["rule"] == "max_body_bytes"
     # Without a Content-Length (chunked upload) the limit holds while reading.
-    streamed = client.post("/api/predict", content=iter([big[:1500], big[1500:]]))
+    streamed = client.post(
+        "/api/predict",
+        content=iter([big[:1500], big[1500:]]),
+        headers={"Content-Type": "application/json"},
+    )
     assert streamed.status_code == 413
     assert streamed.json()["error"]["message"] == (
         "the body is larger than 2048 bytes (serving.max_body_bytes): split the batch"
@@ -311,6 +317,48 @@ def test_info_summarises_the_dataset_without_a_path_on_the_server(
         },
     }
     assert "hangar" not in json.dumps(dataset) and "planner" not in json.dumps(dataset)
+
+
+def test_info_ready_and_metrics_name_files_without_the_servers_folders(
+    trained_project: Project,
+) -> None:
+    """/api/info, /ready and /metrics are public: the files the service watches and logs to are
+    named by their names, and messages quote paths from the project's folder on."""
+    from hhforecast.watch.prediction_log import PredictionRecorder
+
+    settings = trained_project.settings
+    (trained_project.models / "predictions.sqlite").mkdir()  # a log that cannot be written
+    recorder = PredictionRecorder.from_settings(settings, background=False)
+    app = create_app(settings, follow_production=False, prediction_log=recorder)
+    client = TestClient(app)
+    assert client.post("/api/predict", json=WEEK).status_code == 200
+    recorder.cycle()
+    (trained_project.models / "1.0.0" / "model_hh_semanal_5features.keras").unlink()
+    set_production(trained_project, "1.0.0")
+    assert app.state.serving.follower.poll_once() is not None
+    info = client.get("/api/info").json()
+    ready = client.get("/ready").json()
+    assert info["reload"]["watching"] == ["config.yaml", "registry.json"]
+    assert info["prediction_log"]["path"] == "predictions.sqlite"
+    assert info["prediction_log"]["status"] == "degraded"
+    assert info["prediction_log"]["reason"].startswith("cannot write predictions.sqlite (")
+    assert ready["checks"]["prediction_log"] == info["prediction_log"]
+    message = "models/1.0.0/model_hh_semanal_5features.keras is missing"
+    assert info["reload"]["last_failure"]["message"].startswith(message)
+    assert ready["last_failure"]["message"].startswith(message)
+    folder = str(trained_project.root)
+    for text in (json.dumps(info), json.dumps(ready), client.get("/metrics").text):
+        assert folder not in text and "pytest-" not in text
+    recorder.close()
+
+
+def test_a_postgresql_log_is_named_by_host_port_and_database_only() -> None:
+    from hhforecast.serving.public import log_location
+
+    url = "postgresql://planner:s3cret@db.hangar:5433/hh?sslmode=require&password=x"
+    assert log_location(url) == "postgresql://db.hangar:5433/hh"
+    assert log_location("postgres://planner:***@db.hangar/hh") == "postgresql://db.hangar/hh"
+    assert log_location("C:\\logs\\predictions.sqlite") == "predictions.sqlite"
 
 
 def test_info_names_the_marks_the_page_writes_numbers_with(trained_project: Project) -> None:

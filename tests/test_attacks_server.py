@@ -149,6 +149,53 @@ def test_a_cross_site_text_plain_form_post_is_refused_and_not_logged(
     assert events == []
 
 
+def test_api_posts_take_only_json_bodies_so_a_cross_site_form_logs_nothing(
+    trained_project: Project,
+) -> None:
+    """A form on any site can make a browser post text/plain, urlencoded or multipart to
+    /api/predict without a preflight, and the forecast would be logged: only bodies declared
+    JSON are answered (application/json or application/*+json, as Flask's get_json takes)."""
+    events: list = []
+    client = page_client(trained_project, events)
+    refused = {
+        "text/plain": client.post(
+            "/api/predict", content=FORM_BODY, headers={"Content-Type": "text/plain", **CROSS_SITE}
+        ),
+        "no Content-Type": client.post("/api/predict", content=json.dumps(WEEK)),
+        "text/plain; x=json": client.post(
+            "/api/predict", content=FORM_BODY, headers={"Content-Type": "text/plain; x=json"}
+        ),
+    }
+    for kind in ("application/x-www-form-urlencoded", "multipart/form-data; boundary=x"):
+        refused[kind] = client.post(
+            "/api/predict", content=FORM_BODY, headers={"Content-Type": kind}
+        )
+    for given, refusal in refused.items():
+        assert refusal.status_code == 415, (given, refusal.text)
+    assert refused["text/plain"].json() == {
+        "error": {
+            "field": "Content-Type",
+            "rule": "media_type",
+            "message": "/api/predict takes a JSON body: send it with Content-Type: "
+            "application/json (got text/plain)",
+        }
+    }
+    assert refused["no Content-Type"].json()["error"]["message"].endswith("(got no Content-Type)")
+    assert events == []
+    reload = client.post("/api/reload", content=FORM_BODY, headers={"Content-Type": "text/plain"})
+    assert reload.status_code == 415
+
+    # What JSON clients send is answered: charset, case, a +json type, and a batch.
+    body = json.dumps(WEEK)
+    for given in ("application/json", "application/json; charset=utf-8", "Application/JSON"):
+        answered = client.post("/api/predict", content=body, headers={"Content-Type": given})
+        assert answered.status_code == 200, (given, answered.text)
+    vendor = {"Content-Type": "application/vnd.api+json"}
+    assert client.post("/api/predict", content=body, headers=vendor).status_code == 200
+    assert client.post("/api/predict", json={"rows": [WEEK, WEEK]}).status_code == 200
+    assert len(events) == 5
+
+
 @pytest.mark.parametrize(
     "headers",
     [
@@ -320,6 +367,13 @@ def test_a_cross_site_form_post_through_uvicorn_is_refused_and_not_logged(
         assert form.status_code == 403
         assert form.headers["content-type"] == "application/json"
         assert form.json()["error"]["field"] == "Sec-Fetch-Site"
+        # The same form aimed at /api/predict (through its fast lane), and a body without a type.
+        for headers in ({"Content-Type": "text/plain", **CROSS_SITE}, {}):
+            api = httpx.post(
+                f"{server.url}/api/predict", content=FORM_BODY, headers=headers, timeout=10.0
+            )
+            assert api.status_code == 415, api.text
+            assert api.json()["error"]["rule"] == "media_type"
         page = {"Origin": server.url, "Sec-Fetch-Site": "same-origin"}
         ours = httpx.post(
             f"{server.url}/web/predict{CONFIRMED}", json=WEEK, headers=page, timeout=10.0

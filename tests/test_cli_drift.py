@@ -80,6 +80,50 @@ def test_a_shrunk_fleet_flying_longer_shorter_sectors_is_drift(
     assert signals["prediction"]["role"] == "prediction"
 
 
+def test_recent_weeks_the_version_learnt_are_warned_about(
+    trained_project: Project, sample: pd.DataFrame, tmp_path: Path, cli, columns80
+) -> None:
+    """Recent weeks inside the training weeks are compared with themselves: one warning line on
+    stderr naming them, and `training_overlap` in --json; stronger when every week is inside."""
+    later = simulate_weekly_dataset(seed=7, weeks=len(sample) + 12).iloc[-16:]  # 4 learnt
+    recent = tmp_path / "recent.csv"
+    later.to_csv(recent, index=False)
+    result = cli("drift", "--recent", recent, "--json", "--config", trained_project.config)
+    assert result.exit_code in (0, 1), result.stderr
+    assert result.stderr == (
+        "Warning: 4 of the 16 recent weeks (2023-12-04..2023-12-25) lie inside the weeks "
+        "version 1.1.0 learnt (2019-01-07..2023-12-25): they are compared with themselves and "
+        "the model's errors on them are in-sample; pass weeks after 2023-12-25\n"
+    )
+    assert json.loads(result.stdout)["training_overlap"] == {
+        "weeks": 4,
+        "first": "2023-12-04",
+        "last": "2023-12-25",
+        "all_recent_weeks": False,
+        "learnt": {"start": "2019-01-07", "end": "2023-12-25"},
+        "message": result.stderr[len("Warning: ") : -1],
+    }
+
+    sample.iloc[-LAST_WEEKS:].to_csv(recent, index=False)
+    report = tmp_path / "drift.html"
+    result = cli(
+        "drift", "--recent", recent, "--report", report, "--config", trained_project.config
+    )
+    assert result.exit_code == 0, result.stderr
+    assert "lie inside the weeks version 1.1.0 learnt" in report.read_text()
+    assert result.stderr == (
+        "Warning: all 26 recent weeks (2023-07-03..2023-12-25) lie inside the weeks version "
+        "1.1.0 learnt (2019-01-07..2023-12-25): this compares the training data with itself "
+        "and cannot show drift, and the model's errors on them are in-sample; pass weeks after "
+        "2023-12-25\n"
+    )
+
+    later.iloc[4:].to_csv(recent, index=False)
+    result = cli("drift", "--recent", recent, "--json", "--config", trained_project.config)
+    assert result.stderr == ""
+    assert json.loads(result.stdout)["training_overlap"] is None
+
+
 def test_the_dataset_file_may_move_after_training(
     trained_project: Project, sample: pd.DataFrame, tmp_path: Path, cli
 ) -> None:
@@ -191,11 +235,25 @@ def test_monitor_reports_served_predictions_per_week_and_month(
 
 
 def test_monitor_without_a_log_is_exit_2(project: Project, tmp_path: Path, cli) -> None:
+    """The actuals file is checked first; then a missing log is one error line saying where it
+    was looked for and how forecasts get logged; no log is created, no week is kept."""
+    database = project.root / "models" / "predictions.sqlite"
+    bad = tmp_path / "bad.csv"
+    bad.write_text("date,HH\n2024-01-01,lots\n")
+    result = cli("monitor", "--actuals", bad, "--config", project.config)
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"Error: dataset {bad}: column 'HH', line 2: 'lots' is not")
     actuals = tmp_path / "actuals.csv"
     actuals.write_text("date,HH\n2024-01-01,100\n")
     result = cli("monitor", "--actuals", actuals, "--config", project.config)
     assert result.exit_code == 2
-    assert "Error: no prediction log at" in result.stderr
+    assert result.stderr == (
+        f"Error: no prediction log at {database}: no forecast has been logged yet. Forecasts "
+        "are logged by `hhforecast serve` (every answer) and by `hhforecast forecast --plan "
+        "FILE` (every week of the plan); monitoring.database in the config names the log.\n"
+    )
+    assert result.stdout == ""
+    assert not database.exists() and not database.parent.exists()
 
 
 def test_predictions_served_by_the_api_are_monitored(

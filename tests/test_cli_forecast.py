@@ -11,7 +11,7 @@ import pytest
 from hhforecast.modeling.forecast import forecast_plan
 from hhforecast.watch.prediction_log import PredictionLog
 
-from .conftest import Project
+from .conftest import Project, write_config
 
 FEATURES = ["acft", "sum_daily_hours", "Cycles", "sum_uti_mensal", "age_fleet"]
 
@@ -268,3 +268,48 @@ def test_weeks_outside_the_training_range_are_logged_only_once_confirmed(
     assert data["logged"] is True and data["not_logged"] is None and data["log"]["rows"] == 3
     logged = PredictionLog.from_settings(trained_project.settings).frame()
     assert logged["week"].tolist() == ["2024-01-01", "2024-01-08", "2024-01-15"]
+
+
+def test_no_log_opens_no_prediction_log(
+    trained_project: Project, plan: Path, cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--no-log opens nothing: no file is created, and a log that is locked, cannot be opened
+    or needs a driver that is not installed does not matter."""
+    import sqlite3
+    import sys
+
+    models = trained_project.models
+    database = models / "predictions.sqlite"
+    before = sorted(p.name for p in models.iterdir())
+    result = cli("forecast", "--plan", plan, "--no-log", "--json")
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["logged"] is False
+    assert data["log"] == {"path": str(database), "rows": 0, "problem": None}
+    assert sorted(p.name for p in models.iterdir()) == before  # no log, no side file
+
+    assert cli("forecast", "--plan", plan).exit_code == 0  # the log now exists
+    holder = sqlite3.connect(database)
+    holder.execute("BEGIN EXCLUSIVE")  # nobody else can read or write it now
+    try:
+        result = cli("forecast", "--plan", plan, "--no-log")
+        assert result.exit_code == 0 and result.stderr == ""
+        assert result.stdout.endswith("Not logged (--no-log).\n")
+    finally:
+        holder.rollback()
+        holder.close()
+
+    # A PostgreSQL log without psycopg installed: refused when logging, not with --no-log.
+    write_config(trained_project.root, monitoring={"database": "postgresql://u:p@127.0.0.1:9/hh"})
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # importing it raises ImportError
+    refused = cli("forecast", "--plan", plan)
+    assert refused.exit_code == 2
+    assert refused.stderr == (  # the extra's name in brackets is text, not terminal markup
+        "Error: monitoring.database is a PostgreSQL URL (postgresql://u:***@127.0.0.1:9/hh), "
+        "but psycopg is not installed: pip install 'hhforecast[postgres]'\n"
+    )
+    result = cli("forecast", "--plan", plan, "--no-log", "--json")
+    assert result.exit_code == 0, result.stderr
+    log = json.loads(result.stdout)["log"]
+    assert log == {"path": "postgresql://u:***@127.0.0.1:9/hh", "rows": 0, "problem": None}
+    assert not (models / "prediction-log.unwritten.jsonl").exists()

@@ -77,6 +77,36 @@ def test_forecast_output_is_written_in_the_plan_style(
     assert q["week"].tolist() == ["2023-12-11", "2023-12-18", "2023-12-25"]
 
 
+def test_whole_number_inputs_are_written_whole_and_forecasts_keep_their_decimals(
+    trained_project: Project, tmp_path: Path, cli
+) -> None:
+    """acft and Cycles are whole numbers in the plan: --output writes 246, not 246,0 (br) or
+    246.0 (intl); the forecasts and the inputs with decimals keep them. predict too."""
+    weeks = pd.read_csv(sample_dataset_path()).tail(3).drop(columns=["HH"])
+    plan = brazilian(weeks, tmp_path / "plano.csv")
+    for style, separator, decimal in (("input", ";", ","), ("intl", ",", ".")):
+        out = tmp_path / f"{style}.csv"
+        args = ("--dayfirst", "--no-log", "--output", out, "--csv-style", style)
+        result = cli("forecast", "--plan", plan, *args)
+        assert result.exit_code == 0, result.stderr
+        lines = out.read_bytes().decode("utf-8-sig").splitlines()
+        header, first = lines[0].split(separator), lines[1].split(separator)
+        cells = dict(zip(header, first, strict=True))
+        assert [cells[c] for c in ("acft", "Cycles")] == ["246", "1652"]
+        assert cells["sum_daily_hours"] == f"2508{decimal}8"
+        assert cells["age_fleet"] == f"12230095{decimal}8"
+        assert decimal in cells["HH_pred"] and decimal in cells["HH_upper"]
+
+    scored = tmp_path / "scored.csv"
+    result = cli("predict", "--input", plan, "--output", scored, "--dayfirst")
+    assert result.exit_code == 0, result.stderr
+    lines = scored.read_bytes().decode("cp1252").splitlines()
+    cells = dict(zip(lines[0].split(";"), lines[1].split(";"), strict=True))
+    assert [cells[c] for c in ("acft", "Cycles")] == ["246", "1652"]
+    assert cells["sum_daily_hours"] == "2508,8"
+    assert "," in cells["HH_pred"]
+
+
 def test_sample_in_br_style_reads_back_like_the_intl_one(tmp_path: Path, cli) -> None:
     from hhforecast.datasets.reader import read_table
 

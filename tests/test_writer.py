@@ -9,7 +9,14 @@ import pandas as pd
 from hhforecast.config import DatasetConfig
 from hhforecast.datasets.reader import TableFormat, read_table
 from hhforecast.datasets.weekly import sample_dataset_path
-from hhforecast.datasets.writer import BR, INTL, CsvStyle, csv_bytes, csv_style
+from hhforecast.datasets.writer import (
+    BR,
+    INTL,
+    CsvStyle,
+    csv_bytes,
+    csv_style,
+    whole_numbers_as_integers,
+)
 from hhforecast.modeling.predict import predict_file
 
 from .conftest import Project
@@ -71,3 +78,21 @@ def test_br_style_writes_dates_day_first_and_decimal_commas() -> None:
 def test_text_the_code_page_lacks_falls_back_to_utf8_with_bom() -> None:
     frame = pd.DataFrame({"note": ["→ check"]})
     assert csv_bytes(frame, CsvStyle(";", ",", True, "cp1252")) == "\ufeffnote\n→ check\n".encode()
+
+
+def test_whole_number_columns_are_written_whole_and_the_others_keep_their_decimals() -> None:
+    frame = pd.DataFrame(
+        {
+            "acft": [246.0, float("nan")],
+            "hours": [2508.8, 2600.0],
+            "HH_pred": [1042.0, 998.25],
+        }
+    )
+    whole = whole_numbers_as_integers(frame, ["acft", "hours"])
+    assert (
+        csv_bytes(whole, INTL).decode() == "acft,hours,HH_pred\n246,2508.8,1042.0\n,2600.0,998.25\n"
+    )
+    assert csv_bytes(whole, BR).decode("utf-8-sig") == (
+        "acft;hours;HH_pred\n246;2508,8;1042,0\n;2600,0;998,25\n"
+    )
+    assert frame["acft"].dtype == float  # the caller's frame is left as it was

@@ -120,14 +120,20 @@ def friendly_errors(command: Callable[P, R]) -> Callable[P, R]:
 
     @functools.wraps(command)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        # Messages are text, not markup: `pip install 'hhforecast[postgres]'` or a column named
+        # `[red]` must reach the terminal as written.
         try:
             return command(*args, **kwargs)
         except HHForecastError as exc:
-            err_console.print(f"[bold red]Error:[/] {exc}", highlight=False, soft_wrap=True)
+            err_console.print(
+                f"[bold red]Error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True
+            )
             raise typer.Exit(exc.exit_code) from None
         except OSError as exc:  # a file of the user's that cannot be read or written
             err_console.print(
-                f"[bold red]Error:[/] {os_error_message(exc)}", highlight=False, soft_wrap=True
+                f"[bold red]Error:[/] {escape(os_error_message(exc))}",
+                highlight=False,
+                soft_wrap=True,
             )
             raise typer.Exit(EXIT_BAD_INPUT) from None
 

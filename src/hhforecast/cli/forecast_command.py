@@ -67,7 +67,7 @@ def forecast(
     Example: hhforecast forecast --plan plan.csv --output forecast.csv
     """
     from hhforecast.modeling.forecast import challenger_plan, forecast_plan
-    from hhforecast.watch.log_store import open_prediction_log
+    from hhforecast.watch.log_store import open_prediction_log, prediction_log_location
     from hhforecast.watch.prediction_store import LogWriteError
 
     settings = settings_from(config).with_dataset(dayfirst=dayfirst)
@@ -77,16 +77,19 @@ def forecast(
     outside = result.out_of_range_weeks()
     # As on the web page: out-of-range inputs are logged for monitoring only once confirmed.
     held = outside if not (no_log or confirm_out_of_range) else None
-    log = open_prediction_log(settings)
+    location = prediction_log_location(settings)
     logged, problem = 0, None
+    # The log is opened only to write to it: --no-log (or a plan held back) touches nothing,
+    # so a locked, missing or unreachable log does not matter then.
     if not no_log and held is None:
+        log = open_prediction_log(settings)
         try:
             # The challenger forecasts the same weeks beside production (only for production's).
             beside = challenger_plan(settings, plan) if version is None else None
             logged = log.record_forecast(result, source="cli", challenger=beside)
             logged = min(logged, len(result.frame))
         except (LogWriteError, OSError) as exc:
-            problem = f"cannot write {log.location} ({exc})"
+            problem = f"cannot write {location} ({exc})"
         finally:
             log.close()
     if json_output:
@@ -94,7 +97,7 @@ def forecast(
             {
                 **result.to_dict(),
                 "logged": logged == len(result.frame),
-                "log": {"path": log.location, "rows": logged, "problem": problem},
+                "log": {"path": location, "rows": logged, "problem": problem},
                 "not_logged": held.to_dict(CLI_CONFIRM) if held else None,
                 "output": str(output) if output else None,
             }
@@ -106,7 +109,7 @@ def forecast(
         if output is not None:
             console.print(f"Wrote {len(result.frame)} forecasts to {output}.", highlight=False)
         if logged:
-            console.print(f"Logged {logged} forecasts to {log.location}.", highlight=False)
+            console.print(f"Logged {logged} forecasts to {location}.", highlight=False)
     if problem is not None:
         err_console.print(
             f"[yellow]Warning:[/] the forecasts were NOT logged: {problem}. "

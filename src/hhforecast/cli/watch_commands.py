@@ -69,6 +69,8 @@ def drift(
     from hhforecast.watch.drift import VERDICT_DRIFT, run_drift
 
     result = run_drift(settings_from(config).with_dataset(dayfirst=dayfirst), recent, version)
+    if result.overlap is not None:
+        err_console.print(f"[yellow]Warning:[/] {result.overlap.message}", highlight=False)
     if json_output:
         print_json(result.to_dict())
     else:

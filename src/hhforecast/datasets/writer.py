@@ -18,12 +18,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import pandas as pd
 
 from hhforecast._fs import atomic_write_bytes
 from hhforecast.datasets.reader import TableFormat
 
-__all__ = ["CSV_STYLES", "CsvStyle", "csv_bytes", "csv_style", "neutralise_formulas", "write_csv"]
+__all__ = [
+    "CSV_STYLES",
+    "CsvStyle",
+    "csv_bytes",
+    "csv_style",
+    "neutralise_formulas",
+    "whole_numbers_as_integers",
+    "write_csv",
+]
 
 CSV_STYLES = ("input", "br", "intl")
 CsvStyleName = Literal["input", "br", "intl"]
@@ -65,6 +74,25 @@ def neutralise_formulas(frame: pd.DataFrame) -> pd.DataFrame:
     for column in out.columns:
         if _is_text(out[column]):
             out[column] = out[column].map(_safe_cell, na_action="ignore")
+    return out
+
+
+def whole_numbers_as_integers(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """A copy in which each of `columns` holding only whole numbers (an input's `acft` or
+    `Cycles`, read as floats) is written as it was read: 156, not 156.0 or 156,0. Other
+    columns, the forecasts among them, keep their decimals."""
+    out = frame.copy()
+    for column in columns:
+        if column not in out.columns or not pd.api.types.is_float_dtype(out[column]):
+            continue
+        values = out[column].dropna().to_numpy(float)
+        if (
+            len(values)
+            and np.isfinite(values).all()
+            and (np.abs(values) < 2**53).all()  # exact as integers
+            and (values == np.round(values)).all()
+        ):
+            out[column] = out[column].astype("Int64")
     return out
 
 

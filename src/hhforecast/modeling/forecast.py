@@ -22,7 +22,7 @@ import pandas as pd
 from hhforecast.config import DatasetConfig, Settings
 from hhforecast.datasets.reader import TableFormat
 from hhforecast.datasets.weekly import DATE_COLUMN, WeeklyDataset, load_weekly_dataset
-from hhforecast.datasets.writer import csv_style, write_csv
+from hhforecast.datasets.writer import csv_style, whole_numbers_as_integers, write_csv
 from hhforecast.errors import DatasetError, PlanError
 from hhforecast.modeling.artifacts import trained_through
 from hhforecast.modeling.inference import VariantModel
@@ -149,8 +149,10 @@ class PlanForecast:
         return table.assign(week=pd.to_datetime(table["week"]))
 
     def write_csv(self, path: Path, style: str = "input") -> None:
-        """Write `table()` to `path` in the plan's CSV style, or the one `style` names."""
-        write_csv(self.table(), path, csv_style(style, self.read_as))
+        """Write `table()` to `path` in the plan's CSV style, or the one `style` names; inputs
+        that were whole numbers stay whole (156), forecasts keep their decimals."""
+        table = whole_numbers_as_integers(self.table(), self.features)
+        write_csv(table, path, csv_style(style, self.read_as))
 
     def out_of_range_weeks(self) -> OutOfRangeWeeks | None:
         """The weeks whose inputs lie outside the training range (None when there are none):

@@ -11,7 +11,7 @@ import pandas as pd
 from hhforecast.config import Settings
 from hhforecast.datasets.reader import read_table
 from hhforecast.datasets.weekly import DATE_COLUMN, check_feature_frame
-from hhforecast.datasets.writer import csv_style, write_csv
+from hhforecast.datasets.writer import csv_style, whole_numbers_as_integers, write_csv
 from hhforecast.errors import DatasetError
 from hhforecast.modeling.artifacts import load_variant, recorded_metadata_sha256
 from hhforecast.modeling.inference import VariantModel
@@ -94,7 +94,9 @@ def predict_file(
     frame, read_as = read_table(input_path, settings.dataset, numeric=features, dates=[DATE_COLUMN])
     model = load_model(settings, version, variant)
     scored = predict_frame(model, frame, str(input_path))
-    write_csv(scored, output_path, csv_style(style, read_as))
+    # Inputs that were whole numbers are written whole (156, not 156.0), as they were read.
+    written = whole_numbers_as_integers(scored, [c for c in frame.columns if c in features])
+    write_csv(written, output_path, csv_style(style, read_as))
     return PredictionRun(
         output=output_path,
         rows=len(scored),

@@ -25,7 +25,9 @@ __all__ = [
     "FEATURE_LIMITS",
     "InvalidRequest",
     "ParsedRequest",
+    "is_json_media",
     "parse_predict_body",
+    "require_json_body",
 ]
 
 # Upper bounds a real week can never exceed, sized for a fleet of 1,000 aircraft flying every
@@ -52,6 +54,35 @@ class InvalidRequest(Exception):
     def to_body(self) -> dict[str, Any]:
         """The JSON error body: which field, which rule, and a sentence saying how to fix it."""
         return {"error": {"field": self.field, "rule": self.rule, "message": self.message}}
+
+
+JSON_MEDIA = "application/json"
+
+
+def is_json_media(content_type: str | None) -> bool:
+    """Whether a Content-Type names JSON as Flask's `request.is_json` does (the original API's
+    clients): application/json or application/*+json, parameters such as charset allowed."""
+    if content_type is None:
+        return False
+    if content_type == JSON_MEDIA:  # what nearly every client sends: no parsing
+        return True
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == JSON_MEDIA or (media.startswith("application/") and media.endswith("+json"))
+
+
+def require_json_body(path: str, content_type: str | None) -> None:
+    """Refuse (415) a body that is not declared JSON: an HTML form on any site can make a
+    browser post text/plain, urlencoded or multipart bodies without a CORS preflight, never
+    application/json, so this keeps other sites' pages from logging forecasts."""
+    if is_json_media(content_type):
+        return
+    given = (content_type or "").split(";", 1)[0].strip()[:60] or "no Content-Type"
+    raise InvalidRequest(
+        "Content-Type",
+        "media_type",
+        f"{path} takes a JSON body: send it with Content-Type: application/json (got {given})",
+        415,
+    )
 
 
 @dataclass(frozen=True)

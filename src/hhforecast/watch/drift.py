@@ -17,6 +17,7 @@ import pandas as pd
 from hhforecast.config import DatasetConfig, DriftConfig, Settings
 from hhforecast.datasets.weekly import DATE_COLUMN, load_weekly_dataset
 from hhforecast.errors import DatasetError
+from hhforecast.modeling.artifacts import trained_through
 from hhforecast.modeling.reference import DRIFT_REFERENCE_FILE, read_drift_reference
 from hhforecast.registry.store import Registry
 from hhforecast.watch.signals import PREDICTION_COLUMN
@@ -26,7 +27,78 @@ from hhforecast.watch.statistics import (
     drift_statistics,
 )
 
-__all__ = ["VERDICT_DRIFT", "DriftReport", "run_drift"]
+__all__ = ["VERDICT_DRIFT", "DriftReport", "TrainingOverlap", "run_drift"]
+
+
+@dataclass(frozen=True)
+class TrainingOverlap:
+    """Recent weeks that lie inside the weeks the version learnt: drift compares them with the
+    training data they are part of, and the model's errors on them are in-sample."""
+
+    version: str
+    weeks: int
+    first: str
+    last: str
+    recent_weeks: int
+    learnt_start: str
+    learnt_end: str
+
+    @property
+    def all_weeks(self) -> bool:
+        return self.weeks == self.recent_weeks
+
+    @property
+    def message(self) -> str:
+        learnt = f"the weeks version {self.version} learnt ({self.learnt_start}..{self.learnt_end})"
+        after = f"pass weeks after {self.learnt_end}"
+        if self.all_weeks:
+            return (
+                f"all {self.weeks} recent weeks ({self.first}..{self.last}) lie inside {learnt}: "
+                "this compares the training data with itself and cannot show drift, and the "
+                f"model's errors on them are in-sample; {after}"
+            )
+        return (
+            f"{self.weeks} of the {self.recent_weeks} recent weeks ({self.first}..{self.last}) "
+            f"lie inside {learnt}: they are compared with themselves and the model's errors on "
+            f"them are in-sample; {after}"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "weeks": self.weeks,
+            "first": self.first,
+            "last": self.last,
+            "all_recent_weeks": self.all_weeks,
+            "learnt": {"start": self.learnt_start, "end": self.learnt_end},
+            "message": self.message,
+        }
+
+
+def training_overlap(
+    version: str, metadata: dict[str, Any], reference: pd.DataFrame, recent: pd.DataFrame
+) -> TrainingOverlap | None:
+    """The recent weeks inside the weeks the version learnt (the reference's first week to the
+    last week its served fit learnt), or None when there are none."""
+    if not len(recent) or not len(reference):
+        return None
+    start = reference[DATE_COLUMN].min()
+    ends = [reference[DATE_COLUMN].max()]
+    if (through := trained_through(metadata)) is not None:
+        ends.append(pd.Timestamp(through))
+    end = max(ends)
+    dates = recent[DATE_COLUMN]
+    inside = dates[(dates >= start) & (dates <= end)]
+    if not len(inside):
+        return None
+    return TrainingOverlap(
+        version=version,
+        weeks=len(inside),
+        first=f"{inside.min():%Y-%m-%d}",
+        last=f"{inside.max():%Y-%m-%d}",
+        recent_weeks=len(recent),
+        learnt_start=f"{start:%Y-%m-%d}",
+        learnt_end=f"{end:%Y-%m-%d}",
+    )
 
 
 @dataclass(frozen=True)
@@ -41,6 +113,8 @@ class DriftReport:
     recent: pd.DataFrame
     config: DriftConfig
     performance: dict[str, dict[str, float]] | None
+    overlap: TrainingOverlap | None = None
+    """Recent weeks the version learnt (None when none): a warning, not a verdict."""
 
     @property
     def verdict(self) -> str:
@@ -65,6 +139,7 @@ class DriftReport:
             "variant": self.variant,
             "recent": {"path": str(self.recent_path), **period(self.recent)},
             "reference": {"source": DRIFT_REFERENCE_FILE, **period(self.reference)},
+            "training_overlap": self.overlap.to_dict() if self.overlap else None,
             "method": {
                 "test": "two-sample KS and a mean z-test on residuals from the training "
                 "weeks' season and trend, p-values with lag-1 autocorrelation effective "
@@ -143,4 +218,5 @@ def run_drift(settings: Settings, recent_path: Path, version: str | None = None)
         recent=recent,
         config=settings.drift,
         performance=performance,
+        overlap=training_overlap(entry.version, model.metadata, reference, recent),
     )

@@ -9,7 +9,13 @@ from hhforecast.config import Settings
 from hhforecast.watch.prediction_store import PredictionLogError, PredictionStore
 from hhforecast.watch.sqlite_store import BUSY_TIMEOUT_MS, PredictionLog
 
-__all__ = ["POSTGRES_SIDE_FILE", "is_database_url", "open_prediction_log", "redacted"]
+__all__ = [
+    "POSTGRES_SIDE_FILE",
+    "is_database_url",
+    "open_prediction_log",
+    "prediction_log_location",
+    "redacted",
+]
 
 URL_SCHEMES = ("postgresql://", "postgres://")
 POSTGRES_SIDE_FILE = "prediction-log.unwritten.jsonl"
@@ -28,6 +34,15 @@ def redacted(url: str) -> str:
         return url
     host = parts.netloc.rsplit("@", 1)[1]
     return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
+
+
+def prediction_log_location(settings: Settings) -> str:
+    """Where `monitoring.database` points (a file's path, or a URL without its password), said
+    without opening, creating or connecting to anything."""
+    database = settings.monitoring.database
+    if is_database_url(database):
+        return redacted(database.strip())
+    return str(settings.resolve(database))
 
 
 def open_prediction_log(

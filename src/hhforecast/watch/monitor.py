@@ -210,9 +210,12 @@ def run_monitor(settings: Settings, actuals_path: Path, by: str = "week") -> Mon
     """Match every logged forecast to its realised week; errors, coverage and alerts."""
     if by not in PERIODS:
         raise PredictionLogError(f"--by {by!r} is not a period; use week or month")
-    log = open_prediction_log(settings)
-    everything = log.judged()
+    # The actuals file first: a bad file is reported before anything of the log is opened.
     actuals = read_actuals(actuals_path, settings.training.target, settings.dataset)
+    log = open_prediction_log(settings)
+    # A missing log is an error, not a new empty one: monitor never creates it, so the realised
+    # weeks are kept only once forecasts have been logged (give the file again then).
+    everything = log.judged()
     # The realised weeks are kept in the log (the newest value of a week wins), so evidence
     # accumulates: weeks given earlier still count when a later file no longer holds them.
     log.record_actuals(

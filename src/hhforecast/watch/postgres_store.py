@@ -22,6 +22,7 @@ from hhforecast.watch.prediction_store import (
     ACTUALS_UPSERT,
     COLUMNS,
     COMPACT,
+    HOW_TO_LOG,
     JUDGED_UPSERT,
     KEY_SQL,
     KEYS_PER_UPSERT,
@@ -173,9 +174,8 @@ class PostgresPredictionLog(PredictionStore):
             with self._connect() as connection:
                 if _version(connection) == 0:
                     raise PredictionLogError(
-                        f"no prediction log in {self.location}: the service writes it once it "
-                        "has served a prediction, and `hhforecast forecast` once it has "
-                        "forecast a week (monitoring.database in the config names it)"
+                        f"no prediction log in {self.location}: no forecast has been logged "
+                        f"yet. {HOW_TO_LOG}"
                     )
                 cursor = connection.execute(query(connection))
                 names = [d.name for d in cursor.description or []]

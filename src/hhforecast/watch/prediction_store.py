@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ACTUALS_UPSERT",
     "COLUMNS",
+    "HOW_TO_LOG",
     "ROLES",
     "SCHEMA_VERSION",
     "SOURCES",
@@ -113,6 +114,14 @@ ACTUALS_UPSERT = (
     "source = excluded.source"
 )
 """A realised week kept, the newest value winning ({p}: the driver's placeholder)."""
+
+
+HOW_TO_LOG = (
+    "Forecasts are logged by `hhforecast serve` (every answer) and by "
+    "`hhforecast forecast --plan FILE` (every week of the plan); monitoring.database in the "
+    "config names the log."
+)
+"""How a log gets its first forecasts: said wherever a missing log is reported."""
 
 
 class PredictionLogError(HHForecastError):

@@ -26,6 +26,7 @@ from hhforecast.watch.prediction_store import (
     ACTUALS_UPSERT,
     COLUMNS,
     COMPACT,
+    HOW_TO_LOG,
     JUDGED_SELECT,
     JUDGED_UPSERT,
     KEY_SQL,
@@ -276,9 +277,7 @@ class PredictionLog(PredictionStore):
     def _reader(self) -> sqlite3.Connection:
         if not self.path.is_file():
             raise PredictionLogError(
-                f"no prediction log at {self.path}: the service writes it once it has served a "
-                "prediction, and `hhforecast forecast` once it has forecast a week "
-                "(monitoring.database in the config names the file)"
+                f"no prediction log at {self.path}: no forecast has been logged yet. {HOW_TO_LOG}"
             )
         return sqlite3.connect(self.path, timeout=self.busy_timeout_ms / 1000)
 

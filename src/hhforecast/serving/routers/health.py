@@ -8,6 +8,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from hhforecast.serving.production import check_answers
+from hhforecast.serving.public import public_failure, public_log_status
 from hhforecast.serving.schemas import ReadyStatus
 from hhforecast.serving.state import ServingState, State
 
@@ -15,13 +16,14 @@ router = APIRouter(tags=["health"])
 
 
 def prediction_log_check(state: ServingState) -> dict[str, Any]:
-    """ok or degraded (with the reason) when logging, off when the log is switched off."""
+    """ok or degraded (with the reason) when logging, off when the log is switched off; the log
+    named by its file's name (or a PostgreSQL server's host, port and database)."""
     if state.prediction_log is None:
         return {
             "status": "off",
             "reason": "the service logs no prediction (monitoring.log_predictions: false)",
         }
-    return state.prediction_log.status()
+    return public_log_status(state.prediction_log.status(), state.settings)
 
 
 @router.get("/health", summary="The process is alive")
@@ -45,8 +47,9 @@ async def ready(state: State) -> Any:
         answers = True
     except Exception:
         answers = False
-    failure = (
-        follower.last_failure.to_dict() if follower.failing and follower.last_failure else None
+    failure = public_failure(
+        follower.last_failure.to_dict() if follower.failing and follower.last_failure else None,
+        state.settings,
     )
     body = {
         "ready": answers,

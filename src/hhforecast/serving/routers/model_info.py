@@ -10,10 +10,11 @@ from starlette.concurrency import run_in_threadpool
 
 from hhforecast._json import loads
 from hhforecast.modeling.artifacts import trained_through
+from hhforecast.serving.public import file_name, public_failure, without_folders
 from hhforecast.serving.routers.health import prediction_log_check
 from hhforecast.serving.schemas import ErrorBody, ModelInfo, ReloadResponse
 from hhforecast.serving.state import ServingState, State, require_api_key
-from hhforecast.serving.validation import InvalidRequest
+from hhforecast.serving.validation import InvalidRequest, is_json_media
 
 router = APIRouter(tags=["model"])
 
@@ -25,11 +26,11 @@ async def check_reload_body(request: Request) -> None:
     or multipart bodies without a preflight, but never application/json."""
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
     body = await request.body()
-    if (body or media) and media != "application/json":
+    if (body or media) and not is_json_media(media):
         raise InvalidRequest(
             "Content-Type",
             "media_type",
-            f"POST /api/reload takes an empty body or JSON (Content-Type: application/json), "
+            "POST /api/reload takes an empty body or JSON (Content-Type: application/json), "
             f"not {media or 'a body without a Content-Type'}",
             415,
         )
@@ -78,20 +79,32 @@ def model_info(state: ServingState) -> dict[str, Any]:
         "challenger": {
             "version": served.challenger_named,
             "loaded": served.challenger is not None,
-            "problem": served.challenger_problem,
+            "problem": without_folders(served.challenger_problem, state.settings),
         },
         "history": {
             "available": served.history_png is not None,
             "url": "/api/history.png" if served.history_png is not None else None,
-            "reason": served.history_problem,
+            "reason": without_folders(served.history_problem, state.settings),
         },
         "limits": {
             "max_batch_rows": limits.max_batch_rows,
             "max_body_bytes": limits.max_body_bytes,
         },
-        "reload": state.follower.status(),
+        "reload": reload_status(state),
         "prediction_log": prediction_log_check(state),
     }
+
+
+def reload_status(state: ServingState) -> dict[str, Any]:
+    """The follower's status with the files it watches (and an MLflow cache) by name, and the
+    last failure's message without the server's folders."""
+    status = dict(state.follower.status())
+    status["watching"] = [file_name(str(p)) for p in status.get("watching", [])]
+    status["last_failure"] = public_failure(status.get("last_failure"), state.settings)
+    mlflow = status.get("mlflow")
+    if isinstance(mlflow, dict) and mlflow.get("cache"):
+        status["mlflow"] = {**mlflow, "cache": file_name(str(mlflow["cache"]))}
+    return status
 
 
 def dataset_summary(recorded: Any) -> dict[str, Any]:
@@ -101,7 +114,7 @@ def dataset_summary(recorded: Any) -> dict[str, Any]:
     label = str(dataset.get("path") or "")
     summary: dict[str, Any] = {
         # "sample:sample_weekly.csv" names the bundled sample, not a file on the server.
-        "name": label if label.startswith("sample:") else _file_name(label) or None,
+        "name": label if label.startswith("sample:") else file_name(label) or None,
         **{
             key: dataset[key]
             for key in ("rows", "sha256", "start", "end", "simulated_sample")
@@ -114,11 +127,6 @@ def dataset_summary(recorded: Any) -> dict[str, Any]:
     return summary
 
 
-def _file_name(path: str) -> str:
-    """The last part of a path written on any system (a version trained on Windows included)."""
-    return path.replace("\\", "/").rsplit("/", 1)[-1]
-
-
 def _built_from(manifest: dict[str, Any]) -> dict[str, Any]:
     """What `dataset build` read: each raw file's name, rows and SHA-256, and the weeks kept."""
     inputs = manifest.get("inputs")
@@ -127,7 +135,7 @@ def _built_from(manifest: dict[str, Any]) -> dict[str, Any]:
         files = inputs.get(kind) if isinstance(inputs, dict) else None
         logs[kind] = [
             {
-                "name": _file_name(str(f.get("path", ""))),
+                "name": file_name(str(f.get("path", ""))),
                 "rows": f.get("rows"),
                 "sha256": f.get("sha256"),
             }
@@ -173,6 +181,8 @@ async def reload(request: Request, state: State) -> Any:
         "reloaded": outcome.swapped,
         "model_version": outcome.version,
         "previous_version": outcome.previous_version,
-        "failure": outcome.failure.to_dict() if outcome.failure else None,
+        "failure": public_failure(
+            outcome.failure.to_dict() if outcome.failure else None, state.settings
+        ),
     }
     return JSONResponse(body, status_code=409 if outcome.failure else 200)

@@ -19,7 +19,12 @@ from hhforecast.serving.schemas import (
     PredictResponse,
 )
 from hhforecast.serving.state import ServingState
-from hhforecast.serving.validation import InvalidRequest, ParsedRequest, parse_predict_body
+from hhforecast.serving.validation import (
+    InvalidRequest,
+    ParsedRequest,
+    parse_predict_body,
+    require_json_body,
+)
 
 router = APIRouter(tags=["predictions"])
 
@@ -163,6 +168,7 @@ DOCUMENTED_SCHEMAS = (PredictRequest, BatchPredictRequest)
         200: {"model": PredictResponse | list[PredictResponse]},
         400: {"model": ErrorBody, "description": "Not JSON"},
         413: {"model": ErrorBody, "description": "Body or batch too large"},
+        415: {"model": ErrorBody, "description": "A Content-Type other than JSON"},
         422: {"model": ErrorBody, "description": "A field broke a rule (named in the body)"},
     },
     openapi_extra=_BODY_SCHEMA,
@@ -224,6 +230,8 @@ async def predict_from_page(request: Request) -> Response:
 
 
 async def _predict(request: Request, source: str) -> Response:
+    # Here, not in a middleware: PredictLane (serving/app.py) calls this ahead of the stack.
+    require_json_body("/api/predict", request.headers.get("content-type"))
     state: ServingState = request.app.state.serving
     limits = state.settings.serving
     body = await read_body(request, limits.max_body_bytes)
