@@ -18,6 +18,7 @@ from hhforecast.watch.log_store import is_database_url
 
 __all__ = ["file_name", "log_location", "public_failure", "public_log_status", "without_folders"]
 
+
 def file_name(path: str) -> str:
     """The last part of a path written on any system (a version trained on Windows included)."""
     return path.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
