@@ -24,7 +24,11 @@ means):
 The last term widens the spread by how far the weeks' centre sits from the interval's. Few weeks
 make a noisy median and MAD, and a CUSUM summing against a wrong reference for months alerts far
 more often than one told the truth; the pseudo-weeks damp that noise, and their weight fades as
-the reference grows. With k = 0 the centre is the reference's median. The standardised error,
+the reference grows. The prior is fair because the interval is calibrated on out-of-sample fold
+errors: a deployment as good as its training said centres near 0 with spread near 1. With k = 0
+(the default) the centre is the reference's median; on simulated monthly retrains k = v = 26
+alerted fewer healthy months, as few as a rule told the true centre and spread on held-out
+fleets, but not clearly enough yet to be the default (docs/drift.md). The standardised error,
 clipped to ±`monitoring.alert_clip`, feeds a two-sided CUSUM (slack `monitoring.alert_slack`)
 that alerts in the week it passes `monitoring.alert_threshold`, and starts again from zero. No
 alert in the deployment's first `monitoring.alert_baseline_weeks` realised weeks, counted once
