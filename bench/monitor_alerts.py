@@ -14,8 +14,10 @@ fleet simulated again with 15% more unscheduled items per aircraft-day from a st
 (`FleetChange.items_factor`; several starts per fleet): the utilisation is unchanged, the
 realised HH are drawn again from the higher rate (and in the monthly schedule the versions
 retrained after the start learn them). The rule is the one `monitor` ships (watch/alerts.py:
-z_scores and alert_weeks over the deployment's weekly z-scores); next to it, the same CUSUM told
-the series' true centre and spread, which bounds what any estimate of them can do.
+z_scores and alert_weeks over the deployment's weekly z-scores); next to it, its neighbours (the
+reference pooled with the interval's centre and spread as 13 or 26 weeks each, other slacks and
+thresholds) and the same CUSUM told the series' true centre and spread, which bounds what any
+estimate of them can do.
 
     .venv/bin/python bench/monitor_alerts.py [--schedule once|monthly] [--seeds 101 102 ...]
         [--cache z.json] [--jobs 2] [--write docs/benchmarks.md]
