@@ -3,8 +3,9 @@ alerts (share of months), and how soon a +15% level shift in HH is flagged.
 
 Two schedules. `--schedule once`: for each fleet seed, simulate TRAIN + FUTURE weeks, train the
 5features network on the first TRAIN weeks (time split, its validation slice calibrating the 80%
-interval), then forecast the FUTURE weeks from their real utilisation, as a planner would with a
-plan that came true: one version serves two years. `--schedule monthly`: a new version every
+interval: the fit `train` scores, not the refit on every week it publishes), then forecast the
+FUTURE weeks from their real utilisation, as a planner would with a plan that came true: one
+version serves two years. `--schedule monthly`: a new version every
 RETRAIN_WEEKS weeks, each what `train` publishes from every week up to then (the fit on every
 week, its interval from the errors of the rolling-origin folds: run_backtest and
 fold_calibration, as training.py calibrates the served fit), each forecasting its weeks; the
@@ -13,8 +14,10 @@ fleet simulated again with 15% more unscheduled items per aircraft-day from a st
 (`FleetChange.items_factor`; several starts per fleet): the utilisation is unchanged, the
 realised HH are drawn again from the higher rate (and in the monthly schedule the versions
 retrained after the start learn them). The rule is the one `monitor` ships (watch/alerts.py:
-z_scores and alert_weeks over the deployment's weekly z-scores); next to it, the same CUSUM told
-the series' true centre and spread, which bounds what any estimate of them can do.
+z_scores and alert_weeks over the deployment's weekly z-scores); next to it, its neighbours (the
+reference pooled with the interval's centre and spread as 13 or 26 weeks each, other slacks and
+thresholds) and the same CUSUM told the series' true centre and spread, which bounds what any
+estimate of them can do.
 
     .venv/bin/python bench/monitor_alerts.py [--schedule once|monthly] [--seeds 101 102 ...]
         [--cache z.json] [--jobs 2] [--write docs/benchmarks.md]
@@ -324,8 +327,27 @@ def rule_table(
     fleets: dict[int, pd.DataFrame], configured: MonitoringConfig, coverage: float, starts: tuple
 ) -> list[tuple[str, dict[str, float]]]:
     """The configured rule and its neighbours, each measured on the fleets."""
+    pooled = {
+        f"centre and spread pooled with the interval's, {k} weeks each": {
+            "alert_centre_prior_weeks": float(k),
+            "alert_prior_weeks": float(k),
+        }
+        for k in (13, 26)
+    }
     variants = {
         "configured": configured,
+        **{
+            name: configured.model_copy(update=update)
+            for name, update in {
+                "reference's median, spread pooled with the interval's over 13 weeks (the rule "
+                "shipped until 2026-12)": {
+                    "alert_centre_prior_weeks": 0.0,
+                    "alert_prior_weeks": 13.0,
+                },
+                **pooled,
+            }.items()
+            if configured.model_copy(update=update) != configured
+        },
         **{
             f"slack {k}, threshold {h}": configured.model_copy(
                 update={"alert_slack": k, "alert_threshold": h}
@@ -341,6 +363,7 @@ def rule_table(
                 update={
                     "alert_guard_weeks": 10_000,
                     "alert_prior_weeks": 1e9,
+                    "alert_centre_prior_weeks": 0.0,
                     "alert_clip": 1e9,
                     "alert_slack": 0.5,
                     "alert_threshold": 4.0,

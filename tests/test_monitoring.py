@@ -357,7 +357,9 @@ def test_the_reference_leaves_out_the_guard_weeks_and_one_heavy_week_is_clipped(
     from hhforecast.config import MonitoringConfig
     from hhforecast.watch.alerts import alert_weeks, standardised_errors
 
-    rule = MonitoringConfig(alert_baseline_weeks=4, alert_guard_weeks=3, alert_prior_weeks=0)
+    rule = MonitoringConfig(
+        alert_baseline_weeks=4, alert_guard_weeks=3, alert_prior_weeks=0, alert_centre_prior_weeks=0
+    )
     z = np.array([1.0, -1.0, 1.0, -1.0, 1.0, -1.0, 1.0, 3.0, 3.0, 3.0, 3.0])
     u = standardised_errors(z, rule)
     # Weeks 4 to 6 are judged against the first four (median 0, MAD 1: spread 1.4826); week 9
@@ -374,6 +376,66 @@ def test_the_reference_leaves_out_the_guard_weeks_and_one_heavy_week_is_clipped(
     heavy = np.array([1.0, -1.0, 1.0, -1.0, 40.0, 0.0, 0.0])
     assert standardised_errors(heavy, rule)[4] == 3.0
     assert alert_weeks(heavy, rule) == []
+
+
+def test_the_reference_pools_the_weeks_with_the_intervals_centre_and_spread() -> None:
+    from hhforecast.watch.alerts import reference
+
+    # Five weeks: median 0.5; distances to it 1.5, 0.5, 0, 0.5, 1.5, median 0.5: MAD-spread
+    # 1.4826 x 0.5 = 0.7413, squared 0.54953.
+    past = np.array([-1.0, 0.0, 0.5, 1.0, 2.0])
+    # The interval's centre 0 as 5 weeks: centre 5 x 0.5 / (5 + 5) = 0.25. Its spread 1 as 5
+    # weeks, and the weeks' centre 0.5 away from the interval's adds (5 x 5 / 10) x 0.5^2 =
+    # 0.625: spread^2 = (5 + 5 x 0.54953 + 0.625) / (5 + 5) = 0.83727, spread 0.91502.
+    centre, spread = reference(past, 5.0, 5.0)
+    assert (centre, spread) == (pytest.approx(0.25), pytest.approx(0.91502, abs=1e-5))
+    # No weight on the interval's centre: the median, and no term for the distance:
+    # spread^2 = (5 + 5 x 0.54953) / 10 = 0.77477, spread 0.88021.
+    centre, spread = reference(past, 0.0, 5.0)
+    assert (centre, spread) == (pytest.approx(0.5), pytest.approx(0.88021, abs=1e-5))
+    # Only weeks: the median and the MAD-spread.
+    assert reference(past, 0.0, 0.0) == (pytest.approx(0.5), pytest.approx(0.7413, abs=1e-4))
+    # No week: the interval alone. Weeks that all erred alike, with no weight on the interval:
+    # no spread to divide by, the interval's is used.
+    assert reference(np.array([]), 13.0, 13.0) == (0.0, 1.0)
+    assert reference(np.array([]), 0.0, 0.0) == (0.0, 1.0)
+    assert reference(np.array([0.4, 0.4, 0.4]), 0.0, 0.0) == (pytest.approx(0.4), 1.0)
+
+
+def test_a_chance_bias_of_the_first_weeks_alerts_less_once_pooled_and_a_shift_still_does() -> None:
+    from hhforecast.config import MonitoringConfig
+    from hhforecast.watch.alerts import alert_weeks
+
+    # The deployment's first 13 weeks happen to fall low: median -0.75; distances 0.5 (8 weeks)
+    # and 0 (5 weeks), median 0.5: MAD-spread 0.7413, squared 0.54953. Then it is healthy, each
+    # week 0.25 interval-sigmas above its forecast; or shifted, 1.75 above. Until week 39 the
+    # reference is the first 13 weeks (the 26 guard weeks keep the later ones out).
+    first = [-1.25, -0.75, -0.25] * 4 + [-0.75]
+    healthy = np.array(first + [0.25] * 10)
+    shifted = np.array(first + [1.75] * 10)
+    rule = MonitoringConfig(
+        alert_baseline_weeks=13, alert_guard_weeks=26, alert_clip=3.0, alert_slack=0.75,
+        alert_threshold=3.5, alert_centre_prior_weeks=26.0, alert_prior_weeks=26.0,
+    )  # fmt: skip
+    median_rule = rule.model_copy(
+        update={"alert_centre_prior_weeks": 0.0, "alert_prior_weeks": 13.0}
+    )
+    # The reference's median as the centre: -0.75, spread sqrt((13 + 13 x 0.54953) / 26) =
+    # 0.88021. A healthy week counts (0.25 + 0.75) / 0.88021 = 1.13609, adding 0.38609 to the
+    # high sum: 3.47 after 9 weeks, 3.86 > 3.5 in the 10th (week 22).
+    ((week, direction, total),) = alert_weeks(healthy, median_rule)
+    assert (week, direction, total) == (22, "high", pytest.approx(3.8609, abs=1e-3))
+    # Pooled with the interval as 26 weeks: centre 13 x -0.75 / 39 = -0.25; spread^2 = (26 +
+    # 13 x 0.54953 + (13 x 26 / 39) x 0.75^2) / 39 = (26 + 7.14389 + 4.875) / 39 = 0.97484,
+    # spread 0.98734. A healthy week counts (0.25 + 0.25) / 0.98734 = 0.50641 < 0.75: no sum.
+    assert alert_weeks(healthy, rule) == []
+    # A shifted week counts (1.75 + 0.25) / 0.98734 = 2.02564, adding 1.27564: 3.83 > 3.5 in
+    # the third shifted week (week 15), and again every third week after the sum restarts.
+    alarms = alert_weeks(shifted, rule)
+    assert [(week, direction) for week, direction, _ in alarms] == [
+        (15, "high"), (18, "high"), (21, "high")
+    ]  # fmt: skip
+    assert [total for _, _, total in alarms] == pytest.approx([3.8269] * 3, abs=1e-3)
 
 
 def test_the_deployment_reads_each_forecast_with_its_versions_coverage() -> None:
