@@ -231,23 +231,24 @@ def test_each_week_is_judged_against_the_deployments_earlier_weeks(
     project = _monitored_project(trained_project)
     # The deployment's first five weeks are its reference, whichever version served them:
     # z = -1.025 (1.1.0), then 1.0.0's -0.256, 0.769, 0, -0.513. Sorted: -1.025, -0.513,
-    # -0.256, 0, 0.769: median -0.256; distances to it 0.769, 0, 1.025, 0.256, 0.256: median
-    # 0.256, MAD-spread 1.4826 x 0.256 = 0.380, shrunk toward the interval's 1 with 13 weeks'
-    # weight: sqrt((5 x 0.380^2 + 13) / 18) = 0.873. February's z = 2.563 count
-    # (2.563 + 0.256) / 0.873 = 3.23 each, clipped to 3, and the CUSUM reaches
-    # 2 x (3 - 0.75) = 4.5.
+    # -0.256, 0, 0.769: median m = -0.256; distances to it 0.769, 0, 1.025, 0.256, 0.256:
+    # median 0.256, MAD-spread s = 1.4826 x 0.256 = 0.380. Pooled with the interval's centre 0
+    # and spread 1 as k = v = 26 weeks: bias = 5 x -0.256 / 31 = -0.0413, spread =
+    # sqrt((26 + 5 x 0.380^2 + (5 x 26 / 31) x 0.256^2) / 31) = 0.933. February's
+    # z = 2.563 count (2.563 + 0.0413) / 0.933 = 2.791 each, and the CUSUM reaches
+    # 2 x (2.791 - 0.75) = 4.08.
     write_config(project.root, monitoring={"alert_baseline_weeks": 5})
     result = run_monitor(load_settings(project.config), project.root / "actuals.csv")
     assert result.alerts[["version", "week", "cusum"]].to_dict("records") == [
-        {"version": "1.0.0", "week": "2024-02-12", "cusum": 4.5}
+        {"version": "1.0.0", "week": "2024-02-12", "cusum": 4.08}
     ]
-    # Trusting the interval's spread alone (a heavy prior), only the centre moves:
-    # 2 x (2.563 + 0.256 - 0.75) = 4.14.
+    # Trusting the interval's spread alone (a heavy prior), only the bias moves it:
+    # 2 x (2.563 + 0.0413 - 0.75) = 3.71.
     write_config(
         project.root, monitoring={"alert_baseline_weeks": 5, "alert_prior_weeks": 1_000_000}
     )
     result = run_monitor(load_settings(project.config), project.root / "actuals.csv")
-    assert result.alerts["cusum"].tolist() == [4.14]
+    assert result.alerts["cusum"].tolist() == [3.71]
     # Seven realised weeks are not enough to know how the deployment usually errs: no alert yet.
     write_config(project.root, monitoring={"alert_baseline_weeks": 7})
     young = run_monitor(load_settings(project.config), project.root / "actuals.csv")
@@ -313,16 +314,16 @@ def test_a_monthly_retrain_is_judged_as_one_deployment(trained_project: Project)
     # realised weeks and nothing would ever be judged; as one deployment, the first 13 weeks
     # are its baseline and reference. Their z-scores (sigma = 39.02 HH): 20 / 39.02 = 0.513 five
     # times, -0.513 four times, 0 four times: median 0, MAD 0.513, MAD-spread 1.4826 x 0.513 =
-    # 0.760, shrunk toward 1 with 13 weeks' weight: sqrt((13 x 0.760^2 + 13) / 26) = 0.888.
-    # Each shifted week: z = 60 / 39.02 = 1.538, standardised 1.538 / 0.888 = 1.732, adding
-    # 1.732 - 0.75 = 0.982 to the high CUSUM: 0.98 (week 14, 1.2.0), 1.96, 2.95, then
-    # 3.93 > 3.5 in week 17, served by 1.3.0. The version change in week 15 did not reset the
+    # 0.760; pooled with the interval's centre 0 and spread 1 as 26 weeks each: bias 0,
+    # spread sqrt((26 + 13 x 0.760^2) / 39) = 0.927. Each shifted week: z = 60 / 39.02 = 1.538,
+    # standardised 1.538 / 0.927 = 1.659, adding 1.659 - 0.75 = 0.909 to the high CUSUM: 0.91
+    # (week 14, 1.2.0), 1.82, 2.73, then 3.64 > 3.5 in week 17, served by 1.3.0. The version change in week 15 did not reset the
     # sum: restarted with 1.3.0, it would pass only in week 18.
     actuals = _monthly_deployment(trained_project, HEALTHY[:13] + [60.0] * 5)
     result = run_monitor(trained_project.settings, actuals)
     assert result.alerts.to_dict("records") == [
         {"version": "1.3.0", "variant": "5features", "week": "2024-04-22", "direction": "high",
-         "cusum": 3.93}
+         "cusum": 3.64}
     ]  # fmt: skip
     assert result.message == (
         "1 alert(s): errors beyond what the forecasts' own intervals allow, first passing the "
@@ -342,7 +343,7 @@ def test_a_monthly_retrain_is_judged_as_one_deployment(trained_project: Project)
 
 def test_a_healthy_monthly_retrain_does_not_alert(trained_project: Project) -> None:
     # The same four versions, every week healthy: the standardised errors are 0 or
-    # ±0.513 / 0.888 = ±0.577, below the slack 0.75, so neither CUSUM ever rises above 0.
+    # ±0.513 / 0.927 = ±0.553, below the slack 0.75, so neither CUSUM ever rises above 0.
     actuals = _monthly_deployment(trained_project, HEALTHY)
     result = run_monitor(trained_project.settings, actuals)
     assert result.verdict == "ok"

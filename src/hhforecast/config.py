@@ -144,9 +144,9 @@ class MonitoringConfig(_Section):
     alert_guard_weeks: int = Field(26, ge=0)
     """The weeks just before the one judged stay out of its reference, so that a recent change is
     compared with how the deployment did before it, not absorbed into it."""
-    alert_prior_weeks: float = Field(13.0, ge=0.0)
+    alert_prior_weeks: float = Field(26.0, ge=0.0)
     """How much the forecasts' own intervals weigh in the error spread, in weeks of evidence."""
-    alert_centre_prior_weeks: float = Field(0.0, ge=0.0)
+    alert_centre_prior_weeks: float = Field(26.0, ge=0.0)
     """How much the intervals' own centre (no bias) weighs in the error centre, in weeks."""
     alert_clip: float = Field(3.0, gt=0.0)
     """Standardised errors are clipped to ± this before they are summed (one heavy week)."""
