@@ -37,7 +37,7 @@ from hhforecast.serving.state import PredictionSink, ServingState
 from hhforecast.serving.validation import InvalidRequest
 from hhforecast.watch.prediction_rows import PredictionEvent
 
-__all__ = ["APP_FACTORY", "app_from_environment", "create_app"]
+__all__ = ["APP_FACTORY", "app_from_environment", "create_app", "one_blas_thread"]
 
 APP_FACTORY = "hhforecast.serving.app:app_from_environment"
 DOCS_ASSETS = "/docs-assets"
@@ -240,9 +240,22 @@ async def _write_prediction_log(recorder: PredictionSink) -> None:
             log.exception("prediction log: write cycle failed")
 
 
+def one_blas_thread() -> None:
+    """Let NumPy's BLAS run one thread in this process, as each serving process should.
+
+    An answer's forward pass is a few products of matrices at most 32 wide: threads gain
+    nothing on them. OpenBLAS nevertheless shares a product of a few hundred rows (the
+    challenger's forecasts of one write cycle's answers) among its threads, which then spin
+    waiting for more work: that nearly doubled the service's CPU per answer with a challenger
+    named (docs/benchmarks.md).
+    """
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1, user_api="blas")
+
+
 def app_from_environment() -> FastAPI:
     """The app for `uvicorn --factory` worker processes: settings from $HHFORECAST_CONFIG."""
-    from hhforecast.serving.server import one_blas_thread
     from hhforecast.watch.prediction_log import PredictionRecorder
 
     one_blas_thread()

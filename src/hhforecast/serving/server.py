@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from hhforecast.serving.production import ProductionFollower as Follower
     from hhforecast.serving.production import ServedModel
 
-__all__ = ["ServerPlan", "one_blas_thread", "plan_server", "run_server"]
+__all__ = ["ServerPlan", "plan_server", "run_server"]
 
 
 @dataclass(frozen=True)
@@ -115,20 +115,6 @@ def _log_config() -> dict[str, Any]:
     return config
 
 
-def one_blas_thread() -> None:
-    """Let NumPy's BLAS run one thread in this process, as each serving process should.
-
-    An answer's forward pass is a few products of matrices at most 32 wide: threads gain
-    nothing on them. OpenBLAS nevertheless shares a product of a few hundred rows (the
-    challenger's forecasts of one write cycle's answers) among its threads, which then spin
-    waiting for more work: that nearly doubled the service's CPU per answer with a challenger
-    named (docs/benchmarks.md).
-    """
-    from threadpoolctl import threadpool_limits
-
-    threadpool_limits(limits=1, user_api="blas")
-
-
 def run_server(
     settings: Settings,
     plan: ServerPlan,
@@ -143,6 +129,7 @@ def run_server(
     wherever the caller's follower finds it."""
     import uvicorn
 
+    from hhforecast.serving.app import one_blas_thread
     from hhforecast.serving.connections import (
         accept_batch,
         guarded_protocol,
