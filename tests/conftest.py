@@ -281,9 +281,10 @@ def mlflow_server(request: pytest.FixtureRequest):
     return MlflowServer(services_folder() / "service-mlflow", port=described["port"])
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def private_mlflow_server(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest):
-    """A real `mlflow server` of the test's own, which it may stop and start."""
+    """A real `mlflow server` no other worker uses, for tests that stop it to hold an outage:
+    the module's tests in one worker share it, so each starts it again before it ends."""
     pytest.importorskip("mlflow", reason="MLflow is not installed: pip install '.[mlflow]'")
     from .mlflow_server import MlflowServer
 
