@@ -27,8 +27,17 @@ from hhforecast.cli import app
 from hhforecast.config import CONFIG_ENV, Settings, load_settings
 
 from .postgres_server import BIN_GLOB, PostgresServer, postgres_bin, start_postgres
+from .shared_services import (
+    SERVICES_ENV,
+    postgres_description,
+    postgres_from,
+    services_folder,
+    shared_service,
+    stop_shared_services,
+)
 
 _DATABASES = itertools.count()
+_SHARED_PROCESSES: list[object] = []
 
 FAST_TRAINING = {
     "epochs": 8,
@@ -233,35 +242,91 @@ def rerecord(folder: Path, *names: str, registry: bool = True) -> None:
         registry_path.write_text(json.dumps(data, indent=2))
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    if SERVICES_ENV not in os.environ:  # the session's process; its xdist workers inherit it
+        os.environ[SERVICES_ENV] = tempfile.mkdtemp(prefix="hhforecast-test-services-")
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if not os.environ.get("PYTEST_XDIST_WORKER") and SERVICES_ENV in os.environ:
+        stop_shared_services(services_folder())
+
+
+def _mlflow_backend(request: pytest.FixtureRequest, name: str) -> str | None:
+    """A database of the run's PostgreSQL for an MLflow server's backend store, as
+    docs/mlflow.md's scale-out recipe says (None, for SQLite, when PostgreSQL is not installed)."""
+    if postgres_bin() is None or importlib.util.find_spec("psycopg") is None:
+        return None
+    cluster: PostgresServer = request.getfixturevalue("postgres")
+    url = cluster.create_database(name)
+    return url.replace("postgresql://", "postgresql+psycopg://", 1)
+
+
 @pytest.fixture(scope="session")
-def mlflow_server(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest):
-    """A real `mlflow server` (free loopback port, local artifacts) for the session, its backend
-    store in the session's PostgreSQL as docs/mlflow.md's scale-out recipe says (SQLite when
-    PostgreSQL is not installed)."""
+def mlflow_server(request: pytest.FixtureRequest):
+    """A real `mlflow server` (free loopback port, local artifacts, its backend store in the
+    run's PostgreSQL) shared by every worker of the run: tests use names of their own. Never
+    stopped by a test: those that hold an outage use `private_mlflow_server`."""
     pytest.importorskip("mlflow", reason="MLflow is not installed: pip install '.[mlflow]'")
     from .mlflow_server import MlflowServer
 
-    backend = None
-    if postgres_bin() is not None and importlib.util.find_spec("psycopg") is not None:
-        cluster = request.getfixturevalue("postgres")
-        url = cluster.create_database(f"mlflow_{os.getpid()}")
-        backend = url.replace("postgresql://", "postgresql+psycopg://", 1)
+    def start(folder: Path) -> dict:
+        server = MlflowServer(folder, backend=_mlflow_backend(request, "mlflow_shared"))
+        server.start()
+        assert server.process is not None
+        _SHARED_PROCESSES.append(server)  # outlives this worker: the session's process stops it
+        return {"kind": "mlflow", "pid": server.process.pid, "port": server.port}
+
+    described = shared_service(services_folder(), "mlflow", start)
+    return MlflowServer(services_folder() / "service-mlflow", port=described["port"])
+
+
+@pytest.fixture(scope="module")
+def private_mlflow_server(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest):
+    """A real `mlflow server` no other worker uses, for tests that stop it to hold an outage:
+    the module's tests in one worker share it, so each starts it again before it ends."""
+    pytest.importorskip("mlflow", reason="MLflow is not installed: pip install '.[mlflow]'")
+    from .mlflow_server import MlflowServer
+
+    backend = _mlflow_backend(request, f"mlflow_{os.getpid()}_{next(_DATABASES)}")
     server = MlflowServer(tmp_path_factory.mktemp("mlflow-server"), backend=backend)
     server.start()
     yield server
     server.stop()
 
 
-@pytest.fixture(scope="session")
-def postgres() -> Iterator[PostgresServer]:
-    """A real PostgreSQL server for the session (Debian's `postgresql` package), in a folder of
-    its own under the system's temporary folder (pytest's is closed to the `postgres` user)."""
+def _needs_postgres() -> None:
     if postgres_bin() is None:
         pytest.skip(
             f"PostgreSQL is not installed (no {BIN_GLOB}/pg_ctl): apt-get install postgresql"
         )
     pytest.importorskip("psycopg", reason="psycopg is not installed: pip install -e '.[postgres]'")
-    folder = Path(tempfile.mkdtemp(prefix="hhforecast-postgres-"))
+
+
+def _postgres_folder() -> Path:
+    """A folder of its own under the system's temporary folder (pytest's is closed to the
+    `postgres` user)."""
+    return Path(tempfile.mkdtemp(prefix="hhforecast-postgres-"))
+
+
+@pytest.fixture(scope="session")
+def postgres() -> PostgresServer:
+    """A real PostgreSQL server (Debian's `postgresql` package) shared by every worker of the
+    run. Never stopped by a test: those that hold an outage use `private_postgres`."""
+    _needs_postgres()
+
+    def start(_: Path) -> dict:
+        folder = _postgres_folder()
+        return postgres_description(start_postgres(folder), folder)
+
+    return postgres_from(shared_service(services_folder(), "postgres", start))
+
+
+@pytest.fixture
+def private_postgres() -> Iterator[PostgresServer]:
+    """A real PostgreSQL server of the test's own, which it may stop and start."""
+    _needs_postgres()
+    folder = _postgres_folder()
     try:
         server = start_postgres(folder)
         try:

@@ -58,6 +58,10 @@ class MlflowServer:
             "1",
         ]
         env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+        # No job runner: MLflow 3 starts a pool of Huey consumers for its GenAI jobs (judges,
+        # trace rollups), each a Python process importing MLflow, which hhforecast never uses.
+        # They cost more CPU than the server itself, and again at every restart.
+        env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(
                 command,

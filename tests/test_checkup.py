@@ -143,7 +143,7 @@ def die(self, document):  # the power goes out right after the folder moved into
 
 assert hasattr(Registry, "write_document"), "the registry writes its file elsewhere now"
 Registry.write_document = die
-app(["train", "--version", "2.0.0", "--config", sys.argv[1]])
+app(["train", "--version", "2.0.0", "--epochs", "1", "--config", sys.argv[1]])
 """
 
 

@@ -26,7 +26,10 @@ def test_raw_logs_to_trained_version_records_the_manifest(project: Project, cli)
     )
     assert built.exit_code == 0, built.stderr
     assert json.loads(built.stdout)["weeks"]["kept"] == 120
-    trained = cli("train", "--dataset", "data/weekly.csv", "--version", "1.0.0", "--json")
+    # Two epochs: the manifest is the point, not the fit.
+    trained = cli(
+        "train", "--dataset", "data/weekly.csv", "--version", "1.0.0", "--epochs", "2", "--json"
+    )
     assert trained.exit_code == 0, trained.stderr
     meta = json.loads((project.models / "1.0.0" / "model_metadata.json").read_text())
     inputs = meta["dataset"]["manifest"]["inputs"]
@@ -36,7 +39,7 @@ def test_raw_logs_to_trained_version_records_the_manifest(project: Project, cli)
     # An edited dataset no longer matches its manifest: nothing stale is recorded.
     edited = project.root / "data/weekly.csv"
     edited.write_text(edited.read_text().replace("\n", "\r\n"))
-    assert cli("train", "--dataset", edited, "--version", "1.1.0").exit_code == 0
+    assert cli("train", "--dataset", edited, "--version", "1.1.0", "--epochs", "2").exit_code == 0
     meta = json.loads((project.models / "1.1.0" / "model_metadata.json").read_text())
     assert "manifest" not in meta["dataset"]
 
@@ -51,6 +54,8 @@ def test_raw_logs_to_trained_version_records_the_manifest(project: Project, cli)
         "data/latest.csv",
         "--version",
         "2.0.0",
+        "--epochs",
+        "2",
         "--json",
     )
     assert result.exit_code == 1  # the same weeks again: no fair week to win on

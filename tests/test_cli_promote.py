@@ -1,6 +1,8 @@
 """`hhforecast validate`, `promote`, `rollback` and `registry history` from the command line."""
 
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -175,3 +177,28 @@ def test_a_gated_promotion_with_no_production_before_says_so(
         f"RMSE 5features: {rmse:,.1f} (same evaluation weeks: held-out test weeks of 1.0.0, "
         "2022-10-03 to 2023-12-25 (65 weeks)); 0.0.9, production before, could not be scored.\n"
     )
+
+
+def test_promote_and_rollback_by_hand_never_import_pandas(trained_project: Project) -> None:
+    # Moving the pointer by hand reads no dataset: run in many processes at once (a fleet of
+    # replicas' deploy scripts), each pandas import is a third of a second of CPU for nothing.
+    code = (
+        "import sys\n"
+        "from hhforecast.cli import app\n"
+        "for args in (['promote', '1.0.0', '--reason', 'by hand'], ['rollback']):\n"
+        "    try:\n"
+        "        app(args)\n"
+        "    except SystemExit as exc:\n"
+        "        assert exc.code == 0, (args, exc.code)\n"
+        "heavy = [m for m in ('tensorflow', 'pandas', 'sklearn', 'scipy') if m in sys.modules]\n"
+        "print('HEAVY', heavy)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=trained_project.root,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "Promoted" in out.stdout and "HEAVY []" in out.stdout, out.stdout

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import Project
+from .conftest import SCORED_IS_SERVED, Project, write_config
 
 
 def test_train_then_refuse_the_same_version(project: Project, cli) -> None:
@@ -59,7 +59,10 @@ def test_sample_writes_a_reproducible_file(tmp_path: Path, cli) -> None:
 
 @pytest.mark.slow
 def test_four_parallel_trainings_keep_every_entry(project: Project) -> None:
-    env = {**os.environ, "HHFORECAST_CONFIG": str(project.config)}
+    # The registry's lock is the point, not the served fit: no refit on every week (a third of
+    # each training's fits, in four processes that import TensorFlow at once).
+    config = write_config(project.root, training=SCORED_IS_SERVED)
+    env = {**os.environ, "HHFORECAST_CONFIG": str(config)}
     command = [sys.executable, "-m", "hhforecast", "train", "--epochs", "2"]
     procs = [
         subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)

@@ -165,23 +165,23 @@ def test_the_challenger_alias_follows_the_challenger(
 
 
 def test_sync_moves_and_removes_the_challenger_alias_mlflow_missed(
-    trained_project: Project, mlflow_server, cli
+    trained_project: Project, private_mlflow_server, cli
 ) -> None:
     from mlflow.exceptions import MlflowException
 
-    names = track(trained_project, mlflow_server.url)
+    names = track(trained_project, private_mlflow_server.url)
     config = trained_project.config
     assert cli("promote", "1.0.0", "--config", config).exit_code == 0
-    c = client(mlflow_server.url)
+    c = client(private_mlflow_server.url)
     # The challenger named, then cleared, each while MLflow is down: the local change stands,
     # and `mlflow sync` brings the alias in line afterwards.
-    mlflow_server.stop()
+    private_mlflow_server.stop()
     try:
         named = cli("promote", "1.1.0", "--challenger", "--config", config)
         assert named.exit_code == 0, named.output
         assert "hhforecast mlflow sync" in named.stderr
     finally:
-        mlflow_server.start()
+        private_mlflow_server.start()
     synced = cli("mlflow", "sync", "--config", config, "--json")
     assert synced.exit_code == 0, synced.output
     report = json.loads(synced.stdout)
@@ -195,11 +195,11 @@ def test_sync_moves_and_removes_the_challenger_alias_mlflow_missed(
     again = json.loads(cli("mlflow", "sync", "--config", config, "--json").stdout)
     assert again["challenger_moves"] == []  # in line: nothing moved twice
 
-    mlflow_server.stop()
+    private_mlflow_server.stop()
     try:
         assert cli("registry", "clear-challenger", "--config", config).exit_code == 0
     finally:
-        mlflow_server.start()
+        private_mlflow_server.start()
     for name in names.values():  # MLflow missed the clearing: the alias is still there
         c.get_model_version_by_alias(name, "challenger")
     cleared = cli("mlflow", "sync", "--config", config)
@@ -215,14 +215,14 @@ def test_sync_moves_and_removes_the_challenger_alias_mlflow_missed(
 
 
 def test_a_promote_during_an_outage_stays_local_and_sync_brings_mlflow_in_line(
-    trained_project: Project, mlflow_server, cli
+    trained_project: Project, private_mlflow_server, cli
 ) -> None:
-    names = track(trained_project, mlflow_server.url)
+    names = track(trained_project, private_mlflow_server.url)
     config = trained_project.config
     assert cli("mlflow", "sync", "--config", config).exit_code == 0  # backfills 1.0.0 and 1.1.0
     assert cli("promote", "1.0.0", "--config", config).exit_code == 0
 
-    mlflow_server.stop()
+    private_mlflow_server.stop()
     try:
         down = cli("promote", "1.1.0", "--reason", "during outage", "--config", config)
         assert down.exit_code == 0, down.output
@@ -231,20 +231,20 @@ def test_a_promote_during_an_outage_stays_local_and_sync_brings_mlflow_in_line(
         refused = cli("mlflow", "sync", "--config", config)
         assert refused.exit_code == 2 and refused.stderr.startswith("Error: MLflow at")
     finally:
-        mlflow_server.start()
+        private_mlflow_server.start()
     assert yaml.safe_load(config.read_text())["mlops"]["production_version"] == "1.1.0"
 
     synced = cli("mlflow", "sync", "--config", config, "--json")
     assert synced.exit_code == 0, synced.output
     report = json.loads(synced.stdout)
     assert report["production"] == "1.1.0" and len(report["moves"]) == 2
-    c = client(mlflow_server.url)
+    c = client(private_mlflow_server.url)
     for name in names.values():
         assert c.get_model_version_by_alias(name, "production").tags["hhforecast.version"] == (
             "1.1.0"
         )
         assert c.get_registered_model(name).tags["production.reason"] == "during outage"
-        assert len(by_version(mlflow_server.url, name, "1.1.0")) == 1  # no duplicate
+        assert len(by_version(private_mlflow_server.url, name, "1.1.0")) == 1  # no duplicate
     again = json.loads(cli("mlflow", "sync", "--config", config, "--json").stdout)
     assert again["moves"] == [] and again["backfilled"] == []
 

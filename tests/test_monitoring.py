@@ -317,8 +317,9 @@ def test_a_monthly_retrain_is_judged_as_one_deployment(trained_project: Project)
     # 0.760; pooled with the interval's centre 0 and spread 1 as 26 weeks each: bias 0,
     # spread sqrt((26 + 13 x 0.760^2) / 39) = 0.927. Each shifted week: z = 60 / 39.02 = 1.538,
     # standardised 1.538 / 0.927 = 1.659, adding 1.659 - 0.75 = 0.909 to the high CUSUM: 0.91
-    # (week 14, 1.2.0), 1.82, 2.73, then 3.64 > 3.5 in week 17, served by 1.3.0. The version change in week 15 did not reset the
-    # sum: restarted with 1.3.0, it would pass only in week 18.
+    # (week 14, 1.2.0), 1.82, 2.73, then 3.64 > 3.5 in week 17, served by 1.3.0. The version
+    # change in week 15 did not reset the sum: restarted with 1.3.0, it would pass only in
+    # week 18.
     actuals = _monthly_deployment(trained_project, HEALTHY[:13] + [60.0] * 5)
     result = run_monitor(trained_project.settings, actuals)
     assert result.alerts.to_dict("records") == [

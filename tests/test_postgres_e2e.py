@@ -141,8 +141,10 @@ def burst(server: Server, clients: int, each: int) -> list[int]:
 
 
 def test_the_database_stopped_during_a_burst_loses_nothing(
-    trained_project: Project, postgres: PostgresServer, postgres_url: str
+    trained_project: Project, private_postgres: PostgresServer
 ) -> None:
+    postgres = private_postgres  # a server of its own: the others' tests keep theirs running
+    postgres_url = postgres.create_database("burst")
     server = start_server(logging_to(trained_project, postgres_url))
     try:
         assert httpx.post(f"{server.url}/api/predict", json=WEEK).status_code == 200

@@ -25,6 +25,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 import yaml
 
 import hhforecast
@@ -152,6 +153,7 @@ def serve_briefly(line: str, cwd: Path, env: dict[str, str], port: int) -> dict:
         server.wait(timeout=30)
 
 
+@pytest.mark.slow  # the suite's longest test: four of its lines import TensorFlow and train
 def test_the_readme_tour_runs_in_order_as_printed(tmp_path: Path) -> None:
     lines = tour_lines()
     assert lines[0] == ACTIVATE
