@@ -9,9 +9,11 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import itertools
+import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -343,3 +345,29 @@ def postgres_url(postgres: PostgresServer, request: pytest.FixtureRequest) -> st
     """A fresh, empty database of the session's server, for one test."""
     name = "t_" + "".join(c if c.isalnum() else "_" for c in request.node.name.lower())[:50]
     return postgres.create_database(f"{name}_{os.getpid()}_{next(_DATABASES)}")
+
+
+HEAVY_CHECK = """
+import json, sys
+from hhforecast.cli import app
+for args in json.loads(sys.argv[1]):
+    try:
+        app(args)
+    except SystemExit as exc:
+        assert exc.code == 0, (args, exc.code)
+print("HEAVY", [m for m in json.loads(sys.argv[2]) if m in sys.modules])
+"""
+
+
+def heavy_imports(root: Path, commands: list[list[str]], modules: tuple[str, ...]) -> str:
+    """Run the CLI `commands` in one fresh process in `root`, each expected to succeed, and
+    return its output, ending in `HEAVY [...]`: which of `modules` they imported."""
+    out = subprocess.run(
+        [sys.executable, "-c", HEAVY_CHECK, json.dumps(commands), json.dumps(modules)],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    return out.stdout

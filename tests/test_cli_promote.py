@@ -1,14 +1,12 @@
 """`hhforecast validate`, `promote`, `rollback` and `registry history` from the command line."""
 
 import json
-import subprocess
-import sys
 
 import pytest
 
 from hhforecast.registry.pointer import rewrite_production_version
 
-from .conftest import Project
+from .conftest import Project, heavy_imports
 from .test_gate import rank_versions, tamper
 
 
@@ -182,23 +180,8 @@ def test_a_gated_promotion_with_no_production_before_says_so(
 def test_promote_and_rollback_by_hand_never_import_pandas(trained_project: Project) -> None:
     # Moving the pointer by hand reads no dataset: run in many processes at once (a fleet of
     # replicas' deploy scripts), each pandas import is a third of a second of CPU for nothing.
-    code = (
-        "import sys\n"
-        "from hhforecast.cli import app\n"
-        "for args in (['promote', '1.0.0', '--reason', 'by hand'], ['rollback']):\n"
-        "    try:\n"
-        "        app(args)\n"
-        "    except SystemExit as exc:\n"
-        "        assert exc.code == 0, (args, exc.code)\n"
-        "heavy = [m for m in ('tensorflow', 'pandas', 'sklearn', 'scipy') if m in sys.modules]\n"
-        "print('HEAVY', heavy)\n"
+    commands = [["promote", "1.0.0", "--reason", "by hand"], ["rollback"]]
+    out = heavy_imports(
+        trained_project.root, commands, ("tensorflow", "pandas", "sklearn", "scipy")
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=trained_project.root,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert out.returncode == 0, out.stderr
-    assert "Promoted" in out.stdout and "HEAVY []" in out.stdout, out.stdout
+    assert "Promoted" in out and "HEAVY []" in out, out

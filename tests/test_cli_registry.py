@@ -1,9 +1,7 @@
 import json
-import subprocess
-import sys
 from pathlib import Path
 
-from .conftest import Project
+from .conftest import Project, heavy_imports
 from .test_registry import ORIGINAL
 
 
@@ -44,24 +42,13 @@ def test_empty_registry_says_how_to_start(cli) -> None:
 
 
 def test_help_and_registry_list_do_not_import_tensorflow(trained_project: Project) -> None:
-    code = (
-        "import sys\n"
-        "from hhforecast.cli import app\n"
-        "for args in (['--help'], ['registry', 'list'], ['registry', 'show', '1.0.0'],\n"
-        "             ['registry', 'check']):\n"
-        "    try:\n"
-        "        app(args)\n"
-        "    except SystemExit as exc:\n"
-        "        assert exc.code == 0, (args, exc.code)\n"
-        "heavy = [m for m in ('tensorflow', 'keras', 'pandas', 'sklearn') if m in sys.modules]\n"
-        "print('HEAVY', heavy)\n"
+    commands = [
+        ["--help"],
+        ["registry", "list"],
+        ["registry", "show", "1.0.0"],
+        ["registry", "check"],
+    ]
+    out = heavy_imports(
+        trained_project.root, commands, ("tensorflow", "keras", "pandas", "sklearn")
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=trained_project.root,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert out.returncode == 0, out.stderr
-    assert "HEAVY []" in out.stdout
+    assert "HEAVY []" in out, out
