@@ -14,6 +14,7 @@ import pandas as pd
 
 from hhforecast._fs import file_sha256
 from hhforecast.config import DatasetConfig, Settings, shown_value
+from hhforecast.datasets import DATE_COLUMN
 from hhforecast.datasets.dates import parse_dates
 from hhforecast.datasets.grid import PLAN_HINT, check_weekly_grid, monday_of
 from hhforecast.datasets.reader import TableFormat, read_table
@@ -37,7 +38,6 @@ __all__ = [
     "training_dataset_path",
 ]
 
-DATE_COLUMN = "date"
 SAMPLE_NAME = "sample_weekly.csv"
 SAMPLE_LABEL = f"sample:{SAMPLE_NAME}"
 """How model_metadata.json names the bundled sample (its path differs between installs)."""

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from hhforecast.config import DatasetConfig, Settings
+from hhforecast.datasets import DATE_COLUMN
 from hhforecast.errors import EXIT_BAD_INPUT, HHForecastError
 
 if TYPE_CHECKING:
@@ -71,7 +72,7 @@ class LabelledWeeks:
 
     def with_columns(self, columns: list[str], target: str) -> LabelledWeeks:
         """The same weeks reduced to `columns` and the target, checked to be there."""
-        from hhforecast.datasets.weekly import DATE_COLUMN, check_feature_frame
+        from hhforecast.datasets.weekly import check_feature_frame
 
         wanted = list(dict.fromkeys([*columns, target]))
         values = check_feature_frame(self.frame.reset_index(drop=True), self.source, wanted)
@@ -165,8 +166,6 @@ def training_dates(version: VersionHandle) -> tuple[set[Any], str] | None:
     else its fit and validation weeks."""
     import pandas as pd
 
-    from hhforecast.datasets.weekly import DATE_COLUMN
-
     metadata = version.metadata
     served = _served_period(metadata)
     if served is None and not _has_split(metadata):
@@ -205,8 +204,6 @@ def evaluation_frame(
 ) -> EvaluationFrame:
     """The weeks to score `version` on, with its training weeks for fitting the baselines."""
     import pandas as pd
-
-    from hhforecast.datasets.weekly import DATE_COLUMN
 
     metadata = version.metadata
     own = version.dataset()
@@ -334,8 +331,6 @@ def fair_weeks(
     candidate's data shares with production's dataset must agree with it: a candidate trained
     on a wrong export (scrambled features, other labels) is not judged on that export.
     """
-    from hhforecast.datasets.weekly import DATE_COLUMN
-
     ends: dict[str, str] = {}
     for version in (candidate, production):
         end = training_end(version.metadata) if _has_split(version.metadata) else None
@@ -372,8 +367,6 @@ def fair_weeks(
 def disagreeing_weeks(first: Any, second: Any, columns: list[str]) -> dict[str, tuple[int, int]]:
     """For each of `columns` both frames hold: (weeks whose value differs, weeks both hold),
     matched by date; only the columns that differ somewhere are listed."""
-    from hhforecast.datasets.weekly import DATE_COLUMN
-
     shared = [c for c in dict.fromkeys(columns) if c in first.columns and c in second.columns]
     both = first[[DATE_COLUMN, *shared]].merge(
         second[[DATE_COLUMN, *shared]], on=DATE_COLUMN, suffixes=("_a", "_b")
@@ -424,8 +417,6 @@ def _check_against_production(
 
 
 def _held_out_weeks(version: VersionHandle, columns: list[str], target: str) -> LabelledWeeks:
-    from hhforecast.datasets.weekly import DATE_COLUMN
-
     own = version.dataset()
     if own.frame is None:
         raise EvaluationDataError(
