@@ -14,7 +14,7 @@ from hhforecast.datasets.weekly import sample_dataset_path
 from hhforecast.modeling.predict import load_model, predict_frame
 from hhforecast.watch.prediction_log import PredictionLog
 
-from .conftest import Project
+from .conftest import Project, write_config
 
 LAST_WEEKS = 26  # the sample's last 26 weeks come after the training weeks (time split)
 
@@ -332,3 +332,23 @@ def test_the_running_service_logs_what_monitor_reports(trained_project: Project,
     log = PredictionLog.from_settings(trained_project.settings)
     assert len(log.frame()) == 4
     log.close()
+
+
+def test_monitor_on_an_empty_postgresql_database_creates_no_table(
+    project: Project, tmp_path: Path, cli, postgres_url: str
+) -> None:
+    """The same on PostgreSQL: a database nothing has logged into stays empty."""
+    import psycopg
+
+    write_config(project.root, monitoring={"database": postgres_url})
+    actuals = tmp_path / "actuals.csv"
+    actuals.write_text("date,HH\n2024-01-01,100\n")
+    result = cli("monitor", "--actuals", actuals, "--config", project.config)
+    assert result.exit_code == 2
+    assert result.stderr.startswith("Error: no prediction log in postgresql://")
+    assert "no forecast has been logged yet" in result.stderr and "***" not in result.stdout
+    with psycopg.connect(postgres_url) as connection:
+        tables = connection.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'"
+        ).fetchone()
+    assert tables == (0,)
