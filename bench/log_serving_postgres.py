@@ -15,6 +15,8 @@ with a challenger as well, at least 0.9×.
 from __future__ import annotations
 
 import argparse
+import atexit
+import contextlib
 import json
 import os
 import shutil
@@ -56,6 +58,8 @@ def main() -> None:
         from tests.postgres_server import start_postgres
 
         server = start_postgres(Path(tempfile.mkdtemp(prefix="hhforecast-postgres-")))
+        # Stopped however the bench ends: a server that exits early (sys.exit) left it running.
+        atexit.register(stop_postgres, server)
         url = server.url()
     import psycopg
 
@@ -117,9 +121,6 @@ def main() -> None:
     with psycopg.connect(database) as connection:
         row = connection.execute("SELECT count(*) FROM predictions").fetchone()
         logged = int(row[0]) if row else 0
-    if server is not None:
-        server.stop()
-        shutil.rmtree(server.data.parent, ignore_errors=True)
 
     def median(target: str, field: str) -> float:
         return statistics.median(r[field] for r in runs if r["target"] == target)
@@ -172,6 +173,13 @@ def main() -> None:
     print(text)
     if args.write:
         write_section(args.write, text, SECTION)
+
+
+def stop_postgres(server: Any) -> None:
+    """Stop the throw-away PostgreSQL server and remove its folder."""
+    with contextlib.suppress(subprocess.CalledProcessError):
+        server.stop()
+    shutil.rmtree(server.data.parent, ignore_errors=True)
 
 
 def name_a_challenger(command: str, folder: Path) -> None:
